@@ -1,0 +1,18 @@
+"""otinverse: optimal transport for inverse problems, on a Rust core.
+
+Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
+"""
+
+from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
+from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
+
+__all__ = [
+    "InvalidArgumentError",
+    "InvalidDtypeError",
+    "NumericalError",
+    "SinkhornResult",
+    "__version__",
+    "sinkhorn",
+    "sinkhorn_points",
+    "wasserstein",
+]

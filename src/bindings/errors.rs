@@ -1,0 +1,38 @@
+//! One mapping from the core's error enum to Python exceptions. The exception classes are
+//! defined here and re-exported by `otinverse`, whose Python-side validation raises the same ones.
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyArithmeticError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::core::OtError;
+
+create_exception!(otinverse, InvalidArgumentError, PyValueError, "An argument has an invalid value or shape; the message names it.");
+create_exception!(otinverse, InvalidDtypeError, PyTypeError, "An array argument has a dtype that is not numeric; the message names it.");
+create_exception!(otinverse, NumericalError, PyArithmeticError, "The iteration broke down numerically despite valid input.");
+
+/// Wraps [`OtError`] so the orphan rule lets us convert it into `PyErr` with `?`.
+pub struct CoreError(pub OtError);
+
+impl From<OtError> for CoreError {
+    fn from(e: OtError) -> Self {
+        CoreError(e)
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(CoreError(e): CoreError) -> PyErr {
+        match e {
+            OtError::InvalidArgument { .. } | OtError::Shape { .. } => InvalidArgumentError::new_err(e.to_string()),
+            OtError::Numerical(_) => NumericalError::new_err(e.to_string()),
+        }
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("InvalidArgumentError", py.get_type::<InvalidArgumentError>())?;
+    m.add("InvalidDtypeError", py.get_type::<InvalidDtypeError>())?;
+    m.add("NumericalError", py.get_type::<NumericalError>())?;
+    Ok(())
+}

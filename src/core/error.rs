@@ -1,0 +1,70 @@
+//! The one error type of the core. The bindings map each variant to a Python exception in a
+//! single `From` impl; every message names the offending argument.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum OtError {
+    /// A scalar or array argument has a value outside its domain (NaN, negative weight, ε ≤ 0…).
+    #[error("{name}: {message}")]
+    InvalidArgument { name: &'static str, message: String },
+    /// Array shapes do not fit together.
+    #[error("{name}: {message}")]
+    Shape { name: &'static str, message: String },
+    /// The iteration broke down numerically (non-finite potentials), despite valid input.
+    #[error("numerical breakdown: {0}")]
+    Numerical(String),
+}
+
+pub type Result<T> = std::result::Result<T, OtError>;
+
+impl OtError {
+    pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+        OtError::InvalidArgument { name, message: message.into() }
+    }
+
+    pub fn shape(name: &'static str, message: impl Into<String>) -> Self {
+        OtError::Shape { name, message: message.into() }
+    }
+}
+
+/// `Ok` when every entry is finite.
+pub fn check_finite<'a>(name: &'static str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
+    if values.into_iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(OtError::invalid(name, "contains NaN or Inf"))
+    }
+}
+
+/// Validates a weight vector (finite, non-negative, positive total) and returns its mass.
+pub fn check_weights<'a>(name: &'static str, values: impl IntoIterator<Item = &'a f64>) -> Result<f64> {
+    let mut mass = 0.0;
+    let mut count = 0usize;
+    for &v in values {
+        if !v.is_finite() {
+            return Err(OtError::invalid(name, "contains NaN or Inf"));
+        }
+        if v < 0.0 {
+            return Err(OtError::invalid(name, format!("weights must be non-negative, found {v}")));
+        }
+        mass += v;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(OtError::shape(name, "must not be empty"));
+    }
+    if mass <= 0.0 || !mass.is_finite() {
+        return Err(OtError::invalid(name, format!("total mass must be positive and finite, found {mass}")));
+    }
+    Ok(mass)
+}
+
+/// Validates a strictly positive, finite scalar such as ε or a reach.
+pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(OtError::invalid(name, format!("must be positive and finite, got {value}")))
+    }
+}

@@ -1,0 +1,364 @@
+//! The Sinkhorn family in the log domain (DESIGN §3.2), one implementation for every variant.
+//!
+//! Objective: `⟨C,P⟩ + ε KL(P | a⊗b) + ρ_a KL(P1 | a) + ρ_b KL(Pᵀ1 | b)`, ρ = ∞ meaning the
+//! marginal is exact. With `softmin_ε(h)_i = −ε log Σ_j b_j exp((h_j − C_ij)/ε)` the updates are
+//! `f ← λ_a softmin_ε(g)`, `g ← λ_b softmin_ε(f)ᵀ` with damping `λ = 1/(1 + ε/ρ)` (λ = 1 for
+//! ρ = ∞), and the plan is `P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)` (paper 004, Thm. 1 with the
+//! corrected damping ρ/(ρ+ε)).
+//!
+//! The marginal error costs nothing extra: after a `g` update the column condition holds exactly,
+//! and the next `f` softmin `f̃` gives the row sums of the current plan,
+//! `Σ_j P_ij = a_i exp((f_i − f̃_i)/ε)`, whose target is `a_i exp(−f_i/ρ_a)`.
+
+use ndarray::{Array1, ArrayView1};
+
+use crate::core::cost::CostKernel;
+use crate::core::error::{check_positive, check_weights, OtError, Result};
+
+/// How the two potentials are updated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// Gauss–Seidel: one side, then the other with the fresh potential.
+    Alternating,
+    /// Both sides from the same state, averaged with the previous potentials (the usual choice
+    /// for unbalanced problems); finishes with one alternating step so the exact side holds.
+    Symmetric,
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkhornParams {
+    /// Entropic regularisation ε > 0, in cost units.
+    pub eps: f64,
+    /// ρ_a of the KL penalty on the first marginal; `None` = exact.
+    pub reach_a: Option<f64>,
+    /// ρ_b of the KL penalty on the second marginal; `None` = exact.
+    pub reach_b: Option<f64>,
+    pub max_iter: usize,
+    /// Stop when the L1 marginal error, relative to the marginal's mass, is at most `tol`.
+    pub tol: f64,
+    pub update: Update,
+    /// ε-scaling: anneal ε from the cost's diameter by this factor per stage (in (0, 1)).
+    pub eps_scaling: Option<f64>,
+}
+
+impl SinkhornParams {
+    pub fn new(eps: f64) -> Self {
+        SinkhornParams {
+            eps,
+            reach_a: None,
+            reach_b: None,
+            max_iter: 1000,
+            tol: 1e-9,
+            update: Update::Alternating,
+            eps_scaling: None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        check_positive("reg", self.eps)?;
+        if let Some(r) = self.reach_a {
+            check_positive("reach_a", r)?;
+        }
+        if let Some(r) = self.reach_b {
+            check_positive("reach_b", r)?;
+        }
+        if self.max_iter < 1 {
+            return Err(OtError::invalid("max_iter", "must be at least 1"));
+        }
+        if !(self.tol.is_finite() && self.tol >= 0.0) {
+            return Err(OtError::invalid("tol", format!("must be finite and non-negative, got {}", self.tol)));
+        }
+        if let Some(q) = self.eps_scaling {
+            if !(q > 0.0 && q < 1.0) {
+                return Err(OtError::invalid("eps_scaling", format!("must lie in (0, 1), got {q}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkhornOutput {
+    pub f: Array1<f64>,
+    pub g: Array1<f64>,
+    /// `⟨C, P⟩`.
+    pub transport_cost: f64,
+    /// The regularised primal objective above.
+    pub objective: f64,
+    /// Full (f, g) updates, summed over all ε-scaling stages.
+    pub n_iter: usize,
+    /// `‖P1 − a e^{−f/ρ_a}‖₁/|a| + ‖Pᵀ1 − b e^{−g/ρ_b}‖₁/|b|` of the returned potentials.
+    pub marginal_error: f64,
+    pub converged: bool,
+}
+
+/// One marginal: weights, their logs, its potential and its relaxation.
+struct Side {
+    weights: Vec<f64>,
+    log_weights: Vec<f64>,
+    mass: f64,
+    reach: Option<f64>,
+    potential: Vec<f64>,
+    axis: Axis,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Axis {
+    Rows,
+    Cols,
+}
+
+impl Side {
+    fn damping(&self, eps: f64) -> f64 {
+        self.reach.map_or(1.0, |rho| 1.0 / (1.0 + eps / rho))
+    }
+
+    /// `potential + ε log w`: the term this side contributes to the other side's softmin.
+    fn term(&self, eps: f64, out: &mut [f64]) {
+        for ((o, p), lw) in out.iter_mut().zip(&self.potential).zip(&self.log_weights) {
+            *o = p + eps * lw;
+        }
+    }
+
+    /// Relative L1 distance of this side's plan marginal `w e^{(φ − φ̃)/ε}` to its target
+    /// `w e^{−φ/ρ}`, given `φ̃ = softmin` of the other side.
+    fn error(&self, softmin: &[f64], eps: f64) -> f64 {
+        let mut total = 0.0;
+        for ((w, p), s) in self.weights.iter().zip(&self.potential).zip(softmin) {
+            if *w > 0.0 {
+                let target = self.reach.map_or(1.0, |rho| (-p / rho).exp());
+                total += w * (((p - s) / eps).exp() - target).abs();
+            }
+        }
+        total / self.mass
+    }
+}
+
+/// Computes `softmin` of `to`'s axis against the `from` side's term.
+fn softmin<K: CostKernel + ?Sized>(
+    kernel: &K,
+    to: &Side,
+    from: &Side,
+    eps: f64,
+    term: &mut Vec<f64>,
+    out: &mut [f64],
+) {
+    term.resize(from.potential.len(), 0.0);
+    from.term(eps, term);
+    match to.axis {
+        Axis::Rows => kernel.softmin_rows(term, &to.potential, eps, out),
+        Axis::Cols => kernel.softmin_cols(term, &to.potential, eps, out),
+    }
+}
+
+/// Solves the (semi-/un-)balanced entropic OT problem between `a` (rows) and `b` (columns).
+/// `init` warm-starts from given potentials (ε-scaling is then skipped: the start is already close).
+pub fn sinkhorn<K: CostKernel + ?Sized>(
+    kernel: &K,
+    a: ArrayView1<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+) -> Result<SinkhornOutput> {
+    params.validate()?;
+    let (n, m) = kernel.shape();
+    if a.len() != n {
+        return Err(OtError::shape("a", format!("has {} weights but the cost has {n} rows", a.len())));
+    }
+    if b.len() != m {
+        return Err(OtError::shape("b", format!("has {} weights but the cost has {m} columns", b.len())));
+    }
+    let mass_a = check_weights("a", a.iter())?;
+    let mass_b = check_weights("b", b.iter())?;
+    if params.reach_a.is_none() && params.reach_b.is_none() && (mass_a - mass_b).abs() > 1e-8 * mass_a.max(mass_b) {
+        return Err(OtError::invalid(
+            "b",
+            format!("balanced OT needs equal total masses, got {mass_a} for a and {mass_b} for b (set a reach to relax a marginal)"),
+        ));
+    }
+    let (f0, g0) = match init {
+        Some((f, g)) => {
+            if f.len() != n {
+                return Err(OtError::shape("f_init", format!("must have {n} entries, got {}", f.len())));
+            }
+            if g.len() != m {
+                return Err(OtError::shape("g_init", format!("must have {m} entries, got {}", g.len())));
+            }
+            crate::core::error::check_finite("f_init", f.iter())?;
+            crate::core::error::check_finite("g_init", g.iter())?;
+            (f.to_vec(), g.to_vec())
+        }
+        None => (vec![0.0; n], vec![0.0; m]),
+    };
+    let side = |w: ArrayView1<'_, f64>, mass, reach, potential, axis| Side {
+        weights: w.to_vec(),
+        log_weights: w.iter().map(|v| v.ln()).collect(),
+        mass,
+        reach,
+        potential,
+        axis,
+    };
+    let rows = side(a, mass_a, params.reach_a, f0, Axis::Rows);
+    let cols = side(b, mass_b, params.reach_b, g0, Axis::Cols);
+    // The side updated last satisfies its condition exactly on return: the exact marginal when
+    // only one is exact (rows when both are, as POT's sinkhorn_log).
+    let (mut first, mut last) = if params.reach_a.is_some() && params.reach_b.is_none() { (rows, cols) } else { (cols, rows) };
+
+    let eps = params.eps;
+    let mut stages = Vec::new();
+    if let (Some(q), None) = (params.eps_scaling, init) {
+        let mut e = kernel.diameter();
+        while e > eps {
+            stages.push(e);
+            e *= q;
+        }
+    }
+    let mut n_iter = 0;
+    for &stage_eps in &stages {
+        // Intermediate stages only prepare a warm start for the next one, so a loose tolerance
+        // suffices; one iteration of the budget is always kept for the target ε.
+        let budget = params.max_iter - 1 - n_iter;
+        if budget == 0 {
+            break;
+        }
+        n_iter += iterate(kernel, &mut first, &mut last, stage_eps, params.tol.max(1e-3), budget, params.update)?.0;
+    }
+    let (iters, converged) = iterate(kernel, &mut first, &mut last, eps, params.tol, params.max_iter - n_iter, params.update)?;
+    n_iter += iters;
+
+    let (rows, cols) = if first.axis == Axis::Rows { (first, last) } else { (last, first) };
+    finish(kernel, rows, cols, eps, n_iter, converged)
+}
+
+/// Runs at most `max_iter` full updates at one ε; returns (iterations, converged).
+fn iterate<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &mut Side,
+    last: &mut Side,
+    eps: f64,
+    tol: f64,
+    max_iter: usize,
+    update: Update,
+) -> Result<(usize, bool)> {
+    let (lam_first, lam_last) = (first.damping(eps), last.damping(eps));
+    let mut term = Vec::new();
+    let mut s_first = vec![0.0; first.potential.len()];
+    let mut s_last = vec![0.0; last.potential.len()];
+    let scale = |v: &mut [f64], lam: f64| {
+        if lam != 1.0 {
+            v.iter_mut().for_each(|x| *x *= lam)
+        }
+    };
+    let check = |err: f64, k: usize| -> Result<()> {
+        if err.is_finite() {
+            Ok(())
+        } else {
+            Err(OtError::Numerical(format!("non-finite marginal error at iteration {k} (ε = {eps:e})")))
+        }
+    };
+    for k in 0..max_iter {
+        match update {
+            Update::Alternating => {
+                softmin(kernel, first, last, eps, &mut term, &mut s_first);
+                // Error of the current state; after the first full update `last` is exact.
+                if k > 0 {
+                    let err = first.error(&s_first, eps);
+                    check(err, k)?;
+                    if err <= tol {
+                        return Ok((k, true));
+                    }
+                }
+                scale(&mut s_first, lam_first);
+                std::mem::swap(&mut first.potential, &mut s_first);
+                softmin(kernel, last, first, eps, &mut term, &mut s_last);
+                scale(&mut s_last, lam_last);
+                std::mem::swap(&mut last.potential, &mut s_last);
+            }
+            Update::Symmetric => {
+                softmin(kernel, first, last, eps, &mut term, &mut s_first);
+                softmin(kernel, last, first, eps, &mut term, &mut s_last);
+                let err = first.error(&s_first, eps) + last.error(&s_last, eps);
+                check(err, k)?;
+                scale(&mut s_first, lam_first);
+                if err <= tol {
+                    // One alternating step so that `last` (the exact side, if any) holds exactly.
+                    std::mem::swap(&mut first.potential, &mut s_first);
+                    softmin(kernel, last, first, eps, &mut term, &mut s_last);
+                    scale(&mut s_last, lam_last);
+                    std::mem::swap(&mut last.potential, &mut s_last);
+                    return Ok((k + 1, true));
+                }
+                scale(&mut s_last, lam_last);
+                first.potential.iter_mut().zip(&s_first).for_each(|(p, s)| *p = 0.5 * (*p + s));
+                last.potential.iter_mut().zip(&s_last).for_each(|(p, s)| *p = 0.5 * (*p + s));
+            }
+        }
+    }
+    // Out of iterations: one more softmin tells whether the final state meets the tolerance.
+    softmin(kernel, first, last, eps, &mut term, &mut s_first);
+    let err = first.error(&s_first, eps) + if update == Update::Symmetric {
+        softmin(kernel, last, first, eps, &mut term, &mut s_last);
+        last.error(&s_last, eps)
+    } else {
+        0.0
+    };
+    check(err, max_iter)?;
+    Ok((max_iter, err <= tol))
+}
+
+/// Transport cost, objective and marginal error of the final potentials, from one pass over the plan.
+fn finish<K: CostKernel + ?Sized>(
+    kernel: &K,
+    rows: Side,
+    cols: Side,
+    eps: f64,
+    n_iter: usize,
+    converged: bool,
+) -> Result<SinkhornOutput> {
+    let mut row_term = vec![0.0; rows.potential.len()];
+    let mut col_term = vec![0.0; cols.potential.len()];
+    rows.term(eps, &mut row_term);
+    cols.term(eps, &mut col_term);
+    let sums = kernel.plan_sums(&row_term, &col_term, eps);
+    // Σ P log(P/(a⊗b)) = (Σ_i r_i f_i + Σ_j c_j g_j − ⟨C,P⟩)/ε.
+    let dot = |s: &[f64], p: &[f64]| s.iter().zip(p).map(|(x, y)| x * y).sum::<f64>();
+    let plan_mass: f64 = sums.row_sums.iter().sum();
+    let entropic = dot(&sums.row_sums, &rows.potential) + dot(&sums.col_sums, &cols.potential)
+        - sums.transport_cost
+        - eps * plan_mass
+        + eps * rows.mass * cols.mass;
+    let kl = |marginal: &[f64], w: &[f64]| {
+        marginal
+            .iter()
+            .zip(w)
+            .map(|(&r, &w)| if r > 0.0 { r * (r / w).ln() - r + w } else { w })
+            .sum::<f64>()
+    };
+    let relaxation = |s: &Side, marginal: &[f64]| s.reach.map_or(0.0, |rho| rho * kl(marginal, &s.weights));
+    let objective = sums.transport_cost + entropic + relaxation(&rows, &sums.row_sums) + relaxation(&cols, &sums.col_sums);
+    let marginal_error = |s: &Side, marginal: &[f64]| {
+        marginal
+            .iter()
+            .zip(&s.weights)
+            .zip(&s.potential)
+            .map(|((r, w), p)| (r - w * s.reach.map_or(1.0, |rho| (-p / rho).exp())).abs())
+            .sum::<f64>()
+            / s.mass
+    };
+    let error = marginal_error(&rows, &sums.row_sums) + marginal_error(&cols, &sums.col_sums);
+    if !(error.is_finite() && sums.transport_cost.is_finite() && objective.is_finite()) {
+        return Err(OtError::Numerical(format!("non-finite plan statistics (ε = {eps:e})")));
+    }
+    Ok(SinkhornOutput {
+        f: Array1::from(rows.potential),
+        g: Array1::from(cols.potential),
+        transport_cost: sums.transport_cost,
+        objective,
+        n_iter,
+        marginal_error: error,
+        converged,
+    })
+}
+
+#[cfg(test)]
+mod tests;
