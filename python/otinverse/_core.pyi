@@ -22,6 +22,7 @@ def sinkhorn_dense(
     tol: float,
     update: str,
     eps_scaling: float | None,
+    overrelaxation: bool,
     f_init: NDArray[np.float64] | None,
     g_init: NDArray[np.float64] | None,
 ) -> _SinkhornTuple: ...
@@ -38,6 +39,7 @@ def sinkhorn_points(
     tol: float,
     update: str,
     eps_scaling: float | None,
+    overrelaxation: bool,
     f_init: NDArray[np.float64] | None,
     g_init: NDArray[np.float64] | None,
 ) -> _SinkhornTuple: ...

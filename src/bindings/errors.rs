@@ -7,9 +7,24 @@ use pyo3::prelude::*;
 
 use crate::core::OtError;
 
-create_exception!(otinverse, InvalidArgumentError, PyValueError, "An argument has an invalid value or shape; the message names it.");
-create_exception!(otinverse, InvalidDtypeError, PyTypeError, "An array argument has a dtype that is not numeric; the message names it.");
-create_exception!(otinverse, NumericalError, PyArithmeticError, "The iteration broke down numerically despite valid input.");
+create_exception!(
+    otinverse,
+    InvalidArgumentError,
+    PyValueError,
+    "An argument has an invalid value or shape; the message names it."
+);
+create_exception!(
+    otinverse,
+    InvalidDtypeError,
+    PyTypeError,
+    "An array argument has a dtype that is not numeric; the message names it."
+);
+create_exception!(
+    otinverse,
+    NumericalError,
+    PyArithmeticError,
+    "The iteration broke down numerically despite valid input."
+);
 
 /// Wraps [`OtError`] so the orphan rule lets us convert it into `PyErr` with `?`.
 pub struct CoreError(pub OtError);
@@ -23,7 +38,9 @@ impl From<OtError> for CoreError {
 impl From<CoreError> for PyErr {
     fn from(CoreError(e): CoreError) -> PyErr {
         match e {
-            OtError::InvalidArgument { .. } | OtError::Shape { .. } => InvalidArgumentError::new_err(e.to_string()),
+            OtError::InvalidArgument { .. } | OtError::Shape { .. } => {
+                InvalidArgumentError::new_err(e.to_string())
+            }
             OtError::Numerical(_) => NumericalError::new_err(e.to_string()),
         }
     }
@@ -31,7 +48,10 @@ impl From<CoreError> for PyErr {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("InvalidArgumentError", py.get_type::<InvalidArgumentError>())?;
+    m.add(
+        "InvalidArgumentError",
+        py.get_type::<InvalidArgumentError>(),
+    )?;
     m.add("InvalidDtypeError", py.get_type::<InvalidDtypeError>())?;
     m.add("NumericalError", py.get_type::<NumericalError>())?;
     Ok(())

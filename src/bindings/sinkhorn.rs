@@ -10,7 +10,15 @@ use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
 /// (f, g, transport_cost, objective, n_iter, marginal_error, converged)
-type SinkhornTuple<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, f64, f64, usize, f64, bool);
+type SinkhornTuple<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    f64,
+    f64,
+    usize,
+    f64,
+    bool,
+);
 
 fn params(
     reg: f64,
@@ -20,18 +28,34 @@ fn params(
     tol: f64,
     update: &str,
     eps_scaling: Option<f64>,
+    overrelaxation: bool,
 ) -> Result<SinkhornParams, CoreError> {
     let update = match update {
         "alternating" => Update::Alternating,
         "symmetric" => Update::Symmetric,
         other => {
-            return Err(OtError::invalid("update", format!("must be 'alternating' or 'symmetric', got {other:?}")).into())
+            return Err(OtError::invalid(
+                "update",
+                format!("must be 'alternating' or 'symmetric', got {other:?}"),
+            )
+            .into())
         }
     };
     if max_iter < 1 {
-        return Err(OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}")).into());
+        return Err(
+            OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}")).into(),
+        );
     }
-    Ok(SinkhornParams { eps: reg, reach_a, reach_b, max_iter: max_iter as usize, tol, update, eps_scaling })
+    Ok(SinkhornParams {
+        eps: reg,
+        reach_a,
+        reach_b,
+        max_iter: max_iter as usize,
+        tol,
+        update,
+        eps_scaling,
+        overrelaxation,
+    })
 }
 
 fn into_tuple(py: Python<'_>, out: SinkhornOutput) -> SinkhornTuple<'_> {
@@ -59,15 +83,19 @@ fn run<K: CostKernel>(
     let init = match (f_init, g_init) {
         (Some(f), Some(g)) => Some((f.as_array(), g.as_array())),
         (None, None) => None,
-        (Some(_), None) => return Err(OtError::invalid("g_init", "must be given together with f_init").into()),
-        (None, Some(_)) => return Err(OtError::invalid("f_init", "must be given together with g_init").into()),
+        (Some(_), None) => {
+            return Err(OtError::invalid("g_init", "must be given together with f_init").into())
+        }
+        (None, Some(_)) => {
+            return Err(OtError::invalid("f_init", "must be given together with g_init").into())
+        }
     };
     Ok(py.detach(|| sinkhorn(kernel, a, b, params, init))?)
 }
 
 /// Sinkhorn on a dense cost matrix (any strides, borrowed).
 #[pyfunction]
-#[pyo3(signature = (a, b, cost, reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init))]
+#[pyo3(signature = (a, b, cost, reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, f_init, g_init))]
 #[allow(clippy::too_many_arguments)]
 fn sinkhorn_dense<'py>(
     py: Python<'py>,
@@ -81,10 +109,20 @@ fn sinkhorn_dense<'py>(
     tol: f64,
     update: &str,
     eps_scaling: Option<f64>,
+    overrelaxation: bool,
     f_init: Option<PyReadonlyArray1<'py, f64>>,
     g_init: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<SinkhornTuple<'py>> {
-    let p = params(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling)?;
+    let p = params(
+        reg,
+        reach_a,
+        reach_b,
+        max_iter,
+        tol,
+        update,
+        eps_scaling,
+        overrelaxation,
+    )?;
     let view = cost.as_array();
     let kernel = py.detach(|| DenseCost::new(view)).map_err(CoreError)?;
     let out = run(py, &kernel, &a, &b, &p, &f_init, &g_init)?;
@@ -93,7 +131,7 @@ fn sinkhorn_dense<'py>(
 
 /// Sinkhorn on the online cost |x − y|^p of two point clouds.
 #[pyfunction]
-#[pyo3(signature = (a, x, b, y, reg, p, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init))]
+#[pyo3(signature = (a, x, b, y, reg, p, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, f_init, g_init))]
 #[allow(clippy::too_many_arguments)]
 fn sinkhorn_points<'py>(
     py: Python<'py>,
@@ -109,10 +147,20 @@ fn sinkhorn_points<'py>(
     tol: f64,
     update: &str,
     eps_scaling: Option<f64>,
+    overrelaxation: bool,
     f_init: Option<PyReadonlyArray1<'py, f64>>,
     g_init: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<SinkhornTuple<'py>> {
-    let params = params(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling)?;
+    let params = params(
+        reg,
+        reach_a,
+        reach_b,
+        max_iter,
+        tol,
+        update,
+        eps_scaling,
+        overrelaxation,
+    )?;
     let (xv, yv) = (x.as_array(), y.as_array());
     let kernel = py.detach(|| PointCost::new(xv, yv, p)).map_err(CoreError)?;
     let out = run(py, &kernel, &a, &b, &params, &f_init, &g_init)?;
@@ -165,8 +213,15 @@ fn wasserstein_1d_cost(
     b: PyReadonlyArray1<'_, f64>,
     p: f64,
 ) -> PyResult<f64> {
-    let (x, a, y, b) = (x.as_array().to_vec(), a.as_array().to_vec(), y.as_array().to_vec(), b.as_array().to_vec());
-    Ok(py.detach(|| wasserstein_1d(&x, &a, &y, &b, p)).map_err(CoreError)?)
+    let (x, a, y, b) = (
+        x.as_array().to_vec(),
+        a.as_array().to_vec(),
+        y.as_array().to_vec(),
+        b.as_array().to_vec(),
+    );
+    Ok(py
+        .detach(|| wasserstein_1d(&x, &a, &y, &b, p))
+        .map_err(CoreError)?)
 }
 
 /// Address of the first element of the view the dense kernel borrows: lets the tests check that

@@ -10,7 +10,9 @@ use ndarray::{Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
 
 use crate::core::error::{check_finite, OtError, Result};
-use crate::core::logsumexp::{accumulate_exp, finish_shifted, max_gap, plan_row_sums, softmin_exact, sum_exp};
+use crate::core::logsumexp::{
+    accumulate_exp, finish_shifted, max_gap, plan_row_sums, softmin_exact, sum_exp,
+};
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,12 +77,22 @@ pub struct DenseCost<'a> {
 impl<'a> DenseCost<'a> {
     pub fn new(cost: ArrayView2<'a, f64>) -> Result<Self> {
         if cost.is_empty() {
-            return Err(OtError::shape("M", format!("cost matrix must not be empty, got shape {:?}", cost.shape())));
+            return Err(OtError::shape(
+                "M",
+                format!(
+                    "cost matrix must not be empty, got shape {:?}",
+                    cost.shape()
+                ),
+            ));
         }
         check_finite("M", cost.iter())?;
         let strides = cost.strides();
         let transposed = strides[1] != 1 && strides[0] == 1 && cost.ncols() > 1;
-        let view = if transposed { cost.reversed_axes() } else { cost };
+        let view = if transposed {
+            cost.reversed_axes()
+        } else {
+            cost
+        };
         Ok(DenseCost { view, transposed })
     }
 
@@ -99,7 +111,8 @@ impl<'a> DenseCost<'a> {
             .for_each_init(Vec::new, |buf, (i, o)| {
                 let row = row_of(v, i, buf);
                 let s = sum_exp(row, col, shift[i], inv_eps);
-                *o = finish_shifted(s, shift[i], eps).unwrap_or_else(|| softmin_exact(row, col, eps));
+                *o = finish_shifted(s, shift[i], eps)
+                    .unwrap_or_else(|| softmin_exact(row, col, eps));
             });
     }
 
@@ -150,8 +163,16 @@ impl CostKernel for DenseCost<'_> {
             .view
             .axis_iter(Axis(0))
             .into_par_iter()
-            .map(|r| r.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &c| (lo.min(c), hi.max(c))))
-            .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+            .map(|r| {
+                r.iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &c| {
+                        (lo.min(c), hi.max(c))
+                    })
+            })
+            .reduce(
+                || (f64::INFINITY, f64::NEG_INFINITY),
+                |a, b| (a.0.min(b.0), a.1.max(b.1)),
+            );
         hi - lo
     }
 
@@ -173,7 +194,11 @@ impl CostKernel for DenseCost<'_> {
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums {
         // Work on the stored view V (= C or Cᵀ) and swap the roles back at the end.
-        let (vrow, vcol) = if self.transposed { (col, row) } else { (row, col) };
+        let (vrow, vcol) = if self.transposed {
+            (col, row)
+        } else {
+            (row, col)
+        };
         let v = &self.view;
         let (n, m) = v.dim();
         let inv_eps = 1.0 / eps;
@@ -185,22 +210,39 @@ impl CostKernel for DenseCost<'_> {
             .fold(
                 || (vec![0.0; m], 0.0, Vec::new()),
                 |(mut acc, t, mut buf), (i, rs)| {
-                    let (mass, cost) = plan_row_sums(row_of(v, i, &mut buf), vcol, vrow[i], inv_eps, &mut acc);
+                    let (mass, cost) =
+                        plan_row_sums(row_of(v, i, &mut buf), vcol, vrow[i], inv_eps, &mut acc);
                     *rs = mass;
                     (acc, t + cost, buf)
                 },
             )
             .map(|(acc, t, _)| (acc, t))
-            .reduce(|| (vec![0.0; m], 0.0), |a, b| (add_into(a.0, b.0), a.1 + b.1));
-        let (row_sums, col_sums) =
-            if self.transposed { (sums_v_cols, sums_v_rows) } else { (sums_v_rows, sums_v_cols) };
-        PlanSums { row_sums, col_sums, transport_cost: transport }
+            .reduce(
+                || (vec![0.0; m], 0.0),
+                |a, b| (add_into(a.0, b.0), a.1 + b.1),
+            );
+        let (row_sums, col_sums) = if self.transposed {
+            (sums_v_cols, sums_v_rows)
+        } else {
+            (sums_v_rows, sums_v_cols)
+        };
+        PlanSums {
+            row_sums,
+            col_sums,
+            transport_cost: transport,
+        }
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
-        let c = if self.transposed { self.view.t() } else { self.view.view() };
+        let c = if self.transposed {
+            self.view.t()
+        } else {
+            self.view.view()
+        };
         let mut p = Array2::zeros(c.dim());
-        Zip::indexed(&mut p).and(&c).par_for_each(|(i, j), p, &c| *p = ((row[i] + col[j] - c) / eps).exp());
+        Zip::indexed(&mut p)
+            .and(&c)
+            .par_for_each(|(i, j), p, &c| *p = ((row[i] + col[j] - c) / eps).exp());
         p
     }
 }
@@ -220,21 +262,34 @@ pub struct PointCost {
 impl PointCost {
     pub fn new(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, p: f64) -> Result<Self> {
         if x.nrows() == 0 || x.ncols() == 0 {
-            return Err(OtError::shape("x", format!("point cloud must not be empty, got shape {:?}", x.shape())));
+            return Err(OtError::shape(
+                "x",
+                format!("point cloud must not be empty, got shape {:?}", x.shape()),
+            ));
         }
         if y.nrows() == 0 || y.ncols() == 0 {
-            return Err(OtError::shape("y", format!("point cloud must not be empty, got shape {:?}", y.shape())));
+            return Err(OtError::shape(
+                "y",
+                format!("point cloud must not be empty, got shape {:?}", y.shape()),
+            ));
         }
         if x.ncols() != y.ncols() {
             return Err(OtError::shape(
                 "y",
-                format!("points must have the dimension of x ({}), got {}", x.ncols(), y.ncols()),
+                format!(
+                    "points must have the dimension of x ({}), got {}",
+                    x.ncols(),
+                    y.ncols()
+                ),
             ));
         }
         check_finite("x", x.iter())?;
         check_finite("y", y.iter())?;
         if !(p.is_finite() && p >= 1.0) {
-            return Err(OtError::invalid("p", format!("must be a finite exponent ≥ 1, got {p}")));
+            return Err(OtError::invalid(
+                "p",
+                format!("must be a finite exponent ≥ 1, got {p}"),
+            ));
         }
         Ok(PointCost {
             xt: x.t().as_standard_layout().into_owned(),
@@ -270,7 +325,15 @@ fn cost_tile(from: &Array2<f64>, i: usize, to: &Array2<f64>, j0: usize, p: f64, 
 }
 
 /// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|^p)/ε)`, tile by tile.
-fn softmin_points(from: &Array2<f64>, to: &Array2<f64>, p: f64, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
+fn softmin_points(
+    from: &Array2<f64>,
+    to: &Array2<f64>,
+    p: f64,
+    col: &[f64],
+    shift: &[f64],
+    eps: f64,
+    out: &mut [f64],
+) {
     let m = to.ncols();
     let inv_eps = 1.0 / eps;
     out.par_iter_mut()
@@ -323,7 +386,9 @@ impl CostKernel for PointCost {
                 let (lo, hi) = xk
                     .iter()
                     .chain(yk.iter())
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
                 (hi - lo) * (hi - lo)
             })
             .sum();
@@ -354,7 +419,13 @@ impl CostKernel for PointCost {
                         let len = TILE.min(m - j0);
                         let t = &mut tile[..len];
                         cost_tile(&self.xt, i, &self.yt, j0, self.p, t);
-                        let (mm, tc) = plan_row_sums(t, &col[j0..j0 + len], row[i], inv_eps, &mut acc[j0..j0 + len]);
+                        let (mm, tc) = plan_row_sums(
+                            t,
+                            &col[j0..j0 + len],
+                            row[i],
+                            inv_eps,
+                            &mut acc[j0..j0 + len],
+                        );
                         mass += mm;
                         t_acc += tc;
                     }
@@ -363,18 +434,30 @@ impl CostKernel for PointCost {
                 },
             )
             .map(|(acc, t, _)| (acc, t))
-            .reduce(|| (vec![0.0; m], 0.0), |a, b| (add_into(a.0, b.0), a.1 + b.1));
-        PlanSums { row_sums, col_sums, transport_cost }
+            .reduce(
+                || (vec![0.0; m], 0.0),
+                |a, b| (add_into(a.0, b.0), a.1 + b.1),
+            );
+        PlanSums {
+            row_sums,
+            col_sums,
+            transport_cost,
+        }
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         let (n, m) = self.shape();
         let mut p = Array2::zeros((n, m));
-        p.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut prow)| {
-            let prow = prow.as_slice_mut().expect("standard layout");
-            cost_tile(&self.xt, i, &self.yt, 0, self.p, prow);
-            prow.iter_mut().zip(col).for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
-        });
+        p.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut prow)| {
+                let prow = prow.as_slice_mut().expect("standard layout");
+                cost_tile(&self.xt, i, &self.yt, 0, self.p, prow);
+                prow.iter_mut()
+                    .zip(col)
+                    .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
+            });
         p
     }
 }
@@ -387,8 +470,17 @@ mod tests {
     fn naive_softmin_rows(c: &ArrayView2<f64>, col: &[f64], eps: f64) -> Vec<f64> {
         c.outer_iter()
             .map(|r| {
-                let m = r.iter().zip(col).map(|(c, w)| w - c).fold(f64::NEG_INFINITY, f64::max);
-                -m - eps * r.iter().zip(col).map(|(c, w)| ((w - c - m) / eps).exp()).sum::<f64>().ln()
+                let m = r
+                    .iter()
+                    .zip(col)
+                    .map(|(c, w)| w - c)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                -m - eps
+                    * r.iter()
+                        .zip(col)
+                        .map(|(c, w)| ((w - c - m) / eps).exp())
+                        .sum::<f64>()
+                        .ln()
             })
             .collect()
     }
@@ -418,8 +510,10 @@ mod tests {
             }
             let sums = k.plan_sums(&row, &col, eps);
             let plan = k.plan(&row, &col, eps);
-            assert!((plan.sum_axis(Axis(1)).to_vec().iter().zip(&sums.row_sums)).all(|(a, b)| (a - b).abs() < 1e-12));
-            assert!((plan.sum_axis(Axis(0)).to_vec().iter().zip(&sums.col_sums)).all(|(a, b)| (a - b).abs() < 1e-12));
+            assert!((plan.sum_axis(Axis(1)).to_vec().iter().zip(&sums.row_sums))
+                .all(|(a, b)| (a - b).abs() < 1e-12));
+            assert!((plan.sum_axis(Axis(0)).to_vec().iter().zip(&sums.col_sums))
+                .all(|(a, b)| (a - b).abs() < 1e-12));
             assert!(((&plan * &c).sum() - sums.transport_cost).abs() < 1e-12);
         }
     }

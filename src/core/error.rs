@@ -20,16 +20,25 @@ pub type Result<T> = std::result::Result<T, OtError>;
 
 impl OtError {
     pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
-        OtError::InvalidArgument { name, message: message.into() }
+        OtError::InvalidArgument {
+            name,
+            message: message.into(),
+        }
     }
 
     pub fn shape(name: &'static str, message: impl Into<String>) -> Self {
-        OtError::Shape { name, message: message.into() }
+        OtError::Shape {
+            name,
+            message: message.into(),
+        }
     }
 }
 
 /// `Ok` when every entry is finite.
-pub fn check_finite<'a>(name: &'static str, values: impl IntoIterator<Item = &'a f64>) -> Result<()> {
+pub fn check_finite<'a>(
+    name: &'static str,
+    values: impl IntoIterator<Item = &'a f64>,
+) -> Result<()> {
     if values.into_iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
@@ -38,7 +47,10 @@ pub fn check_finite<'a>(name: &'static str, values: impl IntoIterator<Item = &'a
 }
 
 /// Validates a weight vector (finite, non-negative, positive total) and returns its mass.
-pub fn check_weights<'a>(name: &'static str, values: impl IntoIterator<Item = &'a f64>) -> Result<f64> {
+pub fn check_weights<'a>(
+    name: &'static str,
+    values: impl IntoIterator<Item = &'a f64>,
+) -> Result<f64> {
     let mut mass = 0.0;
     let mut count = 0usize;
     for &v in values {
@@ -46,7 +58,10 @@ pub fn check_weights<'a>(name: &'static str, values: impl IntoIterator<Item = &'
             return Err(OtError::invalid(name, "contains NaN or Inf"));
         }
         if v < 0.0 {
-            return Err(OtError::invalid(name, format!("weights must be non-negative, found {v}")));
+            return Err(OtError::invalid(
+                name,
+                format!("weights must be non-negative, found {v}"),
+            ));
         }
         mass += v;
         count += 1;
@@ -55,7 +70,10 @@ pub fn check_weights<'a>(name: &'static str, values: impl IntoIterator<Item = &'
         return Err(OtError::shape(name, "must not be empty"));
     }
     if mass <= 0.0 || !mass.is_finite() {
-        return Err(OtError::invalid(name, format!("total mass must be positive and finite, found {mass}")));
+        return Err(OtError::invalid(
+            name,
+            format!("total mass must be positive and finite, found {mass}"),
+        ));
     }
     Ok(mass)
 }
@@ -65,6 +83,9 @@ pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(OtError::invalid(name, format!("must be positive and finite, got {value}")))
+        Err(OtError::invalid(
+            name,
+            format!("must be positive and finite, got {value}"),
+        ))
     }
 }

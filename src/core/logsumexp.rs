@@ -26,7 +26,13 @@ pub const SUM_MAX: f64 = 1e280;
 /// Branch-free `e^x`, within a few ulp of `f64::exp` on [−708, 709] (clamped outside; NaN propagates).
 #[inline(always)]
 pub fn exp(x: f64) -> f64 {
-    let x = if x < EXP_LO { EXP_LO } else if x > EXP_HI { EXP_HI } else { x };
+    let x = if x < EXP_LO {
+        EXP_LO
+    } else if x > EXP_HI {
+        EXP_HI
+    } else {
+        x
+    };
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
@@ -87,7 +93,8 @@ pub fn simd_level() -> SimdLevel {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return SimdLevel::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return SimdLevel::Avx2;
         }
     }
@@ -134,7 +141,13 @@ multiversion! {
 }
 
 #[inline(always)]
-fn plan_row_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64]) -> (f64, f64) {
+fn plan_row_generic(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    col_sums: &mut [f64],
+) -> (f64, f64) {
     let mut mass = 0.0;
     let mut transport = 0.0;
     for ((s, &c), w) in col_sums.iter_mut().zip(cost).zip(col) {
@@ -154,7 +167,9 @@ multiversion! {
 /// `max_j (col_j − cost_j)` (−∞ for an empty or all −∞ row).
 #[inline]
 pub fn max_gap(cost: &[f64], col: &[f64]) -> f64 {
-    cost.iter().zip(col).fold(f64::NEG_INFINITY, |m, (c, w)| m.max(w - c))
+    cost.iter()
+        .zip(col)
+        .fold(f64::NEG_INFINITY, |m, (c, w)| m.max(w - c))
 }
 
 /// `−ε log Σ_j exp((col_j − cost_j)/ε)` with the exact max shift: the fallback when the cheap
@@ -200,10 +215,16 @@ mod tests {
     #[test]
     fn dispatched_sum_matches_scalar_sum() {
         let n = 1037;
-        let cost: Vec<f64> = (0..n).map(|j| ((j * 7919) % 1000) as f64 / 1000.0).collect();
+        let cost: Vec<f64> = (0..n)
+            .map(|j| ((j * 7919) % 1000) as f64 / 1000.0)
+            .collect();
         let col: Vec<f64> = (0..n).map(|j| -(j as f64) / n as f64).collect();
         let (row, eps) = (0.3, 0.05);
-        let expected: f64 = cost.iter().zip(&col).map(|(c, w)| ((w + row - c) / eps).exp()).sum();
+        let expected: f64 = cost
+            .iter()
+            .zip(&col)
+            .map(|(c, w)| ((w + row - c) / eps).exp())
+            .sum();
         let got = sum_exp(&cost, &col, row, 1.0 / eps);
         assert!((got - expected).abs() <= 1e-13 * expected);
         let mut acc = vec![0.0; n];
@@ -217,6 +238,9 @@ mod tests {
         let col = [0.0, 0.0, 0.0];
         let v = softmin_exact(&cost, &col, 1e-5);
         assert!((v - 0.0).abs() < 1e-12);
-        assert_eq!(softmin_exact(&cost, &[f64::NEG_INFINITY; 3], 1.0), f64::INFINITY);
+        assert_eq!(
+            softmin_exact(&cost, &[f64::NEG_INFINITY; 3], 1.0),
+            f64::INFINITY
+        );
     }
 }

@@ -7,13 +7,22 @@ use crate::core::error::{check_finite, check_weights, OtError, Result};
 /// for the cost |x − y|^p.
 pub fn wasserstein_1d(x: &[f64], a: &[f64], y: &[f64], b: &[f64], p: f64) -> Result<f64> {
     if x.len() != a.len() {
-        return Err(OtError::shape("a", format!("has {} weights for {} points x", a.len(), x.len())));
+        return Err(OtError::shape(
+            "a",
+            format!("has {} weights for {} points x", a.len(), x.len()),
+        ));
     }
     if y.len() != b.len() {
-        return Err(OtError::shape("b", format!("has {} weights for {} points y", b.len(), y.len())));
+        return Err(OtError::shape(
+            "b",
+            format!("has {} weights for {} points y", b.len(), y.len()),
+        ));
     }
     if !(p.is_finite() && p >= 1.0) {
-        return Err(OtError::invalid("p", format!("must be a finite exponent ≥ 1, got {p}")));
+        return Err(OtError::invalid(
+            "p",
+            format!("must be a finite exponent ≥ 1, got {p}"),
+        ));
     }
     check_finite("x", x)?;
     check_finite("y", y)?;
@@ -22,7 +31,9 @@ pub fn wasserstein_1d(x: &[f64], a: &[f64], y: &[f64], b: &[f64], p: f64) -> Res
     let sorted = |v: &[f64], w: &[f64], mass: f64| {
         let mut idx: Vec<usize> = (0..v.len()).collect();
         idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-        idx.into_iter().map(|i| (v[i], w[i] / mass)).collect::<Vec<_>>()
+        idx.into_iter()
+            .map(|i| (v[i], w[i] / mass))
+            .collect::<Vec<_>>()
     };
     let (xs, ys) = (sorted(x, a, mass_a), sorted(y, b, mass_b));
     let (mut i, mut j) = (0, 0);
@@ -62,7 +73,10 @@ mod tests {
         assert!((wasserstein_1d(&x, &w, &y, &w, 2.0).unwrap() - 0.49).abs() < 1e-15);
         assert!((wasserstein_1d(&x, &w, &y, &w, 1.0).unwrap() - 0.7).abs() < 1e-15);
         // Two Diracs against one: mass 1/2 moves 1.
-        assert!((wasserstein_1d(&[0.0, 2.0], &[1.0, 1.0], &[1.0], &[3.0], 2.0).unwrap() - 1.0).abs() < 1e-15);
+        assert!(
+            (wasserstein_1d(&[0.0, 2.0], &[1.0, 1.0], &[1.0], &[3.0], 2.0).unwrap() - 1.0).abs()
+                < 1e-15
+        );
         assert!(wasserstein_1d(&x, &w, &y, &[1.0], 2.0).is_err());
         assert!(wasserstein_1d(&x, &w, &y, &w, 0.5).is_err());
     }

@@ -6,7 +6,9 @@ use ndarray::{Array1, Array2, Axis as NdAxis};
 fn problem(n: usize, m: usize) -> (Array2<f64>, Array2<f64>, Array1<f64>, Array1<f64>) {
     let mut state = 12345u64;
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let x = Array2::from_shape_fn((n, 2), |_| next());
@@ -24,7 +26,13 @@ fn sq_cost(x: &Array2<f64>, y: &Array2<f64>) -> Array2<f64> {
     })
 }
 
-fn plan_of(k: &DenseCost, a: &Array1<f64>, b: &Array1<f64>, out: &SinkhornOutput, eps: f64) -> Array2<f64> {
+fn plan_of(
+    k: &DenseCost,
+    a: &Array1<f64>,
+    b: &Array1<f64>,
+    out: &SinkhornOutput,
+    eps: f64,
+) -> Array2<f64> {
     let row: Vec<f64> = out.f.iter().zip(a).map(|(f, a)| f + eps * a.ln()).collect();
     let col: Vec<f64> = out.g.iter().zip(b).map(|(g, b)| g + eps * b.ln()).collect();
     k.plan(&row, &col, eps)
@@ -63,8 +71,16 @@ fn unbalanced_fixed_point_conditions_hold() {
             assert!(out.converged, "{ra:?} {rb:?} {update:?}: {out:?}");
             let p = plan_of(&k, &a, &b, &out, 0.05);
             // First-order conditions: P1 = a e^{-f/ρ_a}, Pᵀ1 = b e^{-g/ρ_b}.
-            let ta: Array1<f64> = a.iter().zip(&out.f).map(|(a, f)| a * ra.map_or(1.0, |r| (-f / r).exp())).collect();
-            let tb: Array1<f64> = b.iter().zip(&out.g).map(|(b, g)| b * rb.map_or(1.0, |r| (-g / r).exp())).collect();
+            let ta: Array1<f64> = a
+                .iter()
+                .zip(&out.f)
+                .map(|(a, f)| a * ra.map_or(1.0, |r| (-f / r).exp()))
+                .collect();
+            let tb: Array1<f64> = b
+                .iter()
+                .zip(&out.g)
+                .map(|(b, g)| b * rb.map_or(1.0, |r| (-g / r).exp()))
+                .collect();
             assert!((p.sum_axis(NdAxis(1)) - ta).iter().all(|d| d.abs() < 1e-12));
             assert!((p.sum_axis(NdAxis(0)) - tb).iter().all(|d| d.abs() < 1e-12));
         }
@@ -88,7 +104,8 @@ fn eps_scaling_reaches_tiny_eps_and_matches_points_path() {
     // Balanced potentials are defined up to (f + c, g − c); the two schedules (different
     // diameter bounds) may pick different c, so compare the differences up to a constant.
     let diff = &d.f - &p.f;
-    let spread = diff.iter().fold(f64::NEG_INFINITY, |s, v| s.max(*v)) - diff.iter().fold(f64::INFINITY, |s, v| s.min(*v));
+    let spread = diff.iter().fold(f64::NEG_INFINITY, |s, v| s.max(*v))
+        - diff.iter().fold(f64::INFINITY, |s, v| s.min(*v));
     assert!(spread <= 1e-10 * scale, "spread {spread}");
 }
 
@@ -100,7 +117,14 @@ fn warm_start_from_the_solution_stops_at_once() {
     let mut params = SinkhornParams::new(0.05);
     params.tol = 1e-12;
     let out = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
-    let warm = sinkhorn(&k, a.view(), b.view(), &params, Some((out.f.view(), out.g.view()))).unwrap();
+    let warm = sinkhorn(
+        &k,
+        a.view(),
+        b.view(),
+        &params,
+        Some((out.f.view(), out.g.view())),
+    )
+    .unwrap();
     assert!(warm.converged && warm.n_iter <= 2, "{}", warm.n_iter);
 }
 
@@ -125,10 +149,16 @@ fn bad_arguments_are_errors_not_panics() {
     assert_eq!(name(sinkhorn(&k, a.view(), b.view(), &bad, None)), "reg");
     let mut bad = p.clone();
     bad.reach_b = Some(-1.0);
-    assert_eq!(name(sinkhorn(&k, a.view(), b.view(), &bad, None)), "reach_b");
+    assert_eq!(
+        name(sinkhorn(&k, a.view(), b.view(), &bad, None)),
+        "reach_b"
+    );
     let mut bad = p.clone();
     bad.max_iter = 0;
-    assert_eq!(name(sinkhorn(&k, a.view(), b.view(), &bad, None)), "max_iter");
+    assert_eq!(
+        name(sinkhorn(&k, a.view(), b.view(), &bad, None)),
+        "max_iter"
+    );
     let b2 = &b * 2.0;
     assert_eq!(name(sinkhorn(&k, a.view(), b2.view(), &p, None)), "b");
     let mut nan = c.clone();
