@@ -77,6 +77,7 @@ def ot_unfold_points(
     tol: float | None,
     dr_iter: int,
     dr_step: float,
+    projection: str = "douglas-rachford",
     progress: Callable[[int], object] | None = None,
 ) -> tuple[
     NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
@@ -85,6 +86,9 @@ def ot_unfold_points(
 def kerb_projection_dr(
     log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int,
     dr_step: float, dr_iter: int,
+) -> NDArray[np.float64]: ...
+def kerb_projection_exact(
+    log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
 ) -> NDArray[np.float64]: ...
 def kerb_orthogonal_projection(
     x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int

@@ -140,7 +140,9 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     p : cost exponent, ``C = |y − y'|^p``.
     max_iter : outer iterations (exactly, when ``tol`` is None; at most otherwise).
     tol : stop when ``‖σ_l − σ_{l−1}‖₁ ≤ tol``; not reaching it gives a ``ConvergenceWarning``.
-    projection : ``"douglas-rachford"`` (eq. 28) with ``dr_iter`` steps of size ``dr_step``.
+    projection : ``"douglas-rachford"`` (eq. 28, the paper's choice) with ``dr_iter`` steps of size
+        ``dr_step``, or ``"exact"``: the exact KL projection (closed form for the sampled block
+        response, Newton for a general one) — the limit DR converges to.
     track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
     verbose : tqdm progress bar.
 
@@ -173,7 +175,7 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         if p < 1:
             raise InvalidArgumentError(f"p: must be >= 1, got {p}")
         check_option(self.cost_normalization, "cost_normalization", {"max", "none"})
-        check_option(self.projection, "projection", {"douglas-rachford"})
+        check_option(self.projection, "projection", {"douglas-rachford", "exact"})
         n_init_iter = _check_int(self.n_init_iter, "n_init_iter", 1)
         max_iter = _check_int(self.max_iter, "max_iter", 1)
         dr_iter = _check_int(self.dr_iter, "dr_iter", 0)
@@ -192,7 +194,7 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         try:
             sigma, hist, obj, change, kres, n_iter, converged, scale = _core.ot_unfold_points(
                 pts, y_meas, nu, prior, r, gen_arr.shape[0], per_point, reg, reg_init, p,
-                self.cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, cb,
+                self.cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, self.projection, cb,
             )
         finally:
             if bar is not None:

@@ -5,7 +5,8 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use crate::core::unfold::{
-    douglas_rachford, ot_unfold, richardson_lucy, wright_omega, CostNormalization, KerBProjector, OtUnfoldParams, Response,
+    douglas_rachford, exact_kl_projection, ot_unfold, richardson_lucy, wright_omega, CostNormalization, KerBProjector, OtUnfoldParams,
+    Projection, Response,
 };
 use crate::core::OtError;
 
@@ -33,7 +34,7 @@ type UnfoldTuple<'py> = (
 /// each outer iteration (with the GIL) when given.
 #[pyfunction]
 #[pyo3(signature = (response_points, measured_points, measured_weights, prior, response, n_gen, per_point,
-    reg, reg_init, p, cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, progress=None))]
+    reg, reg_init, p, cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, projection="douglas-rachford", progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn ot_unfold_points<'py>(
     py: Python<'py>,
@@ -53,6 +54,7 @@ fn ot_unfold_points<'py>(
     tol: Option<f64>,
     dr_iter: usize,
     dr_step: f64,
+    projection: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<UnfoldTuple<'py>> {
     let cost_normalization = match cost_normalization {
@@ -62,7 +64,15 @@ fn ot_unfold_points<'py>(
             return Err(CoreError(OtError::invalid("cost_normalization", format!("must be 'max' or 'none', got {other:?}"))).into())
         }
     };
-    let params = OtUnfoldParams { eps: reg, eps_init: reg_init, n_init_iter, max_iter, tol, dr_iter, dr_step, p, cost_normalization };
+    let projection = match projection {
+        "douglas-rachford" => Projection::DouglasRachford,
+        "exact" => Projection::Exact,
+        other => {
+            return Err(CoreError(OtError::invalid("projection", format!("must be 'douglas-rachford' or 'exact', got {other:?}"))).into())
+        }
+    };
+    let params =
+        OtUnfoldParams { eps: reg, eps_init: reg_init, n_init_iter, max_iter, tol, dr_iter, dr_step, projection, p, cost_normalization };
     let resp = make_response(response, n_gen, per_point)?;
     let (y, yp, nu) = (response_points.as_array(), measured_points.as_array(), measured_weights.as_array());
     let prior = prior.as_ref().map(|s| s.as_array());
@@ -108,6 +118,25 @@ fn kerb_projection_dr<'py>(
     }
     let lw = lw.to_vec();
     let z = py.detach(|| douglas_rachford(&proj, &lw, dr_step, dr_iter));
+    Ok(z.into_pyarray(py))
+}
+
+/// The exact KL projection onto ker B of `exp(log_w)` (closed form for blocks, Newton otherwise).
+#[pyfunction]
+#[pyo3(signature = (log_w, response, n_gen, per_point))]
+fn kerb_projection_exact<'py>(
+    py: Python<'py>,
+    log_w: PyReadonlyArray1<'py, f64>,
+    response: Option<PyReadonlyArray2<'py, f64>>,
+    n_gen: usize,
+    per_point: usize,
+) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?).map_err(CoreError)?;
+    let lw = log_w.as_array().to_vec();
+    if lw.len() != proj.len() {
+        return Err(CoreError(OtError::shape("log_w", format!("has {} entries, expected m + L = {}", lw.len(), proj.len()))).into());
+    }
+    let z = py.detach(|| exact_kl_projection(&proj, &lw)).map_err(CoreError)?;
     Ok(z.into_pyarray(py))
 }
 
@@ -160,6 +189,7 @@ fn richardson_lucy_binned<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ot_unfold_points, m)?)?;
     m.add_function(wrap_pyfunction!(kerb_projection_dr, m)?)?;
+    m.add_function(wrap_pyfunction!(kerb_projection_exact, m)?)?;
     m.add_function(wrap_pyfunction!(kerb_orthogonal_projection, m)?)?;
     m.add_function(wrap_pyfunction!(wright_omega_array, m)?)?;
     m.add_function(wrap_pyfunction!(richardson_lucy_binned, m)?)?;

@@ -336,3 +336,35 @@ def test_bad_richardson_lucy_arguments():
         oi.richardson_lucy(-R, np.ones(4), 3)
     with pytest.raises(oi.InvalidArgumentError, match="n_bins"):
         oi.RichardsonLucyUnfolder(n_bins=0).fit(np.ones(3), gen=np.arange(3.0), reco=np.arange(3.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact projection option (closed form for blocks, Newton for a general response)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dense", [False, True])
+def test_exact_projection_satisfies_the_kkt_conditions(dense):
+    L, M = 9, 3
+    rng = np.random.default_rng(6)
+    R = block_response(L, M)
+    if dense:
+        R = rng.random((L * M, L)) * (rng.random((L * M, L)) < 0.4) + block_response(L, M)
+        R /= R.sum(axis=0)
+    log_w = np.log(rng.random(L * M + L) / (L * M))
+    z = _core.kerb_projection_exact(log_w, R if dense else None, L, M)
+    m = L * M
+    # In ker B, and stationary: Rᵀ log(z_w/w_w) + log(z_s/w_s) = 0.
+    np.testing.assert_allclose(z[:m], R @ z[m:], rtol=1e-14)
+    grad = R.T @ (np.log(z[:m]) - log_w[:m]) + np.log(z[m:]) - log_w[m:]
+    assert np.abs(grad).max() < 1e-12
+    # Douglas–Rachford (NumPy, eq. 28) converges to it.
+    dr = numpy_dr_projection(log_w, kerb_projector(R), 1e-2, 3000)
+    assert max_rel(dr, z) < 1e-6
+
+
+def test_exact_projection_unfolder_is_close_to_douglas_rachford():
+    d = make_unfolding_1d(M=1, random_state=0)
+    dr = oi.OTUnfolder().fit(d.measured, gen=d.gen, reco=d.reco)
+    ex = oi.OTUnfolder(projection="exact").fit(d.measured, gen=d.gen, reco=d.reco)
+    assert ex.history_["kerb_residual"][-1] < 1e-14
+    assert np.abs(ex.weights_ - dr.weights_).sum() < 0.1
+    assert ex.w2_to_measured() < 6e-4

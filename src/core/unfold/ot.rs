@@ -18,7 +18,7 @@
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
-use super::projection::{douglas_rachford, KerBProjector, Response};
+use super::projection::{douglas_rachford, exact_kl_projection, KerBProjector, Response};
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
@@ -29,6 +29,15 @@ pub enum CostNormalization {
     Max,
     /// Raw cost.
     None,
+}
+
+/// How `Proj^KL_{ker B}` (step 3 of eq. 25) is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// The paper's Douglas–Rachford splitting, eq. (28), `dr_iter` steps of size `dr_step`.
+    DouglasRachford,
+    /// The exact projection (closed form for block responses, Newton otherwise).
+    Exact,
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +55,7 @@ pub struct OtUnfoldParams {
     /// Douglas–Rachford iterations per projection and step τ (eq. 28).
     pub dr_iter: usize,
     pub dr_step: f64,
+    pub projection: Projection,
     pub p: f64,
     pub cost_normalization: CostNormalization,
 }
@@ -60,6 +70,7 @@ impl OtUnfoldParams {
             tol: None,
             dr_iter: 25,
             dr_step: 1e-3,
+            projection: Projection::DouglasRachford,
             p: 2.0,
             cost_normalization: CostNormalization::Max,
         }
@@ -245,8 +256,11 @@ pub fn ot_unfold(
         }
         kl += log_nu.iter().zip(&log_v_w).map(|(ln, lv)| ln.exp() * lv).sum::<f64>() + log_v_s - mass;
         objective.push(eps * kl * cost_scale);
-        // 3. z = Proj^KL_{ker B}(a), eq. (28).
-        let z = douglas_rachford(&projector, &log_a, params.dr_step, params.dr_iter);
+        // 3. z = Proj^KL_{ker B}(a), eq. (28) or exactly.
+        let z = match params.projection {
+            Projection::DouglasRachford => douglas_rachford(&projector, &log_a, params.dr_step, params.dr_iter),
+            Projection::Exact => exact_kl_projection(&projector, &log_a)?,
+        };
         kerb_residual.push(projector.residual(&z));
         // 4. log u = log z − log K̃v; σ = z_s normalised.
         for i in 0..m + l {

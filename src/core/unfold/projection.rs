@@ -300,6 +300,89 @@ pub fn douglas_rachford(proj: &KerBProjector, log_w: &[f64], tau: f64, n_iter: u
     z
 }
 
+/// The exact `Proj^KL_{ker B}(a)` from `log a`: `z = (R s, s)` with `s` minimising the convex
+/// `KL(Rs | a_w) + KL(s | a_s)` (stationarity: `Rᵀ log(Rs/a_w) + log(s/a_s) = 0`).
+/// For the block response this is closed-form, `log s_k = ½(log a_s,k + mean_{i∈k} log(M a_w,i))`;
+/// for a dense response it is Newton's method on `s` (Hessian `Rᵀdiag(1/Rs)R + diag(1/s)`, L×L
+/// Cholesky) with step halving to keep `s > 0` and the objective decreasing.
+pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f64>> {
+    let response = proj.response();
+    let m = response.n_response();
+    let l = response.n_gen();
+    let (log_aw, log_as) = log_a.split_at(m);
+    let s: Vec<f64> = match response {
+        Response::Blocks { per_point, .. } => {
+            let mm = *per_point as f64;
+            log_as
+                .iter()
+                .zip(log_aw.chunks_exact(*per_point))
+                .map(|(las, block)| {
+                    let mean = block.iter().sum::<f64>() / mm + mm.ln();
+                    (0.5 * (las + mean)).exp()
+                })
+                .collect()
+        }
+        Response::Dense(r) => {
+            let a_s: Vec<f64> = log_as.iter().map(|v| v.exp()).collect();
+            let objective = |s: &[f64], w: &[f64]| -> f64 {
+                let kl = |x: &[f64], la: &[f64]| x.iter().zip(la).map(|(x, la)| x * (x.ln() - la) - x + la.exp()).sum::<f64>();
+                kl(w, log_aw) + kl(s, log_as)
+            };
+            let mut s = a_s.clone();
+            let mut w = vec![0.0; m];
+            response.apply(&s, &mut w);
+            let mut f = objective(&s, &w);
+            let mut grad = vec![0.0; l];
+            let mut lw = vec![0.0; m];
+            for _ in 0..100 {
+                lw.iter_mut().zip(w.iter().zip(log_aw)).for_each(|(o, (w, la))| *o = w.ln() - la);
+                response.apply_t(&lw, &mut grad);
+                grad.iter_mut().zip(s.iter().zip(log_as)).for_each(|(g, (s, la))| *g += s.ln() - la);
+                // H = Rᵀ diag(1/w) R + diag(1/s).
+                let scaled = Array2::from_shape_fn((m, l), |(i, k)| r[(i, k)] / w[i].sqrt());
+                let mut h = scaled.t().dot(&scaled);
+                for k in 0..l {
+                    h[(k, k)] += 1.0 / s[k];
+                }
+                let chol = cholesky(h)?;
+                let mut step: Vec<f64> = grad.iter().map(|g| -g).collect();
+                cholesky_solve(&chol, &mut step);
+                let decrement: f64 = -step.iter().zip(&grad).map(|(d, g)| d * g).sum::<f64>();
+                let mut t = 1.0;
+                let mut accepted = false;
+                for _ in 0..60 {
+                    let trial: Vec<f64> = s.iter().zip(&step).map(|(s, d)| s + t * d).collect();
+                    if trial.iter().all(|v| *v > 0.0) {
+                        let mut tw = vec![0.0; m];
+                        response.apply(&trial, &mut tw);
+                        let tf = objective(&trial, &tw);
+                        if tf <= f + 1e-4 * t * (-decrement) || decrement < 1e-28 {
+                            s = trial;
+                            w = tw;
+                            f = tf;
+                            accepted = true;
+                            break;
+                        }
+                    }
+                    t *= 0.5;
+                }
+                let rel = step.iter().zip(&s).map(|(d, s)| (t * d / s).abs()).fold(0.0, f64::max);
+                if !accepted || rel < 1e-14 {
+                    break;
+                }
+            }
+            s
+        }
+    };
+    let mut z = vec![0.0; m + l];
+    response.apply(&s, &mut z[..m]);
+    z[m..].copy_from_slice(&s);
+    if !z.iter().all(|v| v.is_finite() && *v > 0.0) {
+        return Err(OtError::Numerical("exact KL projection left the positive orthant".into()));
+    }
+    Ok(z)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
