@@ -168,6 +168,9 @@ fn wright_omega_array<'py>(py: Python<'py>, t: PyReadonlyArray1<'py, f64>) -> Bo
     out.into_pyarray(py)
 }
 
+/// (unfolded counts, normalised history (n_iter, L))
+type RichardsonLucyTuple<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+
 /// Richardson–Lucy / IBU: (unfolded counts, normalised history (n_iter, L)).
 #[pyfunction]
 #[pyo3(signature = (response, measured, n_iter, efficiencies=None, prior=None))]
@@ -178,7 +181,7 @@ fn richardson_lucy_binned<'py>(
     n_iter: usize,
     efficiencies: Option<PyReadonlyArray1<'py, f64>>,
     prior: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>)> {
+) -> PyResult<RichardsonLucyTuple<'py>> {
     let (r, nu) = (response.as_array(), measured.as_array());
     let eff = efficiencies.as_ref().map(|e| e.as_array());
     let pr = prior.as_ref().map(|e| e.as_array());

@@ -161,7 +161,7 @@ pub fn ot_unfold(
         return Err(OtError::shape("measured_weight", format!("has {} weights but measured has {n} points", measured_weights.len())));
     }
     check_finite("measured_weight", measured_weights.iter())?;
-    if measured_weights.iter().any(|w| !(*w > 0.0)) {
+    if measured_weights.iter().any(|w| w.is_nan() || *w <= 0.0) {
         return Err(OtError::invalid("measured_weight", "weights must be positive (drop zero-weight events first)"));
     }
     let nu_mass: f64 = measured_weights.sum();
@@ -173,7 +173,7 @@ pub fn ot_unfold(
                 return Err(OtError::shape("prior", format!("has {} entries for {l} gen points", s.len())));
             }
             check_finite("prior", s.iter())?;
-            if s.iter().any(|v| !(*v > 0.0)) {
+            if s.iter().any(|v| v.is_nan() || *v <= 0.0) {
                 return Err(OtError::invalid("prior", "entries must be positive"));
             }
             let t: f64 = s.sum();

@@ -194,7 +194,7 @@ fn cholesky(mut a: Array2<f64>) -> Result<Array2<f64>> {
         for k in 0..j {
             d -= a[(j, k)] * a[(j, k)];
         }
-        if !(d > 0.0) {
+        if d.is_nan() || d <= 0.0 {
             return Err(OtError::Numerical("I + RᵀR is not positive definite".into()));
         }
         let d = d.sqrt();
