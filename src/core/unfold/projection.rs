@@ -419,6 +419,20 @@ mod tests {
     }
 
     #[test]
+    fn closed_form_and_newton_exact_projections_agree() {
+        let (l, m) = (6, 4);
+        let blocks = KerBProjector::new(Response::new_blocks(l, m).unwrap()).unwrap();
+        let dense = KerBProjector::new(Response::new_dense(dense_blocks(l, m)).unwrap()).unwrap();
+        let log_a: Vec<f64> = (0..l * m + l).map(|i| -3.0 + ((i * 13 % 7) as f64).cos()).collect();
+        let a = exact_kl_projection(&blocks, &log_a).unwrap();
+        let b = exact_kl_projection(&dense, &log_a).unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() <= 1e-13 * p.abs(), "{p} vs {q}");
+        }
+        assert!(blocks.residual(&a) < 1e-15);
+    }
+
+    #[test]
     fn wright_omega_solves_its_equation() {
         for i in -200..=200 {
             let t = i as f64 * 0.37;
