@@ -16,3 +16,9 @@ __all__ = [
     "sinkhorn_points",
     "wasserstein",
 ]
+
+from . import datasets, metrics  # noqa: E402
+from .metrics import wasserstein2_squared  # noqa: E402
+from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy  # noqa: E402
+
+__all__ += ["OTUnfolder", "RichardsonLucyUnfolder", "datasets", "metrics", "richardson_lucy", "wasserstein2_squared"]

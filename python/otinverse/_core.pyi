@@ -59,3 +59,47 @@ def wasserstein_1d_cost(
 ) -> float: ...
 def _borrowed_address(cost: NDArray[np.float64]) -> int: ...
 def simd_level() -> str: ...
+
+# --- unfolding (src/bindings/unfold.rs) ---
+from collections.abc import Callable
+def ot_unfold_points(
+    response_points: NDArray[np.float64],
+    measured_points: NDArray[np.float64],
+    measured_weights: NDArray[np.float64],
+    prior: NDArray[np.float64] | None,
+    response: NDArray[np.float64] | None,
+    n_gen: int,
+    per_point: int,
+    reg: float,
+    reg_init: float,
+    p: float,
+    cost_normalization: str,
+    n_init_iter: int,
+    max_iter: int,
+    tol: float | None,
+    dr_iter: int,
+    dr_step: float,
+    projection: str = "douglas-rachford",
+    progress: Callable[[int], object] | None = None,
+) -> tuple[
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+    NDArray[np.float64], int, bool, float,
+]: ...
+def kerb_projection_dr(
+    log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int,
+    dr_step: float, dr_iter: int,
+) -> NDArray[np.float64]: ...
+def kerb_projection_exact(
+    log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
+) -> NDArray[np.float64]: ...
+def kerb_orthogonal_projection(
+    x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
+) -> NDArray[np.float64]: ...
+def wright_omega_array(t: NDArray[np.float64]) -> NDArray[np.float64]: ...
+def richardson_lucy_binned(
+    response: NDArray[np.float64],
+    measured: NDArray[np.float64],
+    n_iter: int,
+    efficiencies: NDArray[np.float64] | None = None,
+    prior: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...

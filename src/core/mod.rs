@@ -7,3 +7,4 @@ pub mod sinkhorn;
 pub mod wasserstein;
 
 pub use error::{OtError, Result};
+pub mod unfold;

@@ -1,0 +1,152 @@
+"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (paper 001, §4.1)."""
+
+from __future__ import annotations
+
+import numbers
+from importlib import resources
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.utils import Bunch, check_random_state
+
+from ._core import InvalidArgumentError
+from ._validation import check_option
+
+__all__ = ["make_unfolding_1d", "load_jet_mass"]
+
+
+def _check_count(value, name, *, minimum=1, maximum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgumentError(f"{name}: must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        hi = "" if maximum is None else f" and at most {maximum}"
+        raise InvalidArgumentError(f"{name}: must be at least {minimum}{hi}, got {value}")
+    return value
+
+
+def _shift(x):
+    # Detector map of Table 1: t(x) = x + sgn(x)/2.
+    return x + 0.5 * np.sign(x)
+
+
+def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=None):
+    """The 1-D toy problem of paper 001 §4.1.1 with the reference code's conventions.
+
+    Prior support ``gen = linspace(−1, 1, L)``; truth: stratified draws (¼, ½, rest of
+    ``L_measured``) from N(0.75, sd 0.05), N(−0.75, sd 0.05), N(0, sd 0.05); detector
+    ``y = x + sgn(x)/2 + N(0, variance 0.01)``; ``reco`` = M detector samples per gen point
+    (response ``R_ik = 1/M``); ``measured`` = ``M_measured`` noise replicates of every truth point
+    with uniform weights.
+
+    With an integer ``random_state`` s the draws use the reference code's streams
+    (``scipy.stats.norm.rvs`` with seeds s, s+1, s+2 for the truth components, s+3+r for measured
+    replicate r, s+4+k for the response samples of gen point k), so seeds give the same problems
+    as the paper's code; any other ``random_state`` (None, a RandomState/Generator) draws from one
+    stream. Returns a :class:`sklearn.utils.Bunch` with ``gen`` (L,), ``reco`` (L, M),
+    ``measured`` (L_measured·M_measured,), ``measured_weight``, ``truth`` (L_measured,),
+    ``truth_weight``.
+    """
+    L = _check_count(L, "L", minimum=2)
+    M = _check_count(M, "M")
+    M_measured = _check_count(M_measured, "M_measured")
+    L_measured = _check_count(L_measured, "L_measured", minimum=3)
+    sd_noise = 0.1  # variance β = 0.01
+    n1 = int(L_measured * 0.25)
+    n2 = int(L_measured * 0.5)
+    n3 = L_measured - n1 - n2
+    gen = np.linspace(-1.0, 1.0, L)
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        s = int(random_state)
+        if s < 0:
+            raise InvalidArgumentError(f"random_state: must be non-negative, got {s}")
+        truth = np.concatenate([
+            norm.rvs(loc=0.75, scale=0.05, size=n1, random_state=s),
+            norm.rvs(loc=-0.75, scale=0.05, size=n2, random_state=s + 1),
+            norm.rvs(loc=0.0, scale=0.05, size=n3, random_state=s + 2),
+        ])
+        measured = np.concatenate([
+            norm.rvs(loc=0.0, scale=sd_noise, size=L_measured, random_state=s + 3 + r) + _shift(truth)
+            for r in range(M_measured)
+        ])
+        reco = np.stack([
+            norm.rvs(loc=0.0, scale=sd_noise, size=M, random_state=s + 4 + k) + _shift(gen[k]) * np.ones(M)
+            for k in range(L)
+        ])
+    else:
+        rng = check_random_state(random_state)
+        truth = np.concatenate([
+            rng.normal(0.75, 0.05, n1), rng.normal(-0.75, 0.05, n2), rng.normal(0.0, 0.05, n3)
+        ])
+        measured = np.concatenate([rng.normal(0.0, sd_noise, L_measured) + _shift(truth) for _ in range(M_measured)])
+        reco = rng.normal(0.0, sd_noise, (L, M)) + _shift(gen)[:, None]
+    return Bunch(
+        gen=gen,
+        reco=reco,
+        measured=measured,
+        measured_weight=np.full(measured.size, 1.0 / measured.size),
+        truth=truth,
+        truth_weight=np.full(L_measured, 1.0 / L_measured),
+    )
+
+
+def _fix_outliers(block):
+    """Reference code's outlier rule: |v| > |mean| + 5·std (over the block) → block mean."""
+    block = block.copy()
+    mean, std = np.mean(block), np.std(block)
+    block[np.abs(block) > np.abs(mean) + 5 * np.abs(std)] = mean
+    return block
+
+
+_N_ROWS, _N_RECO = 1000, 12
+
+
+def _load_files():
+    base = resources.files("otinverse") / "data" / "jetmass"
+    with resources.as_file(base / "jet_mass.txt") as p:
+        mass = np.loadtxt(p)
+    with resources.as_file(base / "jet_mass_SD.txt") as p:
+        groomed = np.loadtxt(p)
+    return mass, groomed
+
+
+def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance="reference"):
+    """The 2-D jet-mass unfolding problem of paper 001 §4.1.2 (Pythia + Delphes data).
+
+    Coordinates: (jet mass, groomed jet mass). Rows 0..L−1 of the data are the prior support
+    ``gen`` (L, 2) with ``reco`` (L, M, 2) from reco columns 1..M; the next ``L_measured`` rows are
+    the truth with the measured points (L_measured·M_measured, 2) from reco columns
+    1..M_measured, weighted ``measured_weight = truth_weight_k / M_measured``. Truth weights
+    ∝ exp(−(x1−30)²/80 − (x2+5)²/4) as in the reference code (``truth_covariance="reference"``),
+    or the paper's stated N((30, −5), diag(10, 2)) (``"paper"``). In the groomed coordinate,
+    values with |v| > |mean| + 5·std (statistics over each block: response, measured) are
+    replaced by the block mean, as in the reference code.
+
+    The packaged copy holds 1000 rows and 12 reco columns (see data/jetmass/PROVENANCE.md).
+    """
+    L = _check_count(L, "L")
+    L_measured = _check_count(L_measured, "L_measured", maximum=_N_ROWS - L)
+    M = _check_count(M, "M", maximum=_N_RECO)
+    M_measured = _check_count(M_measured, "M_measured", maximum=_N_RECO)
+    check_option(truth_covariance, "truth_covariance", {"reference", "paper"})
+    mass, groomed = _load_files()
+    rows_gen = slice(0, L)
+    rows_truth = slice(L, L + L_measured)
+    gen = np.column_stack([mass[rows_gen, 0], groomed[rows_gen, 0]])
+    reco = np.stack([mass[rows_gen, 1:M + 1], _fix_outliers(groomed[rows_gen, 1:M + 1])], axis=-1)
+    truth = np.column_stack([mass[rows_truth, 0], groomed[rows_truth, 0]])
+    meas = np.stack(
+        [mass[rows_truth, 1:M_measured + 1], _fix_outliers(groomed[rows_truth, 1:M_measured + 1])], axis=-1
+    )
+    var1 = 40.0 if truth_covariance == "reference" else 10.0
+    tw = np.exp(-((truth[:, 0] - 30.0) ** 2) / (2 * var1) - (truth[:, 1] + 5.0) ** 2 / 4.0)
+    tw /= tw.sum()
+    return Bunch(
+        gen=gen,
+        reco=reco,
+        measured=meas.reshape(-1, 2),
+        measured_weight=np.repeat(tw / M_measured, M_measured),
+        truth=truth,
+        truth_weight=tw,
+        feature_names=["jet_mass", "groomed_jet_mass"],
+    )

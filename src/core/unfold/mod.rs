@@ -1,0 +1,16 @@
+//! Unfolding (paper 001; DESIGN §3.3–3.4): recover the particle-level weights σ on a prior
+//! support from detector-level data.
+//!
+//! * [`ot`]: unfolding with a Wasserstein loss, the generalised log-domain Sinkhorn iteration
+//!   of eq. (25) with the classical warm start of eq. (26)–(27).
+//! * [`projection`]: the KL projection onto `ker B` (eq. 28, Douglas–Rachford), the orthogonal
+//!   projector onto `ker B` without a dense matrix, and the Wright omega function.
+//! * [`richardson_lucy`]: the binned Richardson–Lucy / iterative Bayesian unfolding baseline.
+
+pub mod ot;
+pub mod projection;
+pub mod richardson_lucy;
+
+pub use ot::{ot_unfold, CostNormalization, OtUnfoldOutput, OtUnfoldParams, Projection};
+pub use projection::{douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response};
+pub use richardson_lucy::{richardson_lucy, RichardsonLucyOutput};
