@@ -212,6 +212,8 @@ pub fn ot_unfold(
         let mut sp = SinkhornParams::new(e0);
         sp.max_iter = params.n_init_iter - 1;
         sp.tol = 0.0;
+        // The paper's warm start is plain classical Sinkhorn (eq. 26–27): keep its iterates.
+        sp.overrelaxation = false;
         let a0v = Array1::from(a0.clone());
         let g0 = vec![0.0; n];
         let out = sinkhorn(&kernel, a0v.view(), nu.view(), &sp, Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))))?;
