@@ -27,6 +27,8 @@ const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 ro
 const LANES: usize = 8;
 /// Columns per tile: a ROWS×TILE block of costs stays in L1 while its exponentials are summed.
 const TILE: usize = 256;
+/// Row blocks per task of the softmin pass (see `softmin_clouds`).
+const PANEL: usize = 8;
 
 /// All `patch`×`patch` patches of `image` with stride 1, one per row, row-major inside the patch
 /// (patch index `r·(w−p+1) + c` for the patch whose top-left pixel is `(r, c)`).
@@ -184,6 +186,43 @@ pub fn sq_dist_block(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize,
     sq_dist_block_generic::<false>(from, i0, to, j0, len, out)
 }
 
+/// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
+const SKIP_BELOW: f64 = -80.0;
+/// [`sum_exp_sparse`] results below this are recomputed densely: then every skipped term is
+/// below `e^{SKIP_BELOW}/SPARSE_MIN_SUM = e^{-60}` of the sum, i.e. beneath double rounding for any
+/// realistic number of reference patches.
+const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
+
+#[inline(always)]
+fn sum_exp_sparse_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let mut tail = 0.0;
+    for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
+        tail += exp((w + row - c) * inv_eps);
+    }
+    for (c, w) in cc.zip(wc) {
+        let c: &[f64; LANES] = c.try_into().unwrap();
+        let w: &[f64; LANES] = w.try_into().unwrap();
+        let z: [f64; LANES] = std::array::from_fn(|l| (w[l] + row - c[l]) * inv_eps);
+        let hi = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        // At WPP's small ε most patch pairs are far from the best match: their exponentials
+        // vanish against the row's sum and are not evaluated.
+        if hi > SKIP_BELOW {
+            for l in 0..LANES {
+                acc[l] += exp(z[l]);
+            }
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+multiversion! {
+    /// `Σ_j exp((row + col_j − cost_j)/ε)` skipping chunks of 8 whose terms are all below
+    /// `e^{SKIP_BELOW}`; only valid when the result is at least `SPARSE_MIN_SUM`.
+    pub fn sum_exp_sparse(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => sum_exp_sparse_generic
+}
+
 #[inline(always)]
 fn plan_tile_generic(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
     let mut mass = 0.0;
@@ -227,21 +266,30 @@ fn blocks_per_task(m: usize) -> usize {
 fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
     let m = to.n;
     let inv_eps = 1.0 / eps;
-    out.par_chunks_mut(ROWS).enumerate().with_min_len(blocks_per_task(m)).for_each_init(
+    // A panel of PANEL·ROWS rows per task, tiles of `to` in the outer loop: one tile of `to`
+    // (d·TILE values) is reused by the whole panel while it sits in L2.
+    out.par_chunks_mut(PANEL * ROWS).enumerate().for_each_init(
         || vec![0.0; ROWS * TILE],
-        |tile, (b, o)| {
-            let i0 = b * ROWS;
-            let mut sums = [0.0; ROWS];
+        |tile, (pb, panel)| {
+            let p0 = pb * PANEL * ROWS;
+            let mut sums = [0.0; PANEL * ROWS];
             for j0 in (0..m).step_by(TILE) {
                 let len = TILE.min(m - j0);
-                sq_dist_block(from, i0, to, j0, len, tile);
-                for (r, s) in sums.iter_mut().enumerate().take(o.len()) {
-                    *s += sum_exp(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], shift[i0 + r], inv_eps);
+                for b0 in (0..panel.len()).step_by(ROWS) {
+                    sq_dist_block(from, p0 + b0, to, j0, len, tile);
+                    for r in 0..ROWS.min(panel.len() - b0) {
+                        let i = p0 + b0 + r;
+                        sums[b0 + r] +=
+                            sum_exp_sparse(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], shift[i], inv_eps);
+                    }
                 }
             }
-            for (r, o) in o.iter_mut().enumerate() {
-                let i = i0 + r;
-                *o = finish_shifted(sums[r], shift[i], eps).unwrap_or_else(|| {
+            for (q, o) in panel.iter_mut().enumerate() {
+                let (i, i0, r) = (p0 + q, p0 + q / ROWS * ROWS, q % ROWS);
+                let usable = if sums[q] >= SPARSE_MIN_SUM { Some(sums[q]) } else { None };
+                *o = usable.and_then(|s| finish_shifted(s, shift[i], eps)).unwrap_or_else(|| {
+                    // The shift was a poor guess: exact two-pass evaluation with the foundation's
+                    // dense kernel and the true max shift.
                     let mut hi = f64::NEG_INFINITY;
                     for j0 in (0..m).step_by(TILE) {
                         let len = TILE.min(m - j0);
@@ -548,6 +596,27 @@ mod tests {
             assert!((s1.transport_cost - s2.transport_cost).abs() < 1e-9 * s1.transport_cost.abs().max(1e-300));
         }
         assert!(k.diameter() >= k.dense().iter().fold(0.0f64, |a, &b| a.max(b)));
+    }
+
+    #[test]
+    fn sparse_sums_are_exact_for_any_shift() {
+        let x = cloud(21, 36, 11);
+        let y = cloud(517, 36, 12);
+        let pc = PointCost::new(x.view(), y.view(), 2.0).unwrap();
+        let k = PatchCost::new(x.view(), y.view()).unwrap();
+        let col: Vec<f64> = (0..517).map(|j| 0.002 * (j % 11) as f64).collect();
+        let eps = 4e-4;
+        let mut exact = vec![0.0; 21];
+        pc.softmin_rows(&col, &[0.0; 21], eps, &mut exact);
+        // Good guesses (sparse path), guesses off by ±5ε and ±30ε (the latter: dense fallback).
+        for off in [0.0, 5.0, -5.0, 30.0, -30.0] {
+            let shift: Vec<f64> = exact.iter().map(|v| v + off * eps).collect();
+            let mut out = vec![0.0; 21];
+            k.softmin_rows(&col, &shift, eps, &mut out);
+            for (a, b) in out.iter().zip(&exact) {
+                assert!((a - b).abs() < 1e-12 * eps.max(b.abs()), "offset {off}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
