@@ -125,9 +125,9 @@ class WPPRestorer(BaseEstimator):
         its mean everywhere.
     noise_std : float, default=0.01
         Standard deviation of the noise :meth:`degrade` adds.
-    sinkhorn_max_iter : int, default=10
+    sinkhorn_max_iter : int, default=5
         Sinkhorn iterations per Adam step (warm-started from the previous step; the first solve
-        anneals ε and gets 25 times this budget).
+        anneals ε by factors of 4 and gets 10 times this budget).
     sinkhorn_tol : float, default=1e-3
     random_state : int, RandomState or None
         Seeds the patch sampling and the noise of :meth:`degrade`.
@@ -165,7 +165,7 @@ class WPPRestorer(BaseEstimator):
         learning_rate=0.01,
         init="bicubic",
         noise_std=0.01,
-        sinkhorn_max_iter=10,
+        sinkhorn_max_iter=5,
         sinkhorn_tol=1e-3,
         random_state=None,
         verbose=False,
@@ -313,9 +313,9 @@ class WPPRestorer(BaseEstimator):
                 int(self.patch_size),
                 float(self.reg),
                 None if self.reach is None else float(self.reach),
-                max_iter if warm is not None else 25 * max_iter,
+                max_iter if warm is not None else 10 * max_iter,
                 tol,
-                None if warm is not None else 0.5,
+                None if warm is not None else 0.25,
                 None if warm is None else warm[0],
                 None if warm is None else warm[1],
             )

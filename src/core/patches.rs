@@ -420,9 +420,20 @@ impl CostKernel for PatchCost {
     }
 
     fn diameter(&self) -> f64 {
-        // (max |x_i| + max |y_j|)² bounds every |x_i − y_j|².
-        let max_norm = |c: &Cloud| c.norms.iter().fold(0.0f64, |a, &b| a.max(b)).sqrt();
-        (max_norm(&self.x) + max_norm(&self.y)).powi(2)
+        // Squared diagonal of the joint bounding box bounds every |x_i − y_j|² (for patches of
+        // [0, 1] pixels it is at most d, far below (max|x| + max|y|)²), so ε-scaling starts low.
+        let (n, m, d) = (self.x.n, self.y.n, self.x.d);
+        (0..d)
+            .map(|k| {
+                let xs = &self.x.cols[k * self.x.n_pad..k * self.x.n_pad + n];
+                let ys = &self.y.cols[k * self.y.n_pad..k * self.y.n_pad + m];
+                let (lo, hi) = xs
+                    .iter()
+                    .chain(ys)
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                (hi - lo) * (hi - lo)
+            })
+            .sum()
     }
 
     fn softmin_rows(&self, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
