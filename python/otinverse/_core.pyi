@@ -103,3 +103,46 @@ def richardson_lucy_binned(
     efficiencies: NDArray[np.float64] | None = None,
     prior: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+# Patch kernels (WPP, issue 5).
+def extract_patches(image: NDArray[np.float64], patch_size: int) -> NDArray[np.float64]: ...
+def fold_patches(patches: NDArray[np.float64], height: int, width: int, patch_size: int) -> NDArray[np.float64]: ...
+def patch_sinkhorn(
+    a: NDArray[np.float64],
+    x: NDArray[np.float64],
+    b: NDArray[np.float64],
+    y: NDArray[np.float64],
+    reg: float,
+    reach_a: float | None,
+    reach_b: float | None,
+    max_iter: int,
+    tol: float,
+    update: str,
+    eps_scaling: float | None,
+    f_init: NDArray[np.float64] | None,
+    g_init: NDArray[np.float64] | None,
+) -> tuple[
+    NDArray[np.float64], NDArray[np.float64], float, float, int, float, bool,
+    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+]: ...
+def patch_prior(
+    image: NDArray[np.float64],
+    reference_patches: NDArray[np.float64],
+    patch_size: int,
+    reg: float,
+    reach: float | None,
+    max_iter: int,
+    tol: float,
+    eps_scaling: float | None,
+    f_init: NDArray[np.float64] | None,
+    g_init: NDArray[np.float64] | None,
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int, float, bool, NDArray[np.float64]]: ...
+def patch_softmin(
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    col: NDArray[np.float64],
+    reg: float,
+    shift: NDArray[np.float64] | None = None,
+) -> NDArray[np.float64]: ...
+def patch_plan(
+    row: NDArray[np.float64], x: NDArray[np.float64], col: NDArray[np.float64], y: NDArray[np.float64], reg: float
+) -> NDArray[np.float64]: ...

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod errors;
 mod sinkhorn;
 mod unfold;
+mod patches;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     sinkhorn::register(m)?;
     unfold::register(m)?;
+    patches::register(m)?;
     Ok(())
 }

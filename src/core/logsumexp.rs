@@ -77,6 +77,8 @@ macro_rules! multiversion {
         }
     };
 }
+/// Lets other core modules (patches) compile their hot loops per instruction set the same way.
+pub(crate) use multiversion;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimdLevel {

@@ -1,0 +1,688 @@
+//! Patch clouds of 2-D images and the semi-unbalanced patch OT of the Wasserstein Patch Prior
+//! (paper 004 §II–III, DESIGN §3.6).
+//!
+//! * [`extract_patches`] / [`fold_patches`]: all p×p patches (stride 1) of an image and the
+//!   adjoint, which scatters patch values back onto the pixels (sums overlaps).
+//! * [`PatchCost`]: `C_ij = |x_i − y_j|²` for patch clouds in d = p² dimensions, computed tile
+//!   by tile from the matrix-product form `|x_i|² + |y_j|² − 2 x_i·y_j` with a register-blocked
+//!   micro-kernel (4 rows × 8 columns of `x·yᵀ` held in registers over the d coordinates) and fed
+//!   straight into the streaming shifted log-sum-exp of [`crate::core::logsumexp`]. The cost
+//!   matrix is never stored. It implements [`CostKernel`], so the foundation's
+//!   [`crate::core::sinkhorn::sinkhorn`] solves OT_{ε,ρ} on it unchanged.
+//! * [`patch_ot`]: the solve plus one more tiled pass giving the gradient
+//!   `∂OT/∂x_i = 2(m_i x_i − Σ_j π_ij y_j)` with `m_i = Σ_j π_ij` (= a_i once the exact row
+//!   marginal holds, issue 5), and the mass each reference patch receives.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::core::cost::{CostKernel, PlanSums};
+use crate::core::error::{check_finite, OtError, Result};
+use crate::core::logsumexp::{exp, finish_shifted, max_gap, multiversion, plan_row_sums, simd_level, sum_exp, SimdLevel};
+use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
+
+/// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
+const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
+/// Columns per register block (two AVX2 vectors, one AVX-512 vector).
+const LANES: usize = 8;
+/// Columns per tile: a ROWS×TILE block of costs stays in L1 while its exponentials are summed.
+const TILE: usize = 256;
+/// Row blocks per task of the softmin pass (see `softmin_clouds`).
+const PANEL: usize = 8;
+
+/// All `patch`×`patch` patches of `image` with stride 1, one per row, row-major inside the patch
+/// (patch index `r·(w−p+1) + c` for the patch whose top-left pixel is `(r, c)`).
+pub fn extract_patches(image: ArrayView2<'_, f64>, patch: usize) -> Result<Array2<f64>> {
+    let (h, w) = image.dim();
+    check_patch_fits("image", h, w, patch)?;
+    check_finite("image", image.iter())?;
+    let (nh, nw) = (h - patch + 1, w - patch + 1);
+    let d = patch * patch;
+    let mut out = Array2::zeros((nh * nw, d));
+    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(idx, mut row)| {
+        let (r, c) = (idx / nw, idx % nw);
+        for u in 0..patch {
+            for v in 0..patch {
+                row[u * patch + v] = image[(r + u, c + v)];
+            }
+        }
+    });
+    Ok(out)
+}
+
+/// Adjoint of [`extract_patches`]: `image(r+u, c+v) += patches[(r,c), (u,v)]` over all patches.
+pub fn fold_patches(patches: ArrayView2<'_, f64>, height: usize, width: usize, patch: usize) -> Result<Array2<f64>> {
+    check_patch_fits("shape", height, width, patch)?;
+    let (nh, nw) = (height - patch + 1, width - patch + 1);
+    if patches.dim() != (nh * nw, patch * patch) {
+        return Err(OtError::shape(
+            "patches",
+            format!(
+                "a {height}×{width} image has {} patches of {} pixels, got shape {:?}",
+                nh * nw,
+                patch * patch,
+                patches.shape()
+            ),
+        ));
+    }
+    check_finite("patches", patches.iter())?;
+    // Gather form of the adjoint (each output row sums the patches covering it): parallel
+    // over image rows without write conflicts.
+    let mut image = Array2::zeros((height, width));
+    image.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut out_row)| {
+        let u_lo = (y + 1).saturating_sub(nh);
+        for u in u_lo..patch.min(y + 1) {
+            let r = y - u;
+            for c in 0..nw {
+                let p = patches.row(r * nw + c);
+                for v in 0..patch {
+                    out_row[c + v] += p[u * patch + v];
+                }
+            }
+        }
+    });
+    Ok(image)
+}
+
+fn check_patch_fits(name: &'static str, h: usize, w: usize, patch: usize) -> Result<()> {
+    if patch == 0 {
+        return Err(OtError::invalid("patch_size", "must be at least 1"));
+    }
+    if h < patch || w < patch {
+        return Err(OtError::shape(name, format!("a {h}×{w} image is smaller than one {patch}×{patch} patch")));
+    }
+    Ok(())
+}
+
+/// One patch cloud in the two layouts the micro-kernel needs.
+pub struct Cloud {
+    n: usize,
+    d: usize,
+    /// n×d, row-major: the broadcast side.
+    rows: Vec<f64>,
+    /// d×n_pad, zero-padded to a multiple of [`LANES`]: the vector side.
+    cols: Vec<f64>,
+    n_pad: usize,
+    /// `|x_i|²`, padded with zeros.
+    norms: Vec<f64>,
+}
+
+impl Cloud {
+    fn new(x: ArrayView2<'_, f64>) -> Self {
+        let (n, d) = x.dim();
+        let n_pad = n.div_ceil(LANES) * LANES;
+        let rows: Vec<f64> = x.iter().copied().collect();
+        let mut cols = vec![0.0; d * n_pad];
+        let mut norms = vec![0.0; n_pad];
+        for (i, p) in rows.chunks_exact(d).enumerate() {
+            for (k, &v) in p.iter().enumerate() {
+                cols[k * n_pad + i] = v;
+            }
+            norms[i] = p.iter().map(|v| v * v).sum();
+        }
+        Cloud { n, d, rows, cols, n_pad, norms }
+    }
+}
+
+/// `out[r·TILE + jj] = |from_{i0+r}|² + |to_{j0+jj}|² − 2 from_{i0+r}·to_{j0+jj}` for r < ROWS,
+/// jj < len (rounded up to LANES; rows past the end repeat the last row and are ignored).
+#[inline(always)]
+fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
+    // a·b + c, fused where the instruction exists (without FMA, `mul_add` is a slow libm call).
+    let madd = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let d = from.d;
+    let last = from.n - 1;
+    debug_assert_eq!(ROWS, 4);
+    let idx: [usize; ROWS] = std::array::from_fn(|r| (i0 + r).min(last));
+    let x: [&[f64]; ROWS] = std::array::from_fn(|r| &from.rows[idx[r] * d..(idx[r] + 1) * d]);
+    let xn: [f64; ROWS] = std::array::from_fn(|r| from.norms[idx[r]]);
+    let mp = to.n_pad;
+    let rows_of_y = to.cols.chunks_exact(mp);
+    for jc in (0..len).step_by(LANES) {
+        let j = j0 + jc;
+        // Four independent accumulators of LANES columns: stay in registers over the d
+        // coordinates, and each loaded vector of y feeds four rows (tiles of x·yᵀ).
+        let (mut acc0, mut acc1, mut acc2, mut acc3) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
+        for ((((yrow, &a0), &a1), &a2), &a3) in rows_of_y.clone().zip(x[0]).zip(x[1]).zip(x[2]).zip(x[3]) {
+            let y: &[f64; LANES] = yrow[j..j + LANES].try_into().unwrap();
+            for l in 0..LANES {
+                acc0[l] = madd(a0, y[l], acc0[l]);
+                acc1[l] = madd(a1, y[l], acc1[l]);
+                acc2[l] = madd(a2, y[l], acc2[l]);
+                acc3[l] = madd(a3, y[l], acc3[l]);
+            }
+        }
+        let yn: &[f64; LANES] = to.norms[j..j + LANES].try_into().unwrap();
+        for (r, acc) in [acc0, acc1, acc2, acc3].iter().enumerate() {
+            let o: &mut [f64; LANES] = (&mut out[r * TILE + jc..r * TILE + jc + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                // Rounding can make the expanded form slightly negative for near-equal patches.
+                o[l] = (xn[r] + yn[l] - 2.0 * acc[l]).max(0.0);
+            }
+        }
+    }
+}
+
+/// A ROWS×len block of squared distances (see `sq_dist_block_generic`), dispatched like the
+/// foundation's `multiversion!` kernels but with fused multiply-adds on the FMA variants.
+pub fn sq_dist_block(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
+            sq_dist_block_generic::<true>(from, i0, to, j0, len, out)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
+            sq_dist_block_generic::<true>(from, i0, to, j0, len, out)
+        }
+        match simd_level() {
+            // SAFETY: the CPU reported these features at run time.
+            SimdLevel::Avx512 => return unsafe { avx512(from, i0, to, j0, len, out) },
+            SimdLevel::Avx2 => return unsafe { avx2(from, i0, to, j0, len, out) },
+            SimdLevel::Baseline => {}
+        }
+    }
+    sq_dist_block_generic::<false>(from, i0, to, j0, len, out)
+}
+
+/// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
+const SKIP_BELOW: f64 = -80.0;
+/// [`sum_exp_sparse`] results below this are recomputed densely: then every skipped term is
+/// below `e^{SKIP_BELOW}/SPARSE_MIN_SUM = e^{-60}` of the sum, i.e. beneath double rounding for any
+/// realistic number of reference patches.
+const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
+
+#[inline(always)]
+fn sum_exp_sparse_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let mut tail = 0.0;
+    for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
+        tail += exp((w + row - c) * inv_eps);
+    }
+    for (c, w) in cc.zip(wc) {
+        let c: &[f64; LANES] = c.try_into().unwrap();
+        let w: &[f64; LANES] = w.try_into().unwrap();
+        let z: [f64; LANES] = std::array::from_fn(|l| (w[l] + row - c[l]) * inv_eps);
+        let hi = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        // At WPP's small ε most patch pairs are far from the best match: their exponentials
+        // vanish against the row's sum and are not evaluated.
+        if hi > SKIP_BELOW {
+            for l in 0..LANES {
+                acc[l] += exp(z[l]);
+            }
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+multiversion! {
+    /// `Σ_j exp((row + col_j − cost_j)/ε)` skipping chunks of 8 whose terms are all below
+    /// `e^{SKIP_BELOW}`; only valid when the result is at least `SPARSE_MIN_SUM`.
+    pub fn sum_exp_sparse(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => sum_exp_sparse_generic
+}
+
+#[inline(always)]
+fn plan_tile_generic(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+    let mut mass = 0.0;
+    for (c, w) in cost.iter_mut().zip(col) {
+        *c = exp((w + row - *c) * inv_eps);
+        mass += *c;
+    }
+    mass
+}
+
+multiversion! {
+    /// Overwrites a cost row with the plan entries `exp((row + col_j − c_j)/ε)`; returns their sum.
+    pub fn plan_tile(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => plan_tile_generic
+}
+
+#[inline(always)]
+fn dot_generic(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+multiversion! {
+    /// `Σ_k a_k b_k`.
+    pub fn dot(a: &[f64], b: &[f64]) -> f64 => dot_generic
+}
+
+/// Row blocks per rayon task: enough pairs per task to amortise scheduling.
+fn blocks_per_task(m: usize) -> usize {
+    (2048 / (ROWS * m.max(1))).max(1)
+}
+
+/// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|²)/ε)`, stabilised by `shift_i` with the
+/// exact two-pass fallback of the foundation's kernels.
+fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
+    let m = to.n;
+    let inv_eps = 1.0 / eps;
+    // A panel of PANEL·ROWS rows per task, tiles of `to` in the outer loop: one tile of `to`
+    // (d·TILE values) is reused by the whole panel while it sits in L2.
+    out.par_chunks_mut(PANEL * ROWS).enumerate().for_each_init(
+        || vec![0.0; ROWS * TILE],
+        |tile, (pb, panel)| {
+            let p0 = pb * PANEL * ROWS;
+            let mut sums = [0.0; PANEL * ROWS];
+            for j0 in (0..m).step_by(TILE) {
+                let len = TILE.min(m - j0);
+                for b0 in (0..panel.len()).step_by(ROWS) {
+                    sq_dist_block(from, p0 + b0, to, j0, len, tile);
+                    for r in 0..ROWS.min(panel.len() - b0) {
+                        let i = p0 + b0 + r;
+                        sums[b0 + r] +=
+                            sum_exp_sparse(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], shift[i], inv_eps);
+                    }
+                }
+            }
+            for (q, o) in panel.iter_mut().enumerate() {
+                let (i, i0, r) = (p0 + q, p0 + q / ROWS * ROWS, q % ROWS);
+                let usable = if sums[q] >= SPARSE_MIN_SUM { Some(sums[q]) } else { None };
+                *o = usable.and_then(|s| finish_shifted(s, shift[i], eps)).unwrap_or_else(|| {
+                    // The shift was a poor guess: exact two-pass evaluation with the foundation's
+                    // dense kernel and the true max shift.
+                    let mut hi = f64::NEG_INFINITY;
+                    for j0 in (0..m).step_by(TILE) {
+                        let len = TILE.min(m - j0);
+                        sq_dist_block(from, i0, to, j0, len, tile);
+                        hi = hi.max(max_gap(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len]));
+                    }
+                    if hi == f64::NEG_INFINITY {
+                        return f64::INFINITY;
+                    }
+                    let mut s = 0.0;
+                    for j0 in (0..m).step_by(TILE) {
+                        let len = TILE.min(m - j0);
+                        sq_dist_block(from, i0, to, j0, len, tile);
+                        s += sum_exp(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], -hi, inv_eps);
+                    }
+                    -hi - eps * s.ln()
+                });
+            }
+        },
+    );
+}
+
+fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+    a
+}
+
+/// `C_ij = |x_i − y_j|²` for two patch clouds of the same dimension, never stored.
+pub struct PatchCost {
+    x: Cloud,
+    y: Cloud,
+}
+
+/// What one extra pass over the plan gives besides the Sinkhorn output.
+#[derive(Clone, Debug)]
+pub struct PlanMoments {
+    /// `Σ_j π_ij` (n).
+    pub row_mass: Array1<f64>,
+    /// `Σ_i π_ij`: the mass each reference patch receives (m).
+    pub col_mass: Array1<f64>,
+    /// `Σ_j π_ij y_j` (n×d).
+    pub barycentric: Array2<f64>,
+}
+
+impl PatchCost {
+    pub fn new(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>) -> Result<Self> {
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(OtError::shape("x", format!("patch cloud must not be empty, got shape {:?}", x.shape())));
+        }
+        if y.nrows() == 0 || y.ncols() == 0 {
+            return Err(OtError::shape("y", format!("patch cloud must not be empty, got shape {:?}", y.shape())));
+        }
+        if x.ncols() != y.ncols() {
+            return Err(OtError::shape(
+                "y",
+                format!("patches must have the dimension of x ({}), got {}", x.ncols(), y.ncols()),
+            ));
+        }
+        check_finite("x", x.iter())?;
+        check_finite("y", y.iter())?;
+        Ok(PatchCost { x: Cloud::new(x), y: Cloud::new(y) })
+    }
+
+    /// Row masses, column masses and barycentric sums `Σ_j π_ij y_j` of
+    /// `π_ij = exp((row_i + col_j − C_ij)/ε)`, in one tiled pass.
+    pub fn moments(&self, row: &[f64], col: &[f64], eps: f64) -> PlanMoments {
+        let (n, m, d) = (self.x.n, self.y.n, self.x.d);
+        let inv_eps = 1.0 / eps;
+        let mut row_mass = vec![0.0; n];
+        let mut bary = vec![0.0; n * d];
+        let col_mass = row_mass
+            .par_chunks_mut(ROWS)
+            .zip(bary.par_chunks_mut(ROWS * d))
+            .enumerate()
+            .with_min_len(blocks_per_task(m))
+            .fold(
+                || (vec![0.0; m], vec![0.0; ROWS * TILE]),
+                |(mut acc, mut tile), (b, (rm, bc))| {
+                    let i0 = b * ROWS;
+                    for j0 in (0..m).step_by(TILE) {
+                        let len = TILE.min(m - j0);
+                        sq_dist_block(&self.x, i0, &self.y, j0, len, &mut tile);
+                        for (r, mass) in rm.iter_mut().enumerate() {
+                            let p = &mut tile[r * TILE..r * TILE + len];
+                            *mass += plan_tile(p, &col[j0..j0 + len], row[i0 + r], inv_eps);
+                            acc[j0..j0 + len].iter_mut().zip(p.iter()).for_each(|(a, v)| *a += v);
+                            for (k, s) in bc[r * d..(r + 1) * d].iter_mut().enumerate() {
+                                let yk = &self.y.cols[k * self.y.n_pad + j0..k * self.y.n_pad + j0 + len];
+                                *s += dot(p, yk);
+                            }
+                        }
+                    }
+                    (acc, tile)
+                },
+            )
+            .map(|(acc, _)| acc)
+            .reduce(|| vec![0.0; m], add_into);
+        PlanMoments {
+            row_mass: Array1::from(row_mass),
+            col_mass: Array1::from(col_mass),
+            barycentric: Array2::from_shape_vec((n, d), bary).expect("n×d buffer"),
+        }
+    }
+
+    /// The full n×m cost matrix (tests and small problems only).
+    pub fn dense(&self) -> Array2<f64> {
+        let (n, m) = self.shape();
+        let mut c = Array2::zeros((n, m));
+        let mut tile = vec![0.0; ROWS * TILE];
+        for i0 in (0..n).step_by(ROWS) {
+            for j0 in (0..m).step_by(TILE) {
+                let len = TILE.min(m - j0);
+                sq_dist_block(&self.x, i0, &self.y, j0, len, &mut tile);
+                for r in 0..ROWS.min(n - i0) {
+                    for jj in 0..len {
+                        c[(i0 + r, j0 + jj)] = tile[r * TILE + jj];
+                    }
+                }
+            }
+        }
+        c
+    }
+}
+
+impl CostKernel for PatchCost {
+    fn shape(&self) -> (usize, usize) {
+        (self.x.n, self.y.n)
+    }
+
+    fn diameter(&self) -> f64 {
+        // Squared diagonal of the joint bounding box bounds every |x_i − y_j|² (for patches of
+        // [0, 1] pixels it is at most d, far below (max|x| + max|y|)²), so ε-scaling starts low.
+        let (n, m, d) = (self.x.n, self.y.n, self.x.d);
+        (0..d)
+            .map(|k| {
+                let xs = &self.x.cols[k * self.x.n_pad..k * self.x.n_pad + n];
+                let ys = &self.y.cols[k * self.y.n_pad..k * self.y.n_pad + m];
+                let (lo, hi) = xs
+                    .iter()
+                    .chain(ys)
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                (hi - lo) * (hi - lo)
+            })
+            .sum()
+    }
+
+    fn softmin_rows(&self, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
+        softmin_clouds(&self.x, &self.y, col, shift, eps, out)
+    }
+
+    fn softmin_cols(&self, row: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
+        softmin_clouds(&self.y, &self.x, row, shift, eps, out)
+    }
+
+    fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums {
+        let (n, m) = self.shape();
+        let inv_eps = 1.0 / eps;
+        let mut row_sums = vec![0.0; n];
+        let (col_sums, transport_cost) = row_sums
+            .par_chunks_mut(ROWS)
+            .enumerate()
+            .with_min_len(blocks_per_task(m))
+            .fold(
+                || (vec![0.0; m], 0.0, vec![0.0; ROWS * TILE]),
+                |(mut acc, mut t_acc, mut tile), (b, rs)| {
+                    let i0 = b * ROWS;
+                    for j0 in (0..m).step_by(TILE) {
+                        let len = TILE.min(m - j0);
+                        sq_dist_block(&self.x, i0, &self.y, j0, len, &mut tile);
+                        for (r, s) in rs.iter_mut().enumerate() {
+                            let (mass, cost) = plan_row_sums(
+                                &tile[r * TILE..r * TILE + len],
+                                &col[j0..j0 + len],
+                                row[i0 + r],
+                                inv_eps,
+                                &mut acc[j0..j0 + len],
+                            );
+                            *s += mass;
+                            t_acc += cost;
+                        }
+                    }
+                    (acc, t_acc, tile)
+                },
+            )
+            .map(|(acc, t, _)| (acc, t))
+            .reduce(|| (vec![0.0; m], 0.0), |a, b| (add_into(a.0, b.0), a.1 + b.1));
+        PlanSums { row_sums, col_sums, transport_cost }
+    }
+
+    fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
+        let mut p = self.dense();
+        p.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut prow)| {
+            prow.iter_mut().zip(col).for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
+        });
+        p
+    }
+}
+
+/// Result of [`patch_ot`].
+#[derive(Clone, Debug)]
+pub struct PatchOt {
+    pub sinkhorn: SinkhornOutput,
+    /// `∂OT/∂x_i = 2(m_i x_i − Σ_j π_ij y_j)` (n×d), g held fixed (envelope theorem).
+    pub gradient: Array2<f64>,
+    /// `Σ_i π_ij` (m): the mass each reference patch receives.
+    pub received: Array1<f64>,
+    /// `Σ_j π_ij` (n); equals `a` after the final exact row update.
+    pub row_mass: Array1<f64>,
+}
+
+/// Solves OT between patch clouds `x` (weights `a`) and `y` (weights `b`) with the foundation's
+/// Sinkhorn on [`PatchCost`], then takes the patch gradient in one more tiled pass.
+pub fn patch_ot(
+    x: ArrayView2<'_, f64>,
+    a: ArrayView1<'_, f64>,
+    y: ArrayView2<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+) -> Result<PatchOt> {
+    let kernel = PatchCost::new(x, y)?;
+    let out = sinkhorn(&kernel, a, b, params, init)?;
+    let eps = params.eps;
+    // Row/column terms f + ε log a, g + ε log b of the plan convention.
+    let row: Vec<f64> = out.f.iter().zip(a.iter()).map(|(f, w)| f + eps * w.ln()).collect();
+    let col: Vec<f64> = out.g.iter().zip(b.iter()).map(|(g, w)| g + eps * w.ln()).collect();
+    let mom = kernel.moments(&row, &col, eps);
+    let d = x.ncols();
+    let mut gradient = Array2::zeros((x.nrows(), d));
+    gradient.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut g)| {
+        let mi = mom.row_mass[i];
+        for k in 0..d {
+            g[k] = 2.0 * (mi * x[(i, k)] - mom.barycentric[(i, k)]);
+        }
+    });
+    Ok(PatchOt { sinkhorn: out, gradient, received: mom.col_mass, row_mass: mom.row_mass })
+}
+
+/// The patch prior on an image: OT between the uniform measure on all patches of `image` and
+/// the uniform measure on the reference patches `y`, with its gradient with respect to the
+/// pixels (patch gradients folded back by the adjoint of extraction).
+pub fn image_patch_ot(
+    image: ArrayView2<'_, f64>,
+    patch: usize,
+    y: ArrayView2<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+) -> Result<(PatchOt, Array2<f64>)> {
+    let x = extract_patches(image, patch)?;
+    if y.ncols() != patch * patch {
+        return Err(OtError::shape(
+            "reference_patches",
+            format!("must have {} columns for {patch}×{patch} patches, got {}", patch * patch, y.ncols()),
+        ));
+    }
+    let (n, m) = (x.nrows(), y.nrows());
+    if m == 0 {
+        return Err(OtError::shape("reference_patches", "must not be empty"));
+    }
+    let a = Array1::from_elem(n, 1.0 / n as f64);
+    let b = Array1::from_elem(m, 1.0 / m as f64);
+    let res = patch_ot(x.view(), a.view(), y, b.view(), params, init)?;
+    let (h, w) = image.dim();
+    let grad = fold_patches(res.gradient.view(), h, w, patch)?;
+    Ok((res, grad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cost::PointCost;
+
+    fn cloud(n: usize, d: usize, seed: u64) -> Array2<f64> {
+        let mut s = seed;
+        Array2::from_shape_fn((n, d), |_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        })
+    }
+
+    #[test]
+    fn fold_is_the_adjoint_of_extraction() {
+        let img = cloud(9, 7, 1);
+        let p = extract_patches(img.view(), 3).unwrap();
+        assert_eq!(p.dim(), (7 * 5, 9));
+        assert_eq!(p[(5 * 1 + 2, 3 + 1)], img[(2, 3)]);
+        let q = cloud(35, 9, 2);
+        let folded = fold_patches(q.view(), 9, 7, 3).unwrap();
+        let lhs: f64 = (&p * &q).sum();
+        let rhs: f64 = (&img * &folded).sum();
+        assert!((lhs - rhs).abs() < 1e-12 * lhs.abs());
+        assert!(extract_patches(img.view(), 10).is_err());
+        assert!(fold_patches(q.view(), 9, 8, 3).is_err());
+    }
+
+    #[test]
+    fn fused_kernel_matches_point_cost() {
+        // Sizes that are not multiples of ROWS, LANES or TILE.
+        let x = cloud(37, 36, 3);
+        let y = cloud(301, 36, 4);
+        let pc = PointCost::new(x.view(), y.view(), 2.0).unwrap();
+        let k = PatchCost::new(x.view(), y.view()).unwrap();
+        let col: Vec<f64> = (0..301).map(|j| 0.01 * (j % 7) as f64).collect();
+        let row: Vec<f64> = (0..37).map(|i| -0.02 * (i % 5) as f64).collect();
+        for eps in [1.0, 0.05, 1e-3] {
+            let (mut a, mut b) = (vec![0.0; 37], vec![0.0; 37]);
+            pc.softmin_rows(&col, &[0.0; 37], eps, &mut a);
+            k.softmin_rows(&col, &[0.0; 37], eps, &mut b);
+            assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-11), "{a:?} {b:?}");
+            let (mut a, mut b) = (vec![0.0; 301], vec![0.0; 301]);
+            pc.softmin_cols(&row, &[0.0; 301], eps, &mut a);
+            k.softmin_cols(&row, &[0.0; 301], eps, &mut b);
+            assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-11));
+            let (s1, s2) = (pc.plan_sums(&row, &col, eps), k.plan_sums(&row, &col, eps));
+            assert!((s1.transport_cost - s2.transport_cost).abs() < 1e-9 * s1.transport_cost.abs().max(1e-300));
+        }
+        assert!(k.diameter() >= k.dense().iter().fold(0.0f64, |a, &b| a.max(b)));
+    }
+
+    #[test]
+    fn sparse_sums_are_exact_for_any_shift() {
+        let x = cloud(21, 36, 11);
+        let y = cloud(517, 36, 12);
+        let pc = PointCost::new(x.view(), y.view(), 2.0).unwrap();
+        let k = PatchCost::new(x.view(), y.view()).unwrap();
+        let col: Vec<f64> = (0..517).map(|j| 0.002 * (j % 11) as f64).collect();
+        let eps = 4e-4;
+        let mut exact = vec![0.0; 21];
+        pc.softmin_rows(&col, &[0.0; 21], eps, &mut exact);
+        // Good guesses (sparse path), guesses off by ±5ε and ±30ε (the latter: dense fallback).
+        for off in [0.0, 5.0, -5.0, 30.0, -30.0] {
+            let shift: Vec<f64> = exact.iter().map(|v| v + off * eps).collect();
+            let mut out = vec![0.0; 21];
+            k.softmin_rows(&col, &shift, eps, &mut out);
+            for (a, b) in out.iter().zip(&exact) {
+                assert!((a - b).abs() < 1e-12 * eps.max(b.abs()), "offset {off}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn moments_match_the_dense_plan() {
+        let x = cloud(13, 9, 5);
+        let y = cloud(21, 9, 6);
+        let k = PatchCost::new(x.view(), y.view()).unwrap();
+        let row: Vec<f64> = (0..13).map(|i| -0.3 - 0.01 * i as f64).collect();
+        let col: Vec<f64> = (0..21).map(|j| -0.2 + 0.01 * j as f64).collect();
+        let p = k.plan(&row, &col, 0.1);
+        let mom = k.moments(&row, &col, 0.1);
+        let bary = p.dot(&y);
+        assert!((&bary - &mom.barycentric).iter().all(|v| v.abs() < 1e-12));
+        assert!((&p.sum_axis(Axis(1)) - &mom.row_mass).iter().all(|v| v.abs() < 1e-12));
+        assert!((&p.sum_axis(Axis(0)) - &mom.col_mass).iter().all(|v| v.abs() < 1e-12));
+    }
+
+    #[test]
+    #[ignore]
+    fn time_softmin() {
+        let x = cloud(3481, 36, 9);
+        let y = cloud(1000, 36, 10);
+        let k = PatchCost::new(x.view(), y.view()).unwrap();
+        let col = vec![0.0; 1000];
+        let mut out = vec![0.0; 3481];
+        k.softmin_rows(&col, &vec![0.0; 3481], 1.0, &mut out);
+        let t = std::time::Instant::now();
+        for _ in 0..10 {
+            k.softmin_rows(&col, &out.clone(), 1.0, &mut out);
+        }
+        let ns = t.elapsed().as_secs_f64() / 10.0 / (3481.0 * 1000.0) * 1e9;
+        let mut tile = vec![0.0; ROWS * TILE];
+        let t = std::time::Instant::now();
+        for _ in 0..10 {
+            for i0 in (0..3481).step_by(ROWS) {
+                for j0 in (0..1000).step_by(TILE) {
+                    sq_dist_block(&k.x, i0, &k.y, j0, TILE.min(1000 - j0), &mut tile);
+                }
+            }
+        }
+        let ns_dist = t.elapsed().as_secs_f64() / 10.0 / (3481.0 * 1000.0) * 1e9;
+        eprintln!("softmin {ns:.2} ns/pair, distances alone (1 thread) {ns_dist:.2} ns/pair");
+    }
+
+    #[test]
+    fn semi_unbalanced_rows_are_exact() {
+        let x = cloud(30, 4, 7);
+        let y = cloud(40, 4, 8);
+        let a = Array1::from_elem(30, 1.0 / 30.0);
+        let b = Array1::from_elem(40, 1.0 / 40.0);
+        let mut params = SinkhornParams::new(0.05);
+        params.reach_b = Some(0.1);
+        params.tol = 1e-12;
+        let res = patch_ot(x.view(), a.view(), y.view(), b.view(), &params, None).unwrap();
+        assert!(res.sinkhorn.converged);
+        assert!((&res.row_mass - &a).iter().all(|v| v.abs() < 1e-14));
+    }
+}

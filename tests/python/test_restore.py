@@ -1,0 +1,249 @@
+"""WPPRestorer and the fused patch-OT kernel (issue 5): POT agreement, gradients against finite
+differences, exact row marginals, outlier rejection, operators and bad inputs."""
+
+import numpy as np
+import ot
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.base import clone
+
+from otinverse import InvalidArgumentError, WPPRestorer, add_defects
+from otinverse import _core
+from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
+
+
+def _solve(a, x, b, y, reg, reach=None, tol=1e-14, max_iter=100_000, f_init=None, g_init=None):
+    f, g, cost, obj, n_iter, err, conv, grad, received, row_mass = _core.patch_sinkhorn(
+        a, x, b, y, reg, None, reach, max_iter, tol, "alternating", None, f_init, g_init
+    )
+    return dict(f=f, g=g, cost=cost, objective=obj, n_iter=n_iter, err=err, converged=conv, grad=grad,
+                received=received, row_mass=row_mass)
+
+
+def _plan(res, a, x, b, y, reg):
+    return _core.patch_plan(res["f"] + reg * np.log(a), x, res["g"] + reg * np.log(b), y, reg)
+
+
+def _clouds(n, m, d, seed, scale=0.3):
+    rng = np.random.default_rng(seed)
+    x = scale * rng.random((n, d))
+    y = scale * rng.random((m, d))
+    a = rng.random(n) + 0.5
+    b = rng.random(m) + 0.5
+    return a / a.sum(), x, b / b.sum(), y
+
+
+# ----------------------------------------------------------------------------- kernel vs POT
+@pytest.mark.parametrize("seed", [0, 1])
+def test_semi_unbalanced_value_and_plan_match_pot(seed):
+    a, x, b, y = _clouds(17, 29, 36, seed)
+    reg, reach = 0.02, 0.05
+    res = _solve(a, x, b, y, reg, reach)
+    assert res["converged"]
+    M = cdist(x, y, "sqeuclidean")
+    plan_pot, log = ot.unbalanced.sinkhorn_unbalanced(
+        a, b, M, reg, reg_m=(np.inf, reach), reg_type="kl", method="sinkhorn_stabilized",
+        numItermax=100_000, stopThr=1e-15, log=True,
+    )
+    value_pot = ot.unbalanced.sinkhorn_unbalanced2(
+        a, b, M, reg, reg_m=(np.inf, reach), reg_type="kl", method="sinkhorn_stabilized",
+        numItermax=100_000, stopThr=1e-15, returnCost="total",
+    )
+    plan = _plan(res, a, x, b, y, reg)
+    assert np.max(np.abs(plan - plan_pot)) <= 1e-9 * plan_pot.max()
+    assert abs(res["objective"] - value_pot) <= 1e-9 * abs(value_pot)
+    # The relaxed side really is relaxed (otherwise the test would not test ρ).
+    assert np.abs(plan.sum(0) - b).max() > 1e-4
+
+
+def test_balanced_value_and_plan_match_pot():
+    a, x, b, y = _clouds(15, 23, 36, 3)
+    reg = 0.02
+    res = _solve(a, x, b, y, reg, None)
+    M = cdist(x, y, "sqeuclidean")
+    plan_pot = ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=100_000, stopThr=1e-15)
+    plan = _plan(res, a, x, b, y, reg)
+    assert np.max(np.abs(plan - plan_pot)) <= 1e-9 * plan_pot.max()
+    assert abs(res["cost"] - np.sum(plan_pot * M)) <= 1e-9 * np.sum(plan_pot * M)
+
+
+def test_fused_plan_matches_dense_formula():
+    a, x, b, y = _clouds(9, 41, 36, 4, scale=1.0)
+    rng = np.random.default_rng(5)
+    row, col, reg = rng.normal(size=9), rng.normal(size=41), 0.7
+    expected = np.exp((row[:, None] + col[None, :] - cdist(x, y, "sqeuclidean")) / reg)
+    np.testing.assert_allclose(_core.patch_plan(row, x, col, y, reg), expected, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------- marginals, outliers
+def test_row_marginal_is_exact_after_final_step():
+    a, x, b, y = _clouds(40, 60, 36, 6)
+    for tol in (1e-12, 1e-3):  # exact rows even when the relaxed side has not converged
+        res = _solve(a, x, b, y, 0.01, 0.05, tol=tol, max_iter=50)
+        np.testing.assert_allclose(res["row_mass"], a, rtol=0, atol=1e-12)
+        plan = _plan(res, a, x, b, y, 0.01)
+        np.testing.assert_allclose(plan.sum(1), a, rtol=0, atol=1e-12)
+
+
+def test_far_outliers_receive_no_mass():
+    rng = np.random.default_rng(7)
+    d, n, m_in, m_out = 36, 200, 80, 20
+    x = 0.5 + 0.05 * rng.standard_normal((n, d))
+    y = np.vstack([0.5 + 0.05 * rng.standard_normal((m_in, d)), 1.5 + 0.05 * rng.standard_normal((m_out, d))])
+    a, b = np.full(n, 1 / n), np.full(m_in + m_out, 1 / (m_in + m_out))
+    semi = _solve(a, x, b, y, 4e-3, 0.01, tol=1e-10)
+    bal = _solve(a, x, b, y, 4e-3, None, tol=1e-10)
+    assert semi["received"][m_in:].sum() <= 1e-6
+    assert bal["received"][m_in:].sum() == pytest.approx(0.2, abs=1e-8)
+
+
+# ------------------------------------------------------------------------------- gradients
+def test_patch_gradient_matches_finite_differences():
+    a, x, b, y = _clouds(7, 11, 5, 8, scale=1.0)
+    reg, reach, h = 0.05, 0.2, 1e-5
+    res = _solve(a, x, b, y, reg, reach)
+    fd = np.zeros_like(x)
+    for i in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            xp, xm = x.copy(), x.copy()
+            xp[i, k] += h
+            xm[i, k] -= h
+            warm = dict(f_init=res["f"], g_init=res["g"])
+            fd[i, k] = (_solve(a, xp, b, y, reg, reach, **warm)["objective"]
+                        - _solve(a, xm, b, y, reg, reach, **warm)["objective"]) / (2 * h)
+    assert np.linalg.norm(res["grad"] - fd) <= 1e-6 * np.linalg.norm(fd)
+    # The issue's closed form 2(a_i x_i − Σ_j π_ij y_j).
+    plan = _plan(res, a, x, b, y, reg)
+    np.testing.assert_allclose(res["grad"], 2 * (a[:, None] * x - plan @ y), rtol=1e-10, atol=1e-14)
+
+
+def test_image_gradient_through_fold_and_pyramid_matches_finite_differences():
+    rng = np.random.default_rng(9)
+    ref = rng.random((24, 24))
+    est = WPPRestorer(patch_size=3, n_scales=2, reg=0.05, reach=0.1, n_reference_patches=60,
+                      sinkhorn_max_iter=4000, sinkhorn_tol=1e-14, random_state=0).fit(ref)
+    image = rng.random((14, 14))
+    value, grad, info = est.prior(image)
+    assert all(info["converged"])
+    assert grad.shape == image.shape
+    h = 1e-5
+
+    def value_at(img):
+        return est.prior(img, potentials=info["potentials"])[0]
+
+    # A random direction plus single pixels at the border, centre and corner.
+    directions = [rng.standard_normal(image.shape)]
+    for r, c in [(0, 0), (7, 6), (13, 2), (5, 13)]:
+        e = np.zeros(image.shape)
+        e[r, c] = 1.0
+        directions.append(e)
+    for v in directions:
+        fd = (value_at(image + h * v) - value_at(image - h * v)) / (2 * h)
+        assert abs(np.sum(grad * v) - fd) <= 1e-6 * max(abs(fd), 1e-3 * np.abs(grad).max())
+
+
+# ------------------------------------------------------------------------------ operators
+def test_patch_extraction_and_fold_are_adjoint():
+    rng = np.random.default_rng(10)
+    image = rng.random((11, 9))
+    patches = _core.extract_patches(image, 4)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (4, 4)).reshape(-1, 16)
+    np.testing.assert_array_equal(patches, windows)
+    q = rng.random(patches.shape)
+    folded = _core.fold_patches(q, 11, 9, 4)
+    assert np.sum(patches * q) == pytest.approx(np.sum(image * folded), rel=1e-13)
+
+
+def test_blur_operators_are_adjoint_and_match_forward_model():
+    rng = np.random.default_rng(11)
+    k = gaussian_kernel(16, 2.0)
+    assert k.sum() == pytest.approx(1.0)
+    # Centre 7.5: symmetric kernel.
+    np.testing.assert_allclose(k, k[::-1, ::-1])
+    image = rng.random((36, 40))
+    out = correlate_valid(image, k, 4)
+    assert out.shape == (6, 7)
+    assert out[1, 2] == pytest.approx(np.sum(k * image[4:20, 8:24]))
+    r = rng.random(out.shape)
+    assert np.sum(out * r) == pytest.approx(np.sum(image * correlate_valid_adjoint(r, k, 4, image.shape)), rel=1e-12)
+
+
+def test_degrade_is_seeded_forward_model():
+    rng = np.random.default_rng(12)
+    image = rng.random((36, 36))
+    est = WPPRestorer(random_state=3)
+    low = est.degrade(image)
+    assert low.shape == (6, 6)
+    np.testing.assert_array_equal(low, WPPRestorer(random_state=3).degrade(image))
+    noise = low - correlate_valid(image, gaussian_kernel(16, 2.0), 4)
+    assert 0.003 < noise.std() < 0.02
+    assert est.high_res_shape(low.shape) == image.shape
+
+
+def test_add_defects():
+    image = np.full((64, 64), 0.5)
+    out, mask = add_defects(image)
+    assert out[21, 10] == 0.0 and out[42, 32] == 1.0
+    assert np.all(out[~mask] == 0.5)
+    assert mask[19:24].all() and not mask[24, 0]
+
+
+# --------------------------------------------------------------------------- estimator
+# Partial Sinkhorn solves per Adam step are by design; the warning is not what this test checks.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predict_runs_and_lowers_objective():
+    rng = np.random.default_rng(13)
+    texture = rng.random((48, 48))
+    est = WPPRestorer(n_reference_patches=300, max_iter=15, reg=0.01, random_state=0, learning_rate=0.01)
+    low = est.degrade(rng.random((32, 32)))
+    est.fit(texture)
+    x = est.predict(low)
+    assert x.shape == (32, 32) and np.isfinite(x).all()
+    assert len(est.history_) == 15 and est.n_iter_ == 15
+    assert est.history_[-1]["objective"] < est.history_[0]["objective"]
+    assert len(est.received_mass_) == 2
+    assert est.received_mass_[0].sum() == pytest.approx(1.0, abs=1e-9)
+    assert est.data_weight_ == pytest.approx(0.006 * 251**2 / 27**2)
+    assert clone(est).get_params() == est.get_params()
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        (dict(reg=-1.0), "reg"),
+        (dict(reach=0.0), "reach"),
+        (dict(patch_size=0), "patch_size"),
+        (dict(scale_factor=2.5), "scale_factor"),
+        (dict(init="nearest"), "init"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(data_weight=float("nan")), "data_weight"),
+    ],
+)
+def test_bad_hyper_parameters(params, name):
+    with pytest.raises(InvalidArgumentError, match=name):
+        WPPRestorer(**params).fit(np.random.default_rng(0).random((40, 40)))
+
+
+def test_bad_images():
+    rng = np.random.default_rng(14)
+    with pytest.raises(InvalidArgumentError, match="reference_image"):
+        WPPRestorer().fit(rng.random((5, 40)))  # smaller than a patch
+    with pytest.raises(InvalidArgumentError, match="reference_image"):
+        WPPRestorer().fit(rng.random((11, 11)))  # level 1 (4×4) smaller than a patch
+    nan = rng.random((40, 40))
+    nan[3, 3] = np.nan
+    with pytest.raises(InvalidArgumentError, match="reference_image"):
+        WPPRestorer().fit(nan)
+    with pytest.raises(InvalidArgumentError, match="reference_image"):
+        WPPRestorer().fit(rng.random((40, 40, 3)))
+    est = WPPRestorer(n_reference_patches=50, max_iter=1).fit(rng.random((40, 40)))
+    with pytest.raises(InvalidArgumentError, match="low_res_image"):
+        est.predict(rng.random(6))
+    with pytest.raises(InvalidArgumentError, match="low_res_image"):
+        est.predict(np.full((6, 6), np.nan))
+    with pytest.raises(InvalidArgumentError, match="image.*scale_factor"):
+        est.degrade(rng.random((38, 36)))  # 38 is not 16 + 4m
+    with pytest.raises(InvalidArgumentError, match="patch_size"):
+        _core.extract_patches(rng.random((5, 5)), 0)
+    with pytest.raises(InvalidArgumentError, match="image"):
+        _core.extract_patches(rng.random((5, 5)), 6)
