@@ -29,7 +29,7 @@ fn params(
     if max_iter < 1 {
         return Err(OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}")).into());
     }
-    Ok(SinkhornParams { eps: reg, reach_a, reach_b, max_iter: max_iter as usize, tol, update, eps_scaling })
+    Ok(SinkhornParams { eps: reg, reach_a, reach_b, max_iter: max_iter as usize, tol, update, eps_scaling, overrelaxation: true })
 }
 
 fn init_pair<'a>(
