@@ -31,9 +31,13 @@ def timed(fn, repeat=1):
     return best, out
 
 
-def problem(n, seed=0):
+def points(n, seed=0):
     rng = np.random.default_rng(seed)
-    x, y = rng.random((n, 2)), rng.random((n, 2))
+    return rng.random((n, 2)), rng.random((n, 2))
+
+
+def problem(n, seed=0):
+    x, y = points(n, seed)
     M = ot.dist(x, y)
     M /= M.max()
     return x, y, M
@@ -102,7 +106,7 @@ def main():
     print("\nonline cost |x - y|^2 (never stored), reg = 1e-2")
     print(f"{'n':>7} {'iters':>6} {'s/it':>8} {'bound s/it':>11}")
     for n, iters in ((10_000, 5), (100_000, 1)):
-        x, y, _ = problem(n)
+        x, y = points(n)
         t, res = timed(lambda: otinverse.sinkhorn_points(None, x, None, y, 1e-2, max_iter=iters, tol=0, warn=False))
         print(f"{n:>7} {res.n_iter:>6} {t / res.n_iter:8.3f} {2 * n * n / (2 * rate):11.3f}")
 

@@ -11,7 +11,8 @@ use rayon::prelude::*;
 
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::logsumexp::{
-    accumulate_exp, finish_shifted, max_gap, plan_row_sums, softmin_exact, sum_exp,
+    accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, simd_level, softmin_exact,
+    sum_exp, sum_exp_generic, SimdLevel,
 };
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
@@ -324,6 +325,54 @@ fn cost_tile(from: &Array2<f64>, i: usize, to: &Array2<f64>, j0: usize, p: f64, 
     }
 }
 
+/// `cost_tile` on a point given by its coordinates `xi` and `to` flattened (d×m, row-major).
+#[inline(always)]
+fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut [f64]) {
+    out.fill(0.0);
+    for (k, &xk) in xi.iter().enumerate() {
+        let yk = &to[k * m + j0..k * m + j0 + out.len()];
+        for (o, y) in out.iter_mut().zip(yk) {
+            let t = xk - y;
+            *o += t * t;
+        }
+    }
+    if p == 1.0 {
+        out.iter_mut().for_each(|o| *o = o.sqrt());
+    } else if p != 2.0 {
+        let half = 0.5 * p;
+        out.iter_mut().for_each(|o| *o = o.powf(half));
+    }
+}
+
+#[inline(always)]
+fn points_row_sum_generic(
+    xi: &[f64],
+    to: &[f64],
+    col: &[f64],
+    shift: f64,
+    inv_eps: f64,
+    p: f64,
+    tile: &mut [f64],
+) -> f64 {
+    let m = col.len();
+    let mut s = 0.0;
+    let mut j0 = 0;
+    while j0 < m {
+        let len = TILE.min(m - j0);
+        let t = &mut tile[..len];
+        fill_cost_tile(xi, to, m, j0, p, t);
+        s += sum_exp_generic(t, &col[j0..j0 + len], shift, inv_eps);
+        j0 += len;
+    }
+    s
+}
+
+multiversion! {
+    /// `Σ_j exp((shift + col_j − |x_i − to_j|^p)/ε)` over a whole row: distances and
+    /// exponentials compiled together for the running CPU, dispatched once per row.
+    pub fn points_row_sum(xi: &[f64], to: &[f64], col: &[f64], shift: f64, inv_eps: f64, p: f64, tile: &mut [f64]) -> f64 => points_row_sum_generic
+}
+
 /// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|^p)/ε)`, tile by tile.
 fn softmin_points(
     from: &Array2<f64>,
@@ -335,19 +384,16 @@ fn softmin_points(
     out: &mut [f64],
 ) {
     let m = to.ncols();
+    let to_flat = to.as_slice().expect("standard layout");
     let inv_eps = 1.0 / eps;
     out.par_iter_mut()
         .enumerate()
         .with_min_len(rows_per_task(m))
         .for_each_init(
-            || vec![0.0; TILE],
-            |tile, (i, o)| {
-                let mut s = 0.0;
-                for j0 in (0..m).step_by(TILE) {
-                    let t = &mut tile[..TILE.min(m - j0)];
-                    cost_tile(from, i, to, j0, p, t);
-                    s += sum_exp(t, &col[j0..j0 + t.len()], shift[i], inv_eps);
-                }
+            || (vec![0.0; TILE], vec![0.0; from.nrows()]),
+            |(tile, xi), (i, o)| {
+                xi.iter_mut().zip(from.column(i)).for_each(|(x, v)| *x = *v);
+                let s = points_row_sum(xi, to_flat, col, shift[i], inv_eps, p, tile);
                 *o = finish_shifted(s, shift[i], eps).unwrap_or_else(|| {
                     // Exact two-pass fallback: max over all tiles, then the shifted sum.
                     let mut hi = f64::NEG_INFINITY;
@@ -359,13 +405,7 @@ fn softmin_points(
                     if hi == f64::NEG_INFINITY {
                         return f64::INFINITY;
                     }
-                    let mut s = 0.0;
-                    for j0 in (0..m).step_by(TILE) {
-                        let t = &mut tile[..TILE.min(m - j0)];
-                        cost_tile(from, i, to, j0, p, t);
-                        s += sum_exp(t, &col[j0..j0 + t.len()], -hi, inv_eps);
-                    }
-                    -hi - eps * s.ln()
+                    -hi - eps * points_row_sum(xi, to_flat, col, -hi, inv_eps, p, tile).ln()
                 });
             },
         );

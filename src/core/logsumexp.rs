@@ -104,7 +104,7 @@ pub fn simd_level() -> SimdLevel {
 }
 
 #[inline(always)]
-fn sum_exp_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+pub(crate) fn sum_exp_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
     debug_assert_eq!(cost.len(), col.len());
     let mut acc = [0.0f64; 8];
     let cost_chunks = cost.chunks_exact(8);
