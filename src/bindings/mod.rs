@@ -8,11 +8,13 @@ use pyo3::prelude::*;
 
 mod errors;
 mod sinkhorn;
+mod sparsify;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     sinkhorn::register(m)?;
+    sparsify::register(m)?;
     Ok(())
 }

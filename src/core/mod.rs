@@ -7,3 +7,5 @@ pub mod sinkhorn;
 pub mod wasserstein;
 
 pub use error::{OtError, Result};
+pub mod grid;
+pub mod sparsify;
