@@ -70,9 +70,19 @@ def make_star_patches(
             sources.append((cy, cx, np.hypot(psf, s), rng.uniform(*flux)))
         else:
             k = rng.randint(n_stars[0], n_stars[1] + 1)
-            pts = []
+            # Rejection sampling inside the patch (3 px margin); restart when the stars so far
+            # leave no room, so impossible settings fail loudly instead of looping forever.
+            half = size / 2 - 3
+            pts, tries = [], 0
             while len(pts) < k:
-                p = c + rng.uniform(-size / 4, size / 4, size=2)
+                tries += 1
+                if tries > 10_000:
+                    raise InvalidArgumentError(
+                        f"min_separation: cannot place {k} stars {min_separation} px apart in a {size} px patch"
+                    )
+                if tries % 200 == 0:
+                    pts = []
+                p = c + rng.uniform(-half, half, size=2)
                 if all(np.hypot(*(p - q)) >= min_separation for q in pts):
                     pts.append(p)
             for p in pts:

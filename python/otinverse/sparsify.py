@@ -335,7 +335,8 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         Peak threshold relative to the image maximum (0.75 in the paper).
     connectivity : {4, 8}
     subtract_background : bool
-        Subtract each band's median (sky) and clip at zero before sparsifying.
+        Subtract each band's median (sky) and clip at zero before sparsifying. Off by default:
+        the sky keeps ν's support full, and Sinkhorn converges slowly between separated blobs.
 
     Attributes
     ----------
@@ -344,7 +345,7 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
     n_peaks_ : ndarray (n_samples, n_bands) of the last predict
     """
 
-    def __init__(self, sparsifier=None, threshold=0.75, connectivity=8, subtract_background=True):
+    def __init__(self, sparsifier=None, threshold=0.75, connectivity=8, subtract_background=False):
         self.sparsifier = sparsifier
         self.threshold = threshold
         self.connectivity = connectivity

@@ -46,12 +46,20 @@ def test_toy_lambda_10_single_atom_at_8():
 
 
 def _two_atom_objective(m, lam, reg=0.1):
-    """J on the face {1, 8} by POT: <C,P> + reg·KL(P | μ⊗ν) + λH(μ)."""
+    """J on the face {1, 8}, solved exactly by 1-D root finding (independent of the core):
+    with f = (d, 0) and g eliminated by the column constraint, the row-1 mass is increasing in d."""
+    from scipy.special import expit, logsumexp
+
     mu = np.array([m, 1 - m])
     c = C1[[0, 7]]
-    P = ot.sinkhorn(mu, NU, c, reg, method="sinkhorn_log", stopThr=1e-13, numItermax=200000)
-    kl = np.sum(P * np.log(P / np.outer(mu, NU)), where=P > 0)
-    return float(np.sum(P * c) + reg * kl - lam * (mu @ np.log(mu)))
+
+    def share(d):  # fraction of column j's mass sent to atom 1
+        return expit((d - c[0] + c[1]) / reg + np.log(mu[0] / mu[1]))
+
+    d = optimize.brentq(lambda d: NU @ share(d) - mu[0], -50, 50, xtol=1e-14)
+    f = np.array([d, 0.0])
+    g = -reg * logsumexp((f[:, None] - c) / reg, b=mu[:, None], axis=0)
+    return float(f @ mu + g @ NU - lam * (mu @ np.log(mu)))
 
 
 def test_toy_lambda_5_two_spikes():
@@ -294,13 +302,15 @@ def test_make_star_patches_shapes_labels_and_determinism():
 
 
 def test_star_cluster_classifier_votes():
-    X, y = make_star_patches(8, bands=3, size=16, random_state=1)
+    X, y = make_star_patches(4, bands=3, size=10, min_separation=3.0, random_state=1)
     raw = StarClusterClassifier(sparsifier="passthrough").fit(X, y)
     pred = raw.predict(X)
     peaks = raw.n_peaks_
     np.testing.assert_array_equal(pred, ((peaks == 1).sum(axis=1) >= 2).astype(int))
-    ot_clf = StarClusterClassifier(sparsifier=EntropicSparsifier(sparsity=0.05, max_iter=10)).fit(X, y)
-    pred = ot_clf.predict(X)
-    assert pred.shape == (8,) and set(np.unique(pred)) <= {0, 1}
+    sparsifier = EntropicSparsifier(reg=2.0, sparsity=0.05, max_iter=2, sinkhorn_max_iter=300, sinkhorn_tol=1e-6)
+    ot_clf = StarClusterClassifier(sparsifier=sparsifier).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        pred = ot_clf.predict(X)
+    assert pred.shape == (4,) and set(np.unique(pred)) <= {0, 1}
     with pytest.raises(InvalidArgumentError, match="bands"):
         raw.predict(X[0])
