@@ -3,6 +3,8 @@
 * Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
 * Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
 * Restoration with a patch prior: :class:`WPPRestorer`.
+* Sparse approximation and peak counting: :class:`EntropicSparsifier`, :func:`count_peaks`,
+  :class:`StarClusterClassifier`.
 """
 
 from . import datasets, metrics
@@ -10,9 +12,12 @@ from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __ve
 from .metrics import wasserstein2_squared
 from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
 from .restore import WPPRestorer, add_defects
+from .datasets_stars import make_star_patches
+from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
 
 __all__ = [
+    "EntropicSparsifier",
     "InvalidArgumentError",
     "InvalidDtypeError",
     "NumericalError",
@@ -25,6 +30,10 @@ __all__ = [
     "datasets",
     "metrics",
     "richardson_lucy",
+    "StarClusterClassifier",
+    "__version__",
+    "count_peaks",
+    "make_star_patches",
     "sinkhorn",
     "sinkhorn_points",
     "wasserstein",

@@ -11,8 +11,9 @@ from sklearn.utils import Bunch, check_random_state
 
 from ._core import InvalidArgumentError
 from ._validation import check_option
+from .datasets_stars import make_star_patches
 
-__all__ = ["make_unfolding_1d", "load_jet_mass"]
+__all__ = ["make_unfolding_1d", "load_jet_mass", "make_star_patches"]
 
 
 def _check_count(value, name, *, minimum=1, maximum=None):

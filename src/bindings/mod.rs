@@ -10,6 +10,7 @@ mod errors;
 mod sinkhorn;
 mod unfold;
 mod patches;
+mod sparsify;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -18,5 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sinkhorn::register(m)?;
     unfold::register(m)?;
     patches::register(m)?;
+    sparsify::register(m)?;
     Ok(())
 }

@@ -2,10 +2,12 @@
 
 pub mod cost;
 pub mod error;
+pub mod grid;
 pub mod logsumexp;
 pub mod patches;
 pub mod sinkhorn;
+pub mod sparsify;
+pub mod unfold;
 pub mod wasserstein;
 
 pub use error::{OtError, Result};
-pub mod unfold;
