@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::logsumexp::{
-    accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, simd_level, softmin_exact,
-    sum_exp, sum_exp_generic, SimdLevel,
+    accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, softmin_exact,
+    sum_exp, sum_exp_generic,
 };
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
@@ -345,7 +345,7 @@ fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut
 }
 
 #[inline(always)]
-fn points_row_sum_generic(
+fn points_row_sum_generic<const FMA: bool>(
     xi: &[f64],
     to: &[f64],
     col: &[f64],
@@ -361,7 +361,7 @@ fn points_row_sum_generic(
         let len = TILE.min(m - j0);
         let t = &mut tile[..len];
         fill_cost_tile(xi, to, m, j0, p, t);
-        s += sum_exp_generic(t, &col[j0..j0 + len], shift, inv_eps);
+        s += sum_exp_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps);
         j0 += len;
     }
     s

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, PlanSums};
 use crate::core::error::{check_finite, OtError, Result};
-use crate::core::logsumexp::{exp, finish_shifted, max_gap, multiversion, plan_row_sums, simd_level, sum_exp, SimdLevel};
+use crate::core::logsumexp::{exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp};
 use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
@@ -128,8 +128,7 @@ impl Cloud {
 /// jj < len (rounded up to LANES; rows past the end repeat the last row and are ignored).
 #[inline(always)]
 fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
-    // a·b + c, fused where the instruction exists (without FMA, `mul_add` is a slow libm call).
-    let madd = |a: f64, b: f64, c: f64| if FMA { a.mul_add(b, c) } else { a * b + c };
+    let madd = mul_add::<FMA>;
     let d = from.d;
     let last = from.n - 1;
     debug_assert_eq!(ROWS, 4);
@@ -163,27 +162,9 @@ fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j
     }
 }
 
-/// A ROWS×len block of squared distances (see `sq_dist_block_generic`), dispatched like the
-/// foundation's `multiversion!` kernels but with fused multiply-adds on the FMA variants.
-pub fn sq_dist_block(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        fn avx512(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
-            sq_dist_block_generic::<true>(from, i0, to, j0, len, out)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
-            sq_dist_block_generic::<true>(from, i0, to, j0, len, out)
-        }
-        match simd_level() {
-            // SAFETY: the CPU reported these features at run time.
-            SimdLevel::Avx512 => return unsafe { avx512(from, i0, to, j0, len, out) },
-            SimdLevel::Avx2 => return unsafe { avx2(from, i0, to, j0, len, out) },
-            SimdLevel::Baseline => {}
-        }
-    }
-    sq_dist_block_generic::<false>(from, i0, to, j0, len, out)
+multiversion! {
+    /// A ROWS×len block of squared distances (see `sq_dist_block_generic`).
+    pub fn sq_dist_block(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) => sq_dist_block_generic
 }
 
 /// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
@@ -194,12 +175,12 @@ const SKIP_BELOW: f64 = -80.0;
 const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
 
 #[inline(always)]
-fn sum_exp_sparse_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+fn sum_exp_sparse_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
     let mut tail = 0.0;
     for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
-        tail += exp((w + row - c) * inv_eps);
+        tail += exp::<FMA>((w + row - c) * inv_eps);
     }
     for (c, w) in cc.zip(wc) {
         let c: &[f64; LANES] = c.try_into().unwrap();
@@ -210,7 +191,7 @@ fn sum_exp_sparse_generic(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> 
         // vanish against the row's sum and are not evaluated.
         if hi > SKIP_BELOW {
             for l in 0..LANES {
-                acc[l] += exp(z[l]);
+                acc[l] += exp::<FMA>(z[l]);
             }
         }
     }
@@ -224,10 +205,10 @@ multiversion! {
 }
 
 #[inline(always)]
-fn plan_tile_generic(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+fn plan_tile_generic<const FMA: bool>(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
     let mut mass = 0.0;
     for (c, w) in cost.iter_mut().zip(col) {
-        *c = exp((w + row - *c) * inv_eps);
+        *c = exp::<FMA>((w + row - *c) * inv_eps);
         mass += *c;
     }
     mass
@@ -239,7 +220,7 @@ multiversion! {
 }
 
 #[inline(always)]
-fn dot_generic(a: &[f64], b: &[f64]) -> f64 {
+fn dot_generic<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
