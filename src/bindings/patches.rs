@@ -5,44 +5,10 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
+use super::sinkhorn::{init_pair, params};
 use crate::core::cost::CostKernel;
 use crate::core::patches::{extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot, PatchCost};
-use crate::core::sinkhorn::{SinkhornParams, Update};
 use crate::core::OtError;
-
-fn params(
-    reg: f64,
-    reach_a: Option<f64>,
-    reach_b: Option<f64>,
-    max_iter: i64,
-    tol: f64,
-    update: &str,
-    eps_scaling: Option<f64>,
-) -> Result<SinkhornParams, CoreError> {
-    let update = match update {
-        "alternating" => Update::Alternating,
-        "symmetric" => Update::Symmetric,
-        other => {
-            return Err(OtError::invalid("update", format!("must be 'alternating' or 'symmetric', got {other:?}")).into())
-        }
-    };
-    if max_iter < 1 {
-        return Err(OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}")).into());
-    }
-    Ok(SinkhornParams { eps: reg, reach_a, reach_b, max_iter: max_iter as usize, tol, update, eps_scaling, overrelaxation: true })
-}
-
-fn init_pair<'a>(
-    f_init: &'a Option<PyReadonlyArray1<'_, f64>>,
-    g_init: &'a Option<PyReadonlyArray1<'_, f64>>,
-) -> Result<Option<(ndarray::ArrayView1<'a, f64>, ndarray::ArrayView1<'a, f64>)>, CoreError> {
-    match (f_init, g_init) {
-        (Some(f), Some(g)) => Ok(Some((f.as_array(), g.as_array()))),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(OtError::invalid("g_init", "must be given together with f_init").into()),
-        (None, Some(_)) => Err(OtError::invalid("f_init", "must be given together with g_init").into()),
-    }
-}
 
 /// All patch_size×patch_size patches (stride 1) of a 2-D image, one per row.
 #[pyfunction]
@@ -101,7 +67,7 @@ fn patch_sinkhorn<'py>(
     f_init: Option<PyReadonlyArray1<'py, f64>>,
     g_init: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<PatchTuple<'py>> {
-    let p = params(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling)?;
+    let p = params(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, true)?;
     let init = init_pair(&f_init, &g_init)?;
     let (a, x, b, y) = (a.as_array(), x.as_array(), b.as_array(), y.as_array());
     let r = py.detach(|| patch_ot(x, a, y, b, &p, init)).map_err(CoreError)?;
@@ -152,7 +118,7 @@ fn patch_prior<'py>(
 ) -> PyResult<ImageTuple<'py>> {
     // Semi-unbalanced: the image's patch marginal exact, the reference's relaxed; alternating
     // updates end with the exact row update (issue 5).
-    let p = params(reg, None, reach, max_iter, tol, "alternating", eps_scaling)?;
+    let p = params(reg, None, reach, max_iter, tol, "alternating", eps_scaling, true)?;
     let init = init_pair(&f_init, &g_init)?;
     let (img, y) = (image.as_array(), reference_patches.as_array());
     let (r, grad) = py.detach(|| image_patch_ot(img, patch_size, y, &p, init)).map_err(CoreError)?;

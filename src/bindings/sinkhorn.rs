@@ -1,5 +1,6 @@
 //! Bindings of the Sinkhorn family, the plan and exact 1-D OT.
 
+use ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -20,7 +21,9 @@ type SinkhornTuple<'py> = (
     bool,
 );
 
-fn params(
+/// The shared parameter parsing of every Sinkhorn-based binding.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn params(
     reg: f64,
     reach_a: Option<f64>,
     reach_b: Option<f64>,
@@ -70,6 +73,23 @@ fn into_tuple(py: Python<'_>, out: SinkhornOutput) -> SinkhornTuple<'_> {
     )
 }
 
+/// The warm-start potentials, which come as a pair or not at all.
+pub(super) fn init_pair<'a>(
+    f_init: &'a Option<PyReadonlyArray1<'_, f64>>,
+    g_init: &'a Option<PyReadonlyArray1<'_, f64>>,
+) -> Result<Option<(ArrayView1<'a, f64>, ArrayView1<'a, f64>)>, CoreError> {
+    match (f_init, g_init) {
+        (Some(f), Some(g)) => Ok(Some((f.as_array(), g.as_array()))),
+        (None, None) => Ok(None),
+        (Some(_), None) => {
+            Err(OtError::invalid("g_init", "must be given together with f_init").into())
+        }
+        (None, Some(_)) => {
+            Err(OtError::invalid("f_init", "must be given together with g_init").into())
+        }
+    }
+}
+
 fn run<K: CostKernel>(
     py: Python<'_>,
     kernel: &K,
@@ -80,16 +100,7 @@ fn run<K: CostKernel>(
     g_init: &Option<PyReadonlyArray1<'_, f64>>,
 ) -> Result<SinkhornOutput, CoreError> {
     let (a, b) = (a.as_array(), b.as_array());
-    let init = match (f_init, g_init) {
-        (Some(f), Some(g)) => Some((f.as_array(), g.as_array())),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(OtError::invalid("g_init", "must be given together with f_init").into())
-        }
-        (None, Some(_)) => {
-            return Err(OtError::invalid("f_init", "must be given together with g_init").into())
-        }
-    };
+    let init = init_pair(f_init, g_init)?;
     Ok(py.detach(|| sinkhorn(kernel, a, b, params, init))?)
 }
 

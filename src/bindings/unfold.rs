@@ -17,6 +17,22 @@ fn make_response(response: Option<PyReadonlyArray2<'_, f64>>, n_gen: usize, per_
     })
 }
 
+/// The ker B projector of a response and a vector `name` of matching length (m + L).
+fn projector_and_vector(
+    name: &'static str,
+    v: PyReadonlyArray1<'_, f64>,
+    response: Option<PyReadonlyArray2<'_, f64>>,
+    n_gen: usize,
+    per_point: usize,
+) -> Result<(KerBProjector, Vec<f64>), CoreError> {
+    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?)?;
+    let v = v.as_array();
+    if v.len() != proj.len() {
+        return Err(OtError::shape(name, format!("has {} entries, expected m + L = {}", v.len(), proj.len())).into());
+    }
+    Ok((proj, v.to_vec()))
+}
+
 /// (sigma, sigma_history, objective, sigma_change, kerb_residual, n_iter, converged, cost_scale)
 type UnfoldTuple<'py> = (
     Bound<'py, PyArray1<f64>>,
@@ -111,12 +127,7 @@ fn kerb_projection_dr<'py>(
     dr_step: f64,
     dr_iter: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?).map_err(CoreError)?;
-    let lw = log_w.as_array();
-    if lw.len() != proj.len() {
-        return Err(CoreError(OtError::shape("log_w", format!("has {} entries, expected m + L = {}", lw.len(), proj.len()))).into());
-    }
-    let lw = lw.to_vec();
+    let (proj, lw) = projector_and_vector("log_w", log_w, response, n_gen, per_point)?;
     let z = py.detach(|| douglas_rachford(&proj, &lw, dr_step, dr_iter));
     Ok(z.into_pyarray(py))
 }
@@ -131,11 +142,7 @@ fn kerb_projection_exact<'py>(
     n_gen: usize,
     per_point: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?).map_err(CoreError)?;
-    let lw = log_w.as_array().to_vec();
-    if lw.len() != proj.len() {
-        return Err(CoreError(OtError::shape("log_w", format!("has {} entries, expected m + L = {}", lw.len(), proj.len()))).into());
-    }
+    let (proj, lw) = projector_and_vector("log_w", log_w, response, n_gen, per_point)?;
     let z = py.detach(|| exact_kl_projection(&proj, &lw)).map_err(CoreError)?;
     Ok(z.into_pyarray(py))
 }
@@ -150,11 +157,7 @@ fn kerb_orthogonal_projection<'py>(
     n_gen: usize,
     per_point: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?).map_err(CoreError)?;
-    let x = x.as_array().to_vec();
-    if x.len() != proj.len() {
-        return Err(CoreError(OtError::shape("x", format!("has {} entries, expected m + L = {}", x.len(), proj.len()))).into());
-    }
+    let (proj, x) = projector_and_vector("x", x, response, n_gen, per_point)?;
     let mut out = vec![0.0; x.len()];
     proj.project(&x, &mut out);
     Ok(out.into_pyarray(py))

@@ -139,64 +139,36 @@ fn normalised(name: &'static str, w: ArrayView1<'_, f64>) -> Result<Vec<f64>> {
     Ok(w.iter().map(|v| v / mass).collect())
 }
 
-/// Projected gradient descent on `J(μ) = OT_ε(μ, ν) + λ H(μ)` (eq. 7) for any cost kernel
-/// (rows = μ's positions, columns = ν's). `mu0` defaults to ν (§V).
-pub fn sparsify<K: CostKernel + ?Sized>(
-    kernel: &K,
-    nu: ArrayView1<'_, f64>,
-    mu0: Option<ArrayView1<'_, f64>>,
+/// The OT term of `J` at one μ: its value, its gradient with respect to μ (up to a constant,
+/// which the centring removes) and whatever the next evaluation warm-starts from.
+struct OtTerm<S> {
+    value: f64,
+    grad: Vec<f64>,
+    state: S,
+}
+
+/// The projected gradient descent shared by both objectives: gradient `∂OT + λ(−ln μ − 1)` on
+/// the support, centred (frozen zeros, §IV), backtracking from `step_size` by halving until
+/// `J(Proj(μ − αw)) < J(μ)` (§IV's α* = sup{α : J(μ − α∇J) < J(μ)}). The Sinkhorn counters of
+/// the returned output are left at zero for the caller.
+fn descend<S>(
+    mut mu: Vec<f64>,
     params: &SparsifyParams,
+    mut ot_term: impl FnMut(&[f64], &S) -> Result<OtTerm<S>>,
+    first: OtTerm<S>,
 ) -> Result<SparsifyOutput> {
-    params.validate()?;
-    let (n, m) = kernel.shape();
-    if nu.len() != m {
-        return Err(OtError::shape("nu", format!("has {} entries but the cost has {m} columns", nu.len())));
-    }
-    let nu = Array1::from(normalised("nu", nu)?);
-    let mut mu = match mu0 {
-        Some(m0) => {
-            if m0.len() != n {
-                return Err(OtError::shape("mu0", format!("has {} entries but the cost has {n} rows", m0.len())));
-            }
-            normalised("mu0", m0)?
-        }
-        None => {
-            if n != m {
-                return Err(OtError::shape("mu0", "must be given when the cost is not square"));
-            }
-            nu.to_vec()
-        }
-    };
     let lam = params.sparsity;
-    let mut sk_params = SinkhornParams::new(params.eps);
-    sk_params.max_iter = params.sinkhorn_max_iter;
-    sk_params.tol = params.sinkhorn_tol;
-    // ε-scaling only for the cold first solve; every later solve is warm-started (DESIGN §3.5).
-    sk_params.eps_scaling = Some(0.5);
-
-    let mut unconverged = 0;
-    let mut sk_iters = 0;
-    let mut solve = |mu: &[f64], init: Option<(&Array1<f64>, &Array1<f64>)>| -> Result<_> {
-        let a = ArrayView1::from(mu);
-        let out = sinkhorn(kernel, a, nu.view(), &sk_params, init.map(|(f, g)| (f.view(), g.view())))?;
-        if !out.converged {
-            unconverged += 1;
-        }
-        sk_iters += out.n_iter;
-        Ok(out)
-    };
-
-    let mut sk = solve(&mu, None)?;
-    let mut j = sk.objective + lam * entropy(&mu);
+    let n = mu.len();
+    let mut ot = first;
+    let mut j = ot.value + lam * entropy(&mu);
     let mut objectives = vec![j];
     let mut history = if params.record_history { vec![Array1::from(mu.clone())] } else { Vec::new() };
     let mut w = vec![0.0; n];
     let mut n_iter = 0;
     let mut grad_norm;
     let stop = loop {
-        // Gradient of J on the support: f_i + λ(−ln μ_i − 1) (eq. 7 with f the dual potential).
-        for ((g, &mi), &fi) in w.iter_mut().zip(&mu).zip(sk.f.iter()) {
-            *g = if mi > 0.0 { fi + lam * (-mi.ln() - 1.0) } else { 0.0 };
+        for ((g, &mi), &oi) in w.iter_mut().zip(&mu).zip(&ot.grad) {
+            *g = if mi > 0.0 { oi + lam * (-mi.ln() - 1.0) } else { 0.0 };
         }
         grad_norm = centre_on_support(&mu, &mut w);
         if grad_norm < params.tol {
@@ -205,24 +177,23 @@ pub fn sparsify<K: CostKernel + ?Sized>(
         if n_iter >= params.max_iter {
             break StopReason::MaxIter;
         }
-        // Backtracking from step_size, halving (§IV's α* = sup{α : J(μ − α∇J) < J(μ)}).
         let mut alpha = params.step_size;
         let mut accepted = None;
         while alpha >= params.min_step {
             if let Some(cand) = project(&mu, &w, alpha) {
-                let sk_c = solve(&cand, Some((&sk.f, &sk.g)))?;
-                let j_c = sk_c.objective + lam * entropy(&cand);
+                let ot_c = ot_term(&cand, &ot.state)?;
+                let j_c = ot_c.value + lam * entropy(&cand);
                 if j_c < j {
-                    accepted = Some((cand, sk_c, j_c));
+                    accepted = Some((cand, ot_c, j_c));
                     break;
                 }
             }
             alpha *= 0.5;
         }
         match accepted {
-            Some((cand, sk_c, j_c)) => {
+            Some((cand, ot_c, j_c)) => {
                 mu = cand;
-                sk = sk_c;
+                ot = ot_c;
                 j = j_c;
                 n_iter += 1;
                 objectives.push(j);
@@ -238,15 +209,64 @@ pub fn sparsify<K: CostKernel + ?Sized>(
         mu: Array1::from(mu),
         n_iter,
         objective: j,
-        ot_value: sk.objective,
+        ot_value: ot.value,
         entropy: h,
         grad_norm,
         stop,
         objectives,
         history,
-        sinkhorn_unconverged: unconverged,
-        sinkhorn_iters: sk_iters,
+        sinkhorn_unconverged: 0,
+        sinkhorn_iters: 0,
     })
+}
+
+/// Projected gradient descent on `J(μ) = OT_ε(μ, ν) + λ H(μ)` (eq. 7) for any cost kernel
+/// (rows = μ's positions, columns = ν's). `mu0` defaults to ν (§V).
+pub fn sparsify<K: CostKernel + ?Sized>(
+    kernel: &K,
+    nu: ArrayView1<'_, f64>,
+    mu0: Option<ArrayView1<'_, f64>>,
+    params: &SparsifyParams,
+) -> Result<SparsifyOutput> {
+    params.validate()?;
+    let (n, m) = kernel.shape();
+    if nu.len() != m {
+        return Err(OtError::shape("nu", format!("has {} entries but the cost has {m} columns", nu.len())));
+    }
+    let nu = Array1::from(normalised("nu", nu)?);
+    let mu = match mu0 {
+        Some(m0) => {
+            if m0.len() != n {
+                return Err(OtError::shape("mu0", format!("has {} entries but the cost has {n} rows", m0.len())));
+            }
+            normalised("mu0", m0)?
+        }
+        None => {
+            if n != m {
+                return Err(OtError::shape("mu0", "must be given when the cost is not square"));
+            }
+            nu.to_vec()
+        }
+    };
+    let mut sk_params = SinkhornParams::new(params.eps);
+    sk_params.max_iter = params.sinkhorn_max_iter;
+    sk_params.tol = params.sinkhorn_tol;
+    // ε-scaling only for the cold first solve; every later solve is warm-started (DESIGN §3.5).
+    sk_params.eps_scaling = Some(0.5);
+
+    let (mut unconverged, mut sk_iters) = (0, 0);
+    // OT_ε and its gradient, μ's dual potential f (eq. 7); the state is the (f, g) warm start.
+    let mut solve = |mu: &[f64], init: Option<&(Array1<f64>, Array1<f64>)>| -> Result<OtTerm<(Array1<f64>, Array1<f64>)>> {
+        let out = sinkhorn(kernel, ArrayView1::from(mu), nu.view(), &sk_params, init.map(|(f, g)| (f.view(), g.view())))?;
+        unconverged += usize::from(!out.converged);
+        sk_iters += out.n_iter;
+        Ok(OtTerm { value: out.objective, grad: out.f.to_vec(), state: (out.f, out.g) })
+    };
+    let first = solve(&mu, None)?;
+    let mut out = descend(mu, params, |mu, fg| solve(mu, Some(fg)), first)?;
+    out.sinkhorn_unconverged = unconverged;
+    out.sinkhorn_iters = sk_iters;
+    Ok(out)
 }
 
 /// Scaling-domain Sinkhorn of the authors' code: `f ← ν/(K g)`, `g ← μ/(Kᵀ f)` from ones, at
@@ -299,23 +319,19 @@ pub fn sparsify_rawson2022(
         return Err(OtError::shape("nu", format!("has {} entries but the cost has {n} columns", nu.len())));
     }
     let nu = normalised("nu", nu)?;
-    let mut mu = match mu0 {
+    let mu = match mu0 {
         Some(m0) if m0.len() != n => return Err(OtError::shape("mu0", format!("has {} entries, expected {n}", m0.len()))),
         Some(m0) => normalised("mu0", m0)?,
         None => nu.clone(),
     };
     let eps = params.eps;
-    let lam = params.sparsity;
     let c: Vec<f64> = cost.iter().copied().collect();
     let k: Vec<f64> = c.iter().map(|x| (-x / eps).exp()).collect();
-    let mut sk_iters = 0;
-    let mut unconverged = 0;
-    let mut eval = |mu: &[f64]| -> Result<(f64, Vec<f64>)> {
+    let (mut unconverged, mut sk_iters) = (0, 0);
+    let mut eval = |mu: &[f64], _: &()| -> Result<OtTerm<()>> {
         let (f, g, it) = rawson_sinkhorn(&k, n, &nu, mu, params.sinkhorn_max_iter, params.sinkhorn_tol);
         sk_iters += it;
-        if it >= params.sinkhorn_max_iter {
-            unconverged += 1;
-        }
+        unconverged += usize::from(it >= params.sinkhorn_max_iter);
         let mut s = 0.0;
         for i in 0..n {
             for j in 0..n {
@@ -325,68 +341,14 @@ pub fn sparsify_rawson2022(
         if !s.is_finite() {
             return Err(OtError::Numerical(format!("rawson2022 Sinkhorn scalings overflowed (ε = {eps:e})")));
         }
-        Ok((s.sqrt(), f))
+        let grad = f.iter().map(|fi| -eps * fi.max(1e-7).ln()).collect();
+        Ok(OtTerm { value: s.sqrt(), grad, state: () })
     };
-    let (mut ot, mut f) = eval(&mu)?;
-    let mut j = ot + lam * entropy(&mu);
-    let mut objectives = vec![j];
-    let mut history = if params.record_history { vec![Array1::from(mu.clone())] } else { Vec::new() };
-    let mut w = vec![0.0; n];
-    let mut n_iter = 0;
-    let mut grad_norm;
-    let stop = loop {
-        for ((g, &mi), &fi) in w.iter_mut().zip(&mu).zip(&f) {
-            *g = if mi > 0.0 { -eps * fi.max(1e-7).ln() + lam * (-mi.ln() - 1.0) } else { 0.0 };
-        }
-        grad_norm = centre_on_support(&mu, &mut w);
-        if grad_norm < params.tol {
-            break StopReason::Gradient;
-        }
-        if n_iter >= params.max_iter {
-            break StopReason::MaxIter;
-        }
-        let mut alpha = params.step_size;
-        let mut accepted = None;
-        while alpha >= params.min_step {
-            if let Some(cand) = project(&mu, &w, alpha) {
-                let (ot_c, f_c) = eval(&cand)?;
-                let j_c = ot_c + lam * entropy(&cand);
-                if j_c < j {
-                    accepted = Some((cand, ot_c, f_c, j_c));
-                    break;
-                }
-            }
-            alpha *= 0.5;
-        }
-        match accepted {
-            Some((cand, ot_c, f_c, j_c)) => {
-                mu = cand;
-                ot = ot_c;
-                f = f_c;
-                j = j_c;
-                n_iter += 1;
-                objectives.push(j);
-                if params.record_history {
-                    history.push(Array1::from(mu.clone()));
-                }
-            }
-            None => break StopReason::LineSearch,
-        }
-    };
-    let h = entropy(&mu);
-    Ok(SparsifyOutput {
-        mu: Array1::from(mu),
-        n_iter,
-        objective: j,
-        ot_value: ot,
-        entropy: h,
-        grad_norm,
-        stop,
-        objectives,
-        history,
-        sinkhorn_unconverged: unconverged,
-        sinkhorn_iters: sk_iters,
-    })
+    let first = eval(&mu, &())?;
+    let mut out = descend(mu, params, &mut eval, first)?;
+    out.sinkhorn_unconverged = unconverged;
+    out.sinkhorn_iters = sk_iters;
+    Ok(out)
 }
 
 #[cfg(test)]
