@@ -120,12 +120,14 @@ def test_douglas_rachford_matches_numpy_and_lands_in_ker_b(dense):
 # ---------------------------------------------------------------------------------------------
 # The iteration against the NumPy reference
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("M", [1, 3])
-def test_ot_iteration_matches_numpy_1d(M):
+# reg_init = 1e-2 runs the warm start in the scaling domain (max C/ε_init ≤ 300), 1e-3 in the
+# log domain (the core's fallback when e^{−C/ε_init} would span too many decades).
+@pytest.mark.parametrize("M, reg_init", [(1, 1e-2), (3, 1e-2), (3, 1e-3)])
+def test_ot_iteration_matches_numpy_1d(M, reg_init):
     gen, reco, measured = small_1d(M=M)
     nu = np.full(len(measured), 1.0 / len(measured))
-    est = oi.OTUnfolder().fit(measured, gen=gen, reco=reco)
-    ref = numpy_ot_unfold(reco.reshape(-1), block_response(len(gen), M), measured, nu)
+    est = oi.OTUnfolder(reg_init=reg_init).fit(measured, gen=gen, reco=reco)
+    ref = numpy_ot_unfold(reco.reshape(-1), block_response(len(gen), M), measured, nu, eps_init=reg_init)
     assert est.history_["weights"].shape == ref.shape
     assert max_rel(est.history_["weights"], ref) < 1e-10
     np.testing.assert_allclose(est.weights_, ref[-1], rtol=0, atol=1e-10 * ref[-1].max())

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::projection::{douglas_rachford, exact_kl_projection, KerBProjector, Response};
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
+use crate::core::patches::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,27 +201,18 @@ pub fn ot_unfold(
     let projector = KerBProjector::new(response)?;
 
     // Warm start, eq. (26)–(27): classical Sinkhorn between Rσ⁰ and ν at ε_init, started like
-    // the reference code from v = 1 with a u-update; the foundation updates g first, so the
-    // first u-update is done here and the remaining n_init_iter − 1 by `sinkhorn`.
+    // the reference code from v = 1 with a u-update.
     let mut a0 = vec![0.0; m];
     projector.response().apply(&sigma0, &mut a0);
     let nu: Array1<f64> = measured_weights.mapv(|w| w / nu_mass);
-    let e0 = params.eps_init;
-    let mut f = vec![0.0; m];
-    kernel.softmin_rows(&vec![0.0; n], &vec![0.0; m], e0, &mut f);
-    if params.n_init_iter > 1 {
-        let mut sp = SinkhornParams::new(e0);
-        sp.max_iter = params.n_init_iter - 1;
-        sp.tol = 0.0;
-        // The paper's warm start is plain classical Sinkhorn (eq. 26–27): keep its iterates.
-        sp.overrelaxation = false;
-        let a0v = Array1::from(a0.clone());
-        let g0 = vec![0.0; n];
-        let out = sinkhorn(&kernel, a0v.view(), nu.view(), &sp, Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))))?;
-        f = out.f.to_vec();
-    }
-    // log u = log a + f/ε_init (the foundation's P = a b e^{(f+g−C)/ε}), then [log u_w; log σ⁰].
-    let mut log_u: Vec<f64> = a0.iter().zip(&f).map(|(a, fi)| a.ln() + fi / e0).chain(sigma0.iter().map(|v| v.ln())).collect();
+    let max_c = match params.cost_normalization {
+        CostNormalization::Max => 1.0,
+        CostNormalization::None => max_cost(response_points, measured_points, params.p),
+    };
+    let log_u_w = warm_start_scaling(&kernel, &a0, nu.view(), max_c, params)
+        .map_or_else(|| warm_start_log(&kernel, &a0, nu.view(), params), Ok)?;
+    // log u = [log u_w; log σ⁰] (eq. 27).
+    let mut log_u: Vec<f64> = log_u_w.into_iter().chain(sigma0.iter().map(|v| v.ln())).collect();
 
     let eps = params.eps;
     let (mut shift_n, mut shift_m) = (vec![0.0; n], vec![0.0; m]);
@@ -298,6 +290,96 @@ pub fn ot_unfold(
         converged,
         cost_scale,
     })
+}
+
+/// Largest `max C / ε_init` for which the warm start runs in the scaling domain: then every
+/// kernel entry `e^{−C/ε}` is at least e^{−300} ≈ 5e−131, and the scalings, whose ratios are
+/// bounded by the kernel's dynamic range, stay far inside the double range.
+const SCALING_MAX_EXPONENT: f64 = 300.0;
+/// Largest m·n for which the warm start stores the kernel (128 MiB).
+const SCALING_MAX_ENTRIES: usize = 1 << 24;
+
+/// The warm start (eq. 26–27) as the reference code runs it, in the scaling domain:
+/// `u = a/(K1)`, then `n_init_iter − 1` times `v = ν/(Kᵀu)`, `u = a/(Kv)`, with
+/// `K = e^{−C/ε_init}` computed once. Same iterates as the log domain up to rounding, but
+/// 2·n_init_iter matrix–vector products instead of as many passes of exponentials (the warm
+/// start is 4/5 of the passes of a default fit). `None` when the kernel's dynamic range or size
+/// does not allow it, or if an iterate is not finite and positive; the caller then runs
+/// [`warm_start_log`].
+fn warm_start_scaling(
+    kernel: &PointCost,
+    a0: &[f64],
+    nu: ArrayView1<'_, f64>,
+    max_c: f64,
+    params: &OtUnfoldParams,
+) -> Option<Vec<f64>> {
+    let (m, n) = kernel.shape();
+    let e0 = params.eps_init;
+    if max_c / e0 > SCALING_MAX_EXPONENT || m.saturating_mul(n) > SCALING_MAX_ENTRIES {
+        return None;
+    }
+    let k = kernel.plan(&vec![0.0; m], &vec![0.0; n], e0);
+    let k = k.as_slice().expect("plan is in standard layout");
+    let (mut u, mut v) = (vec![0.0; m], vec![1.0; n]);
+    let mut kv = vec![0.0; m];
+    mat_vec(k, &v, &mut kv);
+    u.iter_mut().zip(a0.iter().zip(&kv)).for_each(|(ui, (a, s))| *ui = a / s);
+    for _ in 1..params.n_init_iter {
+        let ktu = mat_t_vec(k, &u, n);
+        v.iter_mut().zip(nu.iter().zip(&ktu)).for_each(|(vj, (b, s))| *vj = b / s);
+        mat_vec(k, &v, &mut kv);
+        u.iter_mut().zip(a0.iter().zip(&kv)).for_each(|(ui, (a, s))| *ui = a / s);
+    }
+    u.iter().all(|x| x.is_finite() && *x > 0.0).then(|| u.iter().map(|x| x.ln()).collect())
+}
+
+/// `out = K v` for a row-major K with `v.len()` columns.
+fn mat_vec(k: &[f64], v: &[f64], out: &mut [f64]) {
+    out.par_iter_mut().zip(k.par_chunks_exact(v.len())).for_each(|(o, row)| *o = dot(row, v));
+}
+
+/// `Kᵀ u` for a row-major K with n columns: rows accumulated along the contiguous axis.
+fn mat_t_vec(k: &[f64], u: &[f64], n: usize) -> Vec<f64> {
+    k.par_chunks_exact(n)
+        .zip(u.par_iter())
+        .with_min_len((4096 / n.max(1)).max(1))
+        .fold(
+            || vec![0.0; n],
+            |mut acc, (row, &ui)| {
+                acc.iter_mut().zip(row).for_each(|(s, kij)| *s += ui * kij);
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+/// The warm start in the log domain with the foundation's Sinkhorn (any ε_init): `log u`.
+fn warm_start_log(kernel: &PointCost, a0: &[f64], nu: ArrayView1<'_, f64>, params: &OtUnfoldParams) -> Result<Vec<f64>> {
+    let (m, n) = kernel.shape();
+    let e0 = params.eps_init;
+    // The foundation updates g first, so the first u-update (from v = 1) is done here and the
+    // remaining n_init_iter − 1 by `sinkhorn`.
+    let mut f = vec![0.0; m];
+    kernel.softmin_rows(&vec![0.0; n], &vec![0.0; m], e0, &mut f);
+    if params.n_init_iter > 1 {
+        let mut sp = SinkhornParams::new(e0);
+        sp.max_iter = params.n_init_iter - 1;
+        sp.tol = 0.0;
+        // The paper's warm start is plain classical Sinkhorn (eq. 26–27): keep its iterates.
+        sp.overrelaxation = false;
+        let a0v = ArrayView1::from(a0);
+        let g0 = vec![0.0; n];
+        let out = sinkhorn(kernel, a0v, nu, &sp, Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))))?;
+        f = out.f.to_vec();
+    }
+    // log u = log a + f/ε_init (the foundation's P = a b e^{(f+g−C)/ε}).
+    Ok(a0.iter().zip(&f).map(|(a, fi)| a.ln() + fi / e0).collect())
 }
 
 fn log_sum_exp(v: &[f64]) -> f64 {
