@@ -90,6 +90,8 @@ def main():
     t = time.perf_counter()
     dense = _core.sparsify_dense(nu, C, None, *common, "entropic")
     rows.append(("Rust, dense kernel", time.perf_counter() - t, dense["mu"], dense["objective"], dense["n_iter"], dense["sinkhorn_iters"]))
+    for name, sec, *_ in rows:
+        print(f"{name}: {sec:.3f} s", flush=True)
     if not args.skip_pot:
         t = time.perf_counter()
         mu, J, k = numpy_pot_sparsify(nu, C, args.sparsity, args.reg, 0.01, args.steps, 1e-9, 10_000)

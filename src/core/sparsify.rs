@@ -311,7 +311,8 @@ fn rawson_sinkhorn(k: &[f64], n: usize, nu: &[f64], mu: &[f64], max_iter: usize,
 /// * gradient `−ε ln max(f, 1e-7) + λ(−ln μ − 1)` where `f` is the *measurement-side* scaling;
 /// * scaling Sinkhorn from ones, tolerance `sinkhorn_tol` (1e-7) on f, ≤ `sinkhorn_max_iter` (5000).
 ///
-/// Centring, freezing, line search and projection are those of [`sparsify`]. Dense costs only.
+/// Centring, freezing and projection are those of [`sparsify`]; the line search restarts from
+/// `step_size` at every step, as the paper's code does. Dense costs only.
 pub fn sparsify_rawson2022(
     cost: ArrayView2<'_, f64>,
     nu: ArrayView1<'_, f64>,
