@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::logsumexp::{
     accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, softmin_exact,
-    sum_exp, sum_exp_generic,
+    sum_exp, sum_exp_generic, sum_exp_sparse_generic,
 };
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
@@ -352,6 +352,7 @@ fn points_row_sum_generic<const FMA: bool>(
     shift: f64,
     inv_eps: f64,
     p: f64,
+    skip_far: bool,
     tile: &mut [f64],
 ) -> f64 {
     let m = col.len();
@@ -361,7 +362,11 @@ fn points_row_sum_generic<const FMA: bool>(
         let len = TILE.min(m - j0);
         let t = &mut tile[..len];
         fill_cost_tile(xi, to, m, j0, p, t);
-        s += sum_exp_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps);
+        s += if skip_far {
+            sum_exp_sparse_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
+        } else {
+            sum_exp_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
+        };
         j0 += len;
     }
     s
@@ -369,8 +374,9 @@ fn points_row_sum_generic<const FMA: bool>(
 
 multiversion! {
     /// `Σ_j exp((shift + col_j − |x_i − to_j|^p)/ε)` over a whole row: distances and
-    /// exponentials compiled together for the running CPU, dispatched once per row.
-    pub fn points_row_sum(xi: &[f64], to: &[f64], col: &[f64], shift: f64, inv_eps: f64, p: f64, tile: &mut [f64]) -> f64 => points_row_sum_generic
+    /// exponentials compiled together for the running CPU, dispatched once per row. `skip_far`
+    /// skips chunks below e^{SKIP_BELOW} (see `sum_exp_sparse`; only with the exact max shift).
+    pub fn points_row_sum(xi: &[f64], to: &[f64], col: &[f64], shift: f64, inv_eps: f64, p: f64, skip_far: bool, tile: &mut [f64]) -> f64 => points_row_sum_generic
 }
 
 /// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|^p)/ε)`, tile by tile.
@@ -393,7 +399,7 @@ fn softmin_points(
             || (vec![0.0; TILE], vec![0.0; from.nrows()]),
             |(tile, xi), (i, o)| {
                 xi.iter_mut().zip(from.column(i)).for_each(|(x, v)| *x = *v);
-                let s = points_row_sum(xi, to_flat, col, shift[i], inv_eps, p, tile);
+                let s = points_row_sum(xi, to_flat, col, shift[i], inv_eps, p, false, tile);
                 *o = finish_shifted(s, shift[i], eps).unwrap_or_else(|| {
                     // Exact two-pass fallback: max over all tiles, then the shifted sum.
                     let mut hi = f64::NEG_INFINITY;
@@ -405,7 +411,7 @@ fn softmin_points(
                     if hi == f64::NEG_INFINITY {
                         return f64::INFINITY;
                     }
-                    -hi - eps * points_row_sum(xi, to_flat, col, -hi, inv_eps, p, tile).ln()
+                    -hi - eps * points_row_sum(xi, to_flat, col, -hi, inv_eps, p, true, tile).ln()
                 });
             },
         );

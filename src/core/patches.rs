@@ -18,13 +18,12 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, PlanSums};
 use crate::core::error::{check_finite, OtError, Result};
-use crate::core::logsumexp::{exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp};
+use crate::core::logsumexp::{exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp, sum_exp_sparse, LANES};
 use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
 const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
 /// Columns per register block (two AVX2 vectors, one AVX-512 vector).
-const LANES: usize = 8;
 /// Columns per tile: a ROWS×TILE block of costs stays in L1 while its exponentials are summed.
 const TILE: usize = 256;
 /// Row blocks per task of the softmin pass (see `softmin_clouds`).
@@ -167,42 +166,10 @@ multiversion! {
     pub fn sq_dist_block(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) => sq_dist_block_generic
 }
 
-/// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
-const SKIP_BELOW: f64 = -80.0;
 /// [`sum_exp_sparse`] results below this are recomputed densely: then every skipped term is
 /// below `e^{SKIP_BELOW}/SPARSE_MIN_SUM = e^{-60}` of the sum, i.e. beneath double rounding for any
 /// realistic number of reference patches.
 const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
-
-#[inline(always)]
-fn sum_exp_sparse_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
-    let mut tail = 0.0;
-    for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
-        tail += exp::<FMA>((w + row - c) * inv_eps);
-    }
-    for (c, w) in cc.zip(wc) {
-        let c: &[f64; LANES] = c.try_into().unwrap();
-        let w: &[f64; LANES] = w.try_into().unwrap();
-        let z: [f64; LANES] = std::array::from_fn(|l| (w[l] + row - c[l]) * inv_eps);
-        let hi = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        // At WPP's small ε most patch pairs are far from the best match: their exponentials
-        // vanish against the row's sum and are not evaluated.
-        if hi > SKIP_BELOW {
-            for l in 0..LANES {
-                acc[l] += exp::<FMA>(z[l]);
-            }
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
-
-multiversion! {
-    /// `Σ_j exp((row + col_j − cost_j)/ε)` skipping chunks of 8 whose terms are all below
-    /// `e^{SKIP_BELOW}`; only valid when the result is at least `SPARSE_MIN_SUM`.
-    pub fn sum_exp_sparse(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => sum_exp_sparse_generic
-}
 
 #[inline(always)]
 fn plan_tile_generic<const FMA: bool>(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
