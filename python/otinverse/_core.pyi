@@ -135,6 +135,8 @@ def patch_prior(
     eps_scaling: float | None,
     f_init: NDArray[np.float64] | None,
     g_init: NDArray[np.float64] | None,
+    image_reach: float | None = None,
+    stage_iter: int | None = None,
 ) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int, float, bool, NDArray[np.float64]]: ...
 def patch_softmin(
     x: NDArray[np.float64],

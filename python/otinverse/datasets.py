@@ -1,4 +1,5 @@
-"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (paper 001, §4.1)."""
+"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (paper 001, §4.1);
+star patches (issue 4); the texture-denoising experiment of paper 004 (Fig. 1)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from sklearn.utils import Bunch, check_random_state
 from ._core import InvalidArgumentError
 from ._validation import check_option
 from .datasets_stars import make_star_patches
+from .datasets_textures import make_gaussian_texture, make_texture_denoising
 
-__all__ = ["make_unfolding_1d", "load_jet_mass", "make_star_patches"]
+__all__ = ["make_unfolding_1d", "load_jet_mass", "make_star_patches", "make_gaussian_texture", "make_texture_denoising"]
 
 
 def _check_count(value, name, *, minimum=1, maximum=None):

@@ -2,22 +2,24 @@
 
 The high-resolution image x minimises
 
-    λ/2 |S H x − y|² + (1/L) Σ_{ℓ<L} OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)
+    λ/2 |S H x − y|² + (1/L) Σ_{ℓ<L} OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)          (paper 004, eq. 9)
 
 with Adam on the pixels. ``H`` is a Gaussian blur, ``S`` subsampling (``degrade`` is the forward
 model), ``A`` one level of a Gaussian pyramid, ``α_z`` the uniform measure on all p×p patches of
 z and ``β_ℓ`` the uniform measure on reference patches sampled from ``A^ℓ`` of the reference image.
-``OT_{ε,ρ}`` keeps the image's patch marginal exact and relaxes the reference's by ρ·KL, so
-reference patches that fit nothing (defects, outliers) receive almost no mass; ``reach=None`` is
-the balanced OT_ε of the original WPP (Hertrich et al., IEEE TCI 2022).
+``OT_{ε,ρ}`` (eq. 4) keeps the image's patch marginal exact and relaxes the reference's by ρ·KL,
+so reference patches that fit nothing (defects, outliers) receive almost no mass; ``reach=None``
+is the balanced OT_ε (eq. 2) of the original WPP (Hertrich et al., IEEE TCI 2022), and
+``image_reach`` also relaxes the image's marginal (the fully unbalanced OT_{ε,ρ,ρ} of §II).
+``forward_model="identity"`` turns the problem into the denoising of eq. (3) (paper Fig. 1).
 
 Conventions fixed in issue 5 (they correct or complete the paper):
 * forward model: a (4s)×(4s) Gaussian kernel, σ = s/2, centred at (4s−1)/2, applied as a valid
   correlation with stride s (s = ``scale_factor``; 16×16, σ = 2 for ×4), plus N(0, noise_std²);
 * pyramid: a 4×4 Gaussian (σ = 1) valid correlation with stride 2;
 * the patch gradient is ``2(a_i x_i − Σ_j π_ij y_j)`` (c = |x − y|², summed over the p² pixels);
-* λ = 0.006 belongs to 256×256 images; the prior's gradient per pixel scales like 1/N (N
-  patches), so ``data_weight=None`` uses λ = 0.006·N_256/N.
+* λ: the prior's gradient per pixel scales like 1/N (N patches), so ``data_weight=None`` uses
+  λ = 0.006·N₀/N with a calibrated N₀ (see :meth:`WPPRestorer.default_data_weight`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from ._validation import as_float_array, check_option, check_scalar_positive
 
 __all__ = ["WPPRestorer", "add_defects", "gaussian_kernel", "correlate_valid", "correlate_valid_adjoint"]
 
-#: λ of the WPP paper, tuned for 256×256 images and 6×6 patches.
+#: λ of paper 004 §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
 PAPER_DATA_WEIGHT = 0.006
-PAPER_SIZE = 256
+#: Patch count N₀ at which ``data_weight=None`` gives PAPER_DATA_WEIGHT (a 640×640 image of 6×6
+#: patches); calibrated, see :meth:`WPPRestorer.default_data_weight`.
+DATA_WEIGHT_PATCHES = 635**2
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -100,35 +104,58 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 
 class WPPRestorer(BaseEstimator):
-    """Super-resolution with a (semi-unbalanced) Wasserstein Patch Prior.
+    """Super-resolution (or denoising) with a (semi-unbalanced) Wasserstein Patch Prior.
 
     Parameters
     ----------
     scale_factor : int, default=4
         Subsampling factor s of the forward model (kernel (4s)×(4s), σ = s/2, stride s).
+        Ignored when ``forward_model="identity"``.
     patch_size : int, default=6
     n_scales : int, default=2
         Pyramid levels of the prior (L; the paper's L + 1).
     reg : float, default=4e-4
         Entropic regularisation ε, in cost units (squared distances of patches of [0, 1] pixels).
     reach : float or None, default=0.01
-        ρ of the KL relaxation of the reference marginal; ``None`` is balanced OT_ε.
+        ρ of the KL relaxation of the reference marginal (OT_{ε,ρ}, paper eq. 4); ``None`` is
+        balanced OT_ε (eq. 2).
+    image_reach : float or None, default=None
+        ρ of a KL relaxation of the image's patch marginal too; with ``reach`` this is the fully
+        unbalanced OT_{ε,ρ,ρ} that paper 004 (§II, Fig. 1) compares against. ``None`` keeps the
+        image's marginal exact (the paper's choice).
     data_weight : float or None, default=None
-        λ; ``None`` scales the paper's 0.006 (256×256) by N_256/N, N the number of patches.
+        λ of eq. (9). ``None``: 0.006·N₀/N for N patches of the restored image, N₀ = 635²
+        (about 0.70 at 64², 0.16 at 128²; see :meth:`default_data_weight`).
+    forward_model : {"blur_subsample", "identity"}, default="blur_subsample"
+        ``"blur_subsample"``: the super-resolution model S H of eq. (9); ``"identity"``: the
+        denoising problem (3) of paper 004 (Fig. 1), the observation has the image's shape.
     n_reference_patches : int, default=10000
         Reference patches sampled per scale in :meth:`fit` (all of them if fewer exist).
     max_iter : int, default=200
         Adam iterations of :meth:`predict`.
     learning_rate : float, default=0.01
+        Adam's step (paper 004 §III and the WPP reference code: 0.01).
     init : {"bicubic", "constant"}, default="bicubic"
-        Starting image: cubic-spline upsampling of the input aligned with the forward model, or
-        its mean everywhere.
+        Starting image: cubic-spline upsampling of the input aligned with the forward model (the
+        observation itself for ``forward_model="identity"``), or its mean everywhere.
     noise_std : float, default=0.01
         Standard deviation of the noise :meth:`degrade` adds.
     sinkhorn_max_iter : int, default=5
-        Sinkhorn iterations per Adam step (warm-started from the previous step; the first solve
-        anneals ε by factors of 4 and gets 10 times this budget).
+        Sinkhorn updates at ε per Adam step.
+    sinkhorn_eps_scaling : float in (0, 1) or None, default=None
+        ``None``: every Adam step warm-starts from the previous step's potentials (as the WPP
+        reference code keeps its dual variable); the first solve anneals ε by factors of 4 and
+        gets 10 times ``sinkhorn_max_iter``. A factor q: every Adam step starts from (0, 0) and
+        anneals ε from the patch clouds' diameter by q per stage with one update per stage, as
+        paper 004 §II describes (Feydy's ε-scaling), then runs ``sinkhorn_max_iter`` updates at ε.
     sinkhorn_tol : float, default=1e-3
+        Relative L1 marginal error required of the final solve (see ``sinkhorn_final_max_iter``);
+        the solves inside the descent stop early when they meet it.
+    sinkhorn_final_max_iter : int, default=1000
+        Budget of the solve at the returned image (warm-started), which gives ``received_mass_``,
+        the last ``ot`` values and ``sinkhorn_converged_``. The solves inside the descent are
+        partial by design; a :class:`~sklearn.exceptions.ConvergenceWarning` is raised only when
+        this final solve misses ``sinkhorn_tol``.
     random_state : int, RandomState or None
         Seeds the patch sampling and the noise of :meth:`degrade`.
     verbose : bool, default=False
@@ -137,19 +164,27 @@ class WPPRestorer(BaseEstimator):
     Attributes
     ----------
     reference_patches_ : list of ndarray
-        Sampled reference patches per scale, (M_ℓ, p²).
-    reference_positions_ : list of ndarray
-        Top-left (row, col) of each sampled patch in the level-ℓ reference image.
+        Reference patches per scale, (M_ℓ, p²).
+    reference_positions_ : list of ndarray or None
+        Top-left (row, col) of each sampled patch in the level-ℓ reference image (``None`` when
+        the patches were given to :meth:`fit` directly).
     history_ : list of dict
-        Per iteration: ``objective``, ``data``, ``ot`` (per scale), ``ignored_fraction`` (per
-        scale: share of reference patches receiving less than half of their weight).
+        Per iteration: ``objective``, ``data``, ``ot`` (per scale), ``marginal_error`` (per
+        scale, of that step's partial solve), ``ignored_fraction`` (per scale: share of reference
+        patches receiving less than half of their weight).
     received_mass_ : list of ndarray
-        Mass each reference patch receives in the final plan, per scale (sums to 1).
+        Mass each reference patch receives in the plan at the returned image, per scale.
+    ot_ : list of float
+        OT value per scale at the returned image.
     data_weight_ : float
         The λ used by the last :meth:`predict`.
     n_iter_ : int
     sinkhorn_converged_ : bool
-        Whether the last Sinkhorn solve of every scale met ``sinkhorn_tol``.
+        Whether the final solve of every scale met ``sinkhorn_tol``.
+    sinkhorn_marginal_error_ : list of float
+        Marginal error of the final solve per scale.
+    sinkhorn_n_iter_ : list of int
+        Updates the final solve took per scale.
     """
 
     def __init__(
@@ -159,14 +194,18 @@ class WPPRestorer(BaseEstimator):
         n_scales=2,
         reg=4e-4,
         reach=0.01,
+        image_reach=None,
         data_weight=None,
+        forward_model="blur_subsample",
         n_reference_patches=10000,
         max_iter=200,
         learning_rate=0.01,
         init="bicubic",
         noise_std=0.01,
         sinkhorn_max_iter=5,
+        sinkhorn_eps_scaling=None,
         sinkhorn_tol=1e-3,
+        sinkhorn_final_max_iter=1000,
         random_state=None,
         verbose=False,
     ):
@@ -175,14 +214,18 @@ class WPPRestorer(BaseEstimator):
         self.n_scales = n_scales
         self.reg = reg
         self.reach = reach
+        self.image_reach = image_reach
         self.data_weight = data_weight
+        self.forward_model = forward_model
         self.n_reference_patches = n_reference_patches
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.init = init
         self.noise_std = noise_std
         self.sinkhorn_max_iter = sinkhorn_max_iter
+        self.sinkhorn_eps_scaling = sinkhorn_eps_scaling
         self.sinkhorn_tol = sinkhorn_tol
+        self.sinkhorn_final_max_iter = sinkhorn_final_max_iter
         self.random_state = random_state
         self.verbose = verbose
 
@@ -193,7 +236,9 @@ class WPPRestorer(BaseEstimator):
         _check_int(self.n_scales, "n_scales", 1)
         check_scalar_positive(self.reg, "reg")
         check_scalar_positive(self.reach, "reach", allow_none=True)
+        check_scalar_positive(self.image_reach, "image_reach", allow_none=True)
         check_scalar_positive(self.data_weight, "data_weight", allow_none=True)
+        check_option(self.forward_model, "forward_model", ("blur_subsample", "identity"))
         _check_int(self.n_reference_patches, "n_reference_patches", 1)
         _check_int(self.max_iter, "max_iter", 1)
         check_scalar_positive(self.learning_rate, "learning_rate")
@@ -201,6 +246,12 @@ class WPPRestorer(BaseEstimator):
         if not (isinstance(self.noise_std, numbers.Real) and np.isfinite(self.noise_std) and self.noise_std >= 0):
             raise InvalidArgumentError(f"noise_std: must be a finite number >= 0, got {self.noise_std!r}")
         _check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
+        _check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
+        q = self.sinkhorn_eps_scaling
+        if q is not None and not (
+            isinstance(q, numbers.Real) and not isinstance(q, bool) and np.isfinite(q) and 0 < q < 1
+        ):
+            raise InvalidArgumentError(f"sinkhorn_eps_scaling: must be None or a factor in (0, 1), got {q!r}")
         if not (isinstance(self.sinkhorn_tol, numbers.Real) and np.isfinite(self.sinkhorn_tol) and self.sinkhorn_tol >= 0):
             raise InvalidArgumentError(f"sinkhorn_tol: must be a finite number >= 0, got {self.sinkhorn_tol!r}")
 
@@ -239,35 +290,55 @@ class WPPRestorer(BaseEstimator):
         return np.ascontiguousarray(as_float_array(arr, name, ndim=2))
 
     def _forward(self, image):
+        if self.forward_model == "identity":
+            return image
         return correlate_valid(image, self._blur_kernel(), int(self.scale_factor))
 
     def _forward_adjoint(self, residual, shape):
+        if self.forward_model == "identity":
+            return residual
         return correlate_valid_adjoint(residual, self._blur_kernel(), int(self.scale_factor), shape)
 
     def high_res_shape(self, low_res_shape):
         """Shape of the image whose :meth:`degrade` has ``low_res_shape``."""
+        if self.forward_model == "identity":
+            return tuple(int(n) for n in low_res_shape)
         s, k = int(self.scale_factor), 4 * int(self.scale_factor)
         return tuple(s * (n - 1) + k for n in low_res_shape)
 
     def degrade(self, image):
-        """The forward model: blur, subsample (valid correlation, stride s) and add seeded noise."""
+        """The forward model: blur, subsample (valid correlation, stride s) and add seeded noise
+        (only the noise for ``forward_model="identity"``)."""
         self._validate_params()
         image = self._check_image(image, "image")
-        s, k = int(self.scale_factor), 4 * int(self.scale_factor)
-        for n in image.shape:
-            if n < k or (n - k) % s:
-                raise InvalidArgumentError(
-                    f"image: side {n} does not match scale_factor={s}: sides must be {k} + {s}·m "
-                    f"(the {k}×{k} blur is applied at valid positions with stride {s})"
-                )
+        if self.forward_model == "blur_subsample":
+            s, k = int(self.scale_factor), 4 * int(self.scale_factor)
+            for n in image.shape:
+                if n < k or (n - k) % s:
+                    raise InvalidArgumentError(
+                        f"image: side {n} does not match scale_factor={s}: sides must be {k} + {s}·m "
+                        f"(the {k}×{k} blur is applied at valid positions with stride {s})"
+                    )
         low = self._forward(image)
         rng = check_random_state(self.random_state)
         return low + self.noise_std * rng.standard_normal(low.shape)
 
     # --------------------------------------------------------------------------------- fitting
-    def fit(self, reference_image, y=None):
-        """Samples ``n_reference_patches`` patches from each pyramid level of the reference."""
+    def fit(self, reference_image=None, y=None, *, reference_patches=None):
+        """Samples ``n_reference_patches`` patches from each pyramid level of the reference image.
+
+        Alternatively ``reference_patches`` gives the reference measure directly (samples of a
+        patch model, as in the denoising experiment of paper 004, Fig. 1): an (M, p²) array when
+        ``n_scales=1``, or a sequence of ``n_scales`` such arrays (level ℓ patches of A^ℓ x). They
+        are used as given (uniform weights), not subsampled.
+        """
         self._validate_params()
+        if (reference_image is None) == (reference_patches is None):
+            raise InvalidArgumentError(
+                "reference_image: give exactly one of reference_image and reference_patches"
+            )
+        if reference_patches is not None:
+            return self._fit_patches(reference_patches)
         ref = self._check_image(reference_image, "reference_image")
         self._pyramid_shapes(ref.shape, "reference_image")
         rng = check_random_state(self.random_state)
@@ -284,18 +355,59 @@ class WPPRestorer(BaseEstimator):
         self.reference_shape_ = ref.shape
         return self
 
+    def _fit_patches(self, reference_patches):
+        p2, n_levels = int(self.patch_size) ** 2, int(self.n_scales)
+        if isinstance(reference_patches, (list, tuple)):
+            levels = list(reference_patches)
+        elif n_levels == 1:
+            levels = [reference_patches]
+        else:
+            raise InvalidArgumentError(
+                f"reference_patches: with n_scales={n_levels} give a list of {n_levels} patch arrays"
+            )
+        if len(levels) != n_levels:
+            raise InvalidArgumentError(
+                f"reference_patches: expected {n_levels} arrays (one per scale), got {len(levels)}"
+            )
+        self.reference_patches_ = []
+        for ell, patches in enumerate(levels):
+            arr = as_float_array(patches, f"reference_patches[{ell}]", ndim=2)
+            if arr.shape[1] != p2:
+                raise InvalidArgumentError(
+                    f"reference_patches[{ell}]: rows must be flattened {self.patch_size}×{self.patch_size} "
+                    f"patches ({p2} values), got shape {arr.shape}"
+                )
+            self.reference_patches_.append(np.ascontiguousarray(arr))
+        self.reference_positions_ = [None] * n_levels
+        self.reference_shape_ = None
+        return self
+
     # ------------------------------------------------------------------------------ objective
-    def _default_data_weight(self, shape):
+    def default_data_weight(self, shape):
+        """λ used when ``data_weight=None`` for a restored image of ``shape``: 0.006·N₀/N.
+
+        The prior of eq. (9) is an average over the N patches of the image, so its gradient per
+        pixel scales like 1/N while the data term's does not: λ ∝ 1/N keeps their balance across
+        image sizes. The reference count N₀ = 635² is calibrated, not the paper's 256² images
+        (N = 251²): transferred from 256² (λ ≈ 0.109 at 64²), the prior outweighs the data so much
+        that restorations of the skimage textures keep LR residuals of 3–4 noise levels and fall
+        below bicubic interpolation, whereas with N₀ = 635² (λ ≈ 0.70 at 64²) OT_{ε,ρ} fits the
+        data to about the noise level and beats both bicubic interpolation and the prior-free
+        fit (``benches/RESULTS_wpp.md``).
+        """
         p = int(self.patch_size)
-        n_paper = (PAPER_SIZE - p + 1) ** 2
         n = (shape[0] - p + 1) * (shape[1] - p + 1)
-        return PAPER_DATA_WEIGHT * n_paper / n
+        return PAPER_DATA_WEIGHT * DATA_WEIGHT_PATCHES / n
 
     def prior(self, image, *, potentials=None, sinkhorn_max_iter=None, sinkhorn_tol=None):
         """``(1/L) Σ_ℓ OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)`` and its gradient with respect to the pixels.
 
-        Returns ``(value, gradient, info)``; ``info`` holds per-scale values, potentials (pass
-        them back as ``potentials`` to warm-start), received masses and convergence flags.
+        The gradient is eq. (7)–(8) of paper 004, ``2(a_i x_i − Σ_j π_ij y_j)`` per patch (g held
+        fixed, envelope theorem), folded onto the pixels and back through the pyramid.
+        ``potentials`` (from a previous ``info``) warm-start every scale at ε; without them each
+        scale starts from (0, 0) and anneals ε (see ``sinkhorn_eps_scaling``). Returns
+        ``(value, gradient, info)``; ``info`` holds per-scale values, potentials, received masses,
+        marginal errors, iteration counts and convergence flags.
         """
         check_is_fitted(self, "reference_patches_")
         image = self._check_image(image, "image")
@@ -304,37 +416,54 @@ class WPPRestorer(BaseEstimator):
         n_levels = len(levels)
         max_iter = int(self.sinkhorn_max_iter if sinkhorn_max_iter is None else sinkhorn_max_iter)
         tol = float(self.sinkhorn_tol if sinkhorn_tol is None else sinkhorn_tol)
-        values, grads, pots, received, converged = [], [], [], [], []
+        reach = None if self.reach is None else float(self.reach)
+        image_reach = None if self.image_reach is None else float(self.image_reach)
+        q = self.sinkhorn_eps_scaling
+        info = {k: [] for k in ("ot", "potentials", "received", "converged", "marginal_error", "n_iter")}
+        grads = []
         for ell, (level, ref) in enumerate(zip(levels, self.reference_patches_, strict=True)):
             warm = potentials[ell] if potentials is not None else None
-            value, grad, f, g, _, _, conv, rec = _core.patch_prior(
+            if warm is not None:
+                budget, scaling, stage_iter, f0, g0 = max_iter, None, None, warm[0], warm[1]
+            elif q is not None:
+                # Paper 004 §II: from (0, 0), one update per ε of the annealing, then max_iter at ε.
+                budget, scaling, stage_iter, f0, g0 = max_iter, float(q), 1, None, None
+            else:
+                # First solve of the warm-started descent: ε-scaling by 4, each stage to 1e-3.
+                budget, scaling, stage_iter, f0, g0 = 10 * max_iter, 0.25, None, None, None
+            value, grad, f, g, n_iter, err, conv, rec = _core.patch_prior(
                 np.ascontiguousarray(level),
                 ref,
                 int(self.patch_size),
                 float(self.reg),
-                None if self.reach is None else float(self.reach),
-                max_iter if warm is not None else 10 * max_iter,
+                reach,
+                budget,
                 tol,
-                None if warm is not None else 0.25,
-                None if warm is None else warm[0],
-                None if warm is None else warm[1],
+                scaling,
+                f0,
+                g0,
+                image_reach,
+                stage_iter,
             )
-            values.append(value)
             grads.append(grad)
-            pots.append((f, g))
-            received.append(rec)
-            converged.append(conv)
+            for key, v in zip(
+                ("ot", "potentials", "received", "converged", "marginal_error", "n_iter"),
+                (value, (f, g), rec, conv, err, n_iter),
+                strict=True,
+            ):
+                info[key].append(v)
         # Back through the pyramid: grad_x = Σ_ℓ (Aᵀ)^ℓ grad_ℓ, accumulated from the coarsest level.
         total = grads[-1]
         for ell in range(n_levels - 2, -1, -1):
             total = grads[ell] + correlate_valid_adjoint(total, self._PYRAMID_KERNEL, 2, levels[ell].shape)
-        info = {"ot": values, "potentials": pots, "received": received, "converged": converged}
-        return float(np.mean(values)), total / n_levels, info
+        return float(np.mean(info["ot"])), total / n_levels, info
 
     # ----------------------------------------------------------------------------- prediction
     def _initial_image(self, low, shape):
         if self.init == "constant":
             return np.full(shape, float(low.mean()))
+        if self.forward_model == "identity":
+            return np.array(low, dtype=np.float64, copy=True)
         s, k = int(self.scale_factor), 4 * int(self.scale_factor)
         centre = (k - 1) / 2.0
         rows = (np.arange(shape[0]) - centre) / s
@@ -343,18 +472,25 @@ class WPPRestorer(BaseEstimator):
         return ndimage.map_coordinates(low, [rr, cc], order=3, mode="nearest")
 
     def predict(self, low_res_image):
-        """The high-resolution image (shape ``high_res_shape(low_res_image.shape)``)."""
+        """The restored image (shape ``high_res_shape(low_res_image.shape)``).
+
+        Minimises eq. (9) of paper 004 (eq. (3) for ``forward_model="identity"``) with Adam on the
+        pixels, then solves the OT at the returned image once more with the budget
+        ``sinkhorn_final_max_iter`` for the reported ``received_mass_``, ``ot_`` and
+        ``sinkhorn_converged_``.
+        """
         check_is_fitted(self, "reference_patches_")
         self._validate_params()
         low = self._check_image(low_res_image, "low_res_image")
         shape = self.high_res_shape(low.shape)
         self._pyramid_shapes(shape, "low_res_image")
-        lam = float(self.data_weight) if self.data_weight is not None else self._default_data_weight(shape)
+        lam = float(self.data_weight) if self.data_weight is not None else self.default_data_weight(shape)
         self.data_weight_ = lam
 
         x = self._initial_image(low, shape)
         m1, m2 = np.zeros_like(x), np.zeros_like(x)
         beta1, beta2, lr, adam_eps = 0.9, 0.999, float(self.learning_rate), 1e-8
+        warm_start = self.sinkhorn_eps_scaling is None
         potentials = None
         self.history_ = []
         iterator = range(int(self.max_iter))
@@ -369,9 +505,10 @@ class WPPRestorer(BaseEstimator):
             data = 0.5 * lam * float(np.sum(residual**2))
             grad = lam * self._forward_adjoint(residual, shape)
             prior, prior_grad, info = self.prior(x, potentials=potentials)
-            potentials = info["potentials"]
+            if warm_start:
+                potentials = info["potentials"]
             grad += prior_grad
-            # Adam (Kingma & Ba), as in the WPP reference code.
+            # Adam (Kingma & Ba), as in paper 004 §III and the WPP reference code.
             m1 = beta1 * m1 + (1 - beta1) * grad
             m2 = beta2 * m2 + (1 - beta2) * grad**2
             m1_hat = m1 / (1 - beta1 ** (t + 1))
@@ -379,17 +516,35 @@ class WPPRestorer(BaseEstimator):
             x = x - lr * m1_hat / (np.sqrt(m2_hat) + adam_eps)
             ignored = [float(np.mean(r * r.size < 0.5)) for r in info["received"]]
             self.history_.append(
-                {"objective": data + prior, "data": data, "ot": info["ot"], "ignored_fraction": ignored}
+                {
+                    "objective": data + prior,
+                    "data": data,
+                    "ot": info["ot"],
+                    "marginal_error": info["marginal_error"],
+                    "ignored_fraction": ignored,
+                }
             )
             if bar is not None:
                 bar.set_postfix(objective=f"{data + prior:.4g}")
-        self.received_mass_ = info["received"]
-        self.sinkhorn_converged_ = all(info["converged"])
+        # The solves inside the descent are partial by design (a few updates per Adam step); the
+        # reported plan is that of the returned image, solved to sinkhorn_tol from the last
+        # potentials. Only this solve decides the convergence warning.
+        _, _, final = self.prior(
+            x, potentials=info["potentials"], sinkhorn_max_iter=int(self.sinkhorn_final_max_iter)
+        )
+        self.received_mass_ = final["received"]
+        self.ot_ = final["ot"]
+        self.sinkhorn_marginal_error_ = final["marginal_error"]
+        self.sinkhorn_n_iter_ = final["n_iter"]
+        self.sinkhorn_converged_ = all(final["converged"])
         self.n_iter_ = int(self.max_iter)
         if not self.sinkhorn_converged_:
+            errors = ", ".join(f"{e:.2g}" for e in final["marginal_error"])
             warnings.warn(
-                "WPPRestorer: the last Sinkhorn solve did not reach sinkhorn_tol; raise sinkhorn_max_iter "
-                "or loosen sinkhorn_tol.",
+                f"WPPRestorer: the Sinkhorn solve at the returned image did not reach sinkhorn_tol="
+                f"{self.sinkhorn_tol:g} in sinkhorn_final_max_iter={self.sinkhorn_final_max_iter} updates "
+                f"(marginal errors per scale: {errors}); the plans behind the descent are then unreliable "
+                "too. Raise sinkhorn_final_max_iter or reg.",
                 ConvergenceWarning,
                 stacklevel=2,
             )

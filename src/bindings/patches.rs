@@ -99,9 +99,11 @@ type ImageTuple<'py> = (
 );
 
 /// OT_{ε,ρ} between the uniform patch measure of `image` and the reference patches, with the
-/// gradient with respect to the pixels. `reach=None` is balanced OT_ε.
+/// gradient with respect to the pixels. `reach=None` is balanced OT_ε; `image_reach` also relaxes
+/// the image's marginal (the fully unbalanced OT_{ε,ρ,ρ} of paper 004 §II). `stage_iter` fixes
+/// the updates per ε-scaling stage (then `max_iter` is the budget at the target ε alone).
 #[pyfunction]
-#[pyo3(signature = (image, reference_patches, patch_size, reg, reach, max_iter, tol, eps_scaling, f_init, g_init))]
+#[pyo3(signature = (image, reference_patches, patch_size, reg, reach, max_iter, tol, eps_scaling, f_init, g_init, image_reach=None, stage_iter=None))]
 #[allow(clippy::too_many_arguments)]
 fn patch_prior<'py>(
     py: Python<'py>,
@@ -115,10 +117,13 @@ fn patch_prior<'py>(
     eps_scaling: Option<f64>,
     f_init: Option<PyReadonlyArray1<'py, f64>>,
     g_init: Option<PyReadonlyArray1<'py, f64>>,
+    image_reach: Option<f64>,
+    stage_iter: Option<usize>,
 ) -> PyResult<ImageTuple<'py>> {
     // Semi-unbalanced: the image's patch marginal exact, the reference's relaxed; alternating
     // updates end with the exact row update (issue 5).
-    let p = params(reg, None, reach, max_iter, tol, "alternating", eps_scaling, true)?;
+    let mut p = params(reg, image_reach, reach, max_iter, tol, "alternating", eps_scaling, true)?;
+    p.stage_iter = stage_iter;
     let init = init_pair(&f_init, &g_init)?;
     let (img, y) = (image.as_array(), reference_patches.as_array());
     let (r, grad) = py.detach(|| image_patch_ot(img, patch_size, y, &p, init)).map_err(CoreError)?;

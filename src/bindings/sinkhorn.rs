@@ -57,6 +57,7 @@ pub(super) fn params(
         tol,
         update,
         eps_scaling,
+        stage_iter: None,
         overrelaxation,
     })
 }

@@ -1,4 +1,5 @@
-"""Executes the WPP notebook in its fast configuration (OTINVERSE_FAST=1)."""
+"""Executes the WPP notebooks (super-resolution, SUOT denoising) in their fast configuration
+(OTINVERSE_FAST=1)."""
 
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["wpp_superresolution.ipynb"])
+@pytest.mark.parametrize("name", ["wpp_superresolution.ipynb", "suot_denoising.ipynb"])
 def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("OTINVERSE_FAST", "1")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)

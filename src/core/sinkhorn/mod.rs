@@ -39,6 +39,10 @@ pub struct SinkhornParams {
     pub update: Update,
     /// ε-scaling: anneal ε from the cost's diameter by this factor per stage (in (0, 1)).
     pub eps_scaling: Option<f64>,
+    /// Iterations per intermediate ε-scaling stage; `None` iterates each stage to a loose
+    /// tolerance. `Some(1)` is the annealing of Feydy's thesis (§3.3.3, one update per ε, as
+    /// used by paper 004 §II), which only prepares the start of the target-ε iterations.
+    pub stage_iter: Option<usize>,
     /// Adaptive over-relaxation of the alternating updates (same fixed point, far fewer
     /// iterations at small ε; the last update is always a plain one).
     pub overrelaxation: bool,
@@ -54,6 +58,7 @@ impl SinkhornParams {
             tol: 1e-9,
             update: Update::Alternating,
             eps_scaling: None,
+            stage_iter: None,
             overrelaxation: true,
         }
     }
@@ -74,6 +79,9 @@ impl SinkhornParams {
                 "tol",
                 format!("must be finite and non-negative, got {}", self.tol),
             ));
+        }
+        if self.stage_iter == Some(0) {
+            return Err(OtError::invalid("stage_iter", "must be at least 1"));
         }
         if let Some(q) = self.eps_scaling {
             if !(q > 0.0 && q < 1.0) {
@@ -245,8 +253,12 @@ pub fn sinkhorn<K: CostKernel + ?Sized>(
     let mut n_iter = 0;
     for &stage_eps in &stages {
         // Intermediate stages only prepare a warm start for the next one, so a loose tolerance
-        // suffices; one iteration of the budget is always kept for the target ε.
-        let budget = params.max_iter - 1 - n_iter;
+        // (or a fixed number of updates) suffices; the iterations at the target ε have their own
+        // budget `max_iter` when `stage_iter` is set, otherwise one of it is always kept for them.
+        let (budget, stage_tol) = match params.stage_iter {
+            Some(k) => (k, 0.0),
+            None => (params.max_iter - 1 - n_iter, params.tol.max(1e-3)),
+        };
         if budget == 0 {
             break;
         }
@@ -255,22 +267,29 @@ pub fn sinkhorn<K: CostKernel + ?Sized>(
             &mut first,
             &mut last,
             stage_eps,
-            params.tol.max(1e-3),
+            stage_tol,
             budget,
             params.update,
             params.overrelaxation,
+            params.stage_iter.is_none(),
         )?
         .0;
     }
+    let final_budget = if params.stage_iter.is_some() {
+        params.max_iter
+    } else {
+        params.max_iter - n_iter
+    };
     let (iters, converged) = iterate(
         kernel,
         &mut first,
         &mut last,
         eps,
         params.tol,
-        params.max_iter - n_iter,
+        final_budget,
         params.update,
         params.overrelaxation,
+        true,
     )?;
     n_iter += iters;
 
@@ -303,7 +322,9 @@ fn plain_rate(rate: f64, omega: f64) -> f64 {
     (rate + omega - 1.0).powi(2) / (rate * omega * omega)
 }
 
-/// Runs at most `max_iter` full updates at one ε; returns (iterations, converged).
+/// Runs at most `max_iter` full updates at one ε; returns (iterations, converged). When the
+/// budget runs out, `judge_last` decides whether one more softmin measures the final state
+/// (otherwise `converged` is false: fixed-budget ε-scaling stages need no verdict).
 ///
 /// Alternating updates are `φ ← (1−ω)φ + ω λ softmin(·)` for both sides; ω = 1 (plain Sinkhorn)
 /// for the first iterations, then ω from the observed plain rate, reset to 1 if the error grows.
@@ -317,6 +338,7 @@ fn iterate<K: CostKernel + ?Sized>(
     max_iter: usize,
     update: Update,
     overrelaxation: bool,
+    judge_last: bool,
 ) -> Result<(usize, bool)> {
     let (lam_first, lam_last) = (first.damping(eps), last.damping(eps));
     let mut term = Vec::new();
@@ -424,6 +446,9 @@ fn iterate<K: CostKernel + ?Sized>(
                 relax(&mut last.potential, &s_last, lam_last, 0.5);
             }
         }
+    }
+    if !judge_last {
+        return Ok((max_iter, false));
     }
     // Out of iterations: one more softmin tells whether the final state meets the tolerance.
     softmin(kernel, first, last, eps, &mut term, &mut s_first);

@@ -110,6 +110,41 @@ fn eps_scaling_reaches_tiny_eps_and_matches_points_path() {
 }
 
 #[test]
+fn annealing_with_one_update_per_stage_keeps_the_target_budget() {
+    // Feydy-style annealing (paper 004 §II): one update per intermediate ε, then `max_iter`
+    // updates at the target ε alone; the fixed point is the same as without annealing.
+    let (x, y, a, b) = problem(40, 30);
+    let c = sq_cost(&x, &y);
+    let k = DenseCost::new(c.view()).unwrap();
+    let mut params = SinkhornParams::new(1e-3);
+    params.reach_b = Some(0.05);
+    params.tol = 1e-11;
+    params.max_iter = 10_000;
+    let reference = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
+    params.eps_scaling = Some(0.5);
+    params.stage_iter = Some(1);
+    let annealed = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
+    assert!(reference.converged && annealed.converged);
+    let gap = (&reference.g - &annealed.g)
+        .iter()
+        .fold(0.0f64, |s, v| s.max(v.abs()));
+    assert!(gap < 1e-9, "{gap}");
+    // Exactly one update per stage, and a small target budget is not eaten by the stages.
+    let mut stages = 0;
+    let mut e = k.diameter();
+    while e > params.eps {
+        stages += 1;
+        e *= 0.5;
+    }
+    params.max_iter = 3;
+    params.tol = 0.0;
+    let short = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
+    assert_eq!(short.n_iter, stages + 3);
+    params.stage_iter = Some(0);
+    assert!(sinkhorn(&k, a.view(), b.view(), &params, None).is_err());
+}
+
+#[test]
 fn warm_start_from_the_solution_stops_at_once() {
     let (x, y, a, b) = problem(20, 20);
     let c = sq_cost(&x, &y);
