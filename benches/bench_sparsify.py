@@ -31,7 +31,6 @@ def numpy_pot_sparsify(nu, C, lam, reg, step_size, steps, sk_tol, sk_iter, min_s
         P, log = ot.sinkhorn(a, nu, Cs, reg, method="sinkhorn_log", stopThr=sk_tol, numItermax=sk_iter,
                              warmstart=ws, log=True)
         f = reg * (log["log_u"] - np.log(a))  # P = a b exp((f + g − C)/reg)
-        g = reg * (log["log_v"] - np.log(nu))
         kl = np.sum(P * (np.log(np.where(P > 0, P, 1.0)) - np.log(a)[:, None] - np.log(nu)[None, :]), where=P > 0)
         value = float(np.sum(P * Cs) + reg * kl)
         F = np.zeros_like(mu)
@@ -99,7 +98,7 @@ def main():
 
     base = rows[0][1]
     print(f"{n}x{n} image, reg={args.reg}, sparsity={args.sparsity}, {args.steps} steps max\n")
-    print(f"| implementation | time [s] | × grid | steps | Sinkhorn iters | final J | ‖μ − μ_grid‖₁ |")
+    print("| implementation | time [s] | × grid | steps | Sinkhorn iters | final J | ‖μ − μ_grid‖₁ |")
     print("|---|---|---|---|---|---|---|")
     for name, sec, mu, J, k, it in rows:
         print(f"| {name} | {sec:.3f} | {sec / base:.1f} | {k} | {it} | {J:.10f} | {np.abs(mu - grid['mu']).sum():.2e} |")

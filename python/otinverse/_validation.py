@@ -75,6 +75,17 @@ def check_scalar_positive(value, name: str, *, allow_none: bool = False) -> floa
     return value
 
 
+def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    """An integer (Python or NumPy, not bool) in ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgumentError(f"{name}: must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        hi = "" if maximum is None else f" and at most {maximum}"
+        raise InvalidArgumentError(f"{name}: must be an integer >= {minimum}{hi}, got {value}")
+    return value
+
+
 def check_option(value, name: str, options) -> str:
     if value not in options:
         raise InvalidArgumentError(f"{name}: must be one of {sorted(options)}, got {value!r}")

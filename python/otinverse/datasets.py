@@ -11,21 +11,11 @@ from scipy.stats import norm
 from sklearn.utils import Bunch, check_random_state
 
 from ._core import InvalidArgumentError
-from ._validation import check_option
+from ._validation import check_int, check_option
 from .datasets_stars import make_star_patches
 from .datasets_textures import make_gaussian_texture, make_texture_denoising
 
 __all__ = ["make_unfolding_1d", "load_jet_mass", "make_star_patches", "make_gaussian_texture", "make_texture_denoising"]
-
-
-def _check_count(value, name, *, minimum=1, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgumentError(f"{name}: must be an integer, got {value!r}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        hi = "" if maximum is None else f" and at most {maximum}"
-        raise InvalidArgumentError(f"{name}: must be at least {minimum}{hi}, got {value}")
-    return value
 
 
 def _shift(x):
@@ -50,10 +40,10 @@ def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=
     ``measured`` (L_measured·M_measured,), ``measured_weight``, ``truth`` (L_measured,),
     ``truth_weight``.
     """
-    L = _check_count(L, "L", minimum=2)
-    M = _check_count(M, "M")
-    M_measured = _check_count(M_measured, "M_measured")
-    L_measured = _check_count(L_measured, "L_measured", minimum=3)
+    L = check_int(L, "L", 2)
+    M = check_int(M, "M", 1)
+    M_measured = check_int(M_measured, "M_measured", 1)
+    L_measured = check_int(L_measured, "L_measured", 3)
     sd_noise = 0.1  # variance β = 0.01
     n1 = int(L_measured * 0.25)
     n2 = int(L_measured * 0.5)
@@ -127,10 +117,10 @@ def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance=
 
     The packaged copy holds 1000 rows and 12 reco columns (see data/jetmass/PROVENANCE.md).
     """
-    L = _check_count(L, "L")
-    L_measured = _check_count(L_measured, "L_measured", maximum=_N_ROWS - L)
-    M = _check_count(M, "M", maximum=_N_RECO)
-    M_measured = _check_count(M_measured, "M_measured", maximum=_N_RECO)
+    L = check_int(L, "L", 1)
+    L_measured = check_int(L_measured, "L_measured", 1, maximum=_N_ROWS - L)
+    M = check_int(M, "M", 1, maximum=_N_RECO)
+    M_measured = check_int(M_measured, "M_measured", 1, maximum=_N_RECO)
     check_option(truth_covariance, "truth_covariance", {"reference", "paper"})
     mass, groomed = _load_files()
     rows_gen = slice(0, L)

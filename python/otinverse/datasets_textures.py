@@ -13,20 +13,9 @@ from sklearn.utils import Bunch, check_random_state
 
 from . import _core
 from ._core import InvalidArgumentError
+from ._validation import check_int, check_scalar_positive
 
 __all__ = ["make_gaussian_texture", "make_texture_denoising"]
-
-
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"{name}: must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidArgumentError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_state=None):
@@ -42,9 +31,9 @@ def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_
     shape = tuple(shape)
     if len(shape) != 2:
         raise InvalidArgumentError(f"shape: expected (height, width), got {shape!r}")
-    shape = (_count(shape[0], "shape", 1), _count(shape[1], "shape", 1))
-    correlation = _positive(correlation, "correlation")
-    std = _positive(std, "std")
+    shape = (check_int(shape[0], "shape", 1), check_int(shape[1], "shape", 1))
+    correlation = check_scalar_positive(correlation, "correlation")
+    std = check_scalar_positive(std, "std")
     if isinstance(mean, bool) or not isinstance(mean, numbers.Real) or not np.isfinite(mean):
         raise InvalidArgumentError(f"mean: must be a finite number, got {mean!r}")
     rng = check_random_state(random_state)
@@ -79,16 +68,16 @@ def make_texture_denoising(
       N₁'s fluctuations, i.e. a Gaussian with N₁'s covariance around an edge;
     * ``is_outlier``: which reference patches come from N₂ (the last ones).
     """
-    size = _count(size, "size", 2)
-    patch_size = _count(patch_size, "patch_size", 2)
+    size = check_int(size, "size", 2)
+    patch_size = check_int(patch_size, "patch_size", 2)
     if patch_size > size:
         raise InvalidArgumentError(f"patch_size: {patch_size} exceeds size={size}")
-    n_reference_patches = _count(n_reference_patches, "n_reference_patches", 1)
+    n_reference_patches = check_int(n_reference_patches, "n_reference_patches", 1)
     if isinstance(outlier_fraction, bool) or not isinstance(outlier_fraction, numbers.Real) or not (
         0 <= outlier_fraction < 1
     ):
         raise InvalidArgumentError(f"outlier_fraction: must lie in [0, 1), got {outlier_fraction!r}")
-    edge_contrast = _positive(edge_contrast, "edge_contrast")
+    edge_contrast = check_scalar_positive(edge_contrast, "edge_contrast")
     rng = check_random_state(random_state)
     texture = dict(correlation=correlation, std=std, mean=mean)
     image = make_gaussian_texture((size, size), random_state=rng, **texture)

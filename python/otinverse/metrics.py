@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._core import InvalidArgumentError
 from ._validation import as_points, as_weights
 from .ot import wasserstein

@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_option, check_scalar_positive
+from ._validation import as_float_array, check_int, check_option, check_scalar_positive
 
 __all__ = ["WPPRestorer", "add_defects", "gaussian_kernel", "correlate_valid", "correlate_valid_adjoint"]
 
@@ -95,12 +95,6 @@ def add_defects(image, *, line_width: int = 5, line_value: float = 0.0, disk_rad
     mask_disk = (rr - 2 * h // 3) ** 2 + (cc - w // 2) ** 2 <= radius**2
     out[mask_disk] = disk_value
     return out, mask_line | mask_disk
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidArgumentError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class WPPRestorer(BaseEstimator):
@@ -231,22 +225,22 @@ class WPPRestorer(BaseEstimator):
 
     # ----------------------------------------------------------------- validation and operators
     def _validate_params(self):
-        _check_int(self.scale_factor, "scale_factor", 1)
-        _check_int(self.patch_size, "patch_size", 1)
-        _check_int(self.n_scales, "n_scales", 1)
+        check_int(self.scale_factor, "scale_factor", 1)
+        check_int(self.patch_size, "patch_size", 1)
+        check_int(self.n_scales, "n_scales", 1)
         check_scalar_positive(self.reg, "reg")
         check_scalar_positive(self.reach, "reach", allow_none=True)
         check_scalar_positive(self.image_reach, "image_reach", allow_none=True)
         check_scalar_positive(self.data_weight, "data_weight", allow_none=True)
         check_option(self.forward_model, "forward_model", ("blur_subsample", "identity"))
-        _check_int(self.n_reference_patches, "n_reference_patches", 1)
-        _check_int(self.max_iter, "max_iter", 1)
+        check_int(self.n_reference_patches, "n_reference_patches", 1)
+        check_int(self.max_iter, "max_iter", 1)
         check_scalar_positive(self.learning_rate, "learning_rate")
         check_option(self.init, "init", ("bicubic", "constant"))
         if not (isinstance(self.noise_std, numbers.Real) and np.isfinite(self.noise_std) and self.noise_std >= 0):
             raise InvalidArgumentError(f"noise_std: must be a finite number >= 0, got {self.noise_std!r}")
-        _check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
-        _check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
+        check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
+        check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
         q = self.sinkhorn_eps_scaling
         if q is not None and not (
             isinstance(q, numbers.Real) and not isinstance(q, bool) and np.isfinite(q) and 0 < q < 1

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_option
+from ._validation import as_float_array, check_int, check_option
 
 __all__ = ["EntropicSparsifier", "StarClusterClassifier", "count_peaks"]
 
@@ -51,12 +51,6 @@ def _check_real(value, name, *, low=None, low_inclusive=True, allow_none=False):
         op = ">=" if low_inclusive else ">"
         raise InvalidArgumentError(f"{name}: must be {op} {low}, got {value}")
     return value
-
-
-def _check_int(value, name, *, low):
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or value < low:
-        raise InvalidArgumentError(f"{name}: must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def _check_measures(X, name="X"):
@@ -149,7 +143,7 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         _check_real(self.step_size, "step_size", low=0.0, low_inclusive=False)
         _check_real(self.spacing, "spacing", low=0.0, low_inclusive=False)
         _check_real(self.tol, "tol", low=0.0)
-        _check_int(self.max_iter, "max_iter", low=0)
+        check_int(self.max_iter, "max_iter", 0)
         check_option(self.objective, "objective", _OBJECTIVES)
         if isinstance(self.cost, str):
             check_option(self.cost, "cost", _COSTS)
@@ -236,7 +230,7 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         rawson = self.objective == "rawson2022"
         s_iter = self.sinkhorn_max_iter if self.sinkhorn_max_iter is not None else (5000 if rawson else 10_000)
         s_tol = self.sinkhorn_tol if self.sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
-        s_iter = _check_int(s_iter, "sinkhorn_max_iter", low=1)
+        s_iter = check_int(s_iter, "sinkhorn_max_iter", 1)
         s_tol = _check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False)
         out = np.empty_like(flat, dtype=float)
         n = flat.shape[0]
@@ -287,8 +281,8 @@ def sparsify(nu, cost, *, sparsity, reg, mu0=None, step_size=0.01, max_iter=50, 
     s_tol = sinkhorn_tol if sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
     return _core.sparsify_dense(
         nu, cost, mu0, _check_real(sparsity, "sparsity", low=0.0), _check_real(reg, "reg", low=0.0, low_inclusive=False),
-        _check_real(step_size, "step_size", low=0.0, low_inclusive=False), _check_int(max_iter, "max_iter", low=0),
-        _check_real(tol, "tol", low=0.0), 1e-12, _check_int(s_iter, "sinkhorn_max_iter", low=1),
+        _check_real(step_size, "step_size", low=0.0, low_inclusive=False), check_int(max_iter, "max_iter", 0),
+        _check_real(tol, "tol", low=0.0), 1e-12, check_int(s_iter, "sinkhorn_max_iter", 1),
         _check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False), bool(record_history), objective,
     )
 

@@ -23,16 +23,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, as_points, as_weights, check_option, check_scalar_positive
+from ._validation import as_float_array, as_points, as_weights, check_int, check_option, check_scalar_positive
 from .metrics import wasserstein2_squared
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InvalidArgumentError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _as_measured(measured, measured_weight):
@@ -176,9 +170,9 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
             raise InvalidArgumentError(f"p: must be >= 1, got {p}")
         check_option(self.cost_normalization, "cost_normalization", {"max", "none"})
         check_option(self.projection, "projection", {"douglas-rachford", "exact"})
-        n_init_iter = _check_int(self.n_init_iter, "n_init_iter", 1)
-        max_iter = _check_int(self.max_iter, "max_iter", 1)
-        dr_iter = _check_int(self.dr_iter, "dr_iter", 0)
+        n_init_iter = check_int(self.n_init_iter, "n_init_iter", 1)
+        max_iter = check_int(self.max_iter, "max_iter", 1)
+        dr_iter = check_int(self.dr_iter, "dr_iter", 0)
         dr_step = check_scalar_positive(self.dr_step, "dr_step")
         tol = None if self.tol is None else float(self.tol)
         if tol is not None and not (np.isfinite(tol) and tol >= 0):
@@ -266,7 +260,7 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, measured, *, gen, reco, measured_weight=None, response=None, prior=None):
-        n_iter = _check_int(self.n_iter, "n_iter", 1)
+        n_iter = check_int(self.n_iter, "n_iter", 1)
         eps_bin = float(self.eps_bin)
         if not (0 <= eps_bin < 1):
             raise InvalidArgumentError(f"eps_bin: must lie in [0, 1), got {self.eps_bin!r}")
@@ -328,7 +322,7 @@ def richardson_lucy(response, measured, n_iter, *, efficiencies=None, prior=None
         raise InvalidArgumentError("measured: counts must be non-negative")
     if (r < 0).any():
         raise InvalidArgumentError("response: entries must be non-negative")
-    n_iter = _check_int(n_iter, "n_iter", 0)
+    n_iter = check_int(n_iter, "n_iter", 0)
     if efficiencies is not None:
         efficiencies = as_float_array(efficiencies, "efficiencies", ndim=1)
         if efficiencies.shape[0] != r.shape[1]:

@@ -1,6 +1,5 @@
 """Executes notebooks/star_clusters.ipynb in its fast configuration."""
 
-import os
 from pathlib import Path
 
 import nbformat

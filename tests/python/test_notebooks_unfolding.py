@@ -1,6 +1,5 @@
 """Executes the unfolding notebooks in their fast configuration (OTINVERSE_FAST=1)."""
 
-import os
 from pathlib import Path
 
 import nbformat

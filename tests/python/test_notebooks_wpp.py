@@ -1,7 +1,6 @@
 """Executes the WPP notebooks (super-resolution, SUOT denoising) in their fast configuration
 (OTINVERSE_FAST=1)."""
 
-import os
 from pathlib import Path
 
 import nbformat
