@@ -51,6 +51,8 @@ def defect_patch_mask(est, mask):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--textures", nargs="+", default=["grass", "gravel"])
+    ap.add_argument("--size", type=int, default=64, help="side of the crop (16 + 4·m)")
+    ap.add_argument("--methods", nargs="+", default=["OT_ε", "OT_{ε,ρ}"], choices=["OT_ε", "OT_{ε,ρ}"])
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--n-ref", type=int, default=1000)
     ap.add_argument("--data-weight", type=float, default=None, help="λ (default: the estimator's rule)")
@@ -60,7 +62,7 @@ def main():
     ap.add_argument("--save", default=None, help="save the restorations to this .npz file")
     args = ap.parse_args()
     extra = {} if args.sinkhorn_iter is None else {"sinkhorn_max_iter": args.sinkhorn_iter}
-    print(f"max_iter={args.max_iter} n_reference_patches={args.n_ref} data_weight={args.data_weight} "
+    print(f"size={args.size} max_iter={args.max_iter} n_reference_patches={args.n_ref} data_weight={args.data_weight} "
           f"eps_scaling={args.eps_scaling} {extra} seed={args.seed}")
     print("| texture | method | bicubic | data only | clean ref | defective ref | Δ dB | Δ dB (whole image) "
           "| Δ dB (16-px border) | defect share | defect mass | residual/σ (clean, defects) | s |")
@@ -68,10 +70,10 @@ def main():
     saved = {}
     for name in args.textures:
         texture = getattr(skimage.data, name)().astype(np.float64) / 255.0
-        truth = texture[:64, :64]
+        truth = texture[: args.size, : args.size]
         reference = texture[256:, 256:]
         defective, mask = add_defects(reference)
-        for label, reach in [("OT_ε", None), ("OT_{ε,ρ}", 0.01)]:
+        for label, reach in [(m, {"OT_ε": None, "OT_{ε,ρ}": 0.01}[m]) for m in args.methods]:
             scores, whole, inner, residuals, notes = [], [], [], [], []
             t = time.perf_counter()
             for ref in (reference, defective):
