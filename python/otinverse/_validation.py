@@ -75,6 +75,28 @@ def check_scalar_positive(value, name: str, *, allow_none: bool = False) -> floa
     return value
 
 
+def check_real(value, name: str, *, low=None, low_inclusive: bool = True, allow_none: bool = False) -> float | None:
+    """A finite real number (not bool), optionally bounded below (or ``None`` when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise InvalidArgumentError(f"{name}: must be a finite number, got {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise InvalidArgumentError(f"{name}: must be {op} {low}, got {value}")
+    return value
+
+
+def check_factor(value, name: str) -> float | None:
+    """``None`` or a number strictly between 0 and 1 (an ε-scaling factor)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise InvalidArgumentError(f"{name}: must be None or a factor in (0, 1), got {value!r}")
+    return float(value)
+
+
 def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
     """An integer (Python or NumPy, not bool) in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

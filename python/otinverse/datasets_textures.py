@@ -13,7 +13,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import check_int, check_scalar_positive
+from ._validation import check_int, check_real, check_scalar_positive
 
 __all__ = ["make_gaussian_texture", "make_texture_denoising"]
 
@@ -34,8 +34,7 @@ def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_
     shape = (check_int(shape[0], "shape", 1), check_int(shape[1], "shape", 1))
     correlation = check_scalar_positive(correlation, "correlation")
     std = check_scalar_positive(std, "std")
-    if isinstance(mean, bool) or not isinstance(mean, numbers.Real) or not np.isfinite(mean):
-        raise InvalidArgumentError(f"mean: must be a finite number, got {mean!r}")
+    mean = check_real(mean, "mean")
     rng = check_random_state(random_state)
     ky = np.fft.fftfreq(shape[0])[:, None]
     kx = np.fft.fftfreq(shape[1])[None, :]

@@ -20,7 +20,10 @@ from ._validation import (
     as_float_array,
     as_points,
     as_weights,
+    check_factor,
+    check_int,
     check_option,
+    check_real,
     check_scalar_positive,
 )
 
@@ -77,13 +80,10 @@ def _common(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g
     reg = check_scalar_positive(reg, "reg")
     reach_a = check_scalar_positive(reach_a, "reach_a", allow_none=True)
     reach_b = check_scalar_positive(reach_b, "reach_b", allow_none=True)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
-        raise _core.InvalidArgumentError(f"max_iter: must be an integer >= 1, got {max_iter!r}")
-    if not (isinstance(tol, (int, float, np.floating)) and np.isfinite(tol) and tol >= 0):
-        raise _core.InvalidArgumentError(f"tol: must be a finite number >= 0, got {tol!r}")
+    max_iter = check_int(max_iter, "max_iter", 1)
+    tol = check_real(tol, "tol", low=0.0)
     check_option(update, "update", _UPDATES)
-    if eps_scaling is not None and not (isinstance(eps_scaling, (int, float, np.floating)) and 0 < eps_scaling < 1):
-        raise _core.InvalidArgumentError(f"eps_scaling: must be None or a factor in (0, 1), got {eps_scaling!r}")
+    eps_scaling = check_factor(eps_scaling, "eps_scaling")
     if (f_init is None) != (g_init is None):
         raise _core.InvalidArgumentError("f_init: f_init and g_init must be given together")
     if f_init is not None:
@@ -93,7 +93,7 @@ def _common(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g
             raise _core.InvalidArgumentError(f"f_init: must have {n} entries, got {f_init.shape[0]}")
         if g_init.shape[0] != m:
             raise _core.InvalidArgumentError(f"g_init: must have {m} entries, got {g_init.shape[0]}")
-    return reg, reach_a, reach_b, int(max_iter), float(tol), eps_scaling, f_init, g_init
+    return reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init
 
 
 def _finish(raw, reg, plan_fn, warn) -> SinkhornResult:

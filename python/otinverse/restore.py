@@ -24,7 +24,6 @@ Conventions fixed in issue 5 (they correct or complete the paper):
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -36,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_int, check_option, check_scalar_positive
+from ._validation import as_float_array, check_factor, check_int, check_option, check_real, check_scalar_positive
 
 __all__ = ["WPPRestorer", "add_defects", "gaussian_kernel", "correlate_valid", "correlate_valid_adjoint"]
 
@@ -237,17 +236,11 @@ class WPPRestorer(BaseEstimator):
         check_int(self.max_iter, "max_iter", 1)
         check_scalar_positive(self.learning_rate, "learning_rate")
         check_option(self.init, "init", ("bicubic", "constant"))
-        if not (isinstance(self.noise_std, numbers.Real) and np.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise InvalidArgumentError(f"noise_std: must be a finite number >= 0, got {self.noise_std!r}")
+        check_real(self.noise_std, "noise_std", low=0.0)
         check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
         check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
-        q = self.sinkhorn_eps_scaling
-        if q is not None and not (
-            isinstance(q, numbers.Real) and not isinstance(q, bool) and np.isfinite(q) and 0 < q < 1
-        ):
-            raise InvalidArgumentError(f"sinkhorn_eps_scaling: must be None or a factor in (0, 1), got {q!r}")
-        if not (isinstance(self.sinkhorn_tol, numbers.Real) and np.isfinite(self.sinkhorn_tol) and self.sinkhorn_tol >= 0):
-            raise InvalidArgumentError(f"sinkhorn_tol: must be a finite number >= 0, got {self.sinkhorn_tol!r}")
+        check_factor(self.sinkhorn_eps_scaling, "sinkhorn_eps_scaling")
+        check_real(self.sinkhorn_tol, "sinkhorn_tol", low=0.0)
 
     def _blur_kernel(self):
         s = int(self.scale_factor)

@@ -21,7 +21,6 @@ has exactly one peak, and the majority decides.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -33,24 +32,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_int, check_option
+from ._validation import as_float_array, check_int, check_option, check_real
 
 __all__ = ["EntropicSparsifier", "StarClusterClassifier", "count_peaks"]
 
 _COSTS = ("euclidean", "sqeuclidean", "cityblock")
 _OBJECTIVES = ("entropic", "rawson2022")
-
-
-def _check_real(value, name, *, low=None, low_inclusive=True, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise InvalidArgumentError(f"{name}: must be a finite number, got {value!r}")
-    value = float(value)
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        op = ">=" if low_inclusive else ">"
-        raise InvalidArgumentError(f"{name}: must be {op} {low}, got {value}")
-    return value
 
 
 def _check_measures(X, name="X"):
@@ -138,11 +125,11 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
 
     # -- validation -------------------------------------------------------------------------
     def _check_params(self):
-        _check_real(self.sparsity, "sparsity", low=0.0)
-        _check_real(self.reg, "reg", low=0.0, low_inclusive=False, allow_none=True)
-        _check_real(self.step_size, "step_size", low=0.0, low_inclusive=False)
-        _check_real(self.spacing, "spacing", low=0.0, low_inclusive=False)
-        _check_real(self.tol, "tol", low=0.0)
+        check_real(self.sparsity, "sparsity", low=0.0)
+        check_real(self.reg, "reg", low=0.0, low_inclusive=False, allow_none=True)
+        check_real(self.step_size, "step_size", low=0.0, low_inclusive=False)
+        check_real(self.spacing, "spacing", low=0.0, low_inclusive=False)
+        check_real(self.tol, "tol", low=0.0)
         check_int(self.max_iter, "max_iter", 0)
         check_option(self.objective, "objective", _OBJECTIVES)
         if isinstance(self.cost, str):
@@ -231,7 +218,7 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         s_iter = self.sinkhorn_max_iter if self.sinkhorn_max_iter is not None else (5000 if rawson else 10_000)
         s_tol = self.sinkhorn_tol if self.sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
         s_iter = check_int(s_iter, "sinkhorn_max_iter", 1)
-        s_tol = _check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False)
+        s_tol = check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False)
         out = np.empty_like(flat, dtype=float)
         n = flat.shape[0]
         self.n_iter_ = np.zeros(n, dtype=int)
@@ -280,10 +267,10 @@ def sparsify(nu, cost, *, sparsity, reg, mu0=None, step_size=0.01, max_iter=50, 
     s_iter = sinkhorn_max_iter if sinkhorn_max_iter is not None else (5000 if rawson else 10_000)
     s_tol = sinkhorn_tol if sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
     return _core.sparsify_dense(
-        nu, cost, mu0, _check_real(sparsity, "sparsity", low=0.0), _check_real(reg, "reg", low=0.0, low_inclusive=False),
-        _check_real(step_size, "step_size", low=0.0, low_inclusive=False), check_int(max_iter, "max_iter", 0),
-        _check_real(tol, "tol", low=0.0), 1e-12, check_int(s_iter, "sinkhorn_max_iter", 1),
-        _check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False), bool(record_history), objective,
+        nu, cost, mu0, check_real(sparsity, "sparsity", low=0.0), check_real(reg, "reg", low=0.0, low_inclusive=False),
+        check_real(step_size, "step_size", low=0.0, low_inclusive=False), check_int(max_iter, "max_iter", 0),
+        check_real(tol, "tol", low=0.0), 1e-12, check_int(s_iter, "sinkhorn_max_iter", 1),
+        check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False), bool(record_history), objective,
     )
 
 
@@ -296,7 +283,7 @@ def count_peaks(image, threshold=0.75, connectivity=8):
     top = img.max()
     if not top > 0:
         raise InvalidArgumentError("image: is all zero (no peak is defined)")
-    threshold = _check_real(threshold, "threshold", low=0.0)
+    threshold = check_real(threshold, "threshold", low=0.0)
     if threshold >= 1.0:
         raise InvalidArgumentError(f"threshold: must lie in [0, 1), got {threshold}")
     if connectivity not in (4, 8) or isinstance(connectivity, bool):

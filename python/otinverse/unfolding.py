@@ -23,7 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, as_points, as_weights, check_int, check_option, check_scalar_positive
+from ._validation import as_float_array, as_points, as_weights, check_int, check_option, check_real, check_scalar_positive
 from .metrics import wasserstein2_squared
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
@@ -174,9 +174,7 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         max_iter = check_int(self.max_iter, "max_iter", 1)
         dr_iter = check_int(self.dr_iter, "dr_iter", 0)
         dr_step = check_scalar_positive(self.dr_step, "dr_step")
-        tol = None if self.tol is None else float(self.tol)
-        if tol is not None and not (np.isfinite(tol) and tol >= 0):
-            raise InvalidArgumentError(f"tol: must be None or a finite number >= 0, got {self.tol!r}")
+        tol = check_real(self.tol, "tol", low=0.0, allow_none=True)
         problem = _as_problem(measured, gen, reco, measured_weight, response)
         gen_arr, pts, r, per_point, y_meas, nu = problem
         if prior is not None:

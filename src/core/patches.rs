@@ -23,7 +23,6 @@ use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
 const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
-/// Columns per register block (two AVX2 vectors, one AVX-512 vector).
 /// Columns per tile: a ROWS×TILE block of costs stays in L1 while its exponentials are summed.
 const TILE: usize = 256;
 /// Row blocks per task of the softmin pass (see `softmin_clouds`).
