@@ -399,3 +399,37 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
     assert semi > max(balanced, full) + 1.0
     assert semi > psnr_noisy + 3.0
     assert semi_outliers < 1e-3 < 0.1 < balanced_outliers
+
+
+# ----------------------------------------------------------------------------- micrographs
+def test_micrographs_match_their_provenance():
+    """The packaged PNGs are the files PROVENANCE.md describes (SHA-256), loaded as k/255."""
+    import hashlib
+    import re
+    from importlib import resources
+
+    from otinverse.datasets import load_micrograph
+
+    base = resources.files("otinverse") / "data" / "micrographs"
+    table = dict(re.findall(r"\| `(wpp_[\w]+\.png)` \|.*\| ([0-9a-f]{64}) \|", (base / "PROVENANCE.md").read_text()))
+    assert len(table) == 4
+    for name, digest in table.items():
+        assert hashlib.sha256((base / name).read_bytes()).hexdigest() == digest, name
+    for name in ("sic", "sandstone"):
+        bunch = load_micrograph(name)
+        for img in (bunch.image, bunch.reference):
+            assert img.shape == (600, 600) and img.dtype == np.float64
+            assert 0.0 <= img.min() < img.max() <= 1.0
+            np.testing.assert_array_equal(img * 255.0, np.rint(img * 255.0))
+        assert not np.array_equal(bunch.image, bunch.reference)
+
+
+def test_micrograph_errors(monkeypatch, tmp_path):
+    from otinverse import datasets
+
+    with pytest.raises(InvalidArgumentError, match="name"):
+        datasets.load_micrograph("granite")
+    # As in an installed wheel, which leaves the PNGs out.
+    monkeypatch.setattr(datasets.resources, "files", lambda package: tmp_path)
+    with pytest.raises(FileNotFoundError, match="not shipped in wheels"):
+        datasets.load_micrograph("sic")
