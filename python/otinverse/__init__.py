@@ -31,7 +31,6 @@ __all__ = [
     "metrics",
     "richardson_lucy",
     "StarClusterClassifier",
-    "__version__",
     "count_peaks",
     "make_star_patches",
     "sinkhorn",
