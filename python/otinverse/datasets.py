@@ -170,7 +170,8 @@ def load_micrograph(name="sic"):
 
     The images come from the MIT-licensed WPP repository and credit the TOMCAT beamline (Swiss
     Light Source); see ``data/micrographs/PROVENANCE.md``, and cite Hertrich et al. when you use
-    them. They are in the repository and the source distribution but not in wheels.
+    them. They are left out of wheels (also of one pip builds from the sdist); an editable install
+    from a clone of the repository (the README's setup) reads them from the source tree.
     """
     from matplotlib.image import imread
 
@@ -184,7 +185,7 @@ def load_micrograph(name="sic"):
             raise FileNotFoundError(
                 f"load_micrograph: {filename} is not installed. The micrographs are not shipped in wheels "
                 "(licence caveat in data/micrographs/PROVENANCE.md); install otinverse from a clone of the "
-                "repository (pip install -e .) or from the source distribution."
+                "repository (pip install -e .), which reads them from the source tree."
             )
         with resources.as_file(entry) as path:
             # 8-bit grey PNG → float32 k/255; round-trip through the integer to get float64 k/255.
