@@ -76,7 +76,7 @@ def bench_restoration(sizes, max_iter, n_ref):
             return 10 * np.log10(1.0 / np.mean((img[b:-b, b:-b] - truth[b:-b, b:-b]) ** 2))
 
         print(f"{size:>6}² {max_iter:>10} {dt:>8.1f} {dt / max_iter:>7.2f} "
-              f"{psnr(est._initial_image(low, truth.shape)):>13.2f} {psnr(x):>9.2f}")
+              f"{psnr(est.upsample(low)):>13.2f} {psnr(x):>9.2f}")
 
 
 if __name__ == "__main__":

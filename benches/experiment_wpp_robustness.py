@@ -51,7 +51,7 @@ class ReflectBoundaryRestorer(WPPRestorer):
     def high_res_shape(self, low_res_shape):
         return tuple(int(self.scale_factor) * n for n in low_res_shape)
 
-    def _initial_image(self, low, shape):
+    def _upsample(self, low, shape):
         # LR pixel r is centred on HR coordinate s·r + (k − 1)/2 − (k − s)/2 = s·r + (s − 1)/2.
         s = int(self.scale_factor)
         rows = (np.arange(shape[0]) - (s - 1) / 2.0) / s
@@ -132,7 +132,7 @@ def main():
                 inner.append(psnr(x, truth, border=16))
                 saved[f"{name}/{label}/{'defects' if ref is defective else 'clean'}"] = x
                 residuals.append(np.sqrt(np.mean((est._forward(x) - low) ** 2)) / est.noise_std)
-                bicubic = psnr(est._initial_image(low, truth.shape), truth)
+                bicubic = psnr(est.upsample(low), truth)
                 plain = psnr(data_only(est, low, truth.shape), truth)
                 if ref is defective:
                     sel = defect_patch_mask(est, mask)

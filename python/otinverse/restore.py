@@ -446,9 +446,21 @@ class WPPRestorer(BaseEstimator):
         return float(np.mean(info["ot"])), total / n_levels, info
 
     # ----------------------------------------------------------------------------- prediction
+    def upsample(self, low_res_image):
+        """Bicubic interpolation of ``low_res_image`` onto the high-resolution grid of the forward
+        model (LR pixel r is centred on HR coordinate s·r + (4s − 1)/2): the start of
+        ``init="bicubic"`` and the usual baseline to compare a restoration with. A copy for
+        ``forward_model="identity"``. Needs no :meth:`fit`."""
+        self._validate_params()
+        low = self._check_image(low_res_image, "low_res_image")
+        return self._upsample(low, self.high_res_shape(low.shape))
+
     def _initial_image(self, low, shape):
         if self.init == "constant":
             return np.full(shape, float(low.mean()))
+        return self._upsample(low, shape)
+
+    def _upsample(self, low, shape):
         if self.forward_model == "identity":
             return np.array(low, dtype=np.float64, copy=True)
         s, k = int(self.scale_factor), 4 * int(self.scale_factor)

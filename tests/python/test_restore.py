@@ -183,6 +183,25 @@ def test_degrade_is_seeded_forward_model():
     assert est.high_res_shape(low.shape) == image.shape
 
 
+def test_upsample_is_aligned_with_the_forward_model():
+    # A ramp is blurred (a symmetric blur keeps a linear function), subsampled and interpolated
+    # back: cubic splines on the forward model's grid recover it away from the LR edges (the
+    # spline's edge effect decays by ~0.27 per LR sample; 24 HR px = 4 LR samples inside).
+    rows, cols = np.mgrid[:96, :96] / 96.0
+    ramp = 0.2 + 0.5 * rows + 0.3 * cols
+    est = WPPRestorer(scale_factor=4)
+    inner = (slice(24, -24), slice(24, -24))
+    high = est.upsample(est._forward(ramp))
+    assert high.shape == ramp.shape
+    np.testing.assert_allclose(high[inner], ramp[inner], atol=1e-4)
+    # A one-pixel misalignment would show (0.5/96 per pixel).
+    assert np.abs(est.upsample(est._forward(np.roll(ramp, 1, axis=0))) - ramp)[inner].max() > 4e-3
+    identity = WPPRestorer(forward_model="identity")
+    np.testing.assert_array_equal(identity.upsample(ramp), ramp)
+    with pytest.raises(InvalidArgumentError, match="low_res_image"):
+        est.upsample(np.ones(5))
+
+
 def test_add_defects():
     image = np.full((64, 64), 0.5)
     out, mask = add_defects(image)
