@@ -2,13 +2,14 @@
 
 64² crops of skimage textures (gravel, grass) are degraded (×4, the issue's forward model) and
 restored with a reference taken from a disjoint 256² region, once clean and once with defects
-pasted in (a dark line 5 px wide and a bright disk, `add_defects`). Reports PSNR (6-px border
-removed, as paper 004 §III; also over the whole image and with a 16-px border, i.e. with and
-without the weakly observed margin of the valid forward model), the
-prior-free fit (Adam on the data term alone), the share of level-0 reference patches that overlap a defect, the
-mass they receive in the plan at the returned image, and the LR residual of the restoration in
-units of the noise level (1 = the data are fitted to the noise, the discrepancy principle).
-Run by hand (minutes per texture):
+pasted in (a dark line 5 px wide and a bright disk, `add_defects`; `--disk-radius`). Reports PSNR
+(6-px border removed, as paper 004 §III; also over the whole image and with a 16-px border, i.e.
+with and without the weakly observed margin of the valid forward model), the prior-free fit (Adam
+on the data term alone), the share of level-0 reference patches that overlap a defect, the mass
+they receive in the plan at the returned image, and the LR residual of the restoration in units
+of the noise level (1 = the data are fitted to the noise, the discrepancy principle).
+`--boundary reflect` swaps in a forward model without the weak margin (diagnostic). Run by hand
+(minutes per texture):
 
     python benches/experiment_wpp_robustness.py --max-iter 200 --n-ref 1000
 """
@@ -113,14 +114,14 @@ def main():
         truth = texture[: args.size, : args.size]
         reference = texture[256:, 256:]
         defective, mask = add_defects(reference, disk_radius=args.disk_radius)
+        cls = ReflectBoundaryRestorer if args.boundary == "reflect" else WPPRestorer
         for label, reach in [(m, {"OT_ε": None, "OT_{ε,ρ}": 0.01}[m]) for m in args.methods]:
             scores, whole, inner, residuals, notes = [], [], [], [], []
             t = time.perf_counter()
             for ref in (reference, defective):
-                cls = ReflectBoundaryRestorer if args.boundary == "reflect" else WPPRestorer
                 est = cls(reach=reach, n_reference_patches=args.n_ref, max_iter=args.max_iter,
-                                  data_weight=args.data_weight, sinkhorn_eps_scaling=args.eps_scaling,
-                                  random_state=args.seed, **extra)
+                          data_weight=args.data_weight, sinkhorn_eps_scaling=args.eps_scaling,
+                          random_state=args.seed, **extra)
                 low = est.degrade(truth)
                 est.fit(ref)
                 with warnings.catch_warnings(record=True) as caught:
