@@ -188,9 +188,11 @@ pub fn ot_unfold(
         ));
     }
 
-    // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online.
+    // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online. max C
+    // also decides the warm start's domain (below).
+    let raw_max_cost = max_cost(response_points, measured_points, params.p);
     let cost_scale = match params.cost_normalization {
-        CostNormalization::Max => max_cost(response_points, measured_points, params.p),
+        CostNormalization::Max => raw_max_cost,
         CostNormalization::None => 1.0,
     };
     if !(cost_scale > 0.0 && cost_scale.is_finite()) {
@@ -205,11 +207,7 @@ pub fn ot_unfold(
     let mut a0 = vec![0.0; m];
     projector.response().apply(&sigma0, &mut a0);
     let nu: Array1<f64> = measured_weights.mapv(|w| w / nu_mass);
-    let max_c = match params.cost_normalization {
-        CostNormalization::Max => 1.0,
-        CostNormalization::None => max_cost(response_points, measured_points, params.p),
-    };
-    let log_u_w = warm_start_scaling(&kernel, &a0, nu.view(), max_c, params)
+    let log_u_w = warm_start_scaling(&kernel, &a0, nu.view(), raw_max_cost / cost_scale, params)
         .map_or_else(|| warm_start_log(&kernel, &a0, nu.view(), params), Ok)?;
     // log u = [log u_w; log σ⁰] (eq. 27).
     let mut log_u: Vec<f64> = log_u_w.into_iter().chain(sigma0.iter().map(|v| v.ln())).collect();
