@@ -20,7 +20,6 @@ import warnings
 
 import numpy as np
 import skimage.data
-from scipy import ndimage
 
 from otinverse import WPPRestorer, add_defects
 from otinverse.restore import correlate_valid, correlate_valid_adjoint
@@ -53,12 +52,12 @@ class ReflectBoundaryRestorer(WPPRestorer):
         return tuple(int(self.scale_factor) * n for n in low_res_shape)
 
     def _upsample(self, low, shape):
-        # LR pixel r is centred on HR coordinate s·r + (k − 1)/2 − (k − s)/2 = s·r + (s − 1)/2.
-        s = int(self.scale_factor)
-        rows = (np.arange(shape[0]) - (s - 1) / 2.0) / s
-        cols = (np.arange(shape[1]) - (s - 1) / 2.0) / s
-        rr, cc = np.meshgrid(rows, cols, indexing="ij")
-        return ndimage.map_coordinates(low, [rr, cc], order=3, mode="nearest")
+        # LR pixel r sits (k − s)/2 px further up and left than in the valid model (s·r + (s − 1)/2
+        # instead of s·r + (k − 1)/2): that model's interpolation on a larger grid, cropped.
+        s, k = int(self.scale_factor), 4 * int(self.scale_factor)
+        before = (k - s) // 2
+        wide = super()._upsample(low, (shape[0] + before, shape[1] + before))
+        return wide[before:, before:]
 
 
 def psnr(img, truth, border=6):
