@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import ot
-
 from otinverse import _core, make_star_patches
 
 
@@ -28,10 +27,22 @@ def numpy_pot_sparsify(nu, C, lam, reg, step_size, steps, sk_tol, sk_iter, min_s
         ws = None
         if warm is not None:
             ws = (warm[0][S], warm[1])
-        P, log = ot.sinkhorn(a, nu, Cs, reg, method="sinkhorn_log", stopThr=sk_tol, numItermax=sk_iter,
-                             warmstart=ws, log=True)
+        P, log = ot.sinkhorn(
+            a,
+            nu,
+            Cs,
+            reg,
+            method="sinkhorn_log",
+            stopThr=sk_tol,
+            numItermax=sk_iter,
+            warmstart=ws,
+            log=True,
+        )
         f = reg * (log["log_u"] - np.log(a))  # P = a b exp((f + g − C)/reg)
-        kl = np.sum(P * (np.log(np.where(P > 0, P, 1.0)) - np.log(a)[:, None] - np.log(nu)[None, :]), where=P > 0)
+        kl = np.sum(
+            P * (np.log(np.where(P > 0, P, 1.0)) - np.log(a)[:, None] - np.log(nu)[None, :]),
+            where=P > 0,
+        )
         value = float(np.sum(P * Cs) + reg * kl)
         F = np.zeros_like(mu)
         F[S] = f
@@ -85,23 +96,47 @@ def main():
     rows = []
     t = time.perf_counter()
     grid = _core.sparsify_grid(nu, n, n, 1.0, 1.0, None, *common)
-    rows.append(("Rust, separable grid kernel", time.perf_counter() - t, grid["mu"], grid["objective"], grid["n_iter"], grid["sinkhorn_iters"]))
+    rows.append(
+        (
+            "Rust, separable grid kernel",
+            time.perf_counter() - t,
+            grid["mu"],
+            grid["objective"],
+            grid["n_iter"],
+            grid["sinkhorn_iters"],
+        )
+    )
     t = time.perf_counter()
     dense = _core.sparsify_dense(nu, C, None, *common, "entropic")
-    rows.append(("Rust, dense kernel", time.perf_counter() - t, dense["mu"], dense["objective"], dense["n_iter"], dense["sinkhorn_iters"]))
+    rows.append(
+        (
+            "Rust, dense kernel",
+            time.perf_counter() - t,
+            dense["mu"],
+            dense["objective"],
+            dense["n_iter"],
+            dense["sinkhorn_iters"],
+        )
+    )
     for name, sec, *_ in rows:
         print(f"{name}: {sec:.3f} s", flush=True)
     if not args.skip_pot:
         t = time.perf_counter()
-        mu, J, k = numpy_pot_sparsify(nu, C, args.sparsity, args.reg, 0.01, args.steps, 1e-9, 10_000)
+        mu, J, k = numpy_pot_sparsify(
+            nu, C, args.sparsity, args.reg, 0.01, args.steps, 1e-9, 10_000
+        )
         rows.append(("NumPy + POT sinkhorn_log", time.perf_counter() - t, mu, J, k, float("nan")))
 
     base = rows[0][1]
     print(f"{n}x{n} image, reg={args.reg}, sparsity={args.sparsity}, {args.steps} steps max\n")
-    print("| implementation | time [s] | × grid | steps | Sinkhorn iters | final J | ‖μ − μ_grid‖₁ |")
+    print(
+        "| implementation | time [s] | × grid | steps | Sinkhorn iters | final J | ‖μ − μ_grid‖₁ |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, sec, mu, J, k, it in rows:
-        print(f"| {name} | {sec:.3f} | {sec / base:.1f} | {k} | {it} | {J:.10f} | {np.abs(mu - grid['mu']).sum():.2e} |")
+        print(
+            f"| {name} | {sec:.3f} | {sec / base:.1f} | {k} | {it} | {J:.10f} | {np.abs(mu - grid['mu']).sum():.2e} |"
+        )
 
 
 if __name__ == "__main__":

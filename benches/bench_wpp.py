@@ -12,7 +12,6 @@ import os
 import time
 
 import numpy as np
-
 from otinverse import WPPRestorer, _core
 
 
@@ -50,7 +49,9 @@ def bench_kernel(reps):
         pairs = n * m
         rows.append((n, m, pairs / t_np / 1e6, pairs / t_rs / 1e6, t_np / t_rs, err))
     print("\nSoftmin pass, 6×6 patches (d = 36), ε = 4e-4, threads:", os.cpu_count())
-    print(f"{'n':>6} {'m':>6} {'NumPy Mpair/s':>14} {'Rust Mpair/s':>13} {'speed-up':>9} {'max |Δ|':>9}")
+    print(
+        f"{'n':>6} {'m':>6} {'NumPy Mpair/s':>14} {'Rust Mpair/s':>13} {'speed-up':>9} {'max |Δ|':>9}"
+    )
     for n, m, a, b, r, e in rows:
         print(f"{n:>6} {m:>6} {a:>14.1f} {b:>13.1f} {r:>8.1f}× {e:>9.1e}")
 
@@ -61,7 +62,9 @@ def bench_restoration(sizes, max_iter, n_ref):
     texture = skimage.data.grass().astype(np.float64) / 255.0
     reference = texture[256:, 256:]
     print(f"\nRestoration ×4, grass, {n_ref} reference patches per scale, reach=0.01, reg=4e-4")
-    print(f"{'HR size':>8} {'iterations':>10} {'wall s':>8} {'s/iter':>7} {'PSNR bicubic':>13} {'PSNR WPP':>9}")
+    print(
+        f"{'HR size':>8} {'iterations':>10} {'wall s':>8} {'s/iter':>7} {'PSNR bicubic':>13} {'PSNR WPP':>9}"
+    )
     for size in sizes:
         truth = texture[:size, :size]
         est = WPPRestorer(n_reference_patches=n_ref, max_iter=max_iter, random_state=0)
@@ -75,8 +78,10 @@ def bench_restoration(sizes, max_iter, n_ref):
         def psnr(img):
             return 10 * np.log10(1.0 / np.mean((img[b:-b, b:-b] - truth[b:-b, b:-b]) ** 2))
 
-        print(f"{size:>6}² {max_iter:>10} {dt:>8.1f} {dt / max_iter:>7.2f} "
-              f"{psnr(est.upsample(low)):>13.2f} {psnr(x):>9.2f}")
+        print(
+            f"{size:>6}² {max_iter:>10} {dt:>8.1f} {dt / max_iter:>7.2f} "
+            f"{psnr(est.upsample(low)):>13.2f} {psnr(x):>9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import warnings
 
 import numpy as np
 import skimage.data
-
 from otinverse import WPPRestorer, add_defects
 from otinverse.restore import correlate_valid, correlate_valid_adjoint
 
@@ -45,8 +44,12 @@ class ReflectBoundaryRestorer(WPPRestorer):
 
     def _forward_adjoint(self, residual, shape):
         index = self._pad_index(shape)
-        padded = correlate_valid_adjoint(residual, self._blur_kernel(), int(self.scale_factor), index.shape)
-        return np.bincount(index.ravel(), weights=padded.ravel(), minlength=shape[0] * shape[1]).reshape(shape)
+        padded = correlate_valid_adjoint(
+            residual, self._blur_kernel(), int(self.scale_factor), index.shape
+        )
+        return np.bincount(
+            index.ravel(), weights=padded.ravel(), minlength=shape[0] * shape[1]
+        ).reshape(shape)
 
     def high_res_shape(self, low_res_shape):
         return tuple(int(self.scale_factor) * n for n in low_res_shape)
@@ -74,7 +77,9 @@ def data_only(est, low, shape):
         g = lam * est._forward_adjoint(est._forward(x) - low, shape)
         m1 = 0.9 * m1 + 0.1 * g
         m2 = 0.999 * m2 + 0.001 * g * g
-        x = x - est.learning_rate * (m1 / (1 - 0.9 ** (t + 1))) / (np.sqrt(m2 / (1 - 0.999 ** (t + 1))) + 1e-8)
+        x = x - est.learning_rate * (m1 / (1 - 0.9 ** (t + 1))) / (
+            np.sqrt(m2 / (1 - 0.999 ** (t + 1))) + 1e-8
+        )
     return x
 
 
@@ -89,23 +94,45 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--textures", nargs="+", default=["grass", "gravel"])
     ap.add_argument("--size", type=int, default=64, help="side of the crop (16 + 4·m)")
-    ap.add_argument("--methods", nargs="+", default=["OT_ε", "OT_{ε,ρ}"], choices=["OT_ε", "OT_{ε,ρ}"])
+    ap.add_argument(
+        "--methods", nargs="+", default=["OT_ε", "OT_{ε,ρ}"], choices=["OT_ε", "OT_{ε,ρ}"]
+    )
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--n-ref", type=int, default=1000)
-    ap.add_argument("--data-weight", type=float, default=None, help="λ (default: the estimator's rule)")
+    ap.add_argument(
+        "--data-weight", type=float, default=None, help="λ (default: the estimator's rule)"
+    )
     ap.add_argument("--sinkhorn-iter", type=int, default=None, help="default: the estimator's")
-    ap.add_argument("--eps-scaling", type=float, default=None, help="per-step annealing factor (default: warm start)")
+    ap.add_argument(
+        "--eps-scaling",
+        type=float,
+        default=None,
+        help="per-step annealing factor (default: warm start)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--disk-radius", type=int, default=None, help="of the bright defect disk (default: add_defects')")
-    ap.add_argument("--boundary", choices=["valid", "reflect"], default="valid",
-                    help="forward model at the edges: the issue's valid correlation, or mirrored (diagnostic)")
+    ap.add_argument(
+        "--disk-radius",
+        type=int,
+        default=None,
+        help="of the bright defect disk (default: add_defects')",
+    )
+    ap.add_argument(
+        "--boundary",
+        choices=["valid", "reflect"],
+        default="valid",
+        help="forward model at the edges: the issue's valid correlation, or mirrored (diagnostic)",
+    )
     ap.add_argument("--save", default=None, help="save the restorations to this .npz file")
     args = ap.parse_args()
     extra = {} if args.sinkhorn_iter is None else {"sinkhorn_max_iter": args.sinkhorn_iter}
-    print(f"size={args.size} max_iter={args.max_iter} n_reference_patches={args.n_ref} data_weight={args.data_weight} "
-          f"eps_scaling={args.eps_scaling} {extra} seed={args.seed} boundary={args.boundary} disk_radius={args.disk_radius}")
-    print("| texture | method | bicubic | data only | clean ref | defective ref | Δ dB | Δ dB (whole image) "
-          "| Δ dB (16-px border) | defect share | defect mass | residual/σ (clean, defects) | s |")
+    print(
+        f"size={args.size} max_iter={args.max_iter} n_reference_patches={args.n_ref} data_weight={args.data_weight} "
+        f"eps_scaling={args.eps_scaling} {extra} seed={args.seed} boundary={args.boundary} disk_radius={args.disk_radius}"
+    )
+    print(
+        "| texture | method | bicubic | data only | clean ref | defective ref | Δ dB | Δ dB (whole image) "
+        "| Δ dB (16-px border) | defect share | defect mass | residual/σ (clean, defects) | s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     saved = {}
     for name in args.textures:
@@ -118,9 +145,15 @@ def main():
             scores, whole, inner, residuals, notes = [], [], [], [], []
             t = time.perf_counter()
             for ref in (reference, defective):
-                est = cls(reach=reach, n_reference_patches=args.n_ref, max_iter=args.max_iter,
-                          data_weight=args.data_weight, sinkhorn_eps_scaling=args.eps_scaling,
-                          random_state=args.seed, **extra)
+                est = cls(
+                    reach=reach,
+                    n_reference_patches=args.n_ref,
+                    max_iter=args.max_iter,
+                    data_weight=args.data_weight,
+                    sinkhorn_eps_scaling=args.eps_scaling,
+                    random_state=args.seed,
+                    **extra,
+                )
                 low = est.degrade(truth)
                 est.fit(ref)
                 with warnings.catch_warnings(record=True) as caught:
@@ -137,10 +170,13 @@ def main():
                 if ref is defective:
                     sel = defect_patch_mask(est, mask)
                     share, mass = sel.mean(), est.received_mass_[0][sel].sum()
-            print(f"| {name} | {label} | {bicubic:.2f} | {plain:.2f} | {scores[0]:.2f} | {scores[1]:.2f} | "
-                  f"{scores[1] - scores[0]:+.2f} | {whole[1] - whole[0]:+.2f} | {inner[1] - inner[0]:+.2f} | {share:.3f} | {mass:.1e} | "
-                  f"{residuals[0]:.1f}, {residuals[1]:.1f} | "
-                  f"{time.perf_counter() - t:.0f} |", flush=True)
+            print(
+                f"| {name} | {label} | {bicubic:.2f} | {plain:.2f} | {scores[0]:.2f} | {scores[1]:.2f} | "
+                f"{scores[1] - scores[0]:+.2f} | {whole[1] - whole[0]:+.2f} | {inner[1] - inner[0]:+.2f} | {share:.3f} | {mass:.1e} | "
+                f"{residuals[0]:.1f}, {residuals[1]:.1f} | "
+                f"{time.perf_counter() - t:.0f} |",
+                flush=True,
+            )
             for n in notes:
                 print(f"  ({name} {label}) {n}", flush=True)
             if args.save:

@@ -9,10 +9,10 @@
 
 from . import datasets, metrics
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
+from .datasets_stars import make_star_patches
 from .metrics import wasserstein2_squared
 from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
 from .restore import WPPRestorer, add_defects
-from .datasets_stars import make_star_patches
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
 
@@ -24,15 +24,15 @@ __all__ = [
     "OTUnfolder",
     "RichardsonLucyUnfolder",
     "SinkhornResult",
+    "StarClusterClassifier",
     "WPPRestorer",
     "__version__",
     "add_defects",
+    "count_peaks",
     "datasets",
+    "make_star_patches",
     "metrics",
     "richardson_lucy",
-    "StarClusterClassifier",
-    "count_peaks",
-    "make_star_patches",
     "sinkhorn",
     "sinkhorn_points",
     "wasserstein",

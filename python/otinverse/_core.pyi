@@ -55,13 +55,18 @@ def plan_points(
     p: float,
 ) -> NDArray[np.float64]: ...
 def wasserstein_1d_cost(
-    x: NDArray[np.float64], a: NDArray[np.float64], y: NDArray[np.float64], b: NDArray[np.float64], p: float
+    x: NDArray[np.float64],
+    a: NDArray[np.float64],
+    y: NDArray[np.float64],
+    b: NDArray[np.float64],
+    p: float,
 ) -> float: ...
 def _borrowed_address(cost: NDArray[np.float64]) -> int: ...
 def simd_level() -> str: ...
 
 # --- unfolding (src/bindings/unfold.rs) ---
 from collections.abc import Callable
+
 def ot_unfold_points(
     response_points: NDArray[np.float64],
     measured_points: NDArray[np.float64],
@@ -82,12 +87,22 @@ def ot_unfold_points(
     projection: str = "douglas-rachford",
     progress: Callable[[int], object] | None = None,
 ) -> tuple[
-    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
-    NDArray[np.float64], int, bool, float,
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    int,
+    bool,
+    float,
 ]: ...
 def kerb_projection_dr(
-    log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int,
-    dr_step: float, dr_iter: int,
+    log_w: NDArray[np.float64],
+    response: NDArray[np.float64] | None,
+    n_gen: int,
+    per_point: int,
+    dr_step: float,
+    dr_iter: int,
 ) -> NDArray[np.float64]: ...
 def kerb_projection_exact(
     log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
@@ -103,9 +118,12 @@ def richardson_lucy_binned(
     efficiencies: NDArray[np.float64] | None = None,
     prior: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+
 # Patch kernels (WPP, issue 5).
 def extract_patches(image: NDArray[np.float64], patch_size: int) -> NDArray[np.float64]: ...
-def fold_patches(patches: NDArray[np.float64], height: int, width: int, patch_size: int) -> NDArray[np.float64]: ...
+def fold_patches(
+    patches: NDArray[np.float64], height: int, width: int, patch_size: int
+) -> NDArray[np.float64]: ...
 def patch_sinkhorn(
     a: NDArray[np.float64],
     x: NDArray[np.float64],
@@ -121,8 +139,16 @@ def patch_sinkhorn(
     f_init: NDArray[np.float64] | None,
     g_init: NDArray[np.float64] | None,
 ) -> tuple[
-    NDArray[np.float64], NDArray[np.float64], float, float, int, float, bool,
-    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    float,
+    float,
+    int,
+    float,
+    bool,
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
 ]: ...
 def patch_prior(
     image: NDArray[np.float64],
@@ -137,7 +163,16 @@ def patch_prior(
     g_init: NDArray[np.float64] | None,
     image_reach: float | None = None,
     stage_iter: int | None = None,
-) -> tuple[float, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], int, float, bool, NDArray[np.float64]]: ...
+) -> tuple[
+    float,
+    NDArray[np.float64],
+    NDArray[np.float64],
+    NDArray[np.float64],
+    int,
+    float,
+    bool,
+    NDArray[np.float64],
+]: ...
 def patch_softmin(
     x: NDArray[np.float64],
     y: NDArray[np.float64],
@@ -146,10 +181,55 @@ def patch_softmin(
     shift: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]: ...
 def patch_plan(
-    row: NDArray[np.float64], x: NDArray[np.float64], col: NDArray[np.float64], y: NDArray[np.float64], reg: float
+    row: NDArray[np.float64],
+    x: NDArray[np.float64],
+    col: NDArray[np.float64],
+    y: NDArray[np.float64],
+    reg: float,
 ) -> NDArray[np.float64]: ...
+
 # --- entropic sparsification (issue 4) ---
-def sparsify_dense(nu: np.ndarray, cost: np.ndarray, mu0: np.ndarray | None, sparsity: float, reg: float, step_size: float, max_iter: int, tol: float, min_step: float, sinkhorn_max_iter: int, sinkhorn_tol: float, record_history: bool, objective: str) -> dict: ...
-def sparsify_grid(nu: np.ndarray, ny: int, nx: int, hy: float, hx: float, mu0: np.ndarray | None, sparsity: float, reg: float, step_size: float, max_iter: int, tol: float, min_step: float, sinkhorn_max_iter: int, sinkhorn_tol: float, record_history: bool) -> dict: ...
-def sinkhorn_grid(a: np.ndarray, b: np.ndarray, ny: int, nx: int, hy: float, hx: float, reg: float, max_iter: int, tol: float) -> tuple[np.ndarray, np.ndarray, float, int, bool]: ...
+def sparsify_dense(
+    nu: np.ndarray,
+    cost: np.ndarray,
+    mu0: np.ndarray | None,
+    sparsity: float,
+    reg: float,
+    step_size: float,
+    max_iter: int,
+    tol: float,
+    min_step: float,
+    sinkhorn_max_iter: int,
+    sinkhorn_tol: float,
+    record_history: bool,
+    objective: str,
+) -> dict: ...
+def sparsify_grid(
+    nu: np.ndarray,
+    ny: int,
+    nx: int,
+    hy: float,
+    hx: float,
+    mu0: np.ndarray | None,
+    sparsity: float,
+    reg: float,
+    step_size: float,
+    max_iter: int,
+    tol: float,
+    min_step: float,
+    sinkhorn_max_iter: int,
+    sinkhorn_tol: float,
+    record_history: bool,
+) -> dict: ...
+def sinkhorn_grid(
+    a: np.ndarray,
+    b: np.ndarray,
+    ny: int,
+    nx: int,
+    hy: float,
+    hx: float,
+    reg: float,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, float, int, bool]: ...
 def grid_cost_matrix(ny: int, nx: int, hy: float, hx: float) -> np.ndarray: ...

@@ -13,7 +13,7 @@ from sklearn.utils import check_array
 
 from ._core import InvalidArgumentError, InvalidDtypeError
 
-__all__ = ["as_float_array", "as_weights", "as_points", "check_scalar_positive", "check_option"]
+__all__ = ["as_float_array", "as_points", "as_weights", "check_option", "check_scalar_positive"]
 
 
 def as_float_array(x, name: str, *, ndim: int) -> np.ndarray:
@@ -75,7 +75,9 @@ def check_scalar_positive(value, name: str, *, allow_none: bool = False) -> floa
     return value
 
 
-def check_real(value, name: str, *, low=None, low_inclusive: bool = True, allow_none: bool = False) -> float | None:
+def check_real(
+    value, name: str, *, low=None, low_inclusive: bool = True, allow_none: bool = False
+) -> float | None:
     """A finite real number (not bool), optionally bounded below (or ``None`` when allowed)."""
     if value is None and allow_none:
         return None

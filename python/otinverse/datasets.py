@@ -17,12 +17,12 @@ from .datasets_stars import make_star_patches
 from .datasets_textures import make_gaussian_texture, make_texture_denoising
 
 __all__ = [
-    "make_unfolding_1d",
     "load_jet_mass",
     "load_micrograph",
-    "make_star_patches",
     "make_gaussian_texture",
+    "make_star_patches",
     "make_texture_denoising",
+    "make_unfolding_1d",
 ]
 
 
@@ -61,25 +61,35 @@ def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=
         s = int(random_state)
         if s < 0:
             raise InvalidArgumentError(f"random_state: must be non-negative, got {s}")
-        truth = np.concatenate([
-            norm.rvs(loc=0.75, scale=0.05, size=n1, random_state=s),
-            norm.rvs(loc=-0.75, scale=0.05, size=n2, random_state=s + 1),
-            norm.rvs(loc=0.0, scale=0.05, size=n3, random_state=s + 2),
-        ])
-        measured = np.concatenate([
-            norm.rvs(loc=0.0, scale=sd_noise, size=L_measured, random_state=s + 3 + r) + _shift(truth)
-            for r in range(M_measured)
-        ])
-        reco = np.stack([
-            norm.rvs(loc=0.0, scale=sd_noise, size=M, random_state=s + 4 + k) + _shift(gen[k]) * np.ones(M)
-            for k in range(L)
-        ])
+        truth = np.concatenate(
+            [
+                norm.rvs(loc=0.75, scale=0.05, size=n1, random_state=s),
+                norm.rvs(loc=-0.75, scale=0.05, size=n2, random_state=s + 1),
+                norm.rvs(loc=0.0, scale=0.05, size=n3, random_state=s + 2),
+            ]
+        )
+        measured = np.concatenate(
+            [
+                norm.rvs(loc=0.0, scale=sd_noise, size=L_measured, random_state=s + 3 + r)
+                + _shift(truth)
+                for r in range(M_measured)
+            ]
+        )
+        reco = np.stack(
+            [
+                norm.rvs(loc=0.0, scale=sd_noise, size=M, random_state=s + 4 + k)
+                + _shift(gen[k]) * np.ones(M)
+                for k in range(L)
+            ]
+        )
     else:
         rng = check_random_state(random_state)
-        truth = np.concatenate([
-            rng.normal(0.75, 0.05, n1), rng.normal(-0.75, 0.05, n2), rng.normal(0.0, 0.05, n3)
-        ])
-        measured = np.concatenate([rng.normal(0.0, sd_noise, L_measured) + _shift(truth) for _ in range(M_measured)])
+        truth = np.concatenate(
+            [rng.normal(0.75, 0.05, n1), rng.normal(-0.75, 0.05, n2), rng.normal(0.0, 0.05, n3)]
+        )
+        measured = np.concatenate(
+            [rng.normal(0.0, sd_noise, L_measured) + _shift(truth) for _ in range(M_measured)]
+        )
         reco = rng.normal(0.0, sd_noise, (L, M)) + _shift(gen)[:, None]
     return Bunch(
         gen=gen,
@@ -134,10 +144,16 @@ def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance=
     rows_gen = slice(0, L)
     rows_truth = slice(L, L + L_measured)
     gen = np.column_stack([mass[rows_gen, 0], groomed[rows_gen, 0]])
-    reco = np.stack([mass[rows_gen, 1:M + 1], _fix_outliers(groomed[rows_gen, 1:M + 1])], axis=-1)
+    reco = np.stack(
+        [mass[rows_gen, 1 : M + 1], _fix_outliers(groomed[rows_gen, 1 : M + 1])], axis=-1
+    )
     truth = np.column_stack([mass[rows_truth, 0], groomed[rows_truth, 0]])
     meas = np.stack(
-        [mass[rows_truth, 1:M_measured + 1], _fix_outliers(groomed[rows_truth, 1:M_measured + 1])], axis=-1
+        [
+            mass[rows_truth, 1 : M_measured + 1],
+            _fix_outliers(groomed[rows_truth, 1 : M_measured + 1]),
+        ],
+        axis=-1,
     )
     var1 = 40.0 if truth_covariance == "reference" else 10.0
     tw = np.exp(-((truth[:, 0] - 30.0) ** 2) / (2 * var1) - (truth[:, 1] + 5.0) ** 2 / 4.0)

@@ -72,22 +72,32 @@ def make_texture_denoising(
     if patch_size > size:
         raise InvalidArgumentError(f"patch_size: {patch_size} exceeds size={size}")
     n_reference_patches = check_int(n_reference_patches, "n_reference_patches", 1)
-    if isinstance(outlier_fraction, bool) or not isinstance(outlier_fraction, numbers.Real) or not (
-        0 <= outlier_fraction < 1
+    if (
+        isinstance(outlier_fraction, bool)
+        or not isinstance(outlier_fraction, numbers.Real)
+        or not (0 <= outlier_fraction < 1)
     ):
-        raise InvalidArgumentError(f"outlier_fraction: must lie in [0, 1), got {outlier_fraction!r}")
+        raise InvalidArgumentError(
+            f"outlier_fraction: must lie in [0, 1), got {outlier_fraction!r}"
+        )
     edge_contrast = check_scalar_positive(edge_contrast, "edge_contrast")
     rng = check_random_state(random_state)
     texture = dict(correlation=correlation, std=std, mean=mean)
     image = make_gaussian_texture((size, size), random_state=rng, **texture)
-    pool = _core.extract_patches(make_gaussian_texture((160, 160), random_state=rng, **texture), patch_size)
+    pool = _core.extract_patches(
+        make_gaussian_texture((160, 160), random_state=rng, **texture), patch_size
+    )
     if n_reference_patches > pool.shape[0]:
-        raise InvalidArgumentError(f"n_reference_patches: at most {pool.shape[0]}, got {n_reference_patches}")
+        raise InvalidArgumentError(
+            f"n_reference_patches: at most {pool.shape[0]}, got {n_reference_patches}"
+        )
     n_out = int(round(outlier_fraction * n_reference_patches))
     n_in = n_reference_patches - n_out
     inliers = pool[rng.choice(pool.shape[0], n_in, replace=False)]
     edge = np.where(np.arange(patch_size) < patch_size // 2, -edge_contrast, edge_contrast)
-    edge = np.repeat(edge, patch_size)  # row-major: the top half of the rows dark, the bottom bright
+    edge = np.repeat(
+        edge, patch_size
+    )  # row-major: the top half of the rows dark, the bottom bright
     outliers = edge[None, :] + pool[rng.choice(pool.shape[0], n_out, replace=False)]
     is_outlier = np.zeros(n_reference_patches, dtype=bool)
     is_outlier[n_in:] = True

@@ -54,7 +54,9 @@ class SinkhornResult:
         The transport plan, computed on first access.
     """
 
-    def __init__(self, f, g, transport_cost, objective, n_iter, marginal_error, converged, *, reg, plan_fn):
+    def __init__(
+        self, f, g, transport_cost, objective, n_iter, marginal_error, converged, *, reg, plan_fn
+    ):
         self.f = f
         self.g = g
         self.transport_cost = transport_cost
@@ -90,9 +92,13 @@ def _common(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g
         f_init = as_float_array(f_init, "f_init", ndim=1)
         g_init = as_float_array(g_init, "g_init", ndim=1)
         if f_init.shape[0] != n:
-            raise _core.InvalidArgumentError(f"f_init: must have {n} entries, got {f_init.shape[0]}")
+            raise _core.InvalidArgumentError(
+                f"f_init: must have {n} entries, got {f_init.shape[0]}"
+            )
         if g_init.shape[0] != m:
-            raise _core.InvalidArgumentError(f"g_init: must have {m} entries, got {g_init.shape[0]}")
+            raise _core.InvalidArgumentError(
+                f"g_init: must have {m} entries, got {g_init.shape[0]}"
+            )
     return reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init
 
 
@@ -172,7 +178,21 @@ def sinkhorn(
     reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init = _common(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init, n, m
     )
-    raw = _core.sinkhorn_dense(a, b, M, reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, bool(overrelaxation), f_init, g_init)
+    raw = _core.sinkhorn_dense(
+        a,
+        b,
+        M,
+        reg,
+        reach_a,
+        reach_b,
+        max_iter,
+        tol,
+        update,
+        eps_scaling,
+        bool(overrelaxation),
+        f_init,
+        g_init,
+    )
 
     def plan_fn(f, g):
         return _core.plan_dense(f + reg * _log(a), g + reg * _log(b), M, reg)
@@ -207,7 +227,9 @@ def sinkhorn_points(
     x = as_points(x, "x")
     y = as_points(y, "y")
     if x.shape[1] != y.shape[1]:
-        raise _core.InvalidArgumentError(f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}")
+        raise _core.InvalidArgumentError(
+            f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}"
+        )
     p = check_scalar_positive(p, "p")
     if p < 1:
         raise _core.InvalidArgumentError(f"p: must be >= 1, got {p}")
@@ -218,7 +240,21 @@ def sinkhorn_points(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init, n, m
     )
     raw = _core.sinkhorn_points(
-        a, x, b, y, reg, p, reach_a, reach_b, max_iter, tol, update, eps_scaling, bool(overrelaxation), f_init, g_init
+        a,
+        x,
+        b,
+        y,
+        reg,
+        p,
+        reach_a,
+        reach_b,
+        max_iter,
+        tol,
+        update,
+        eps_scaling,
+        bool(overrelaxation),
+        f_init,
+        g_init,
     )
 
     def plan_fn(f, g):
@@ -237,7 +273,9 @@ def wasserstein(x, a, y, b, p=2) -> float:
     x = as_points(x, "x")
     y = as_points(y, "y")
     if x.shape[1] != y.shape[1]:
-        raise _core.InvalidArgumentError(f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}")
+        raise _core.InvalidArgumentError(
+            f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}"
+        )
     p = check_scalar_positive(p, "p")
     if p < 1:
         raise _core.InvalidArgumentError(f"p: must be >= 1, got {p}")
@@ -245,10 +283,16 @@ def wasserstein(x, a, y, b, p=2) -> float:
     b = as_weights(b, "b", y.shape[0], "y")
     mass_a, mass_b = a.sum(), b.sum()
     if abs(mass_a - mass_b) > 1e-8 * max(mass_a, mass_b):
-        raise _core.InvalidArgumentError(f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b")
+        raise _core.InvalidArgumentError(
+            f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b"
+        )
     if x.shape[1] == 1:
         return mass_a * _core.wasserstein_1d_cost(
             np.ascontiguousarray(x[:, 0]), a, np.ascontiguousarray(y[:, 0]), b, p
         )
-    cost = pot.dist(x, y, metric="sqeuclidean") if p == 2 else pot.dist(x, y, metric="euclidean") ** p
-    return mass_a * float(pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size)))
+    cost = (
+        pot.dist(x, y, metric="sqeuclidean") if p == 2 else pot.dist(x, y, metric="euclidean") ** p
+    )
+    return mass_a * float(
+        pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size))
+    )

@@ -35,9 +35,22 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_factor, check_int, check_option, check_real, check_scalar_positive
+from ._validation import (
+    as_float_array,
+    check_factor,
+    check_int,
+    check_option,
+    check_real,
+    check_scalar_positive,
+)
 
-__all__ = ["WPPRestorer", "add_defects", "gaussian_kernel", "correlate_valid", "correlate_valid_adjoint"]
+__all__ = [
+    "WPPRestorer",
+    "add_defects",
+    "correlate_valid",
+    "correlate_valid_adjoint",
+    "gaussian_kernel",
+]
 
 #: λ of paper 004 §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
 PAPER_DATA_WEIGHT = 0.006
@@ -77,7 +90,14 @@ def correlate_valid_adjoint(out: np.ndarray, kernel: np.ndarray, stride: int, sh
     return image
 
 
-def add_defects(image, *, line_width: int = 5, line_value: float = 0.0, disk_radius=None, disk_value: float = 1.0):
+def add_defects(
+    image,
+    *,
+    line_width: int = 5,
+    line_value: float = 0.0,
+    disk_radius=None,
+    disk_value: float = 1.0,
+):
     """Pastes a dark horizontal line ``line_width`` px wide (at a third of the height) and a bright
     disk (centred at two thirds of the height, radius ``disk_radius``, default a tenth of the
     smaller side) into a copy of ``image``. Returns ``(defective_image, defect_mask)``."""
@@ -273,7 +293,9 @@ class WPPRestorer(BaseEstimator):
     def _check_image(self, image, name):
         arr = image if isinstance(image, np.ndarray) else np.asarray(image)
         if arr.ndim != 2:
-            raise InvalidArgumentError(f"{name}: expected a 2-D grey-level image, got shape {arr.shape}")
+            raise InvalidArgumentError(
+                f"{name}: expected a 2-D grey-level image, got shape {arr.shape}"
+            )
         return np.ascontiguousarray(as_float_array(arr, name, ndim=2))
 
     def _forward(self, image):
@@ -406,7 +428,9 @@ class WPPRestorer(BaseEstimator):
         reach = None if self.reach is None else float(self.reach)
         image_reach = None if self.image_reach is None else float(self.image_reach)
         q = self.sinkhorn_eps_scaling
-        info = {k: [] for k in ("ot", "potentials", "received", "converged", "marginal_error", "n_iter")}
+        info = {
+            k: [] for k in ("ot", "potentials", "received", "converged", "marginal_error", "n_iter")
+        }
         grads = []
         for ell, (level, ref) in enumerate(zip(levels, self.reference_patches_, strict=True)):
             warm = potentials[ell] if potentials is not None else None
@@ -442,7 +466,9 @@ class WPPRestorer(BaseEstimator):
         # Back through the pyramid: grad_x = Σ_ℓ (Aᵀ)^ℓ grad_ℓ, accumulated from the coarsest level.
         total = grads[-1]
         for ell in range(n_levels - 2, -1, -1):
-            total = grads[ell] + correlate_valid_adjoint(total, self._PYRAMID_KERNEL, 2, levels[ell].shape)
+            total = grads[ell] + correlate_valid_adjoint(
+                total, self._PYRAMID_KERNEL, 2, levels[ell].shape
+            )
         return float(np.mean(info["ot"])), total / n_levels, info
 
     # ----------------------------------------------------------------------------- prediction
@@ -483,7 +509,11 @@ class WPPRestorer(BaseEstimator):
         low = self._check_image(low_res_image, "low_res_image")
         shape = self.high_res_shape(low.shape)
         self._pyramid_shapes(shape, "low_res_image")
-        lam = float(self.data_weight) if self.data_weight is not None else self.default_data_weight(shape)
+        lam = (
+            float(self.data_weight)
+            if self.data_weight is not None
+            else self.default_data_weight(shape)
+        )
         self.data_weight_ = lam
 
         x = self._initial_image(low, shape)

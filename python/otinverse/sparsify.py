@@ -44,7 +44,9 @@ def _check_measures(X, name="X"):
     """Finite, non-negative samples with positive mass each (the rows of a 2-D view of X)."""
     flat = X.reshape(X.shape[0], -1)
     if (flat < 0).any():
-        raise InvalidArgumentError(f"{name}: pixels/entries must be non-negative, found {flat.min()}")
+        raise InvalidArgumentError(
+            f"{name}: pixels/entries must be non-negative, found {flat.min()}"
+        )
     zero = np.flatnonzero(flat.sum(axis=1) <= 0)
     if zero.size:
         raise InvalidArgumentError(f"{name}: sample {zero[0]} is all zero (no mass to sparsify)")
@@ -168,7 +170,9 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         pos = pos[:, None] if pos.ndim == 1 else pos
         pos = as_float_array(pos, "positions", ndim=2)
         if pos.shape[0] != self.n_features_in_:
-            raise InvalidArgumentError(f"positions: has {pos.shape[0]} rows but X has {self.n_features_in_} features")
+            raise InvalidArgumentError(
+                f"positions: has {pos.shape[0]} rows but X has {self.n_features_in_} features"
+            )
         return pos
 
     def _cost_matrix(self):
@@ -215,7 +219,11 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         arr = self._validate_X(X, reset=False)
         flat = arr.reshape(arr.shape[0], -1)
         rawson = self.objective == "rawson2022"
-        s_iter = self.sinkhorn_max_iter if self.sinkhorn_max_iter is not None else (5000 if rawson else 10_000)
+        s_iter = (
+            self.sinkhorn_max_iter
+            if self.sinkhorn_max_iter is not None
+            else (5000 if rawson else 10_000)
+        )
         s_tol = self.sinkhorn_tol if self.sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
         s_iter = check_int(s_iter, "sinkhorn_max_iter", 1)
         s_tol = check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False)
@@ -230,12 +238,24 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, desc="sparsify", unit="sample")
-        common = (float(self.sparsity), self.reg_, float(self.step_size), int(self.max_iter), float(self.tol), 1e-12, s_iter, s_tol, False)
+        common = (
+            float(self.sparsity),
+            self.reg_,
+            float(self.step_size),
+            int(self.max_iter),
+            float(self.tol),
+            1e-12,
+            s_iter,
+            s_tol,
+            False,
+        )
         for i in rows:
             nu = np.ascontiguousarray(flat[i])
             if self._use_grid():
                 h, w = self.image_shape_
-                d = _core.sparsify_grid(nu, h, w, float(self.spacing), float(self.spacing), None, *common)
+                d = _core.sparsify_grid(
+                    nu, h, w, float(self.spacing), float(self.spacing), None, *common
+                )
             else:
                 d = _core.sparsify_dense(nu, self._cost_, None, *common, self.objective)
             out[i] = d["mu"]
@@ -254,8 +274,21 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         return out.reshape(arr.shape)
 
 
-def sparsify(nu, cost, *, sparsity, reg, mu0=None, step_size=0.01, max_iter=50, tol=1e-9,
-             objective="entropic", sinkhorn_max_iter=None, sinkhorn_tol=None, record_history=False):
+def sparsify(
+    nu,
+    cost,
+    *,
+    sparsity,
+    reg,
+    mu0=None,
+    step_size=0.01,
+    max_iter=50,
+    tol=1e-9,
+    objective="entropic",
+    sinkhorn_max_iter=None,
+    sinkhorn_tol=None,
+    record_history=False,
+):
     """Functional form on one measure ``nu`` with a dense ``cost``; returns the core's result dict
     (``mu``, ``n_iter``, ``objective``, ``ot_value``, ``entropy``, ``grad_norm``, ``stop``,
     ``objectives``, ``history``, ``sinkhorn_unconverged``, ``sinkhorn_iters``)."""
@@ -267,10 +300,19 @@ def sparsify(nu, cost, *, sparsity, reg, mu0=None, step_size=0.01, max_iter=50, 
     s_iter = sinkhorn_max_iter if sinkhorn_max_iter is not None else (5000 if rawson else 10_000)
     s_tol = sinkhorn_tol if sinkhorn_tol is not None else (1e-7 if rawson else 1e-9)
     return _core.sparsify_dense(
-        nu, cost, mu0, check_real(sparsity, "sparsity", low=0.0), check_real(reg, "reg", low=0.0, low_inclusive=False),
-        check_real(step_size, "step_size", low=0.0, low_inclusive=False), check_int(max_iter, "max_iter", 0),
-        check_real(tol, "tol", low=0.0), 1e-12, check_int(s_iter, "sinkhorn_max_iter", 1),
-        check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False), bool(record_history), objective,
+        nu,
+        cost,
+        mu0,
+        check_real(sparsity, "sparsity", low=0.0),
+        check_real(reg, "reg", low=0.0, low_inclusive=False),
+        check_real(step_size, "step_size", low=0.0, low_inclusive=False),
+        check_int(max_iter, "max_iter", 0),
+        check_real(tol, "tol", low=0.0),
+        1e-12,
+        check_int(s_iter, "sinkhorn_max_iter", 1),
+        check_real(s_tol, "sinkhorn_tol", low=0.0, low_inclusive=False),
+        bool(record_history),
+        objective,
     )
 
 
@@ -335,7 +377,9 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
     def _validate(self, X):
         arr = X if isinstance(X, np.ndarray) else np.asarray(X)
         if arr.ndim != 4:
-            raise InvalidArgumentError(f"X: expected patches of shape (n_samples, bands, h, w), got shape {arr.shape}")
+            raise InvalidArgumentError(
+                f"X: expected patches of shape (n_samples, bands, h, w), got shape {arr.shape}"
+            )
         arr = as_float_array(arr, "X", ndim=4)
         if self.subtract_background:
             n, b, h, w = arr.shape
@@ -351,7 +395,9 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
             check_option(self.sparsifier, "sparsifier", ("passthrough",))
             self.sparsifier_ = None
         else:
-            self.sparsifier_ = clone(self.sparsifier) if self.sparsifier is not None else EntropicSparsifier()
+            self.sparsifier_ = (
+                clone(self.sparsifier) if self.sparsifier is not None else EntropicSparsifier()
+            )
             self.sparsifier_.fit(arr[:1, 0])
         return self
 
@@ -362,7 +408,9 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         n, b, h, w = arr.shape
         stack = arr.reshape(n * b, h, w)
         sparse = stack if self.sparsifier_ is None else self.sparsifier_.transform(stack)
-        peaks = np.array([count_peaks(s, self.threshold, self.connectivity) for s in sparse]).reshape(n, b)
+        peaks = np.array(
+            [count_peaks(s, self.threshold, self.connectivity) for s in sparse]
+        ).reshape(n, b)
         self.n_peaks_ = peaks
         return peaks
 

@@ -23,7 +23,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import as_float_array, as_points, as_weights, check_int, check_option, check_real, check_scalar_positive
+from ._validation import (
+    as_float_array,
+    as_points,
+    as_weights,
+    check_int,
+    check_option,
+    check_real,
+    check_scalar_positive,
+)
 from .metrics import wasserstein2_squared
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
@@ -47,7 +55,9 @@ def _as_problem(measured, gen, reco, measured_weight, response):
     if response is not None:
         r = as_float_array(response, "response", ndim=2)
         if r.shape[1] != n_gen:
-            raise InvalidArgumentError(f"response: has {r.shape[1]} columns but gen has {n_gen} points")
+            raise InvalidArgumentError(
+                f"response: has {r.shape[1]} columns but gen has {n_gen} points"
+            )
         if (r < 0).any():
             raise InvalidArgumentError("response: entries must be non-negative")
         colsum = r.sum(axis=0)
@@ -57,7 +67,9 @@ def _as_problem(measured, gen, reco, measured_weight, response):
             raise InvalidArgumentError("response: every row needs a positive entry (eq. 18)")
         pts = as_points(reco, "reco")
         if pts.shape[0] != r.shape[0]:
-            raise InvalidArgumentError(f"reco: has {pts.shape[0]} points but response has {r.shape[0]} rows")
+            raise InvalidArgumentError(
+                f"reco: has {pts.shape[0]} points but response has {r.shape[0]} rows"
+            )
         per_point = 0
         r = np.ascontiguousarray(r)
     else:
@@ -69,15 +81,21 @@ def _as_problem(measured, gen, reco, measured_weight, response):
         elif arr.ndim == 1:
             arr = arr[:, None, None]
         else:
-            raise InvalidArgumentError(f"reco: expected (L, M, d), (L, M) or (L,), got shape {arr.shape}")
+            raise InvalidArgumentError(
+                f"reco: expected (L, M, d), (L, M) or (L,), got shape {arr.shape}"
+            )
         arr = as_float_array(arr, "reco", ndim=3)
         if arr.shape[0] != n_gen:
-            raise InvalidArgumentError(f"reco: has samples for {arr.shape[0]} gen points but gen has {n_gen}")
+            raise InvalidArgumentError(
+                f"reco: has samples for {arr.shape[0]} gen points but gen has {n_gen}"
+            )
         per_point = arr.shape[1]
         pts = arr.reshape(n_gen * per_point, arr.shape[2])
         r = None
     if pts.shape[1] != d:
-        raise InvalidArgumentError(f"reco: detector points have dimension {pts.shape[1]} but measured has {d}")
+        raise InvalidArgumentError(
+            f"reco: detector points have dimension {pts.shape[1]} but measured has {d}"
+        )
     return gen_arr, np.ascontiguousarray(pts), r, per_point, y_meas, nu
 
 
@@ -106,7 +124,9 @@ class _UnfolderMixin:
         """``Σ_k σ_k func(x_k)`` for an observable ``func`` of the gen points (L, d_gen) → (L,) or (L, k)."""
         values = np.asarray(func(self.gen_), dtype=float)
         if values.shape[0] != self.gen_.shape[0]:
-            raise InvalidArgumentError(f"func: must return one value per gen point ({self.gen_.shape[0]}), got shape {values.shape}")
+            raise InvalidArgumentError(
+                f"func: must return one value per gen point ({self.gen_.shape[0]}), got shape {values.shape}"
+            )
         return np.tensordot(self.weights_, values, axes=(0, 0))
 
     def w2_to_measured(self, weights=None):
@@ -147,8 +167,21 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     ``weights`` (n_iter, L), ``w2`` when tracked), cost_scale_.
     """
 
-    def __init__(self, reg=3e-5, reg_init=1e-2, p=2, cost_normalization="max", n_init_iter=100, max_iter=25,
-                 tol=None, projection="douglas-rachford", dr_iter=25, dr_step=1e-3, track_w2=False, verbose=False):
+    def __init__(
+        self,
+        reg=3e-5,
+        reg_init=1e-2,
+        p=2,
+        cost_normalization="max",
+        n_init_iter=100,
+        max_iter=25,
+        tol=None,
+        projection="douglas-rachford",
+        dr_iter=25,
+        dr_step=1e-3,
+        track_w2=False,
+        verbose=False,
+    ):
         self.reg = reg
         self.reg_init = reg_init
         self.p = p
@@ -185,8 +218,24 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         bar, cb = self._progress(max_iter, "OT unfolding")
         try:
             sigma, hist, obj, change, kres, n_iter, converged, scale = _core.ot_unfold_points(
-                pts, y_meas, nu, prior, r, gen_arr.shape[0], per_point, reg, reg_init, p,
-                self.cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, self.projection, cb,
+                pts,
+                y_meas,
+                nu,
+                prior,
+                r,
+                gen_arr.shape[0],
+                per_point,
+                reg,
+                reg_init,
+                p,
+                self.cost_normalization,
+                n_init_iter,
+                max_iter,
+                tol,
+                dr_iter,
+                dr_step,
+                self.projection,
+                cb,
             )
         finally:
             if bar is not None:
@@ -195,13 +244,21 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         self.n_iter_ = n_iter
         self.converged_ = None if tol is None else bool(converged)
         self.cost_scale_ = scale
-        self.history_ = {"objective": obj, "sigma_change": change, "kerb_residual": kres, "weights": hist}
+        self.history_ = {
+            "objective": obj,
+            "sigma_change": change,
+            "kerb_residual": kres,
+            "weights": hist,
+        }
         if self.track_w2:
             self.history_["w2"] = np.array([self.w2_to_measured(s) for s in hist])
         if tol is not None and not converged:
             warnings.warn(
                 f"OTUnfolder did not reach tol={tol:g} in {max_iter} iterations (last change {change[-1]:.3g}); "
-                "increase max_iter", ConvergenceWarning, stacklevel=2)
+                "increase max_iter",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
 
@@ -211,8 +268,12 @@ def _bin_edges(points, n_bins):
         counts = [int(n_bins)] * d
     else:
         counts = list(n_bins)
-        if len(counts) != d or any(isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in counts):
-            raise InvalidArgumentError(f"n_bins: must be an integer or {d} integers (one per axis), got {n_bins!r}")
+        if len(counts) != d or any(
+            isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in counts
+        ):
+            raise InvalidArgumentError(
+                f"n_bins: must be an integer or {d} integers (one per axis), got {n_bins!r}"
+            )
     if any(c < 1 for c in counts):
         raise InvalidArgumentError(f"n_bins: must be positive, got {n_bins!r}")
     lo, hi = points.min(axis=0), points.max(axis=0)
@@ -280,7 +341,9 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         meas_bins = _bin_index(y_meas, edges, counts, clip=False)
         inside = meas_bins >= 0
         if not inside.any():
-            raise InvalidArgumentError("measured: no measured point lies in the range of the response points")
+            raise InvalidArgumentError(
+                "measured: no measured point lies in the range of the response points"
+            )
         nubar = np.bincount(meas_bins[inside], weights=nu[inside], minlength=n_bin)
         nubar /= nubar.sum()
         rbar = (1 - eps_bin) * rbar + eps_bin / n_bin
@@ -315,7 +378,9 @@ def richardson_lucy(response, measured, n_iter, *, efficiencies=None, prior=None
     r = as_float_array(response, "response", ndim=2)
     n = as_float_array(measured, "measured", ndim=1)
     if n.shape[0] != r.shape[0]:
-        raise InvalidArgumentError(f"measured: has {n.shape[0]} bins but response has {r.shape[0]} rows")
+        raise InvalidArgumentError(
+            f"measured: has {n.shape[0]} bins but response has {r.shape[0]} rows"
+        )
     if (n < 0).any():
         raise InvalidArgumentError("measured: counts must be non-negative")
     if (r < 0).any():
@@ -324,10 +389,14 @@ def richardson_lucy(response, measured, n_iter, *, efficiencies=None, prior=None
     if efficiencies is not None:
         efficiencies = as_float_array(efficiencies, "efficiencies", ndim=1)
         if efficiencies.shape[0] != r.shape[1]:
-            raise InvalidArgumentError(f"efficiencies: has {efficiencies.shape[0]} entries but response has {r.shape[1]} causes")
+            raise InvalidArgumentError(
+                f"efficiencies: has {efficiencies.shape[0]} entries but response has {r.shape[1]} causes"
+            )
         if ((efficiencies <= 0) | (efficiencies > 1)).any():
             raise InvalidArgumentError("efficiencies: entries must lie in (0, 1]")
     if prior is not None:
         prior = as_weights(prior, "prior", r.shape[1], "response columns")
-    unfolded, _ = _core.richardson_lucy_binned(np.ascontiguousarray(r), np.ascontiguousarray(n), n_iter, efficiencies, prior)
+    unfolded, _ = _core.richardson_lucy_binned(
+        np.ascontiguousarray(r), np.ascontiguousarray(n), n_iter, efficiencies, prior
+    )
     return unfolded

@@ -7,10 +7,10 @@
 use pyo3::prelude::*;
 
 mod errors;
-mod sinkhorn;
-mod unfold;
 mod patches;
+mod sinkhorn;
 mod sparsify;
+mod unfold;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

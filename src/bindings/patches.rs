@@ -7,14 +7,22 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::sinkhorn::{init_pair, params};
 use crate::core::cost::CostKernel;
-use crate::core::patches::{extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot, PatchCost};
+use crate::core::patches::{
+    extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot, PatchCost,
+};
 use crate::core::OtError;
 
 /// All patch_size×patch_size patches (stride 1) of a 2-D image, one per row.
 #[pyfunction]
-fn extract_patches<'py>(py: Python<'py>, image: PyReadonlyArray2<'py, f64>, patch_size: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn extract_patches<'py>(
+    py: Python<'py>,
+    image: PyReadonlyArray2<'py, f64>,
+    patch_size: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let view = image.as_array();
-    let out = py.detach(|| core_extract(view, patch_size)).map_err(CoreError)?;
+    let out = py
+        .detach(|| core_extract(view, patch_size))
+        .map_err(CoreError)?;
     Ok(out.into_pyarray(py))
 }
 
@@ -28,7 +36,9 @@ fn fold_patches<'py>(
     patch_size: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let view = patches.as_array();
-    let out = py.detach(|| core_fold(view, height, width, patch_size)).map_err(CoreError)?;
+    let out = py
+        .detach(|| core_fold(view, height, width, patch_size))
+        .map_err(CoreError)?;
     Ok(out.into_pyarray(py))
 }
 
@@ -67,10 +77,21 @@ fn patch_sinkhorn<'py>(
     f_init: Option<PyReadonlyArray1<'py, f64>>,
     g_init: Option<PyReadonlyArray1<'py, f64>>,
 ) -> PyResult<PatchTuple<'py>> {
-    let p = params(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, true)?;
+    let p = params(
+        reg,
+        reach_a,
+        reach_b,
+        max_iter,
+        tol,
+        update,
+        eps_scaling,
+        true,
+    )?;
     let init = init_pair(&f_init, &g_init)?;
     let (a, x, b, y) = (a.as_array(), x.as_array(), b.as_array(), y.as_array());
-    let r = py.detach(|| patch_ot(x, a, y, b, &p, init)).map_err(CoreError)?;
+    let r = py
+        .detach(|| patch_ot(x, a, y, b, &p, init))
+        .map_err(CoreError)?;
     let s = r.sinkhorn;
     Ok((
         s.f.into_pyarray(py),
@@ -122,11 +143,22 @@ fn patch_prior<'py>(
 ) -> PyResult<ImageTuple<'py>> {
     // Semi-unbalanced: the image's patch marginal exact, the reference's relaxed; alternating
     // updates end with the exact row update (issue 5).
-    let mut p = params(reg, image_reach, reach, max_iter, tol, "alternating", eps_scaling, true)?;
+    let mut p = params(
+        reg,
+        image_reach,
+        reach,
+        max_iter,
+        tol,
+        "alternating",
+        eps_scaling,
+        true,
+    )?;
     p.stage_iter = stage_iter;
     let init = init_pair(&f_init, &g_init)?;
     let (img, y) = (image.as_array(), reference_patches.as_array());
-    let (r, grad) = py.detach(|| image_patch_ot(img, patch_size, y, &p, init)).map_err(CoreError)?;
+    let (r, grad) = py
+        .detach(|| image_patch_ot(img, patch_size, y, &p, init))
+        .map_err(CoreError)?;
     let s = r.sinkhorn;
     Ok((
         s.objective,
@@ -159,12 +191,18 @@ fn patch_softmin<'py>(
             let k = PatchCost::new(xv, yv)?;
             let (n, m) = k.shape();
             if col.len() != m {
-                return Err(OtError::shape("col", format!("must have {m} entries, got {}", col.len())));
+                return Err(OtError::shape(
+                    "col",
+                    format!("must have {m} entries, got {}", col.len()),
+                ));
             }
             crate::core::error::check_positive("reg", reg)?;
             let shift = match shift {
                 Some(s) if s.len() != n => {
-                    return Err(OtError::shape("shift", format!("must have {n} entries, got {}", s.len())))
+                    return Err(OtError::shape(
+                        "shift",
+                        format!("must have {n} entries, got {}", s.len()),
+                    ))
                 }
                 Some(s) => s.to_vec(),
                 None => vec![0.0; n],

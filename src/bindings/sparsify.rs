@@ -8,7 +8,9 @@ use super::errors::CoreError;
 use crate::core::cost::DenseCost;
 use crate::core::grid::GridCost;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
-use crate::core::sparsify::{sparsify, sparsify_rawson2022, SparsifyOutput, SparsifyParams, StopReason};
+use crate::core::sparsify::{
+    sparsify, sparsify_rawson2022, SparsifyOutput, SparsifyParams, StopReason,
+};
 use crate::core::OtError;
 
 #[allow(clippy::too_many_arguments)]
@@ -24,10 +26,16 @@ fn params(
     record_history: bool,
 ) -> Result<SparsifyParams, CoreError> {
     if max_iter < 0 {
-        return Err(OtError::invalid("max_iter", format!("must be non-negative, got {max_iter}")).into());
+        return Err(
+            OtError::invalid("max_iter", format!("must be non-negative, got {max_iter}")).into(),
+        );
     }
     if sinkhorn_max_iter < 1 {
-        return Err(OtError::invalid("sinkhorn_max_iter", format!("must be at least 1, got {sinkhorn_max_iter}")).into());
+        return Err(OtError::invalid(
+            "sinkhorn_max_iter",
+            format!("must be at least 1, got {sinkhorn_max_iter}"),
+        )
+        .into());
     }
     Ok(SparsifyParams {
         sparsity,
@@ -59,13 +67,17 @@ fn into_dict(py: Python<'_>, out: SparsifyOutput) -> PyResult<Bound<'_, PyDict>>
         StopReason::MaxIter => "max_iter",
     };
     d.set_item("stop", stop)?;
-    d.set_item("objectives", numpy::ndarray::Array1::from(out.objectives).into_pyarray(py))?;
+    d.set_item(
+        "objectives",
+        numpy::ndarray::Array1::from(out.objectives).into_pyarray(py),
+    )?;
     if out.history.is_empty() {
         d.set_item("history", py.None())?;
     } else {
         let k = out.history.len();
         let flat: Vec<f64> = out.history.iter().flat_map(|h| h.iter().copied()).collect();
-        let arr = numpy::ndarray::Array2::from_shape_vec((k, n), flat).expect("history rows have n entries");
+        let arr = numpy::ndarray::Array2::from_shape_vec((k, n), flat)
+            .expect("history rows have n entries");
         d.set_item("history", arr.into_pyarray(py))?;
     }
     d.set_item("sinkhorn_unconverged", out.sinkhorn_unconverged)?;
@@ -93,7 +105,17 @@ fn sparsify_dense<'py>(
     record_history: bool,
     objective: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let p = params(sparsity, reg, step_size, max_iter, tol, min_step, sinkhorn_max_iter, sinkhorn_tol, record_history)?;
+    let p = params(
+        sparsity,
+        reg,
+        step_size,
+        max_iter,
+        tol,
+        min_step,
+        sinkhorn_max_iter,
+        sinkhorn_tol,
+        record_history,
+    )?;
     let (nu, cost) = (nu.as_array(), cost.as_array());
     let mu0 = mu0.as_ref().map(|m| m.as_array());
     let out = match objective {
@@ -102,7 +124,10 @@ fn sparsify_dense<'py>(
             sparsify(&k, nu, mu0, &p)
         }),
         "rawson2022" => py.detach(|| sparsify_rawson2022(cost, nu, mu0, &p)),
-        other => Err(OtError::invalid("objective", format!("must be 'entropic' or 'rawson2022', got {other:?}"))),
+        other => Err(OtError::invalid(
+            "objective",
+            format!("must be 'entropic' or 'rawson2022', got {other:?}"),
+        )),
     }
     .map_err(CoreError)?;
     into_dict(py, out)
@@ -130,7 +155,17 @@ fn sparsify_grid<'py>(
     sinkhorn_tol: f64,
     record_history: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let p = params(sparsity, reg, step_size, max_iter, tol, min_step, sinkhorn_max_iter, sinkhorn_tol, record_history)?;
+    let p = params(
+        sparsity,
+        reg,
+        step_size,
+        max_iter,
+        tol,
+        min_step,
+        sinkhorn_max_iter,
+        sinkhorn_tol,
+        record_history,
+    )?;
     let nu = nu.as_array();
     let mu0 = mu0.as_ref().map(|m| m.as_array());
     let out = py
@@ -143,7 +178,13 @@ fn sparsify_grid<'py>(
 }
 
 /// (f, g, objective, n_iter, converged)
-type GridTuple<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>, f64, usize, bool);
+type GridTuple<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    f64,
+    usize,
+    bool,
+);
 
 /// Balanced Sinkhorn between `a` and `b` on an (ny, nx) grid with the separable kernel.
 #[pyfunction]
@@ -162,7 +203,11 @@ fn sinkhorn_grid<'py>(
     tol: f64,
 ) -> PyResult<GridTuple<'py>> {
     if max_iter < 1 {
-        return Err(CoreError(OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}"))).into());
+        return Err(CoreError(OtError::invalid(
+            "max_iter",
+            format!("must be at least 1, got {max_iter}"),
+        ))
+        .into());
     }
     let (a, b) = (a.as_array(), b.as_array());
     let mut p = SinkhornParams::new(reg);
@@ -174,12 +219,24 @@ fn sinkhorn_grid<'py>(
             sinkhorn(&k, a, b, &p, None)
         })
         .map_err(CoreError)?;
-    Ok((out.f.into_pyarray(py), out.g.into_pyarray(py), out.objective, out.n_iter, out.converged))
+    Ok((
+        out.f.into_pyarray(py),
+        out.g.into_pyarray(py),
+        out.objective,
+        out.n_iter,
+        out.converged,
+    ))
 }
 
 /// The dense (ny·nx)² cost matrix of the grid kernel (for tests and small problems).
 #[pyfunction]
-fn grid_cost_matrix(py: Python<'_>, ny: usize, nx: usize, hy: f64, hx: f64) -> PyResult<Bound<'_, PyArray2<f64>>> {
+fn grid_cost_matrix(
+    py: Python<'_>,
+    ny: usize,
+    nx: usize,
+    hy: f64,
+    hx: f64,
+) -> PyResult<Bound<'_, PyArray2<f64>>> {
     let k = GridCost::new(ny, nx, hy, hx).map_err(CoreError)?;
     let n = ny * nx;
     Ok(numpy::ndarray::Array2::from_shape_fn((n, n), |(i, j)| k.cost(i, j)).into_pyarray(py))

@@ -5,12 +5,16 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use crate::core::unfold::{
-    douglas_rachford, exact_kl_projection, ot_unfold, richardson_lucy, wright_omega, CostNormalization, KerBProjector, OtUnfoldParams,
-    Projection, Response,
+    douglas_rachford, exact_kl_projection, ot_unfold, richardson_lucy, wright_omega,
+    CostNormalization, KerBProjector, OtUnfoldParams, Projection, Response,
 };
 use crate::core::OtError;
 
-fn make_response(response: Option<PyReadonlyArray2<'_, f64>>, n_gen: usize, per_point: usize) -> Result<Response, CoreError> {
+fn make_response(
+    response: Option<PyReadonlyArray2<'_, f64>>,
+    n_gen: usize,
+    per_point: usize,
+) -> Result<Response, CoreError> {
     Ok(match response {
         Some(r) => Response::new_dense(r.as_array().to_owned())?,
         None => Response::new_blocks(n_gen, per_point)?,
@@ -28,7 +32,11 @@ fn projector_and_vector(
     let proj = KerBProjector::new(make_response(response, n_gen, per_point)?)?;
     let v = v.as_array();
     if v.len() != proj.len() {
-        return Err(OtError::shape(name, format!("has {} entries, expected m + L = {}", v.len(), proj.len())).into());
+        return Err(OtError::shape(
+            name,
+            format!("has {} entries, expected m + L = {}", v.len(), proj.len()),
+        )
+        .into());
     }
     Ok((proj, v.to_vec()))
 }
@@ -77,20 +85,42 @@ fn ot_unfold_points<'py>(
         "max" => CostNormalization::Max,
         "none" => CostNormalization::None,
         other => {
-            return Err(CoreError(OtError::invalid("cost_normalization", format!("must be 'max' or 'none', got {other:?}"))).into())
+            return Err(CoreError(OtError::invalid(
+                "cost_normalization",
+                format!("must be 'max' or 'none', got {other:?}"),
+            ))
+            .into())
         }
     };
     let projection = match projection {
         "douglas-rachford" => Projection::DouglasRachford,
         "exact" => Projection::Exact,
         other => {
-            return Err(CoreError(OtError::invalid("projection", format!("must be 'douglas-rachford' or 'exact', got {other:?}"))).into())
+            return Err(CoreError(OtError::invalid(
+                "projection",
+                format!("must be 'douglas-rachford' or 'exact', got {other:?}"),
+            ))
+            .into())
         }
     };
-    let params =
-        OtUnfoldParams { eps: reg, eps_init: reg_init, n_init_iter, max_iter, tol, dr_iter, dr_step, projection, p, cost_normalization };
+    let params = OtUnfoldParams {
+        eps: reg,
+        eps_init: reg_init,
+        n_init_iter,
+        max_iter,
+        tol,
+        dr_iter,
+        dr_step,
+        projection,
+        p,
+        cost_normalization,
+    };
     let resp = make_response(response, n_gen, per_point)?;
-    let (y, yp, nu) = (response_points.as_array(), measured_points.as_array(), measured_weights.as_array());
+    let (y, yp, nu) = (
+        response_points.as_array(),
+        measured_points.as_array(),
+        measured_weights.as_array(),
+    );
     let prior = prior.as_ref().map(|s| s.as_array());
     let out = py.detach(|| {
         let mut cb = |i: usize| {
@@ -143,7 +173,9 @@ fn kerb_projection_exact<'py>(
     per_point: usize,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (proj, lw) = projector_and_vector("log_w", log_w, response, n_gen, per_point)?;
-    let z = py.detach(|| exact_kl_projection(&proj, &lw)).map_err(CoreError)?;
+    let z = py
+        .detach(|| exact_kl_projection(&proj, &lw))
+        .map_err(CoreError)?;
     Ok(z.into_pyarray(py))
 }
 
@@ -165,7 +197,10 @@ fn kerb_orthogonal_projection<'py>(
 
 /// Elementwise Wright omega.
 #[pyfunction]
-fn wright_omega_array<'py>(py: Python<'py>, t: PyReadonlyArray1<'py, f64>) -> Bound<'py, PyArray1<f64>> {
+fn wright_omega_array<'py>(
+    py: Python<'py>,
+    t: PyReadonlyArray1<'py, f64>,
+) -> Bound<'py, PyArray1<f64>> {
     let t = t.as_array();
     let out: Vec<f64> = py.detach(|| t.iter().map(|v| wright_omega(*v)).collect());
     out.into_pyarray(py)
@@ -188,7 +223,9 @@ fn richardson_lucy_binned<'py>(
     let (r, nu) = (response.as_array(), measured.as_array());
     let eff = efficiencies.as_ref().map(|e| e.as_array());
     let pr = prior.as_ref().map(|e| e.as_array());
-    let out = py.detach(|| richardson_lucy(r, nu, n_iter, eff, pr)).map_err(CoreError)?;
+    let out = py
+        .detach(|| richardson_lucy(r, nu, n_iter, eff, pr))
+        .map_err(CoreError)?;
     Ok((out.unfolded.into_pyarray(py), out.history.into_pyarray(py)))
 }
 

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::logsumexp::{
-    accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, softmin_exact,
-    sum_exp, sum_exp_generic, sum_exp_sparse_generic,
+    accumulate_exp, finish_shifted, max_gap, multiversion, plan_row_sums, softmin_exact, sum_exp,
+    sum_exp_generic, sum_exp_sparse_generic,
 };
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.

@@ -49,14 +49,27 @@ fn lse_units(cost: &[f64], col: &[f64], eps: f64) -> f64 {
 impl GridCost {
     pub fn new(ny: usize, nx: usize, hy: f64, hx: f64) -> Result<Self> {
         if ny == 0 || nx == 0 {
-            return Err(OtError::shape("shape", format!("grid must not be empty, got ({ny}, {nx})")));
+            return Err(OtError::shape(
+                "shape",
+                format!("grid must not be empty, got ({ny}, {nx})"),
+            ));
         }
         for (name, h) in [("spacing", hy), ("spacing", hx)] {
             if !(h.is_finite() && h > 0.0) {
-                return Err(OtError::invalid(name, format!("grid spacing must be positive and finite, got {h}")));
+                return Err(OtError::invalid(
+                    name,
+                    format!("grid spacing must be positive and finite, got {h}"),
+                ));
             }
         }
-        Ok(GridCost { ny, nx, cx: cost_1d(nx, hx), cy: cost_1d(ny, hy), hx, hy })
+        Ok(GridCost {
+            ny,
+            nx,
+            cx: cost_1d(nx, hx),
+            cy: cost_1d(ny, hy),
+            hx,
+            hy,
+        })
     }
 
     /// The cost of pixels `i` and `j` (flat C-order indices).
@@ -74,7 +87,11 @@ impl GridCost {
         // and the x-cost mean under those weights.
         let want_mean = mean_cost.is_some();
         let mut t = vec![0.0; nx * ny];
-        let mut tx_mean = if want_mean { vec![0.0; nx * ny] } else { Vec::new() };
+        let mut tx_mean = if want_mean {
+            vec![0.0; nx * ny]
+        } else {
+            Vec::new()
+        };
         let pass1 = |i2: usize, trow: &mut [f64], mrow: Option<&mut [f64]>| {
             let cxr = &self.cx[i2 * nx..(i2 + 1) * nx];
             for j1 in 0..ny {
@@ -87,7 +104,10 @@ impl GridCost {
                     mrow[j1] = if l == f64::NEG_INFINITY {
                         0.0
                     } else {
-                        cxr.iter().zip(c).map(|(x, w)| x * ((w - x - l) / eps).exp()).sum()
+                        cxr.iter()
+                            .zip(c)
+                            .map(|(x, w)| x * ((w - x - l) / eps).exp())
+                            .sum()
                     };
                 }
             }
@@ -98,7 +118,9 @@ impl GridCost {
                 .enumerate()
                 .for_each(|(i2, (trow, mrow))| pass1(i2, trow, Some(mrow)));
         } else {
-            t.par_chunks_mut(ny).enumerate().for_each(|(i2, trow)| pass1(i2, trow, None));
+            t.par_chunks_mut(ny)
+                .enumerate()
+                .for_each(|(i2, trow)| pass1(i2, trow, None));
         }
         // Pass 2 (along y): out[i₁, i₂] = −ε log Σ_{j₁} exp((t[i₂, j₁] − Cy(i₁, j₁))/ε).
         let pass2 = |i1: usize, orow: &mut [f64], mrow: Option<&mut [f64]>| {
@@ -116,7 +138,9 @@ impl GridCost {
                     mrow[i2] = if l == f64::NEG_INFINITY {
                         0.0
                     } else {
-                        (0..ny).map(|j1| ((tcol[j1] - cyr[j1] - l) / eps).exp() * (cyr[j1] + mcol[j1])).sum()
+                        (0..ny)
+                            .map(|j1| ((tcol[j1] - cyr[j1] - l) / eps).exp() * (cyr[j1] + mcol[j1]))
+                            .sum()
                     };
                 }
             }
@@ -127,7 +151,10 @@ impl GridCost {
                 .zip(m.par_chunks_mut(nx))
                 .enumerate()
                 .for_each(|(i1, (orow, mrow))| pass2(i1, orow, Some(mrow))),
-            None => out.par_chunks_mut(nx).enumerate().for_each(|(i1, orow)| pass2(i1, orow, None)),
+            None => out
+                .par_chunks_mut(nx)
+                .enumerate()
+                .for_each(|(i1, orow)| pass2(i1, orow, None)),
         }
     }
 }
@@ -160,16 +187,28 @@ impl CostKernel for GridCost {
         let mut s_cols = vec![0.0; n];
         self.reduce(row, eps, &mut s_cols, None);
         // Σ_j P_ij = exp((row_i − softmin_i)/ε); Σ_j C_ij P_ij = that mass times the mean cost.
-        let mass = |r: f64, s: f64| if r == f64::NEG_INFINITY { 0.0 } else { ((r - s) / eps).exp() };
+        let mass = |r: f64, s: f64| {
+            if r == f64::NEG_INFINITY {
+                0.0
+            } else {
+                ((r - s) / eps).exp()
+            }
+        };
         let row_sums: Vec<f64> = row.iter().zip(&s_rows).map(|(&r, &s)| mass(r, s)).collect();
         let col_sums: Vec<f64> = col.iter().zip(&s_cols).map(|(&c, &s)| mass(c, s)).collect();
         let transport_cost = row_sums.iter().zip(&mean_rows).map(|(m, c)| m * c).sum();
-        PlanSums { row_sums, col_sums, transport_cost }
+        PlanSums {
+            row_sums,
+            col_sums,
+            transport_cost,
+        }
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         let n = self.ny * self.nx;
-        Array2::from_shape_fn((n, n), |(i, j)| ((row[i] + col[j] - self.cost(i, j)) / eps).exp())
+        Array2::from_shape_fn((n, n), |(i, j)| {
+            ((row[i] + col[j] - self.cost(i, j)) / eps).exp()
+        })
     }
 }
 
@@ -185,8 +224,12 @@ mod tests {
         let n = ny * nx;
         let c = Array2::from_shape_fn((n, n), |(i, j)| grid.cost(i, j));
         let dense = DenseCost::new(c.view()).unwrap();
-        let col: Vec<f64> = (0..n).map(|j| ((j * 7919) % 13) as f64 * 0.03 - 0.2).collect();
-        let row: Vec<f64> = (0..n).map(|i| ((i * 104729) % 11) as f64 * 0.02 - 0.1).collect();
+        let col: Vec<f64> = (0..n)
+            .map(|j| ((j * 7919) % 13) as f64 * 0.03 - 0.2)
+            .collect();
+        let row: Vec<f64> = (0..n)
+            .map(|i| ((i * 104729) % 11) as f64 * 0.02 - 0.1)
+            .collect();
         let zero = vec![0.0; n];
         for eps in [0.05, 0.3, 2.0] {
             let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
@@ -195,11 +238,22 @@ mod tests {
             for (x, y) in a.iter().zip(&b) {
                 assert!((x - y).abs() < 1e-12, "{x} vs {y}");
             }
-            let (pg, pd) = (grid.plan_sums(&row, &col, eps), dense.plan_sums(&row, &col, eps));
-            for (x, y) in pg.row_sums.iter().zip(&pd.row_sums).chain(pg.col_sums.iter().zip(&pd.col_sums)) {
+            let (pg, pd) = (
+                grid.plan_sums(&row, &col, eps),
+                dense.plan_sums(&row, &col, eps),
+            );
+            for (x, y) in pg
+                .row_sums
+                .iter()
+                .zip(&pd.row_sums)
+                .chain(pg.col_sums.iter().zip(&pd.col_sums))
+            {
                 assert!((x - y).abs() < 1e-12 * y.abs().max(1.0), "{x} vs {y}");
             }
-            assert!((pg.transport_cost - pd.transport_cost).abs() < 1e-10 * pd.transport_cost.abs().max(1.0));
+            assert!(
+                (pg.transport_cost - pd.transport_cost).abs()
+                    < 1e-10 * pd.transport_cost.abs().max(1.0)
+            );
         }
     }
 }

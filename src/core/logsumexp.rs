@@ -137,7 +137,12 @@ pub fn simd_level() -> SimdLevel {
 }
 
 #[inline(always)]
-pub(crate) fn sum_exp_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+pub(crate) fn sum_exp_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+) -> f64 {
     debug_assert_eq!(cost.len(), col.len());
     let mut acc = [0.0f64; LANES];
     let (cost_chunks, col_chunks) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
@@ -160,7 +165,13 @@ multiversion! {
 }
 
 #[inline(always)]
-fn accumulate_exp_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, acc: &mut [f64]) {
+fn accumulate_exp_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    acc: &mut [f64],
+) {
     debug_assert!(cost.len() == col.len() && col.len() == acc.len());
     let mut acc_chunks = acc.chunks_exact_mut(LANES);
     let (cost_chunks, col_chunks) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
@@ -170,7 +181,12 @@ fn accumulate_exp_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, 
             s[l] += exp::<FMA>((w[l] + row - c[l]) * inv_eps);
         }
     }
-    for ((s, c), w) in acc_chunks.into_remainder().iter_mut().zip(cost_tail).zip(col_tail) {
+    for ((s, c), w) in acc_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(cost_tail)
+        .zip(col_tail)
+    {
         *s += exp::<FMA>((w + row - c) * inv_eps);
     }
 }
@@ -201,7 +217,12 @@ fn plan_row_generic<const FMA: bool>(
         }
     }
     let (mut mass, mut transport) = (mass.iter().sum::<f64>(), transport.iter().sum::<f64>());
-    for ((s, &c), w) in sum_chunks.into_remainder().iter_mut().zip(cost_tail).zip(col_tail) {
+    for ((s, &c), w) in sum_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(cost_tail)
+        .zip(col_tail)
+    {
         let p = exp::<FMA>((w + row - c) * inv_eps);
         *s += p;
         mass += p;
@@ -218,7 +239,12 @@ multiversion! {
 /// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
 pub const SKIP_BELOW: f64 = -80.0;
 #[inline(always)]
-pub(crate) fn sum_exp_sparse_generic<const FMA: bool>(cost: &[f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+pub(crate) fn sum_exp_sparse_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
     let mut tail = 0.0;

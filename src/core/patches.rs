@@ -18,7 +18,10 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, PlanSums};
 use crate::core::error::{check_finite, OtError, Result};
-use crate::core::logsumexp::{exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp, sum_exp_sparse, LANES};
+use crate::core::logsumexp::{
+    exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp, sum_exp_sparse,
+    LANES,
+};
 use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
@@ -37,19 +40,27 @@ pub fn extract_patches(image: ArrayView2<'_, f64>, patch: usize) -> Result<Array
     let (nh, nw) = (h - patch + 1, w - patch + 1);
     let d = patch * patch;
     let mut out = Array2::zeros((nh * nw, d));
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(idx, mut row)| {
-        let (r, c) = (idx / nw, idx % nw);
-        for u in 0..patch {
-            for v in 0..patch {
-                row[u * patch + v] = image[(r + u, c + v)];
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(idx, mut row)| {
+            let (r, c) = (idx / nw, idx % nw);
+            for u in 0..patch {
+                for v in 0..patch {
+                    row[u * patch + v] = image[(r + u, c + v)];
+                }
             }
-        }
-    });
+        });
     Ok(out)
 }
 
 /// Adjoint of [`extract_patches`]: `image(r+u, c+v) += patches[(r,c), (u,v)]` over all patches.
-pub fn fold_patches(patches: ArrayView2<'_, f64>, height: usize, width: usize, patch: usize) -> Result<Array2<f64>> {
+pub fn fold_patches(
+    patches: ArrayView2<'_, f64>,
+    height: usize,
+    width: usize,
+    patch: usize,
+) -> Result<Array2<f64>> {
     check_patch_fits("shape", height, width, patch)?;
     let (nh, nw) = (height - patch + 1, width - patch + 1);
     if patches.dim() != (nh * nw, patch * patch) {
@@ -67,18 +78,22 @@ pub fn fold_patches(patches: ArrayView2<'_, f64>, height: usize, width: usize, p
     // Gather form of the adjoint (each output row sums the patches covering it): parallel
     // over image rows without write conflicts.
     let mut image = Array2::zeros((height, width));
-    image.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(y, mut out_row)| {
-        let u_lo = (y + 1).saturating_sub(nh);
-        for u in u_lo..patch.min(y + 1) {
-            let r = y - u;
-            for c in 0..nw {
-                let p = patches.row(r * nw + c);
-                for v in 0..patch {
-                    out_row[c + v] += p[u * patch + v];
+    image
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(y, mut out_row)| {
+            let u_lo = (y + 1).saturating_sub(nh);
+            for u in u_lo..patch.min(y + 1) {
+                let r = y - u;
+                for c in 0..nw {
+                    let p = patches.row(r * nw + c);
+                    for v in 0..patch {
+                        out_row[c + v] += p[u * patch + v];
+                    }
                 }
             }
-        }
-    });
+        });
     Ok(image)
 }
 
@@ -87,7 +102,10 @@ fn check_patch_fits(name: &'static str, h: usize, w: usize, patch: usize) -> Res
         return Err(OtError::invalid("patch_size", "must be at least 1"));
     }
     if h < patch || w < patch {
-        return Err(OtError::shape(name, format!("a {h}×{w} image is smaller than one {patch}×{patch} patch")));
+        return Err(OtError::shape(
+            name,
+            format!("a {h}×{w} image is smaller than one {patch}×{patch} patch"),
+        ));
     }
     Ok(())
 }
@@ -118,14 +136,28 @@ impl Cloud {
             }
             norms[i] = p.iter().map(|v| v * v).sum();
         }
-        Cloud { n, d, rows, cols, n_pad, norms }
+        Cloud {
+            n,
+            d,
+            rows,
+            cols,
+            n_pad,
+            norms,
+        }
     }
 }
 
 /// `out[r·TILE + jj] = |from_{i0+r}|² + |to_{j0+jj}|² − 2 from_{i0+r}·to_{j0+jj}` for r < ROWS,
 /// jj < len (rounded up to LANES; rows past the end repeat the last row and are ignored).
 #[inline(always)]
-fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j0: usize, len: usize, out: &mut [f64]) {
+fn sq_dist_block_generic<const FMA: bool>(
+    from: &Cloud,
+    i0: usize,
+    to: &Cloud,
+    j0: usize,
+    len: usize,
+    out: &mut [f64],
+) {
     let madd = mul_add::<FMA>;
     let d = from.d;
     let last = from.n - 1;
@@ -139,8 +171,15 @@ fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j
         let j = j0 + jc;
         // Four independent accumulators of LANES columns: stay in registers over the d
         // coordinates, and each loaded vector of y feeds four rows (tiles of x·yᵀ).
-        let (mut acc0, mut acc1, mut acc2, mut acc3) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
-        for ((((yrow, &a0), &a1), &a2), &a3) in rows_of_y.clone().zip(x[0]).zip(x[1]).zip(x[2]).zip(x[3]) {
+        let (mut acc0, mut acc1, mut acc2, mut acc3) = (
+            [0.0f64; LANES],
+            [0.0f64; LANES],
+            [0.0f64; LANES],
+            [0.0f64; LANES],
+        );
+        for ((((yrow, &a0), &a1), &a2), &a3) in
+            rows_of_y.clone().zip(x[0]).zip(x[1]).zip(x[2]).zip(x[3])
+        {
             let y: &[f64; LANES] = yrow[j..j + LANES].try_into().unwrap();
             for l in 0..LANES {
                 acc0[l] = madd(a0, y[l], acc0[l]);
@@ -151,7 +190,9 @@ fn sq_dist_block_generic<const FMA: bool>(from: &Cloud, i0: usize, to: &Cloud, j
         }
         let yn: &[f64; LANES] = to.norms[j..j + LANES].try_into().unwrap();
         for (r, acc) in [acc0, acc1, acc2, acc3].iter().enumerate() {
-            let o: &mut [f64; LANES] = (&mut out[r * TILE + jc..r * TILE + jc + LANES]).try_into().unwrap();
+            let o: &mut [f64; LANES] = (&mut out[r * TILE + jc..r * TILE + jc + LANES])
+                .try_into()
+                .unwrap();
             for l in 0..LANES {
                 // Rounding can make the expanded form slightly negative for near-equal patches.
                 o[l] = (xn[r] + yn[l] - 2.0 * acc[l]).max(0.0);
@@ -171,7 +212,12 @@ multiversion! {
 const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
 
 #[inline(always)]
-fn plan_tile_generic<const FMA: bool>(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 {
+fn plan_tile_generic<const FMA: bool>(
+    cost: &mut [f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+) -> f64 {
     let mut mass = 0.0;
     for (c, w) in cost.iter_mut().zip(col) {
         *c = exp::<FMA>((w + row - *c) * inv_eps);
@@ -189,7 +235,12 @@ multiversion! {
 fn dot_generic<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for l in 0..LANES {
             acc[l] += x[l] * y[l];
@@ -226,34 +277,50 @@ fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64
                     sq_dist_block(from, p0 + b0, to, j0, len, tile);
                     for r in 0..ROWS.min(panel.len() - b0) {
                         let i = p0 + b0 + r;
-                        sums[b0 + r] +=
-                            sum_exp_sparse(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], shift[i], inv_eps);
+                        sums[b0 + r] += sum_exp_sparse(
+                            &tile[r * TILE..r * TILE + len],
+                            &col[j0..j0 + len],
+                            shift[i],
+                            inv_eps,
+                        );
                     }
                 }
             }
             for (q, o) in panel.iter_mut().enumerate() {
                 let (i, i0, r) = (p0 + q, p0 + q / ROWS * ROWS, q % ROWS);
-                let usable = if sums[q] >= SPARSE_MIN_SUM { Some(sums[q]) } else { None };
-                *o = usable.and_then(|s| finish_shifted(s, shift[i], eps)).unwrap_or_else(|| {
-                    // The shift was a poor guess: exact two-pass evaluation with the foundation's
-                    // dense kernel and the true max shift.
-                    let mut hi = f64::NEG_INFINITY;
-                    for j0 in (0..m).step_by(TILE) {
-                        let len = TILE.min(m - j0);
-                        sq_dist_block(from, i0, to, j0, len, tile);
-                        hi = hi.max(max_gap(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len]));
-                    }
-                    if hi == f64::NEG_INFINITY {
-                        return f64::INFINITY;
-                    }
-                    let mut s = 0.0;
-                    for j0 in (0..m).step_by(TILE) {
-                        let len = TILE.min(m - j0);
-                        sq_dist_block(from, i0, to, j0, len, tile);
-                        s += sum_exp(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len], -hi, inv_eps);
-                    }
-                    -hi - eps * s.ln()
-                });
+                let usable = if sums[q] >= SPARSE_MIN_SUM {
+                    Some(sums[q])
+                } else {
+                    None
+                };
+                *o = usable
+                    .and_then(|s| finish_shifted(s, shift[i], eps))
+                    .unwrap_or_else(|| {
+                        // The shift was a poor guess: exact two-pass evaluation with the foundation's
+                        // dense kernel and the true max shift.
+                        let mut hi = f64::NEG_INFINITY;
+                        for j0 in (0..m).step_by(TILE) {
+                            let len = TILE.min(m - j0);
+                            sq_dist_block(from, i0, to, j0, len, tile);
+                            hi = hi
+                                .max(max_gap(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len]));
+                        }
+                        if hi == f64::NEG_INFINITY {
+                            return f64::INFINITY;
+                        }
+                        let mut s = 0.0;
+                        for j0 in (0..m).step_by(TILE) {
+                            let len = TILE.min(m - j0);
+                            sq_dist_block(from, i0, to, j0, len, tile);
+                            s += sum_exp(
+                                &tile[r * TILE..r * TILE + len],
+                                &col[j0..j0 + len],
+                                -hi,
+                                inv_eps,
+                            );
+                        }
+                        -hi - eps * s.ln()
+                    });
             }
         },
     );
@@ -284,20 +351,33 @@ pub struct PlanMoments {
 impl PatchCost {
     pub fn new(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>) -> Result<Self> {
         if x.nrows() == 0 || x.ncols() == 0 {
-            return Err(OtError::shape("x", format!("patch cloud must not be empty, got shape {:?}", x.shape())));
+            return Err(OtError::shape(
+                "x",
+                format!("patch cloud must not be empty, got shape {:?}", x.shape()),
+            ));
         }
         if y.nrows() == 0 || y.ncols() == 0 {
-            return Err(OtError::shape("y", format!("patch cloud must not be empty, got shape {:?}", y.shape())));
+            return Err(OtError::shape(
+                "y",
+                format!("patch cloud must not be empty, got shape {:?}", y.shape()),
+            ));
         }
         if x.ncols() != y.ncols() {
             return Err(OtError::shape(
                 "y",
-                format!("patches must have the dimension of x ({}), got {}", x.ncols(), y.ncols()),
+                format!(
+                    "patches must have the dimension of x ({}), got {}",
+                    x.ncols(),
+                    y.ncols()
+                ),
             ));
         }
         check_finite("x", x.iter())?;
         check_finite("y", y.iter())?;
-        Ok(PatchCost { x: Cloud::new(x), y: Cloud::new(y) })
+        Ok(PatchCost {
+            x: Cloud::new(x),
+            y: Cloud::new(y),
+        })
     }
 
     /// Row masses, column masses and barycentric sums `Σ_j π_ij y_j` of
@@ -322,9 +402,13 @@ impl PatchCost {
                         for (r, mass) in rm.iter_mut().enumerate() {
                             let p = &mut tile[r * TILE..r * TILE + len];
                             *mass += plan_tile(p, &col[j0..j0 + len], row[i0 + r], inv_eps);
-                            acc[j0..j0 + len].iter_mut().zip(p.iter()).for_each(|(a, v)| *a += v);
+                            acc[j0..j0 + len]
+                                .iter_mut()
+                                .zip(p.iter())
+                                .for_each(|(a, v)| *a += v);
                             for (k, s) in bc[r * d..(r + 1) * d].iter_mut().enumerate() {
-                                let yk = &self.y.cols[k * self.y.n_pad + j0..k * self.y.n_pad + j0 + len];
+                                let yk = &self.y.cols
+                                    [k * self.y.n_pad + j0..k * self.y.n_pad + j0 + len];
                                 *s += dot(p, yk);
                             }
                         }
@@ -377,7 +461,9 @@ impl CostKernel for PatchCost {
                 let (lo, hi) = xs
                     .iter()
                     .chain(ys)
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
                 (hi - lo) * (hi - lo)
             })
             .sum()
@@ -422,15 +508,27 @@ impl CostKernel for PatchCost {
                 },
             )
             .map(|(acc, t, _)| (acc, t))
-            .reduce(|| (vec![0.0; m], 0.0), |a, b| (add_into(a.0, b.0), a.1 + b.1));
-        PlanSums { row_sums, col_sums, transport_cost }
+            .reduce(
+                || (vec![0.0; m], 0.0),
+                |a, b| (add_into(a.0, b.0), a.1 + b.1),
+            );
+        PlanSums {
+            row_sums,
+            col_sums,
+            transport_cost,
+        }
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         let mut p = self.dense();
-        p.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut prow)| {
-            prow.iter_mut().zip(col).for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
-        });
+        p.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut prow)| {
+                prow.iter_mut()
+                    .zip(col)
+                    .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
+            });
         p
     }
 }
@@ -461,18 +559,37 @@ pub fn patch_ot(
     let out = sinkhorn(&kernel, a, b, params, init)?;
     let eps = params.eps;
     // Row/column terms f + ε log a, g + ε log b of the plan convention.
-    let row: Vec<f64> = out.f.iter().zip(a.iter()).map(|(f, w)| f + eps * w.ln()).collect();
-    let col: Vec<f64> = out.g.iter().zip(b.iter()).map(|(g, w)| g + eps * w.ln()).collect();
+    let row: Vec<f64> = out
+        .f
+        .iter()
+        .zip(a.iter())
+        .map(|(f, w)| f + eps * w.ln())
+        .collect();
+    let col: Vec<f64> = out
+        .g
+        .iter()
+        .zip(b.iter())
+        .map(|(g, w)| g + eps * w.ln())
+        .collect();
     let mom = kernel.moments(&row, &col, eps);
     let d = x.ncols();
     let mut gradient = Array2::zeros((x.nrows(), d));
-    gradient.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(i, mut g)| {
-        let mi = mom.row_mass[i];
-        for k in 0..d {
-            g[k] = 2.0 * (mi * x[(i, k)] - mom.barycentric[(i, k)]);
-        }
-    });
-    Ok(PatchOt { sinkhorn: out, gradient, received: mom.col_mass, row_mass: mom.row_mass })
+    gradient
+        .axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut g)| {
+            let mi = mom.row_mass[i];
+            for k in 0..d {
+                g[k] = 2.0 * (mi * x[(i, k)] - mom.barycentric[(i, k)]);
+            }
+        });
+    Ok(PatchOt {
+        sinkhorn: out,
+        gradient,
+        received: mom.col_mass,
+        row_mass: mom.row_mass,
+    })
 }
 
 /// The patch prior on an image: OT between the uniform measure on all patches of `image` and
@@ -489,7 +606,11 @@ pub fn image_patch_ot(
     if y.ncols() != patch * patch {
         return Err(OtError::shape(
             "reference_patches",
-            format!("must have {} columns for {patch}×{patch} patches, got {}", patch * patch, y.ncols()),
+            format!(
+                "must have {} columns for {patch}×{patch} patches, got {}",
+                patch * patch,
+                y.ncols()
+            ),
         ));
     }
     let (n, m) = (x.nrows(), y.nrows());
@@ -512,7 +633,9 @@ mod tests {
     fn cloud(n: usize, d: usize, seed: u64) -> Array2<f64> {
         let mut s = seed;
         Array2::from_shape_fn((n, d), |_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 11) as f64 / (1u64 << 53) as f64
         })
     }
@@ -545,13 +668,19 @@ mod tests {
             let (mut a, mut b) = (vec![0.0; 37], vec![0.0; 37]);
             pc.softmin_rows(&col, &[0.0; 37], eps, &mut a);
             k.softmin_rows(&col, &[0.0; 37], eps, &mut b);
-            assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-11), "{a:?} {b:?}");
+            assert!(
+                a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-11),
+                "{a:?} {b:?}"
+            );
             let (mut a, mut b) = (vec![0.0; 301], vec![0.0; 301]);
             pc.softmin_cols(&row, &[0.0; 301], eps, &mut a);
             k.softmin_cols(&row, &[0.0; 301], eps, &mut b);
             assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-11));
             let (s1, s2) = (pc.plan_sums(&row, &col, eps), k.plan_sums(&row, &col, eps));
-            assert!((s1.transport_cost - s2.transport_cost).abs() < 1e-9 * s1.transport_cost.abs().max(1e-300));
+            assert!(
+                (s1.transport_cost - s2.transport_cost).abs()
+                    < 1e-9 * s1.transport_cost.abs().max(1e-300)
+            );
         }
         assert!(k.diameter() >= k.dense().iter().fold(0.0f64, |a, &b| a.max(b)));
     }
@@ -572,7 +701,10 @@ mod tests {
             let mut out = vec![0.0; 21];
             k.softmin_rows(&col, &shift, eps, &mut out);
             for (a, b) in out.iter().zip(&exact) {
-                assert!((a - b).abs() < 1e-12 * eps.max(b.abs()), "offset {off}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-12 * eps.max(b.abs()),
+                    "offset {off}: {a} vs {b}"
+                );
             }
         }
     }
@@ -588,8 +720,12 @@ mod tests {
         let mom = k.moments(&row, &col, 0.1);
         let bary = p.dot(&y);
         assert!((&bary - &mom.barycentric).iter().all(|v| v.abs() < 1e-12));
-        assert!((&p.sum_axis(Axis(1)) - &mom.row_mass).iter().all(|v| v.abs() < 1e-12));
-        assert!((&p.sum_axis(Axis(0)) - &mom.col_mass).iter().all(|v| v.abs() < 1e-12));
+        assert!((&p.sum_axis(Axis(1)) - &mom.row_mass)
+            .iter()
+            .all(|v| v.abs() < 1e-12));
+        assert!((&p.sum_axis(Axis(0)) - &mom.col_mass)
+            .iter()
+            .all(|v| v.abs() < 1e-12));
     }
 
     #[test]

@@ -58,13 +58,19 @@ impl SparsifyParams {
 
     fn validate(&self) -> Result<()> {
         if !(self.sparsity.is_finite() && self.sparsity >= 0.0) {
-            return Err(OtError::invalid("sparsity", format!("must be finite and non-negative, got {}", self.sparsity)));
+            return Err(OtError::invalid(
+                "sparsity",
+                format!("must be finite and non-negative, got {}", self.sparsity),
+            ));
         }
         check_positive("reg", self.eps)?;
         check_positive("step_size", self.step_size)?;
         check_positive("min_step", self.min_step)?;
         if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(OtError::invalid("tol", format!("must be finite and non-negative, got {}", self.tol)));
+            return Err(OtError::invalid(
+                "tol",
+                format!("must be finite and non-negative, got {}", self.tol),
+            ));
         }
         if self.sinkhorn_max_iter < 1 {
             return Err(OtError::invalid("sinkhorn_max_iter", "must be at least 1"));
@@ -109,12 +115,25 @@ pub struct SparsifyOutput {
 
 /// `H(μ) = −Σ μ_i ln μ_i` with `0 ln 0 = 0` (eq. 3).
 pub fn entropy(mu: &[f64]) -> f64 {
-    -mu.iter().filter(|&&m| m > 0.0).map(|&m| m * m.ln()).sum::<f64>()
+    -mu.iter()
+        .filter(|&&m| m > 0.0)
+        .map(|&m| m * m.ln())
+        .sum::<f64>()
 }
 
 /// Clip negatives and renormalise (Algorithm 2: `v = diag(1_{v>0}) v; v = v/‖v‖₁`).
 fn project(mu: &[f64], w: &[f64], alpha: f64) -> Option<Vec<f64>> {
-    let mut out: Vec<f64> = mu.iter().zip(w).map(|(m, g)| if *m > 0.0 { (m - alpha * g).max(0.0) } else { 0.0 }).collect();
+    let mut out: Vec<f64> = mu
+        .iter()
+        .zip(w)
+        .map(|(m, g)| {
+            if *m > 0.0 {
+                (m - alpha * g).max(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
     let s: f64 = out.iter().sum();
     if !(s > 0.0 && s.is_finite()) {
         return None;
@@ -126,7 +145,13 @@ fn project(mu: &[f64], w: &[f64], alpha: f64) -> Option<Vec<f64>> {
 /// Projection of `w` onto the tangent space of μ's face: zero off the support, mean-free on it.
 fn centre_on_support(mu: &[f64], w: &mut [f64]) -> f64 {
     let support = mu.iter().filter(|&&m| m > 0.0).count().max(1) as f64;
-    let mean = mu.iter().zip(w.iter()).filter(|(m, _)| **m > 0.0).map(|(_, g)| *g).sum::<f64>() / support;
+    let mean = mu
+        .iter()
+        .zip(w.iter())
+        .filter(|(m, _)| **m > 0.0)
+        .map(|(_, g)| *g)
+        .sum::<f64>()
+        / support;
     let mut norm = 0.0;
     for (m, g) in mu.iter().zip(w.iter_mut()) {
         *g = if *m > 0.0 { *g - mean } else { 0.0 };
@@ -167,14 +192,22 @@ fn descend<S>(
     let mut ot = first;
     let mut j = ot.value + lam * entropy(&mu);
     let mut objectives = vec![j];
-    let mut history = if params.record_history { vec![Array1::from(mu.clone())] } else { Vec::new() };
+    let mut history = if params.record_history {
+        vec![Array1::from(mu.clone())]
+    } else {
+        Vec::new()
+    };
     let mut w = vec![0.0; n];
     let mut n_iter = 0;
     let mut grad_norm;
     let mut start = params.step_size;
     let stop = loop {
         for ((g, &mi), &oi) in w.iter_mut().zip(&mu).zip(&ot.grad) {
-            *g = if mi > 0.0 { oi + lam * (-mi.ln() - 1.0) } else { 0.0 };
+            *g = if mi > 0.0 {
+                oi + lam * (-mi.ln() - 1.0)
+            } else {
+                0.0
+            };
         }
         grad_norm = centre_on_support(&mu, &mut w);
         if grad_norm < params.tol {
@@ -240,19 +273,28 @@ pub fn sparsify<K: CostKernel + ?Sized>(
     params.validate()?;
     let (n, m) = kernel.shape();
     if nu.len() != m {
-        return Err(OtError::shape("nu", format!("has {} entries but the cost has {m} columns", nu.len())));
+        return Err(OtError::shape(
+            "nu",
+            format!("has {} entries but the cost has {m} columns", nu.len()),
+        ));
     }
     let nu = Array1::from(normalised("nu", nu)?);
     let mu = match mu0 {
         Some(m0) => {
             if m0.len() != n {
-                return Err(OtError::shape("mu0", format!("has {} entries but the cost has {n} rows", m0.len())));
+                return Err(OtError::shape(
+                    "mu0",
+                    format!("has {} entries but the cost has {n} rows", m0.len()),
+                ));
             }
             normalised("mu0", m0)?
         }
         None => {
             if n != m {
-                return Err(OtError::shape("mu0", "must be given when the cost is not square"));
+                return Err(OtError::shape(
+                    "mu0",
+                    "must be given when the cost is not square",
+                ));
             }
             nu.to_vec()
         }
@@ -265,11 +307,23 @@ pub fn sparsify<K: CostKernel + ?Sized>(
 
     let (mut unconverged, mut sk_iters) = (0, 0);
     // OT_ε and its gradient, μ's dual potential f (eq. 7); the state is the (f, g) warm start.
-    let mut solve = |mu: &[f64], init: Option<&(Array1<f64>, Array1<f64>)>| -> Result<OtTerm<(Array1<f64>, Array1<f64>)>> {
-        let out = sinkhorn(kernel, ArrayView1::from(mu), nu.view(), &sk_params, init.map(|(f, g)| (f.view(), g.view())))?;
+    let mut solve = |mu: &[f64],
+                     init: Option<&(Array1<f64>, Array1<f64>)>|
+     -> Result<OtTerm<(Array1<f64>, Array1<f64>)>> {
+        let out = sinkhorn(
+            kernel,
+            ArrayView1::from(mu),
+            nu.view(),
+            &sk_params,
+            init.map(|(f, g)| (f.view(), g.view())),
+        )?;
         unconverged += usize::from(!out.converged);
         sk_iters += out.n_iter;
-        Ok(OtTerm { value: out.objective, grad: out.f.to_vec(), state: (out.f, out.g) })
+        Ok(OtTerm {
+            value: out.objective,
+            grad: out.f.to_vec(),
+            state: (out.f, out.g),
+        })
     };
     let first = solve(&mu, None)?;
     let mut out = descend(mu, params, true, |mu, fg| solve(mu, Some(fg)), first)?;
@@ -280,7 +334,14 @@ pub fn sparsify<K: CostKernel + ?Sized>(
 
 /// Scaling-domain Sinkhorn of the authors' code: `f ← ν/(K g)`, `g ← μ/(Kᵀ f)` from ones, at
 /// most `max_iter` sweeps, stopping when `max |Δf| < tol` (f = the measurement-side scaling).
-fn rawson_sinkhorn(k: &[f64], n: usize, nu: &[f64], mu: &[f64], max_iter: usize, tol: f64) -> (Vec<f64>, Vec<f64>, usize) {
+fn rawson_sinkhorn(
+    k: &[f64],
+    n: usize,
+    nu: &[f64],
+    mu: &[f64],
+    max_iter: usize,
+    tol: f64,
+) -> (Vec<f64>, Vec<f64>, usize) {
     let mut f = vec![1.0; n];
     let mut g = vec![1.0; n];
     let mut it = 0;
@@ -322,15 +383,26 @@ pub fn sparsify_rawson2022(
     params.validate()?;
     let (n, m) = cost.dim();
     if n != m {
-        return Err(OtError::shape("cost", format!("rawson2022 needs a square cost, got ({n}, {m})")));
+        return Err(OtError::shape(
+            "cost",
+            format!("rawson2022 needs a square cost, got ({n}, {m})"),
+        ));
     }
     crate::core::error::check_finite("cost", cost.iter())?;
     if nu.len() != n {
-        return Err(OtError::shape("nu", format!("has {} entries but the cost has {n} columns", nu.len())));
+        return Err(OtError::shape(
+            "nu",
+            format!("has {} entries but the cost has {n} columns", nu.len()),
+        ));
     }
     let nu = normalised("nu", nu)?;
     let mu = match mu0 {
-        Some(m0) if m0.len() != n => return Err(OtError::shape("mu0", format!("has {} entries, expected {n}", m0.len()))),
+        Some(m0) if m0.len() != n => {
+            return Err(OtError::shape(
+                "mu0",
+                format!("has {} entries, expected {n}", m0.len()),
+            ))
+        }
         Some(m0) => normalised("mu0", m0)?,
         None => nu.clone(),
     };
@@ -339,7 +411,14 @@ pub fn sparsify_rawson2022(
     let k: Vec<f64> = c.iter().map(|x| (-x / eps).exp()).collect();
     let (mut unconverged, mut sk_iters) = (0, 0);
     let mut eval = |mu: &[f64], _: &()| -> Result<OtTerm<()>> {
-        let (f, g, it) = rawson_sinkhorn(&k, n, &nu, mu, params.sinkhorn_max_iter, params.sinkhorn_tol);
+        let (f, g, it) = rawson_sinkhorn(
+            &k,
+            n,
+            &nu,
+            mu,
+            params.sinkhorn_max_iter,
+            params.sinkhorn_tol,
+        );
         sk_iters += it;
         unconverged += usize::from(it >= params.sinkhorn_max_iter);
         let mut s = 0.0;
@@ -349,10 +428,16 @@ pub fn sparsify_rawson2022(
             }
         }
         if !s.is_finite() {
-            return Err(OtError::Numerical(format!("rawson2022 Sinkhorn scalings overflowed (ε = {eps:e})")));
+            return Err(OtError::Numerical(format!(
+                "rawson2022 Sinkhorn scalings overflowed (ε = {eps:e})"
+            )));
         }
         let grad = f.iter().map(|fi| -eps * fi.max(1e-7).ln()).collect();
-        Ok(OtTerm { value: s.sqrt(), grad, state: () })
+        Ok(OtTerm {
+            value: s.sqrt(),
+            grad,
+            state: (),
+        })
     };
     let first = eval(&mu, &())?;
     // The paper's procedure restarts every line search from step_size.

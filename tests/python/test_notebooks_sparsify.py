@@ -14,8 +14,14 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "star_clusters.ip
 def test_star_clusters_notebook_runs(monkeypatch):
     monkeypatch.setenv("OTINVERSE_FAST", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()
-    table = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    table = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "OT sparsifier + peaks" in table

@@ -6,21 +6,29 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
+from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
 from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-
-from otinverse import InvalidArgumentError, WPPRestorer, add_defects
-from otinverse import _core
-from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
 
 
 def _solve(a, x, b, y, reg, reach=None, tol=1e-14, max_iter=100_000, f_init=None, g_init=None):
     f, g, cost, obj, n_iter, err, conv, grad, received, row_mass = _core.patch_sinkhorn(
         a, x, b, y, reg, None, reach, max_iter, tol, "alternating", None, f_init, g_init
     )
-    return dict(f=f, g=g, cost=cost, objective=obj, n_iter=n_iter, err=err, converged=conv, grad=grad,
-                received=received, row_mass=row_mass)
+    return dict(
+        f=f,
+        g=g,
+        cost=cost,
+        objective=obj,
+        n_iter=n_iter,
+        err=err,
+        converged=conv,
+        grad=grad,
+        received=received,
+        row_mass=row_mass,
+    )
 
 
 def _plan(res, a, x, b, y, reg):
@@ -45,12 +53,28 @@ def test_semi_unbalanced_value_and_plan_match_pot(seed):
     assert res["converged"]
     M = cdist(x, y, "sqeuclidean")
     plan_pot, log = ot.unbalanced.sinkhorn_unbalanced(
-        a, b, M, reg, reg_m=(np.inf, reach), reg_type="kl", method="sinkhorn_stabilized",
-        numItermax=100_000, stopThr=1e-15, log=True,
+        a,
+        b,
+        M,
+        reg,
+        reg_m=(np.inf, reach),
+        reg_type="kl",
+        method="sinkhorn_stabilized",
+        numItermax=100_000,
+        stopThr=1e-15,
+        log=True,
     )
     value_pot = ot.unbalanced.sinkhorn_unbalanced2(
-        a, b, M, reg, reg_m=(np.inf, reach), reg_type="kl", method="sinkhorn_stabilized",
-        numItermax=100_000, stopThr=1e-15, returnCost="total",
+        a,
+        b,
+        M,
+        reg,
+        reg_m=(np.inf, reach),
+        reg_type="kl",
+        method="sinkhorn_stabilized",
+        numItermax=100_000,
+        stopThr=1e-15,
+        returnCost="total",
     )
     plan = _plan(res, a, x, b, y, reg)
     assert np.max(np.abs(plan - plan_pot)) <= 1e-9 * plan_pot.max()
@@ -92,7 +116,9 @@ def test_far_outliers_receive_no_mass():
     rng = np.random.default_rng(7)
     d, n, m_in, m_out = 36, 200, 80, 20
     x = 0.5 + 0.05 * rng.standard_normal((n, d))
-    y = np.vstack([0.5 + 0.05 * rng.standard_normal((m_in, d)), 1.5 + 0.05 * rng.standard_normal((m_out, d))])
+    y = np.vstack(
+        [0.5 + 0.05 * rng.standard_normal((m_in, d)), 1.5 + 0.05 * rng.standard_normal((m_out, d))]
+    )
     a, b = np.full(n, 1 / n), np.full(m_in + m_out, 1 / (m_in + m_out))
     semi = _solve(a, x, b, y, 4e-3, 0.01, tol=1e-10)
     bal = _solve(a, x, b, y, 4e-3, None, tol=1e-10)
@@ -112,8 +138,10 @@ def test_patch_gradient_matches_finite_differences():
             xp[i, k] += h
             xm[i, k] -= h
             warm = dict(f_init=res["f"], g_init=res["g"])
-            fd[i, k] = (_solve(a, xp, b, y, reg, reach, **warm)["objective"]
-                        - _solve(a, xm, b, y, reg, reach, **warm)["objective"]) / (2 * h)
+            fd[i, k] = (
+                _solve(a, xp, b, y, reg, reach, **warm)["objective"]
+                - _solve(a, xm, b, y, reg, reach, **warm)["objective"]
+            ) / (2 * h)
     assert np.linalg.norm(res["grad"] - fd) <= 1e-6 * np.linalg.norm(fd)
     # The issue's closed form 2(a_i x_i − Σ_j π_ij y_j).
     plan = _plan(res, a, x, b, y, reg)
@@ -123,8 +151,16 @@ def test_patch_gradient_matches_finite_differences():
 def test_image_gradient_through_fold_and_pyramid_matches_finite_differences():
     rng = np.random.default_rng(9)
     ref = rng.random((24, 24))
-    est = WPPRestorer(patch_size=3, n_scales=2, reg=0.05, reach=0.1, n_reference_patches=60,
-                      sinkhorn_max_iter=4000, sinkhorn_tol=1e-14, random_state=0).fit(ref)
+    est = WPPRestorer(
+        patch_size=3,
+        n_scales=2,
+        reg=0.05,
+        reach=0.1,
+        n_reference_patches=60,
+        sinkhorn_max_iter=4000,
+        sinkhorn_tol=1e-14,
+        random_state=0,
+    ).fit(ref)
     image = rng.random((14, 14))
     value, grad, info = est.prior(image)
     assert all(info["converged"])
@@ -168,7 +204,9 @@ def test_blur_operators_are_adjoint_and_match_forward_model():
     assert out.shape == (6, 7)
     assert out[1, 2] == pytest.approx(np.sum(k * image[4:20, 8:24]))
     r = rng.random(out.shape)
-    assert np.sum(out * r) == pytest.approx(np.sum(image * correlate_valid_adjoint(r, k, 4, image.shape)), rel=1e-12)
+    assert np.sum(out * r) == pytest.approx(
+        np.sum(image * correlate_valid_adjoint(r, k, 4, image.shape)), rel=1e-12
+    )
 
 
 def test_degrade_is_seeded_forward_model():
@@ -215,8 +253,14 @@ def test_add_defects():
 def test_predict_runs_and_lowers_objective(eps_scaling):
     rng = np.random.default_rng(13)
     texture = rng.random((48, 48))
-    est = WPPRestorer(n_reference_patches=300, max_iter=15, reg=0.01, random_state=0, learning_rate=0.01,
-                      sinkhorn_eps_scaling=eps_scaling)
+    est = WPPRestorer(
+        n_reference_patches=300,
+        max_iter=15,
+        reg=0.01,
+        random_state=0,
+        learning_rate=0.01,
+        sinkhorn_eps_scaling=eps_scaling,
+    )
     low = est.degrade(rng.random((32, 32)))
     est.fit(texture)
     # The partial solves inside the descent are by design; with the default final budget the solve
@@ -240,8 +284,15 @@ def test_predict_runs_and_lowers_objective(eps_scaling):
 
 def test_final_solve_reports_real_non_convergence():
     rng = np.random.default_rng(15)
-    est = WPPRestorer(n_reference_patches=200, max_iter=3, reg=1e-3, reach=None, sinkhorn_final_max_iter=1,
-                      sinkhorn_tol=1e-12, random_state=0).fit(rng.random((40, 40)))
+    est = WPPRestorer(
+        n_reference_patches=200,
+        max_iter=3,
+        reg=1e-3,
+        reach=None,
+        sinkhorn_final_max_iter=1,
+        sinkhorn_tol=1e-12,
+        random_state=0,
+    ).fit(rng.random((40, 40)))
     with pytest.warns(ConvergenceWarning, match="sinkhorn_final_max_iter"):
         est.predict(est.degrade(rng.random((32, 32))))
     assert not est.sinkhorn_converged_
@@ -251,8 +302,17 @@ def test_annealed_step_is_the_paper_scheme():
     # sinkhorn_eps_scaling: every step starts from (0, 0), one update per ε stage, then
     # sinkhorn_max_iter updates at ε (paper 004 §II); the stage count is the schedule's length.
     rng = np.random.default_rng(16)
-    est = WPPRestorer(patch_size=3, n_scales=1, reg=1e-3, reach=0.05, n_reference_patches=100, sinkhorn_max_iter=4,
-                      sinkhorn_tol=0.0, sinkhorn_eps_scaling=0.5, random_state=0).fit(rng.random((30, 30)))
+    est = WPPRestorer(
+        patch_size=3,
+        n_scales=1,
+        reg=1e-3,
+        reach=0.05,
+        n_reference_patches=100,
+        sinkhorn_max_iter=4,
+        sinkhorn_tol=0.0,
+        sinkhorn_eps_scaling=0.5,
+        random_state=0,
+    ).fit(rng.random((30, 30)))
     image = rng.random((20, 20))
     _, grad, info = est.prior(image)
     x = _core.extract_patches(image, 3)
@@ -268,8 +328,14 @@ def test_annealed_step_is_the_paper_scheme():
 def test_identity_forward_model_is_denoising():
     rng = np.random.default_rng(17)
     image = rng.random((30, 26))
-    est = WPPRestorer(forward_model="identity", n_scales=1, patch_size=4, noise_std=0.1, random_state=1,
-                      scale_factor=4)
+    est = WPPRestorer(
+        forward_model="identity",
+        n_scales=1,
+        patch_size=4,
+        noise_std=0.1,
+        random_state=1,
+        scale_factor=4,
+    )
     noisy = est.degrade(image)
     assert noisy.shape == image.shape and est.high_res_shape(noisy.shape) == image.shape
     assert 0.08 < np.std(noisy - image) < 0.12
@@ -285,9 +351,12 @@ def test_identity_forward_model_is_denoising():
 def test_fit_accepts_reference_patches():
     rng = np.random.default_rng(18)
     patches = rng.random((150, 16))
-    est = WPPRestorer(patch_size=4, n_scales=1, n_reference_patches=10, reg=0.01, max_iter=2,
-                      random_state=0).fit(reference_patches=patches)
-    np.testing.assert_array_equal(est.reference_patches_[0], patches)  # used as given, not subsampled
+    est = WPPRestorer(
+        patch_size=4, n_scales=1, n_reference_patches=10, reg=0.01, max_iter=2, random_state=0
+    ).fit(reference_patches=patches)
+    np.testing.assert_array_equal(
+        est.reference_patches_[0], patches
+    )  # used as given, not subsampled
     assert est.reference_positions_ == [None]
     est.predict(est.degrade(rng.random((36, 36))))
     two = WPPRestorer(patch_size=4, n_scales=2).fit(reference_patches=[patches, patches[:50]])
@@ -310,14 +379,25 @@ def test_fully_unbalanced_gradient_matches_finite_differences():
     # OT_{ε,ρ,ρ} (image_reach): rows are no longer exact, the gradient 2(m_i x_i − Σ_j π_ij y_j)
     # uses the row masses m_i; envelope theorem as for OT_{ε,ρ}.
     rng = np.random.default_rng(19)
-    est = WPPRestorer(patch_size=3, n_scales=1, reg=0.05, reach=0.1, image_reach=0.1, n_reference_patches=60,
-                      sinkhorn_max_iter=4000, sinkhorn_tol=1e-14, random_state=0).fit(rng.random((24, 24)))
+    est = WPPRestorer(
+        patch_size=3,
+        n_scales=1,
+        reg=0.05,
+        reach=0.1,
+        image_reach=0.1,
+        n_reference_patches=60,
+        sinkhorn_max_iter=4000,
+        sinkhorn_tol=1e-14,
+        random_state=0,
+    ).fit(rng.random((24, 24)))
     image = rng.random((12, 12))
     value, grad, info = est.prior(image)
     assert all(info["converged"])
     h, v = 1e-5, rng.standard_normal(image.shape)
-    fd = (est.prior(image + h * v, potentials=info["potentials"])[0]
-          - est.prior(image - h * v, potentials=info["potentials"])[0]) / (2 * h)
+    fd = (
+        est.prior(image + h * v, potentials=info["potentials"])[0]
+        - est.prior(image - h * v, potentials=info["potentials"])[0]
+    ) / (2 * h)
     assert abs(np.sum(grad * v) - fd) <= 1e-6 * abs(fd)
     # The image marginal really is relaxed.
     semi = clone(est).set_params(image_reach=None).fit(rng.random((24, 24)))
@@ -377,8 +457,9 @@ def test_texture_denoising_data():
     t = make_gaussian_texture((128, 96), correlation=1.5, std=0.1, mean=0.4, random_state=0)
     assert t.shape == (128, 96)
     assert abs(t.mean() - 0.4) < 0.02 and 0.08 < t.std() < 0.12
-    np.testing.assert_array_equal(t, make_gaussian_texture((128, 96), correlation=1.5, std=0.1, mean=0.4,
-                                                           random_state=0))
+    np.testing.assert_array_equal(
+        t, make_gaussian_texture((128, 96), correlation=1.5, std=0.1, mean=0.4, random_state=0)
+    )
     d = make_texture_denoising(32, 4, 500, outlier_fraction=0.2, edge_contrast=0.3, random_state=1)
     assert d.image.shape == (32, 32) and d.reference_patches.shape == (500, 16)
     assert d.is_outlier.sum() == 100 and d.is_outlier[-100:].all()
@@ -387,14 +468,20 @@ def test_texture_denoising_data():
     jump = rows[:, 2:].mean(1) - rows[:, :2].mean(1)
     assert jump[d.is_outlier].mean() == pytest.approx(0.6, abs=0.03)
     assert abs(jump[~d.is_outlier].mean()) < 0.03
-    for kwargs, name in [(dict(size=0), "size"), (dict(patch_size=40), "patch_size"),
-                         (dict(outlier_fraction=1.0), "outlier_fraction"), (dict(edge_contrast=-1.0), "edge_contrast"),
-                         (dict(n_reference_patches=10**7), "n_reference_patches")]:
+    for kwargs, name in [
+        (dict(size=0), "size"),
+        (dict(patch_size=40), "patch_size"),
+        (dict(outlier_fraction=1.0), "outlier_fraction"),
+        (dict(edge_contrast=-1.0), "edge_contrast"),
+        (dict(n_reference_patches=10**7), "n_reference_patches"),
+    ]:
         with pytest.raises(InvalidArgumentError, match=name):
             make_texture_denoising(**{"size": 32, "patch_size": 4, **kwargs})
 
 
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # balanced OT_ε's final solve
+@pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning"
+)  # balanced OT_ε's final solve
 def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
     # Paper 004, Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
     # semi-unbalanced prior ignores the edge patches of N2 and restores best. The ranking of OT_ε
@@ -402,14 +489,25 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
     from otinverse.datasets import make_texture_denoising
 
     data = make_texture_denoising(32, 6, 800, random_state=0)
-    common = dict(forward_model="identity", n_scales=1, patch_size=6, reg=2e-4, data_weight=0.02, noise_std=0.1,
-                  max_iter=60, sinkhorn_final_max_iter=50, random_state=0)
+    common = dict(
+        forward_model="identity",
+        n_scales=1,
+        patch_size=6,
+        reg=2e-4,
+        data_weight=0.02,
+        noise_std=0.1,
+        max_iter=60,
+        sinkhorn_final_max_iter=50,
+        random_state=0,
+    )
     noisy = WPPRestorer(**common).degrade(data.image)
 
     def run(**kw):
         est = WPPRestorer(**common, **kw).fit(reference_patches=data.reference_patches)
         x = est.predict(noisy)
-        return 10 * np.log10(1 / np.mean((x - data.image) ** 2)), est.received_mass_[0][data.is_outlier].sum()
+        return 10 * np.log10(1 / np.mean((x - data.image) ** 2)), est.received_mass_[0][
+            data.is_outlier
+        ].sum()
 
     psnr_noisy = 10 * np.log10(1 / np.mean((noisy - data.image) ** 2))
     semi, semi_outliers = run(reach=0.1)
@@ -430,7 +528,11 @@ def test_micrographs_match_their_provenance():
     from otinverse.datasets import load_micrograph
 
     base = resources.files("otinverse") / "data" / "micrographs"
-    table = dict(re.findall(r"\| `(wpp_[\w]+\.png)` \|.*\| ([0-9a-f]{64}) \|", (base / "PROVENANCE.md").read_text()))
+    table = dict(
+        re.findall(
+            r"\| `(wpp_[\w]+\.png)` \|.*\| ([0-9a-f]{64}) \|", (base / "PROVENANCE.md").read_text()
+        )
+    )
     assert len(table) == 4
     for name, digest in table.items():
         assert hashlib.sha256((base / name).read_bytes()).hexdigest() == digest, name

@@ -8,12 +8,11 @@ import warnings
 
 import numpy as np
 import ot
-import pytest
-from sklearn.exceptions import ConvergenceWarning
-
 import otinverse
-from otinverse import _core
+import pytest
 from conftest import sq_cost
+from otinverse import _core
+from sklearn.exceptions import ConvergenceWarning
 
 
 def gauge_free_spread(u, v):
@@ -47,7 +46,9 @@ def test_tiny_eps_with_eps_scaling_stays_finite_and_converges(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow RuntimeWarning, no ConvergenceWarning
         with np.errstate(all="raise"):
-            res = otinverse.sinkhorn(None, None, M, 1e-5, eps_scaling=0.5, tol=1e-6, max_iter=100_000)
+            res = otinverse.sinkhorn(
+                None, None, M, 1e-5, eps_scaling=0.5, tol=1e-6, max_iter=100_000
+            )
     assert res.converged and res.marginal_error <= 1e-6
     for v in (res.f, res.g, res.plan):
         assert np.isfinite(v).all()
@@ -109,7 +110,9 @@ def test_float32_and_integer_input_are_accepted(rng):
     np.testing.assert_allclose(res.plan, ref.plan, rtol=1e-12)
     ints = otinverse.sinkhorn([1, 2, 3], [3, 3], np.array([[0, 1], [1, 0], [2, 2]]), 0.5)
     assert ints.converged and ints.plan.shape == (3, 2)
-    pts = otinverse.sinkhorn_points(None, rng.random((20, 2)).astype(np.float32), None, rng.random((10, 2)), 0.05)
+    pts = otinverse.sinkhorn_points(
+        None, rng.random((20, 2)).astype(np.float32), None, rng.random((10, 2)), 0.05
+    )
     assert pts.converged
 
 
@@ -165,7 +168,9 @@ def test_wasserstein_in_2d_uses_exact_ot(rng):
     np.testing.assert_allclose(otinverse.wasserstein(x, None, y, None), expected, rtol=1e-12)
     # Entropic cost decreases to the exact one as reg -> 0.
     costs = [
-        otinverse.sinkhorn_points(None, x, None, y, r, eps_scaling=0.5, tol=1e-9, max_iter=100_000).transport_cost
+        otinverse.sinkhorn_points(
+            None, x, None, y, r, eps_scaling=0.5, tol=1e-9, max_iter=100_000
+        ).transport_cost
         for r in (1e-2, 1e-3, 1e-4)
     ]
     assert costs[0] > costs[1] > costs[2] >= expected - 1e-12

@@ -1,9 +1,8 @@
 """Bad input gets a clear exception naming the argument: never a panic, a hang or a NaN result."""
 
 import numpy as np
-import pytest
-
 import otinverse
+import pytest
 from otinverse import InvalidArgumentError, InvalidDtypeError
 
 rng = np.random.default_rng(0)
@@ -57,7 +56,9 @@ DENSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,override", DENSE_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(DENSE_CASES)])
+@pytest.mark.parametrize(
+    "name,override", DENSE_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(DENSE_CASES)]
+)
 def test_dense_bad_input_names_the_argument(name, override):
     kw = dict(a=A, b=B, M=M, reg=0.1)
     kw.update(override)
@@ -78,12 +79,16 @@ POINT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,override", POINT_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(POINT_CASES)])
+@pytest.mark.parametrize(
+    "name,override", POINT_CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(POINT_CASES)]
+)
 def test_points_bad_input_names_the_argument(name, override):
     kw = dict(a=A, x=X, b=B, y=Y, reg=0.1)
     kw.update(override)
     with pytest.raises(InvalidArgumentError, match=rf"\b{name}\b"):
-        otinverse.sinkhorn_points(kw.pop("a"), kw.pop("x"), kw.pop("b"), kw.pop("y"), kw.pop("reg"), **kw)
+        otinverse.sinkhorn_points(
+            kw.pop("a"), kw.pop("x"), kw.pop("b"), kw.pop("y"), kw.pop("reg"), **kw
+        )
 
 
 @pytest.mark.parametrize(
@@ -116,10 +121,32 @@ def test_errors_from_the_core_are_mapped_not_panics():
     from otinverse import _core
 
     with pytest.raises(InvalidArgumentError, match=r"^a: "):
-        _core.sinkhorn_dense(with_nan(A, 0), B, M, 0.1, None, None, 10, 1e-9, "alternating", None, True, None, None)
+        _core.sinkhorn_dense(
+            with_nan(A, 0), B, M, 0.1, None, None, 10, 1e-9, "alternating", None, True, None, None
+        )
     with pytest.raises(InvalidArgumentError, match=r"^reg: "):
-        _core.sinkhorn_dense(A, B, M, -1.0, None, None, 10, 1e-9, "alternating", None, True, None, None)
+        _core.sinkhorn_dense(
+            A, B, M, -1.0, None, None, 10, 1e-9, "alternating", None, True, None, None
+        )
     with pytest.raises(InvalidArgumentError, match=r"^y: "):
-        _core.sinkhorn_points(A, X, B, rng.random((5, 3)), 0.1, 2.0, None, None, 10, 1e-9, "alternating", None, True, None, None)
+        _core.sinkhorn_points(
+            A,
+            X,
+            B,
+            rng.random((5, 3)),
+            0.1,
+            2.0,
+            None,
+            None,
+            10,
+            1e-9,
+            "alternating",
+            None,
+            True,
+            None,
+            None,
+        )
     with pytest.raises(InvalidArgumentError, match=r"^M: "):
-        _core.sinkhorn_dense(A, B, np.zeros((6, 0)), 0.1, None, None, 10, 1e-9, "alternating", None, True, None, None)
+        _core.sinkhorn_dense(
+            A, B, np.zeros((6, 0)), 0.1, None, None, 10, 1e-9, "alternating", None, True, None, None
+        )

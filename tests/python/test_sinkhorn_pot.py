@@ -4,9 +4,8 @@ solvers run to convergence; plan max abs difference <= 1e-9, transport cost rela
 
 import numpy as np
 import ot
-import pytest
-
 import otinverse
+import pytest
 from conftest import sq_cost
 
 N_PROBLEMS = 18  # per variant: 3 variants x 18 = 54 random problems
@@ -64,7 +63,9 @@ def test_unbalanced_matches_pot(seed):
     rho = [0.05, 0.5, 2.0][seed % 3]
     # Symmetric (averaged) updates converge more slowly: exercise them on the cheaper problems.
     update = "symmetric" if seed % 3 == 0 else "alternating"
-    res = otinverse.sinkhorn(a, b, M, reg, reach_a=rho, reach_b=rho, update=update, tol=1e-13, max_iter=100_000)
+    res = otinverse.sinkhorn(
+        a, b, M, reg, reach_a=rho, reach_b=rho, update=update, tol=1e-13, max_iter=100_000
+    )
     assert res.converged
     assert_agree(res.plan, pot_unbalanced(a, b, M, reg, (rho, rho)), M, f"seed {seed}")
 
@@ -78,5 +79,7 @@ def test_objective_matches_pot_formula():
     def kl(p, q):
         return (p * np.log(p / q) - p + q).sum()
 
-    expected = (P * M).sum() + reg * kl(P, np.outer(a, b)) + rho * kl(P.sum(1), a) + rho * kl(P.sum(0), b)
+    expected = (
+        (P * M).sum() + reg * kl(P, np.outer(a, b)) + rho * kl(P.sum(1), a) + rho * kl(P.sum(0), b)
+    )
     np.testing.assert_allclose(res.objective, expected, rtol=1e-10)

@@ -1,10 +1,9 @@
 """Property tests (hypothesis) of the Sinkhorn invariants."""
 
 import numpy as np
+import otinverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import otinverse
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -42,7 +41,9 @@ def test_balanced_cost_is_symmetric_under_swapping_the_measures(problem):
     kw = dict(tol=1e-12, max_iter=100_000)
     forward = otinverse.sinkhorn_points(a, x, b, y, reg, **kw)
     backward = otinverse.sinkhorn_points(b, y, a, x, reg, **kw)
-    np.testing.assert_allclose(backward.transport_cost, forward.transport_cost, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        backward.transport_cost, forward.transport_cost, rtol=1e-8, atol=1e-12
+    )
     np.testing.assert_allclose(backward.objective, forward.objective, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(backward.plan, forward.plan.T, atol=1e-10 * a.sum())
 
@@ -59,4 +60,6 @@ def test_plan_is_invariant_to_adding_a_constant_to_the_cost(problem, shift, reac
     shifted = otinverse.sinkhorn(a, b, M + shift, reg, **kw)
     assert base.converged and shifted.converged
     np.testing.assert_allclose(shifted.plan, base.plan, atol=1e-10 * a.sum())
-    np.testing.assert_allclose(shifted.transport_cost, base.transport_cost + shift * a.sum(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        shifted.transport_cost, base.transport_cost + shift * a.sum(), rtol=1e-9, atol=1e-9
+    )

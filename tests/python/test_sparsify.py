@@ -9,15 +9,20 @@ from collections import deque
 
 import numpy as np
 import ot
+import otinverse
 import pytest
+from otinverse import (
+    EntropicSparsifier,
+    InvalidArgumentError,
+    StarClusterClassifier,
+    _core,
+    count_peaks,
+    make_star_patches,
+)
+from otinverse.sparsify import sparsify
 from scipy import ndimage, optimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-
-import otinverse
-from otinverse import EntropicSparsifier, InvalidArgumentError, StarClusterClassifier, count_peaks, make_star_patches
-from otinverse import _core
-from otinverse.sparsify import sparsify
 
 NU = np.array([3, 2, 0.1, 0.1, 0.1, 1, 2, 3, 2, 1]) / 14.3
 X1 = np.arange(1.0, 11.0)
@@ -25,8 +30,17 @@ C1 = np.abs(X1[:, None] - X1[None, :])
 
 
 def toy(lam, objective="entropic", **kw):
-    return sparsify(NU, C1, sparsity=lam, reg=0.1, step_size=0.01, max_iter=50, objective=objective,
-                    record_history=True, **kw)
+    return sparsify(
+        NU,
+        C1,
+        sparsity=lam,
+        reg=0.1,
+        step_size=0.01,
+        max_iter=50,
+        objective=objective,
+        record_history=True,
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------- toy, textbook conventions
@@ -68,8 +82,13 @@ def test_toy_lambda_5_two_spikes():
     np.testing.assert_array_equal(np.flatnonzero(mu), [0, 7])
     assert abs(mu[0] - 0.352) <= 0.01 and abs(mu[7] - 0.648) <= 0.01
     # Independent check: the minimiser of eq. (7) on the two-atom face, by POT + scipy.
-    res = optimize.minimize_scalar(_two_atom_objective, bounds=(0.2, 0.5), args=(5.0,), method="bounded",
-                                   options={"xatol": 1e-6})
+    res = optimize.minimize_scalar(
+        _two_atom_objective,
+        bounds=(0.2, 0.5),
+        args=(5.0,),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
     assert abs(mu[0] - res.x) < 2e-3, (mu[0], res.x)
 
 
@@ -88,7 +107,9 @@ def test_rawson2022_lambda_10_reproduces_published_two_spikes():
     # The issue says "reached after 11 steps"; we reach it (within 1e-3) at step 12, and the
     # line search stops at step 14 (see the report).
     hist = out["history"]
-    first = next(k for k, h in enumerate(hist) if abs(h[0] - 0.3556) < 1e-3 and abs(h[7] - 0.6444) < 1e-3)
+    first = next(
+        k for k, h in enumerate(hist) if abs(h[0] - 0.3556) < 1e-3 and abs(h[7] - 0.6444) < 1e-3
+    )
     assert 11 <= first <= 12
     assert out["stop"] == "line_search"
 
@@ -105,10 +126,20 @@ def test_objective_matches_pot_sinkhorn2():
     for _ in range(3):
         mu = rng.random(10) + 0.01
         mu /= mu.sum()
-        out = sparsify(NU, C1, sparsity=0.0, reg=0.5, mu0=mu, max_iter=0, sinkhorn_tol=1e-14,
-                       sinkhorn_max_iter=100000)
+        out = sparsify(
+            NU,
+            C1,
+            sparsity=0.0,
+            reg=0.5,
+            mu0=mu,
+            max_iter=0,
+            sinkhorn_tol=1e-14,
+            sinkhorn_max_iter=100000,
+        )
         P = ot.sinkhorn(mu, NU, C1, 0.5, method="sinkhorn_log", stopThr=1e-15, numItermax=100000)
-        transport = ot.sinkhorn2(mu, NU, C1, 0.5, method="sinkhorn_log", stopThr=1e-15, numItermax=100000)
+        transport = ot.sinkhorn2(
+            mu, NU, C1, 0.5, method="sinkhorn_log", stopThr=1e-15, numItermax=100000
+        )
         value = float(transport) + 0.5 * np.sum(P * np.log(P / np.outer(mu, NU)))
         assert abs(out["ot_value"] - value) < 1e-8
 
@@ -163,7 +194,9 @@ def test_grid_sparsifier_matches_dense_sparsifier_on_images():
     rng = np.random.default_rng(2)
     img = rng.random((1, 8, 9)) ** 4 + 1e-3
     grid = EntropicSparsifier(reg=0.5, sparsity=0.05, cost="sqeuclidean", max_iter=5).fit(img)
-    dense = EntropicSparsifier(reg=0.5, sparsity=0.05, cost=_core.grid_cost_matrix(8, 9, 1.0, 1.0), max_iter=5)
+    dense = EntropicSparsifier(
+        reg=0.5, sparsity=0.05, cost=_core.grid_cost_matrix(8, 9, 1.0, 1.0), max_iter=5
+    )
     out_g = grid.transform(img)
     out_d = dense.fit(img.reshape(1, -1)).transform(img.reshape(1, -1))
     assert grid._cost_ is None  # the separable kernel was used
@@ -249,7 +282,9 @@ def test_default_reg_scales_with_the_cost():
 
 def test_convergence_warning_on_max_iter():
     with pytest.warns(ConvergenceWarning):
-        EntropicSparsifier(reg=0.1, sparsity=5.0, cost="cityblock", max_iter=2).fit_transform(NU[None])
+        EntropicSparsifier(reg=0.1, sparsity=5.0, cost="cityblock", max_iter=2).fit_transform(
+            NU[None]
+        )
 
 
 @pytest.mark.parametrize(
@@ -274,8 +309,12 @@ def test_bad_inputs_raise(X, kw, match):
 
 
 def test_count_peaks_bad_inputs():
-    for img, match in [(np.zeros((3, 3)), "all zero"), (-np.ones((3, 3)), "non-negative"),
-                       (np.ones(3), "2-D"), (np.full((3, 3), np.nan), "NaN|infinity")]:
+    for img, match in [
+        (np.zeros((3, 3)), "all zero"),
+        (-np.ones((3, 3)), "non-negative"),
+        (np.ones(3), "2-D"),
+        (np.full((3, 3), np.nan), "NaN|infinity"),
+    ]:
         with pytest.raises(InvalidArgumentError, match=match):
             count_peaks(img)
     with pytest.raises(InvalidArgumentError, match="connectivity"):
@@ -288,7 +327,9 @@ def test_core_rejects_bad_parameters():
     with pytest.raises(InvalidArgumentError, match="reg"):
         sparsify(NU, C1, sparsity=1.0, reg=0.0)
     with pytest.raises(InvalidArgumentError, match="nu"):
-        _core.sparsify_dense(NU[:5], C1, None, 1.0, 0.1, 0.01, 5, 1e-9, 1e-12, 100, 1e-9, False, "entropic")
+        _core.sparsify_dense(
+            NU[:5], C1, None, 1.0, 0.1, 0.01, 5, 1e-9, 1e-12, 100, 1e-9, False, "entropic"
+        )
 
 
 # ---------------------------------------------------------------- stars
@@ -309,7 +350,9 @@ def test_star_cluster_classifier_votes():
     pred = raw.predict(X)
     peaks = raw.n_peaks_
     np.testing.assert_array_equal(pred, ((peaks == 1).sum(axis=1) >= 2).astype(int))
-    sparsifier = EntropicSparsifier(reg=2.0, sparsity=0.05, max_iter=2, sinkhorn_max_iter=300, sinkhorn_tol=1e-6)
+    sparsifier = EntropicSparsifier(
+        reg=2.0, sparsity=0.05, max_iter=2, sinkhorn_max_iter=300, sinkhorn_tol=1e-6
+    )
     ot_clf = StarClusterClassifier(sparsifier=sparsifier).fit(X, y)
     with pytest.warns(ConvergenceWarning):
         pred = ot_clf.predict(X)

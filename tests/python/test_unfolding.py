@@ -4,14 +4,13 @@ projector, scipy's wrightomega and logsumexp), a direct NumPy IBU loop, scipy.sp
 and reduced versions of the paper's reference numbers."""
 
 import numpy as np
+import otinverse as oi
 import pytest
+from otinverse import _core
+from otinverse.datasets import load_jet_mass, make_unfolding_1d
 from scipy.special import logsumexp, wrightomega
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-
-import otinverse as oi
-from otinverse import _core
-from otinverse.datasets import load_jet_mass, make_unfolding_1d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,7 +36,9 @@ def kerb_projector(R):
     return np.eye(B.shape[1]) - Q @ Q.T
 
 
-def numpy_ot_unfold(y, R, yp, nu, *, eps=3e-5, eps_init=1e-2, n_init=100, n_iter=25, dr_iter=25, tau=1e-3):
+def numpy_ot_unfold(
+    y, R, yp, nu, *, eps=3e-5, eps_init=1e-2, n_init=100, n_iter=25, dr_iter=25, tau=1e-3
+):
     """σ after each of the n_iter iterations of eq. (25) with the warm start of eq. (26)–(27)."""
     y = y.reshape(len(y), -1)
     yp = yp.reshape(len(yp), -1)
@@ -84,7 +85,9 @@ def max_rel(a, b):
 # Kernels
 # ---------------------------------------------------------------------------------------------
 def test_wright_omega_matches_scipy_on_the_whole_range():
-    t = np.concatenate([np.linspace(-700, 700, 100_001), np.linspace(-3, 3, 2001), [-50.0, -2.0, 1.0]])
+    t = np.concatenate(
+        [np.linspace(-700, 700, 100_001), np.linspace(-3, 3, 2001), [-50.0, -2.0, 1.0]]
+    )
     ours = _core.wright_omega_array(t)
     ref = np.real(wrightomega(t))
     assert np.all(np.abs(ours - ref) <= 1e-13 * np.abs(ref))
@@ -127,7 +130,9 @@ def test_ot_iteration_matches_numpy_1d(M, reg_init):
     gen, reco, measured = small_1d(M=M)
     nu = np.full(len(measured), 1.0 / len(measured))
     est = oi.OTUnfolder(reg_init=reg_init).fit(measured, gen=gen, reco=reco)
-    ref = numpy_ot_unfold(reco.reshape(-1), block_response(len(gen), M), measured, nu, eps_init=reg_init)
+    ref = numpy_ot_unfold(
+        reco.reshape(-1), block_response(len(gen), M), measured, nu, eps_init=reg_init
+    )
     assert est.history_["weights"].shape == ref.shape
     assert max_rel(est.history_["weights"], ref) < 1e-10
     np.testing.assert_allclose(est.weights_, ref[-1], rtol=0, atol=1e-10 * ref[-1].max())
@@ -135,9 +140,13 @@ def test_ot_iteration_matches_numpy_1d(M, reg_init):
 
 def test_ot_iteration_matches_numpy_2d_weighted():
     data = load_jet_mass(L=15, L_measured=12, M=2, M_measured=2)
-    est = oi.OTUnfolder(max_iter=10).fit(data.measured, gen=data.gen, reco=data.reco, measured_weight=data.measured_weight)
+    est = oi.OTUnfolder(max_iter=10).fit(
+        data.measured, gen=data.gen, reco=data.reco, measured_weight=data.measured_weight
+    )
     nu = data.measured_weight / data.measured_weight.sum()
-    ref = numpy_ot_unfold(data.reco.reshape(-1, 2), block_response(15, 2), data.measured, nu, n_iter=10)
+    ref = numpy_ot_unfold(
+        data.reco.reshape(-1, 2), block_response(15, 2), data.measured, nu, n_iter=10
+    )
     assert max_rel(est.history_["weights"], ref) < 1e-10
 
 
@@ -184,7 +193,9 @@ def test_richardson_lucy_matches_numpy_ibu_with_efficiencies():
     ours = oi.richardson_lucy(R, counts, 30, efficiencies=eff, prior=prior)
     np.testing.assert_allclose(ours, numpy_ibu(R, counts, 30, eff, prior), rtol=1e-13)
     # Defaults: efficiencies = column sums, uniform prior.
-    np.testing.assert_allclose(oi.richardson_lucy(R, counts, 5), numpy_ibu(R, counts, 5, eff, np.ones(8)), rtol=1e-13)
+    np.testing.assert_allclose(
+        oi.richardson_lucy(R, counts, 5), numpy_ibu(R, counts, 5, eff, np.ones(8)), rtol=1e-13
+    )
 
 
 def test_rl_unfolder_binning_matches_reference_histograms():
@@ -199,7 +210,9 @@ def test_rl_unfolder_binning_matches_reference_histograms():
     nu, _ = np.histogram(d.measured, edges, weights=d.measured_weight)
     nu /= nu.sum()
     np.testing.assert_allclose(est.binned_response_, Rb, atol=1e-15)
-    np.testing.assert_allclose(est.binned_measured_, nu, rtol=1e-12, atol=1e-30)  # ε_bin = 1e-40 fills empty bins
+    np.testing.assert_allclose(
+        est.binned_measured_, nu, rtol=1e-12, atol=1e-30
+    )  # ε_bin = 1e-40 fills empty bins
     Rb = (1 - 1e-40) * Rb + 1e-40 / 14  # the paper's ε_bin perturbation
     nu = (1 - 1e-40) * nu + 1e-40 / 14
     ref = numpy_ibu(Rb, nu / nu.sum(), 7, Rb.sum(axis=0), np.ones(40))
@@ -215,7 +228,11 @@ def test_reduced_1d_reference_numbers():
     for s in seeds:
         d = make_unfolding_1d(M=1, random_state=int(s))
         ot_w2.append(oi.OTUnfolder().fit(d.measured, gen=d.gen, reco=d.reco).w2_to_measured())
-        rl_w2.append(oi.RichardsonLucyUnfolder(n_bins=28).fit(d.measured, gen=d.gen, reco=d.reco).w2_to_measured())
+        rl_w2.append(
+            oi.RichardsonLucyUnfolder(n_bins=28)
+            .fit(d.measured, gen=d.gen, reco=d.reco)
+            .w2_to_measured()
+        )
     # Reference (40 seeds): OT 3.44e-4 ± 2.1e-4, RL(28) 4.51e-3.
     assert 1e-4 <= np.mean(ot_w2) <= 6e-4
     assert 2e-3 <= np.mean(rl_w2) <= 8e-3
@@ -246,7 +263,9 @@ def test_tol_runs_until_the_change_is_small_and_does_not_get_worse():
 # ---------------------------------------------------------------------------------------------
 # Estimator contract, observables, tracking, progress bar
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("est", [oi.OTUnfolder(reg=1e-4, max_iter=7), oi.RichardsonLucyUnfolder(n_bins=10, n_iter=3)])
+@pytest.mark.parametrize(
+    "est", [oi.OTUnfolder(reg=1e-4, max_iter=7), oi.RichardsonLucyUnfolder(n_bins=10, n_iter=3)]
+)
 def test_clone_get_set_params(est):
     params = est.get_params()
     c = clone(est)
@@ -265,9 +284,11 @@ def test_fold_expectation_and_w2_tracking(capsys):
     pts, w = est.fold()
     assert pts.shape == (40, 1) and w.sum() == pytest.approx(1.0)
     assert est.expectation(lambda x: x[:, 0]) == pytest.approx(est.weights_ @ gen)
-    m2 = est.expectation(lambda x: x ** 2)
-    assert m2.shape == (1,) and m2[0] == pytest.approx(est.weights_ @ gen ** 2)
-    rl = oi.RichardsonLucyUnfolder(n_bins=10, n_iter=4, track_w2=True).fit(measured, gen=gen, reco=reco)
+    m2 = est.expectation(lambda x: x**2)
+    assert m2.shape == (1,) and m2[0] == pytest.approx(est.weights_ @ gen**2)
+    rl = oi.RichardsonLucyUnfolder(n_bins=10, n_iter=4, track_w2=True).fit(
+        measured, gen=gen, reco=reco
+    )
     assert rl.history_["w2"].shape == (4,)
 
 
@@ -315,13 +336,26 @@ def test_bad_inputs_raise_naming_the_argument(Est):
             Est().fit(measured, **args)
     with pytest.raises(oi.InvalidArgumentError, match="measured"):
         Est().fit(np.array([]), gen=gen, reco=reco)
-    with pytest.raises(oi.InvalidArgumentError, match="reco: detector points have dimension 2 but measured has 3"):
+    with pytest.raises(
+        oi.InvalidArgumentError, match="reco: detector points have dimension 2 but measured has 3"
+    ):
         Est().fit(np.zeros((30, 3)), gen=gen, reco=reco.reshape(20, 1, 2))
 
 
-@pytest.mark.parametrize("param,value", [("reg", 0.0), ("reg", -1.0), ("reg_init", 0), ("max_iter", 0),
-                                         ("tol", -1.0), ("dr_step", 0.0), ("cost_normalization", "mean"),
-                                         ("projection", "newton"), ("p", 0.5)])
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("reg", 0.0),
+        ("reg", -1.0),
+        ("reg_init", 0),
+        ("max_iter", 0),
+        ("tol", -1.0),
+        ("dr_step", 0.0),
+        ("cost_normalization", "mean"),
+        ("projection", "newton"),
+        ("p", 0.5),
+    ],
+)
 def test_bad_ot_hyperparameters(param, value):
     gen, reco, measured = small_1d()
     with pytest.raises(oi.InvalidArgumentError, match=param):

@@ -12,5 +12,7 @@ pub mod projection;
 pub mod richardson_lucy;
 
 pub use ot::{ot_unfold, CostNormalization, OtUnfoldOutput, OtUnfoldParams, Projection};
-pub use projection::{douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response};
+pub use projection::{
+    douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,
+};
 pub use richardson_lucy::{richardson_lucy, RichardsonLucyOutput};

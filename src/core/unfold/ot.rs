@@ -89,11 +89,17 @@ impl OtUnfoldParams {
         }
         if let Some(t) = self.tol {
             if !(t.is_finite() && t >= 0.0) {
-                return Err(OtError::invalid("tol", format!("must be finite and non-negative, got {t}")));
+                return Err(OtError::invalid(
+                    "tol",
+                    format!("must be finite and non-negative, got {t}"),
+                ));
             }
         }
         if !(self.p.is_finite() && self.p >= 1.0) {
-            return Err(OtError::invalid("p", format!("must be a finite exponent ≥ 1, got {}", self.p)));
+            return Err(OtError::invalid(
+                "p",
+                format!("must be a finite exponent ≥ 1, got {}", self.p),
+            ));
         }
         Ok(())
     }
@@ -133,7 +139,12 @@ fn max_cost(y: ArrayView2<'_, f64>, yp: ArrayView2<'_, f64>, p: f64) -> f64 {
             let yi = y.row(i);
             yp.rows()
                 .into_iter()
-                .map(|r| r.iter().zip(yi.iter()).map(|(a, b)| (a - b) * (a - b)).sum::<f64>())
+                .map(|r| {
+                    r.iter()
+                        .zip(yi.iter())
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum::<f64>()
+                })
                 .fold(0.0, f64::max)
         })
         .reduce(|| 0.0, f64::max);
@@ -156,22 +167,43 @@ pub fn ot_unfold(
     let l = response.n_gen();
     let n = measured_points.nrows();
     if response_points.nrows() != m {
-        return Err(OtError::shape("reco", format!("has {} detector points but the response has {m} rows", response_points.nrows())));
+        return Err(OtError::shape(
+            "reco",
+            format!(
+                "has {} detector points but the response has {m} rows",
+                response_points.nrows()
+            ),
+        ));
     }
     if measured_weights.len() != n {
-        return Err(OtError::shape("measured_weight", format!("has {} weights but measured has {n} points", measured_weights.len())));
+        return Err(OtError::shape(
+            "measured_weight",
+            format!(
+                "has {} weights but measured has {n} points",
+                measured_weights.len()
+            ),
+        ));
     }
     check_finite("measured_weight", measured_weights.iter())?;
     if measured_weights.iter().any(|w| w.is_nan() || *w <= 0.0) {
-        return Err(OtError::invalid("measured_weight", "weights must be positive (drop zero-weight events first)"));
+        return Err(OtError::invalid(
+            "measured_weight",
+            "weights must be positive (drop zero-weight events first)",
+        ));
     }
     let nu_mass: f64 = measured_weights.sum();
-    let log_nu: Vec<f64> = measured_weights.iter().map(|w| (w / nu_mass).ln()).collect();
+    let log_nu: Vec<f64> = measured_weights
+        .iter()
+        .map(|w| (w / nu_mass).ln())
+        .collect();
     let sigma0: Vec<f64> = match prior {
         None => vec![1.0 / l as f64; l],
         Some(s) => {
             if s.len() != l {
-                return Err(OtError::shape("prior", format!("has {} entries for {l} gen points", s.len())));
+                return Err(OtError::shape(
+                    "prior",
+                    format!("has {} entries for {l} gen points", s.len()),
+                ));
             }
             check_finite("prior", s.iter())?;
             if s.iter().any(|v| v.is_nan() || *v <= 0.0) {
@@ -184,7 +216,11 @@ pub fn ot_unfold(
     if measured_points.ncols() != response_points.ncols() {
         return Err(OtError::shape(
             "measured",
-            format!("points have dimension {} but reco has {}", measured_points.ncols(), response_points.ncols()),
+            format!(
+                "points have dimension {} but reco has {}",
+                measured_points.ncols(),
+                response_points.ncols()
+            ),
         ));
     }
 
@@ -196,10 +232,17 @@ pub fn ot_unfold(
         CostNormalization::None => 1.0,
     };
     if !(cost_scale > 0.0 && cost_scale.is_finite()) {
-        return Err(OtError::invalid("measured", "all response and measured points coincide: the cost is zero"));
+        return Err(OtError::invalid(
+            "measured",
+            "all response and measured points coincide: the cost is zero",
+        ));
     }
     let s = cost_scale.powf(1.0 / params.p);
-    let kernel = PointCost::new(response_points.mapv(|v| v / s).view(), measured_points.mapv(|v| v / s).view(), params.p)?;
+    let kernel = PointCost::new(
+        response_points.mapv(|v| v / s).view(),
+        measured_points.mapv(|v| v / s).view(),
+        params.p,
+    )?;
     let projector = KerBProjector::new(response)?;
 
     // Warm start, eq. (26)–(27): classical Sinkhorn between Rσ⁰ and ν at ε_init, started like
@@ -210,7 +253,10 @@ pub fn ot_unfold(
     let log_u_w = warm_start_scaling(&kernel, &a0, nu.view(), raw_max_cost / cost_scale, params)
         .map_or_else(|| warm_start_log(&kernel, &a0, nu.view(), params), Ok)?;
     // log u = [log u_w; log σ⁰] (eq. 27).
-    let mut log_u: Vec<f64> = log_u_w.into_iter().chain(sigma0.iter().map(|v| v.ln())).collect();
+    let mut log_u: Vec<f64> = log_u_w
+        .into_iter()
+        .chain(sigma0.iter().map(|v| v.ln()))
+        .collect();
 
     let eps = params.eps;
     let (mut shift_n, mut shift_m) = (vec![0.0; n], vec![0.0; m]);
@@ -226,18 +272,34 @@ pub fn ot_unfold(
     let mut n_iter = 0;
     for it in 0..params.max_iter {
         // 1. log v_w = log ν − LSE_i(log u_w − C/ε), as a column softmin of ε log u_w.
-        term_m.iter_mut().zip(&log_u[..m]).for_each(|(t, lu)| *t = eps * lu);
+        term_m
+            .iter_mut()
+            .zip(&log_u[..m])
+            .for_each(|(t, lu)| *t = eps * lu);
         kernel.softmin_cols(&term_m, &shift_n, eps, &mut out_n);
         shift_n.copy_from_slice(&out_n);
-        let log_v_w: Vec<f64> = log_nu.iter().zip(&out_n).map(|(ln, o)| ln + o / eps).collect();
+        let log_v_w: Vec<f64> = log_nu
+            .iter()
+            .zip(&out_n)
+            .map(|(ln, o)| ln + o / eps)
+            .collect();
         let log_v_s = -log_sum_exp(&log_u[m..]);
         // 2. log K̃v_w = LSE_j(log v_w − C/ε), a row softmin of ε log v_w; log K̃v_s = log v_s.
-        term_n.iter_mut().zip(&log_v_w).for_each(|(t, lv)| *t = eps * lv);
+        term_n
+            .iter_mut()
+            .zip(&log_v_w)
+            .for_each(|(t, lv)| *t = eps * lv);
         kernel.softmin_rows(&term_n, &shift_m, eps, &mut out_m);
         shift_m.copy_from_slice(&out_m);
-        log_kv[..m].iter_mut().zip(&out_m).for_each(|(k, o)| *k = -o / eps);
+        log_kv[..m]
+            .iter_mut()
+            .zip(&out_m)
+            .for_each(|(k, o)| *k = -o / eps);
         log_kv[m..].fill(log_v_s);
-        log_a.iter_mut().zip(log_u.iter().zip(&log_kv)).for_each(|(a, (u, k))| *a = u + k);
+        log_a
+            .iter_mut()
+            .zip(log_u.iter().zip(&log_kv))
+            .for_each(|(a, (u, k))| *a = u + k);
         // εKL(P|K̃) of P = diag(u)K̃diag(v): ε(Σ a log u + Σ b log v − Σ a), b = [ν; 1].
         let mut kl = 0.0;
         let mut mass = 0.0;
@@ -246,11 +308,19 @@ pub fn ot_unfold(
             kl += a * lu;
             mass += a;
         }
-        kl += log_nu.iter().zip(&log_v_w).map(|(ln, lv)| ln.exp() * lv).sum::<f64>() + log_v_s - mass;
+        kl += log_nu
+            .iter()
+            .zip(&log_v_w)
+            .map(|(ln, lv)| ln.exp() * lv)
+            .sum::<f64>()
+            + log_v_s
+            - mass;
         objective.push(eps * kl * cost_scale);
         // 3. z = Proj^KL_{ker B}(a), eq. (28) or exactly.
         let z = match params.projection {
-            Projection::DouglasRachford => douglas_rachford(&projector, &log_a, params.dr_step, params.dr_iter),
+            Projection::DouglasRachford => {
+                douglas_rachford(&projector, &log_a, params.dr_step, params.dr_iter)
+            }
             Projection::Exact => exact_kl_projection(&projector, &log_a)?,
         };
         kerb_residual.push(projector.residual(&z));
@@ -261,9 +331,15 @@ pub fn ot_unfold(
         let zs_sum: f64 = z[m..].iter().sum();
         let new_sigma: Vec<f64> = z[m..].iter().map(|v| v / zs_sum).collect();
         if !new_sigma.iter().all(|v| v.is_finite()) || !log_u.iter().all(|v| v.is_finite()) {
-            return Err(OtError::Numerical(format!("non-finite iterate at outer iteration {it} (ε = {eps:e})")));
+            return Err(OtError::Numerical(format!(
+                "non-finite iterate at outer iteration {it} (ε = {eps:e})"
+            )));
         }
-        let change: f64 = new_sigma.iter().zip(&sigma).map(|(a, b)| (a - b).abs()).sum();
+        let change: f64 = new_sigma
+            .iter()
+            .zip(&sigma)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
         sigma = new_sigma;
         sigma_change.push(change);
         history.extend_from_slice(&sigma);
@@ -321,19 +397,29 @@ fn warm_start_scaling(
     let (mut u, mut v) = (vec![0.0; m], vec![1.0; n]);
     let mut kv = vec![0.0; m];
     mat_vec(k, &v, &mut kv);
-    u.iter_mut().zip(a0.iter().zip(&kv)).for_each(|(ui, (a, s))| *ui = a / s);
+    u.iter_mut()
+        .zip(a0.iter().zip(&kv))
+        .for_each(|(ui, (a, s))| *ui = a / s);
     for _ in 1..params.n_init_iter {
         let ktu = mat_t_vec(k, &u, n);
-        v.iter_mut().zip(nu.iter().zip(&ktu)).for_each(|(vj, (b, s))| *vj = b / s);
+        v.iter_mut()
+            .zip(nu.iter().zip(&ktu))
+            .for_each(|(vj, (b, s))| *vj = b / s);
         mat_vec(k, &v, &mut kv);
-        u.iter_mut().zip(a0.iter().zip(&kv)).for_each(|(ui, (a, s))| *ui = a / s);
+        u.iter_mut()
+            .zip(a0.iter().zip(&kv))
+            .for_each(|(ui, (a, s))| *ui = a / s);
     }
-    u.iter().all(|x| x.is_finite() && *x > 0.0).then(|| u.iter().map(|x| x.ln()).collect())
+    u.iter()
+        .all(|x| x.is_finite() && *x > 0.0)
+        .then(|| u.iter().map(|x| x.ln()).collect())
 }
 
 /// `out = K v` for a row-major K with `v.len()` columns.
 fn mat_vec(k: &[f64], v: &[f64], out: &mut [f64]) {
-    out.par_iter_mut().zip(k.par_chunks_exact(v.len())).for_each(|(o, row)| *o = dot(row, v));
+    out.par_iter_mut()
+        .zip(k.par_chunks_exact(v.len()))
+        .for_each(|(o, row)| *o = dot(row, v));
 }
 
 /// `Kᵀ u` for a row-major K with n columns: rows accumulated along the contiguous axis.
@@ -358,7 +444,12 @@ fn mat_t_vec(k: &[f64], u: &[f64], n: usize) -> Vec<f64> {
 }
 
 /// The warm start in the log domain with the foundation's Sinkhorn (any ε_init): `log u`.
-fn warm_start_log(kernel: &PointCost, a0: &[f64], nu: ArrayView1<'_, f64>, params: &OtUnfoldParams) -> Result<Vec<f64>> {
+fn warm_start_log(
+    kernel: &PointCost,
+    a0: &[f64],
+    nu: ArrayView1<'_, f64>,
+    params: &OtUnfoldParams,
+) -> Result<Vec<f64>> {
     let (m, n) = kernel.shape();
     let e0 = params.eps_init;
     // The foundation updates g first, so the first u-update (from v = 1) is done here and the
@@ -373,7 +464,13 @@ fn warm_start_log(kernel: &PointCost, a0: &[f64], nu: ArrayView1<'_, f64>, param
         sp.overrelaxation = false;
         let a0v = ArrayView1::from(a0);
         let g0 = vec![0.0; n];
-        let out = sinkhorn(kernel, a0v, nu, &sp, Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))))?;
+        let out = sinkhorn(
+            kernel,
+            a0v,
+            nu,
+            &sp,
+            Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))),
+        )?;
         f = out.f.to_vec();
     }
     // log u = log a + f/ε_init (the foundation's P = a b e^{(f+g−C)/ε}).
@@ -397,7 +494,16 @@ mod tests {
         let y = Array2::from_shape_fn((l, 1), |(k, _)| k as f64 + 0.5);
         let yp = Array2::from_shape_fn((l / 2, 1), |(j, _)| j as f64 + 0.5);
         let nu = Array1::from_elem(l / 2, 1.0);
-        let out = ot_unfold(y.view(), Response::new_blocks(l, 1).unwrap(), yp.view(), nu.view(), None, &OtUnfoldParams::new(), None).unwrap();
+        let out = ot_unfold(
+            y.view(),
+            Response::new_blocks(l, 1).unwrap(),
+            yp.view(),
+            nu.view(),
+            None,
+            &OtUnfoldParams::new(),
+            None,
+        )
+        .unwrap();
         assert_eq!(out.n_iter, 25);
         assert!((out.sigma.sum() - 1.0).abs() < 1e-12);
         let first_half: f64 = out.sigma.iter().take(l / 2).sum();

@@ -28,20 +28,32 @@ impl Response {
     pub fn new_dense(r: Array2<f64>) -> Result<Self> {
         let (m, l) = r.dim();
         if m == 0 || l == 0 {
-            return Err(OtError::shape("response", format!("must not be empty, got shape ({m}, {l})")));
+            return Err(OtError::shape(
+                "response",
+                format!("must not be empty, got shape ({m}, {l})"),
+            ));
         }
         if r.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err(OtError::invalid("response", "entries must be finite and non-negative"));
+            return Err(OtError::invalid(
+                "response",
+                "entries must be finite and non-negative",
+            ));
         }
         for (k, col) in r.columns().into_iter().enumerate() {
             let s: f64 = col.sum();
             if (s - 1.0).abs() > 1e-8 {
-                return Err(OtError::invalid("response", format!("column {k} sums to {s}, expected 1")));
+                return Err(OtError::invalid(
+                    "response",
+                    format!("column {k} sums to {s}, expected 1"),
+                ));
             }
         }
         for (i, row) in r.rows().into_iter().enumerate() {
             if row.sum() <= 0.0 {
-                return Err(OtError::invalid("response", format!("row {i} is zero: detector point {i} is unreachable")));
+                return Err(OtError::invalid(
+                    "response",
+                    format!("row {i} is zero: detector point {i} is unreachable"),
+                ));
             }
         }
         Ok(Response::Dense(r))
@@ -195,7 +207,9 @@ fn cholesky(mut a: Array2<f64>) -> Result<Array2<f64>> {
             d -= a[(j, k)] * a[(j, k)];
         }
         if d.is_nan() || d <= 0.0 {
-            return Err(OtError::Numerical("I + RᵀR is not positive definite".into()));
+            return Err(OtError::Numerical(
+                "I + RᵀR is not positive definite".into(),
+            ));
         }
         let d = d.sqrt();
         a[(j, j)] = d;
@@ -269,7 +283,9 @@ pub fn wright_omega(t: f64) -> f64 {
     let (w1, r, wp1) = fsc(w);
     w = w1;
     // A second step only when the first one's error estimate is above the rounding level.
-    if ((2.0 * w * w - 8.0 * w - 1.0) * r.abs().powi(4)).abs() >= f64::EPSILON * 72.0 * wp1.abs().powi(6) {
+    if ((2.0 * w * w - 8.0 * w - 1.0) * r.abs().powi(4)).abs()
+        >= f64::EPSILON * 72.0 * wp1.abs().powi(6)
+    {
         w = fsc(w).0;
     }
     w
@@ -293,9 +309,15 @@ pub fn douglas_rachford(proj: &KerBProjector, log_w: &[f64], tau: f64, n_iter: u
             x[i] += z[i] - y[i];
         }
     }
-    let min_pos = z.iter().copied().filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+    let min_pos = z
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f64::INFINITY, f64::min);
     if min_pos.is_finite() {
-        z.iter_mut().filter(|v| **v == 0.0).for_each(|v| *v = min_pos);
+        z.iter_mut()
+            .filter(|v| **v == 0.0)
+            .for_each(|v| *v = min_pos);
     }
     z
 }
@@ -325,7 +347,12 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
         Response::Dense(r) => {
             let a_s: Vec<f64> = log_as.iter().map(|v| v.exp()).collect();
             let objective = |s: &[f64], w: &[f64]| -> f64 {
-                let kl = |x: &[f64], la: &[f64]| x.iter().zip(la).map(|(x, la)| x * (x.ln() - la) - x + la.exp()).sum::<f64>();
+                let kl = |x: &[f64], la: &[f64]| {
+                    x.iter()
+                        .zip(la)
+                        .map(|(x, la)| x * (x.ln() - la) - x + la.exp())
+                        .sum::<f64>()
+                };
                 kl(w, log_aw) + kl(s, log_as)
             };
             let mut s = a_s.clone();
@@ -335,9 +362,13 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
             let mut grad = vec![0.0; l];
             let mut lw = vec![0.0; m];
             for _ in 0..100 {
-                lw.iter_mut().zip(w.iter().zip(log_aw)).for_each(|(o, (w, la))| *o = w.ln() - la);
+                lw.iter_mut()
+                    .zip(w.iter().zip(log_aw))
+                    .for_each(|(o, (w, la))| *o = w.ln() - la);
                 response.apply_t(&lw, &mut grad);
-                grad.iter_mut().zip(s.iter().zip(log_as)).for_each(|(g, (s, la))| *g += s.ln() - la);
+                grad.iter_mut()
+                    .zip(s.iter().zip(log_as))
+                    .for_each(|(g, (s, la))| *g += s.ln() - la);
                 // H = Rᵀ diag(1/w) R + diag(1/s).
                 let scaled = Array2::from_shape_fn((m, l), |(i, k)| r[(i, k)] / w[i].sqrt());
                 let mut h = scaled.t().dot(&scaled);
@@ -366,7 +397,11 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
                     }
                     t *= 0.5;
                 }
-                let rel = step.iter().zip(&s).map(|(d, s)| (t * d / s).abs()).fold(0.0, f64::max);
+                let rel = step
+                    .iter()
+                    .zip(&s)
+                    .map(|(d, s)| (t * d / s).abs())
+                    .fold(0.0, f64::max);
                 if !accepted || rel < 1e-14 {
                     break;
                 }
@@ -378,7 +413,9 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
     response.apply(&s, &mut z[..m]);
     z[m..].copy_from_slice(&s);
     if !z.iter().all(|v| v.is_finite() && *v > 0.0) {
-        return Err(OtError::Numerical("exact KL projection left the positive orthant".into()));
+        return Err(OtError::Numerical(
+            "exact KL projection left the positive orthant".into(),
+        ));
     }
     Ok(z)
 }
@@ -403,7 +440,9 @@ mod tests {
         let (l, m) = (5, 3);
         let blocks = KerBProjector::new(Response::new_blocks(l, m).unwrap()).unwrap();
         let dense = KerBProjector::new(Response::new_dense(dense_blocks(l, m)).unwrap()).unwrap();
-        let x: Vec<f64> = (0..l * m + l).map(|i| ((i * 7 % 11) as f64).sin()).collect();
+        let x: Vec<f64> = (0..l * m + l)
+            .map(|i| ((i * 7 % 11) as f64).sin())
+            .collect();
         let (mut a, mut b, mut aa) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; x.len()]);
         blocks.project(&x, &mut a);
         dense.project(&x, &mut b);
@@ -423,7 +462,9 @@ mod tests {
         let (l, m) = (6, 4);
         let blocks = KerBProjector::new(Response::new_blocks(l, m).unwrap()).unwrap();
         let dense = KerBProjector::new(Response::new_dense(dense_blocks(l, m)).unwrap()).unwrap();
-        let log_a: Vec<f64> = (0..l * m + l).map(|i| -3.0 + ((i * 13 % 7) as f64).cos()).collect();
+        let log_a: Vec<f64> = (0..l * m + l)
+            .map(|i| -3.0 + ((i * 13 % 7) as f64).cos())
+            .collect();
         let a = exact_kl_projection(&blocks, &log_a).unwrap();
         let b = exact_kl_projection(&dense, &log_a).unwrap();
         for (p, q) in a.iter().zip(&b) {
@@ -438,7 +479,10 @@ mod tests {
             let t = i as f64 * 0.37;
             let w = wright_omega(t);
             if t > -30.0 {
-                assert!(((w + w.ln()) - t).abs() <= 1e-14 * t.abs().max(1.0), "t={t}");
+                assert!(
+                    ((w + w.ln()) - t).abs() <= 1e-14 * t.abs().max(1.0),
+                    "t={t}"
+                );
             }
         }
         assert_eq!(wright_omega(f64::NEG_INFINITY), 0.0);

@@ -25,24 +25,36 @@ pub fn richardson_lucy(
 ) -> Result<RichardsonLucyOutput> {
     let (nb, l) = response.dim();
     if nb == 0 || l == 0 {
-        return Err(OtError::shape("response", format!("must not be empty, got shape ({nb}, {l})")));
+        return Err(OtError::shape(
+            "response",
+            format!("must not be empty, got shape ({nb}, {l})"),
+        ));
     }
     check_finite("response", response.iter())?;
     if response.iter().any(|v| *v < 0.0) {
         return Err(OtError::invalid("response", "entries must be non-negative"));
     }
     if measured.len() != nb {
-        return Err(OtError::shape("measured", format!("has {} bins but the response has {nb} rows", measured.len())));
+        return Err(OtError::shape(
+            "measured",
+            format!("has {} bins but the response has {nb} rows", measured.len()),
+        ));
     }
     check_weights("measured", measured.iter())?;
     let eff: Vec<f64> = match efficiencies {
         Some(e) => {
             if e.len() != l {
-                return Err(OtError::shape("efficiencies", format!("has {} entries for {l} causes", e.len())));
+                return Err(OtError::shape(
+                    "efficiencies",
+                    format!("has {} entries for {l} causes", e.len()),
+                ));
             }
             check_finite("efficiencies", e.iter())?;
             if e.iter().any(|v| !(*v > 0.0 && *v <= 1.0 + 1e-12)) {
-                return Err(OtError::invalid("efficiencies", "entries must lie in (0, 1]"));
+                return Err(OtError::invalid(
+                    "efficiencies",
+                    "entries must lie in (0, 1]",
+                ));
             }
             e.to_vec()
         }
@@ -51,7 +63,10 @@ pub fn richardson_lucy(
     let mut p: Vec<f64> = match prior {
         Some(pr) => {
             if pr.len() != l {
-                return Err(OtError::shape("prior", format!("has {} entries for {l} causes", pr.len())));
+                return Err(OtError::shape(
+                    "prior",
+                    format!("has {} entries for {l} causes", pr.len()),
+                ));
             }
             let mass = check_weights("prior", pr.iter())?;
             pr.iter().map(|v| v / mass).collect()
@@ -65,7 +80,11 @@ pub fn richardson_lucy(
         // ratio_b = n_b / (Rp)_b (bins the current prior cannot reach contribute nothing).
         for (b, row) in response.rows().into_iter().enumerate() {
             let folded: f64 = row.iter().zip(&p).map(|(r, pk)| r * pk).sum();
-            ratio[b] = if folded > 0.0 { measured[b] / folded } else { 0.0 };
+            ratio[b] = if folded > 0.0 {
+                measured[b] / folded
+            } else {
+                0.0
+            };
         }
         unfolded.fill(0.0);
         for (row, rb) in response.rows().into_iter().zip(&ratio) {
@@ -78,14 +97,21 @@ pub fn richardson_lucy(
         }
         let total: f64 = unfolded.iter().sum();
         if !(total > 0.0 && total.is_finite()) {
-            return Err(OtError::Numerical("the unfolded distribution vanished".into()));
+            return Err(OtError::Numerical(
+                "the unfolded distribution vanished".into(),
+            ));
         }
-        p.iter_mut().zip(&unfolded).for_each(|(pk, u)| *pk = u / total);
+        p.iter_mut()
+            .zip(&unfolded)
+            .for_each(|(pk, u)| *pk = u / total);
         history.extend_from_slice(&p);
     }
     if n_iter == 0 {
         let total: f64 = measured.sum();
-        unfolded.iter_mut().zip(&p).for_each(|(u, pk)| *u = pk * total);
+        unfolded
+            .iter_mut()
+            .zip(&p)
+            .for_each(|(u, pk)| *u = pk * total);
     }
     Ok(RichardsonLucyOutput {
         unfolded: Array1::from(unfolded),
