@@ -2,7 +2,7 @@
 //! defined here and re-exported by `otinverse`, whose Python-side validation raises the same ones.
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyArithmeticError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyArithmeticError, PyKeyboardInterrupt, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::core::OtError;
@@ -42,6 +42,7 @@ impl From<CoreError> for PyErr {
                 InvalidArgumentError::new_err(e.to_string())
             }
             OtError::Numerical(_) => NumericalError::new_err(e.to_string()),
+            OtError::Interrupted => PyKeyboardInterrupt::new_err(e.to_string()),
         }
     }
 }

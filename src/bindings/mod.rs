@@ -7,6 +7,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod interrupt;
 mod patches;
 mod sinkhorn;
 mod sparsify;

@@ -5,6 +5,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
+use super::interrupt::run_interruptible;
 use super::sinkhorn::{init_pair, params};
 use crate::core::cost::CostKernel;
 use crate::core::patches::{
@@ -89,9 +90,7 @@ fn patch_sinkhorn<'py>(
     )?;
     let init = init_pair(&f_init, &g_init)?;
     let (a, x, b, y) = (a.as_array(), x.as_array(), b.as_array(), y.as_array());
-    let r = py
-        .detach(|| patch_ot(x, a, y, b, &p, init))
-        .map_err(CoreError)?;
+    let r = run_interruptible(py, || patch_ot(x, a, y, b, &p, init))?;
     let s = r.sinkhorn;
     Ok((
         s.f.into_pyarray(py),
@@ -156,9 +155,7 @@ fn patch_prior<'py>(
     p.stage_iter = stage_iter;
     let init = init_pair(&f_init, &g_init)?;
     let (img, y) = (image.as_array(), reference_patches.as_array());
-    let (r, grad) = py
-        .detach(|| image_patch_ot(img, patch_size, y, &p, init))
-        .map_err(CoreError)?;
+    let (r, grad) = run_interruptible(py, || image_patch_ot(img, patch_size, y, &p, init))?;
     let s = r.sinkhorn;
     Ok((
         s.objective,

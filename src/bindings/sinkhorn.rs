@@ -5,6 +5,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
+use super::interrupt::run_interruptible;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
 use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams, Update};
 use crate::core::wasserstein::wasserstein_1d;
@@ -99,10 +100,10 @@ fn run<K: CostKernel>(
     params: &SinkhornParams,
     f_init: &Option<PyReadonlyArray1<'_, f64>>,
     g_init: &Option<PyReadonlyArray1<'_, f64>>,
-) -> Result<SinkhornOutput, CoreError> {
+) -> PyResult<SinkhornOutput> {
     let (a, b) = (a.as_array(), b.as_array());
     let init = init_pair(f_init, g_init)?;
-    Ok(py.detach(|| sinkhorn(kernel, a, b, params, init))?)
+    run_interruptible(py, || sinkhorn(kernel, a, b, params, init))
 }
 
 /// Sinkhorn on a dense cost matrix (any strides, borrowed).

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::errors::CoreError;
+use super::interrupt::run_interruptible;
 use crate::core::cost::DenseCost;
 use crate::core::grid::GridCost;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
@@ -119,17 +120,17 @@ fn sparsify_dense<'py>(
     let (nu, cost) = (nu.as_array(), cost.as_array());
     let mu0 = mu0.as_ref().map(|m| m.as_array());
     let out = match objective {
-        "entropic" => py.detach(|| -> Result<_, OtError> {
+        "entropic" => run_interruptible(py, || -> Result<_, OtError> {
             let k = DenseCost::new(cost)?;
             sparsify(&k, nu, mu0, &p)
         }),
-        "rawson2022" => py.detach(|| sparsify_rawson2022(cost, nu, mu0, &p)),
-        other => Err(OtError::invalid(
+        "rawson2022" => run_interruptible(py, || sparsify_rawson2022(cost, nu, mu0, &p)),
+        other => Err(CoreError(OtError::invalid(
             "objective",
             format!("must be 'entropic' or 'rawson2022', got {other:?}"),
-        )),
-    }
-    .map_err(CoreError)?;
+        ))
+        .into()),
+    }?;
     into_dict(py, out)
 }
 

@@ -4,6 +4,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
+use super::interrupt::run_interruptible;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, ot_unfold, richardson_lucy, wright_omega,
     CostNormalization, KerBProjector, OtUnfoldParams, Projection, Response,
@@ -122,7 +123,7 @@ fn ot_unfold_points<'py>(
         measured_weights.as_array(),
     );
     let prior = prior.as_ref().map(|s| s.as_array());
-    let out = py.detach(|| {
+    let out = run_interruptible(py, || {
         let mut cb = |i: usize| {
             if let Some(f) = &progress {
                 Python::attach(|py| {
@@ -131,8 +132,7 @@ fn ot_unfold_points<'py>(
             }
         };
         ot_unfold(y, resp, yp, nu, prior, &params, Some(&mut cb))
-    });
-    let out = out.map_err(CoreError)?;
+    })?;
     Ok((
         out.sigma.into_pyarray(py),
         out.sigma_history.into_pyarray(py),

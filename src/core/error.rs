@@ -14,6 +14,9 @@ pub enum OtError {
     /// The iteration broke down numerically (non-finite potentials), despite valid input.
     #[error("numerical breakdown: {0}")]
     Numerical(String),
+    /// The caller's cancellation flag was set (Ctrl-C in Python); see `core::interrupt`.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, OtError>;

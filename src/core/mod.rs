@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod error;
 pub mod grid;
+pub mod interrupt;
 pub mod logsumexp;
 pub mod patches;
 pub mod sinkhorn;

@@ -19,6 +19,7 @@ use ndarray::{Array1, ArrayView1, ArrayView2};
 
 use crate::core::cost::CostKernel;
 use crate::core::error::{check_positive, check_weights, OtError, Result};
+use crate::core::interrupt;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
 #[derive(Clone, Debug)]
@@ -202,6 +203,7 @@ fn descend<S>(
     let mut grad_norm;
     let mut start = params.step_size;
     let stop = loop {
+        interrupt::check()?;
         for ((g, &mi), &oi) in w.iter_mut().zip(&mu).zip(&ot.grad) {
             *g = if mi > 0.0 {
                 oi + lam * (-mi.ln() - 1.0)

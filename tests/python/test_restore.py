@@ -497,7 +497,6 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
         data_weight=0.02,
         noise_std=0.1,
         max_iter=60,
-        sinkhorn_final_max_iter=50,
         random_state=0,
     )
     noisy = WPPRestorer(**common).degrade(data.image)
@@ -515,7 +514,9 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
     full, _ = run(reach=0.1, image_reach=0.1)
     assert semi > max(balanced, full) + 1.0
     assert semi > psnr_noisy + 3.0
-    assert semi_outliers < 1e-3 < 0.1 < balanced_outliers
+    # The converged final solve leaves ≈ 1.1e-3 of the mass on the outliers (a 50-update budget
+    # left 1e-7, far from the fixed point, which is no property of OT_{ε,ρ}).
+    assert semi_outliers < 5e-3 < 0.1 < balanced_outliers
 
 
 # ----------------------------------------------------------------------------- micrographs

@@ -166,11 +166,12 @@ def test_wasserstein_in_2d_uses_exact_ot(rng):
     x, y = rng.random((50, 2)), rng.random((40, 2))
     expected = ot.emd2(np.full(50, 1 / 50), np.full(40, 1 / 40), sq_cost(x, y))
     np.testing.assert_allclose(otinverse.wasserstein(x, None, y, None), expected, rtol=1e-12)
-    # Entropic cost decreases to the exact one as reg -> 0.
+    # Entropic cost decreases to the exact one as reg -> 0. At reg = 1e-4 plain Sinkhorn needs
+    # ~4e4 updates for a marginal error of 1e-6, which moves ⟨C, P⟩ by at most 1e-6 · max C.
     costs = [
         otinverse.sinkhorn_points(
-            None, x, None, y, r, eps_scaling=0.5, tol=1e-9, max_iter=100_000
+            None, x, None, y, r, eps_scaling=0.5, tol=1e-6, max_iter=100_000
         ).transport_cost
         for r in (1e-2, 1e-3, 1e-4)
     ]
-    assert costs[0] > costs[1] > costs[2] >= expected - 1e-12
+    assert costs[0] > costs[1] > costs[2] >= expected - 2e-6

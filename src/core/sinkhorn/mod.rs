@@ -10,10 +10,14 @@
 //! and the next `f` softmin `f̃` gives the row sums of the current plan,
 //! `Σ_j P_ij = a_i exp((f_i − f̃_i)/ε)`, whose target is `a_i exp(−f_i/ρ_a)`.
 
+mod relaxation;
+
 use ndarray::{Array1, ArrayView1};
 
 use crate::core::cost::CostKernel;
 use crate::core::error::{check_positive, check_weights, OtError, Result};
+use crate::core::interrupt;
+use relaxation::{safe_factor, HalfStep, Relaxation};
 
 /// How the two potentials are updated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +142,45 @@ impl Side {
         }
     }
 
+    /// `φ ← φ + ω (λ φ̃ − φ)` with ω shrunk (never below 1) until the dual objective does not
+    /// decrease; returns the factor used.
+    fn relax(&mut self, softmin: &[f64], eps: f64, omega: f64) -> f64 {
+        let lam = self.damping(eps);
+        let omega = safe_factor(
+            &HalfStep {
+                weights: &self.weights,
+                potential: &self.potential,
+                softmin,
+                damping: lam,
+                reach: self.reach,
+                eps,
+            },
+            omega,
+        );
+        if omega == 1.0 {
+            self.potential
+                .iter_mut()
+                .zip(softmin)
+                .for_each(|(p, s)| *p = lam * s);
+        } else {
+            let w = omega * lam;
+            self.potential
+                .iter_mut()
+                .zip(softmin)
+                .for_each(|(p, s)| *p = (1.0 - omega) * *p + w * s);
+        }
+        omega
+    }
+
+    /// `φ ← (φ + λ φ̃)/2`: the averaged step of the symmetric updates.
+    fn average(&mut self, softmin: &[f64], eps: f64) {
+        let half_lam = 0.5 * self.damping(eps);
+        self.potential
+            .iter_mut()
+            .zip(softmin)
+            .for_each(|(p, s)| *p = 0.5 * *p + half_lam * s);
+    }
+
     /// Relative L1 distance of this side's plan marginal `w e^{(φ − φ̃)/ε}` to its target
     /// `w e^{−φ/ρ}`, given `φ̃ = softmin` of the other side.
     fn error(&self, softmin: &[f64], eps: f64) -> f64 {
@@ -241,237 +284,245 @@ pub fn sinkhorn<K: CostKernel + ?Sized>(
         (cols, rows)
     };
 
-    let eps = params.eps;
-    let mut stages = Vec::new();
-    if let (Some(q), None) = (params.eps_scaling, init) {
-        let mut e = kernel.diameter();
-        while e > eps {
-            stages.push(e);
-            e *= q;
-        }
-    }
-    let mut n_iter = 0;
-    for &stage_eps in &stages {
-        // Intermediate stages only prepare a warm start for the next one, so a loose tolerance
-        // (or a fixed number of updates) suffices; the iterations at the target ε have their own
-        // budget `max_iter` when `stage_iter` is set, otherwise one of it is always kept for them.
-        let (budget, stage_tol) = match params.stage_iter {
-            Some(k) => (k, 0.0),
-            None => (params.max_iter - 1 - n_iter, params.tol.max(1e-3)),
-        };
-        if budget == 0 {
-            break;
-        }
-        n_iter += iterate(
-            kernel,
-            &mut first,
-            &mut last,
-            stage_eps,
-            stage_tol,
-            budget,
-            params.update,
-            params.overrelaxation,
-            params.stage_iter.is_none(),
-        )?
-        .0;
-    }
-    let final_budget = if params.stage_iter.is_some() {
-        params.max_iter
-    } else {
-        params.max_iter - n_iter
-    };
-    let (iters, converged) = iterate(
-        kernel,
-        &mut first,
-        &mut last,
-        eps,
-        params.tol,
-        final_budget,
-        params.update,
-        params.overrelaxation,
-        true,
-    )?;
-    n_iter += iters;
-
-    let (rows, cols) = if first.axis == Axis::Rows {
-        (first, last)
-    } else {
-        (last, first)
-    };
-    finish(kernel, rows, cols, eps, n_iter, converged)
+    let n_iter = anneal(kernel, &mut first, &mut last, params, init.is_some())?;
+    solve_target(kernel, first, last, params, n_iter)
 }
 
-/// Plain iterations observed before the over-relaxation factor is first estimated, the window
-/// of that estimate, and the period (and window) of the later re-estimates.
-const RELAX_WARMUP: usize = 20;
-const RELAX_WINDOW: usize = 10;
-const RELAX_PERIOD: usize = 50;
-
-/// Over-relaxation factor ω for a plain contraction rate θ (Thibault, Chizat, Dossal,
-/// Papadakis 2017, "Overrelaxed Sinkhorn–Knopp"; the SOR optimum 2/(1+√(1−θ))), capped below 2.
-fn relaxation_for_rate(theta: f64) -> f64 {
-    if !(theta.is_finite() && theta > 0.0) {
-        return 1.0;
-    }
-    (2.0 / (1.0 + (1.0 - theta.min(1.0)).sqrt())).clamp(1.0, 1.99)
-}
-
-/// The plain rate θ implied by the rate `rate` observed under relaxation ω, from the SOR relation
-/// `(rate + ω − 1)² = rate · ω² · θ` (θ = `rate` when ω = 1).
-fn plain_rate(rate: f64, omega: f64) -> f64 {
-    (rate + omega - 1.0).powi(2) / (rate * omega * omega)
-}
-
-/// Runs at most `max_iter` full updates at one ε; returns (iterations, converged). When the
-/// budget runs out, `judge_last` decides whether one more softmin measures the final state
-/// (otherwise `converged` is false: fixed-budget ε-scaling stages need no verdict).
-///
-/// Alternating updates are `φ ← (1−ω)φ + ω λ softmin(·)` for both sides; ω = 1 (plain Sinkhorn)
-/// for the first iterations, then ω from the observed plain rate, reset to 1 if the error grows.
-/// Both sides' marginal errors come from softmins the iteration computes anyway.
-fn iterate<K: CostKernel + ?Sized>(
+/// The ε-scaling stages before the target ε; returns the updates they used.
+fn anneal<K: CostKernel + ?Sized>(
     kernel: &K,
     first: &mut Side,
     last: &mut Side,
+    params: &SinkhornParams,
+    warm: bool,
+) -> Result<usize> {
+    let Some(q) = params.eps_scaling.filter(|_| !warm) else {
+        return Ok(0);
+    };
+    let mut n_iter = 0;
+    let mut stage_eps = kernel.diameter();
+    while stage_eps > params.eps {
+        // Intermediate stages only prepare a warm start for the next one, so a loose tolerance
+        // (or a fixed number of updates) suffices; the iterations at the target ε have their own
+        // budget `max_iter` when `stage_iter` is set, otherwise one of it is always kept for them.
+        let stage = match params.stage_iter {
+            Some(k) => Stage::new(params, stage_eps, 0.0, k),
+            None => Stage::new(
+                params,
+                stage_eps,
+                params.tol.max(1e-3),
+                params.max_iter - 1 - n_iter,
+            ),
+        };
+        if stage.max_iter == 0 {
+            break;
+        }
+        n_iter += iterate(kernel, first, last, &stage)?.0;
+        stage_eps *= q;
+    }
+    Ok(n_iter)
+}
+
+/// Iterations at the target ε. `converged` is judged on the returned plan itself: when the
+/// iteration's own error estimate and the plan's differ by rounding across `tol`, a few more
+/// updates settle it (or `converged` is false).
+fn solve_target<K: CostKernel + ?Sized>(
+    kernel: &K,
+    mut first: Side,
+    mut last: Side,
+    params: &SinkhornParams,
+    mut n_iter: usize,
+) -> Result<SinkhornOutput> {
+    let mut budget = match params.stage_iter {
+        Some(_) => params.max_iter,
+        None => params.max_iter - n_iter,
+    };
+    for attempt in 0.. {
+        let stage = Stage::new(params, params.eps, params.tol, budget);
+        let (iters, claimed) = iterate(kernel, &mut first, &mut last, &stage)?;
+        n_iter += iters;
+        budget -= iters;
+        let (rows, cols) = if first.axis == Axis::Rows {
+            (&first, &last)
+        } else {
+            (&last, &first)
+        };
+        let out = finish(kernel, rows, cols, params.eps, n_iter, params.tol)?;
+        if out.converged || !claimed || budget == 0 || attempt == 2 {
+            return Ok(out);
+        }
+    }
+    unreachable!("the loop returns by its third attempt")
+}
+
+/// One ε's iteration budget and stopping rule.
+struct Stage {
     eps: f64,
     tol: f64,
     max_iter: usize,
     update: Update,
     overrelaxation: bool,
-    judge_last: bool,
+}
+
+impl Stage {
+    fn new(params: &SinkhornParams, eps: f64, tol: f64, max_iter: usize) -> Self {
+        Stage {
+            eps,
+            tol,
+            max_iter,
+            update: params.update,
+            overrelaxation: params.overrelaxation,
+        }
+    }
+}
+
+/// Runs at most `stage.max_iter` full updates at one ε; returns (iterations, whether the
+/// iteration's own marginal-error estimate reached `stage.tol`).
+fn iterate<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &mut Side,
+    last: &mut Side,
+    stage: &Stage,
 ) -> Result<(usize, bool)> {
-    let (lam_first, lam_last) = (first.damping(eps), last.damping(eps));
-    let mut term = Vec::new();
-    let mut s_first = vec![0.0; first.potential.len()];
-    let mut s_last = vec![0.0; last.potential.len()];
-    let check = |err: f64, k: usize| -> Result<()> {
-        if err.is_finite() {
-            Ok(())
-        } else {
-            Err(OtError::Numerical(format!(
-                "non-finite marginal error at iteration {k} (ε = {eps:e})"
-            )))
+    match stage.update {
+        Update::Alternating => iterate_alternating(kernel, first, last, stage),
+        Update::Symmetric => iterate_symmetric(kernel, first, last, stage),
+    }
+}
+
+/// `Err` for a non-finite error: the iteration broke down.
+fn check_error(err: f64, k: usize, eps: f64) -> Result<()> {
+    if err.is_finite() {
+        Ok(())
+    } else {
+        Err(OtError::Numerical(format!(
+            "non-finite marginal error at iteration {k} (ε = {eps:e})"
+        )))
+    }
+}
+
+/// Softmin buffers of one iteration.
+struct Scratch {
+    term: Vec<f64>,
+    s_first: Vec<f64>,
+    s_last: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(first: &Side, last: &Side) -> Self {
+        Scratch {
+            term: Vec::new(),
+            s_first: vec![0.0; first.potential.len()],
+            s_last: vec![0.0; last.potential.len()],
         }
-    };
-    // φ ← (1−ω)φ + ω λ s.
-    let relax = |p: &mut [f64], s: &[f64], lam: f64, omega: f64| {
-        let w = omega * lam;
-        if omega == 1.0 {
-            p.iter_mut().zip(s).for_each(|(p, s)| *p = lam * s);
-        } else {
-            p.iter_mut()
-                .zip(s)
-                .for_each(|(p, s)| *p = (1.0 - omega) * *p + w * s);
-        }
-    };
-    let mut omega: f64 = 1.0;
-    let mut errors: Vec<f64> = Vec::new();
-    let mut best = f64::INFINITY;
-    // Marginal error of the `last` side for the current state (exact after a plain update).
+    }
+}
+
+/// Gauss–Seidel updates `φ ← φ + ω (λ φ̃ − φ)` of both sides, ω from [`Relaxation`] (1 when
+/// over-relaxation is off). Both sides' marginal errors come from softmins the iteration
+/// computes anyway: after a plain update the last side's condition holds exactly.
+fn iterate_alternating<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &mut Side,
+    last: &mut Side,
+    stage: &Stage,
+) -> Result<(usize, bool)> {
+    let eps = stage.eps;
+    let mut buf = Scratch::new(first, last);
+    let mut relaxation = Relaxation::new(stage.overrelaxation);
+    // Marginal error of the `last` side for the current state.
     let mut err_last = f64::INFINITY;
-    for k in 0..max_iter {
-        match update {
-            Update::Alternating => {
-                softmin(kernel, first, last, eps, &mut term, &mut s_first);
-                let mut err_first = first.error(&s_first, eps);
-                if k > 0 {
-                    check(err_first + err_last, k)?;
-                    if omega == 1.0 && err_first + err_last <= tol {
-                        return Ok((k, true));
-                    }
-                    if omega != 1.0 && err_first <= tol {
-                        // The relaxed last update leaves that side slightly off its condition;
-                        // a plain update removes that error, then the first side is re-measured.
-                        softmin(kernel, last, first, eps, &mut term, &mut s_last);
-                        relax(&mut last.potential, &s_last, lam_last, 1.0);
-                        err_last = 0.0;
-                        softmin(kernel, first, last, eps, &mut term, &mut s_first);
-                        err_first = first.error(&s_first, eps);
-                        check(err_first, k)?;
-                        if err_first <= tol {
-                            return Ok((k, true));
-                        }
-                    }
-                    let err = err_first + err_last;
-                    if overrelaxation {
-                        errors.push(err);
-                        best = best.min(err);
-                        if omega != 1.0 && err > 10.0 * best {
-                            // Safeguard: the relaxed iteration is not contracting here.
-                            omega = 1.0;
-                            errors.clear();
-                            best = err;
-                        } else if errors.len() >= RELAX_WARMUP
-                            && (errors.len() - RELAX_WARMUP) % RELAX_PERIOD == 0
-                        {
-                            // The early rate underestimates the slow asymptotic one, so ω is
-                            // re-estimated from the relaxed rate as the run goes on (never lowered
-                            // except by the safeguard).
-                            let window = if omega == 1.0 {
-                                RELAX_WINDOW
-                            } else {
-                                RELAX_PERIOD
-                            };
-                            let n = errors.len();
-                            let rate =
-                                (errors[n - 1] / errors[n - 1 - window]).powf(1.0 / window as f64);
-                            if rate < 1.0 {
-                                omega = omega.max(relaxation_for_rate(plain_rate(rate, omega)));
-                            }
-                        }
-                    }
-                }
-                relax(&mut first.potential, &s_first, lam_first, omega);
-                softmin(kernel, last, first, eps, &mut term, &mut s_last);
-                relax(&mut last.potential, &s_last, lam_last, omega);
-                err_last = if omega == 1.0 {
-                    0.0
-                } else {
-                    last.error(&s_last, eps)
-                };
-            }
-            Update::Symmetric => {
-                softmin(kernel, first, last, eps, &mut term, &mut s_first);
-                softmin(kernel, last, first, eps, &mut term, &mut s_last);
-                let err = first.error(&s_first, eps) + last.error(&s_last, eps);
-                check(err, k)?;
-                if err <= tol {
-                    // One alternating step so that `last` (the exact side, if any) holds exactly.
-                    relax(&mut first.potential, &s_first, lam_first, 1.0);
-                    softmin(kernel, last, first, eps, &mut term, &mut s_last);
-                    relax(&mut last.potential, &s_last, lam_last, 1.0);
-                    return Ok((k + 1, true));
-                }
-                relax(&mut first.potential, &s_first, lam_first, 0.5);
-                relax(&mut last.potential, &s_last, lam_last, 0.5);
-            }
+    for k in 0..stage.max_iter {
+        interrupt::check()?;
+        if err_last != 0.0 && relaxation.wants_projected_error() {
+            softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+            last.relax(&buf.s_last, eps, 1.0);
+            err_last = 0.0;
         }
-    }
-    if !judge_last {
-        return Ok((max_iter, false));
-    }
-    // Out of iterations: one more softmin tells whether the final state meets the tolerance.
-    softmin(kernel, first, last, eps, &mut term, &mut s_first);
-    let err = first.error(&s_first, eps)
-        + match update {
-            Update::Alternating => err_last,
-            Update::Symmetric => {
-                softmin(kernel, last, first, eps, &mut term, &mut s_last);
-                last.error(&s_last, eps)
+        softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
+        if k > 0 {
+            let err = first.error(&buf.s_first, eps) + err_last;
+            check_error(err, k, eps)?;
+            if err <= stage.tol
+                && (err_last == 0.0 || finish_plain(kernel, first, last, eps, &mut buf, stage.tol)?)
+            {
+                return Ok((k, true));
             }
+            relaxation.observe(err);
+        }
+        let omega = relaxation.omega();
+        first.relax(&buf.s_first, eps, omega);
+        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        let used = last.relax(&buf.s_last, eps, omega);
+        err_last = if used == 1.0 {
+            0.0
+        } else {
+            last.error(&buf.s_last, eps)
         };
-    check(err, max_iter)?;
-    Ok((max_iter, err <= tol))
+    }
+    if err_last != 0.0 {
+        // Out of budget after a relaxed update: a plain one, so the last side's condition (the
+        // exact marginal, when there is one) holds on return.
+        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        last.relax(&buf.s_last, eps, 1.0);
+    }
+    Ok((stage.max_iter, false))
+}
+
+/// After a relaxed update met `tol`: a plain update of the last side removes its remaining
+/// error, then the first side is measured again. Returns whether the state still meets `tol`.
+fn finish_plain<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &Side,
+    last: &mut Side,
+    eps: f64,
+    buf: &mut Scratch,
+    tol: f64,
+) -> Result<bool> {
+    softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+    last.relax(&buf.s_last, eps, 1.0);
+    softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
+    let err = first.error(&buf.s_first, eps);
+    check_error(err, 0, eps)?;
+    Ok(err <= tol)
+}
+
+/// Both sides from the same state, averaged with the previous potentials; on convergence one
+/// alternating step so that `last` (the exact side, if any) holds exactly.
+fn iterate_symmetric<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &mut Side,
+    last: &mut Side,
+    stage: &Stage,
+) -> Result<(usize, bool)> {
+    let eps = stage.eps;
+    let mut buf = Scratch::new(first, last);
+    for k in 0..stage.max_iter {
+        interrupt::check()?;
+        softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
+        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        let err = first.error(&buf.s_first, eps) + last.error(&buf.s_last, eps);
+        check_error(err, k, eps)?;
+        if err <= stage.tol {
+            first.relax(&buf.s_first, eps, 1.0);
+            softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+            last.relax(&buf.s_last, eps, 1.0);
+            return Ok((k + 1, true));
+        }
+        first.average(&buf.s_first, eps);
+        last.average(&buf.s_last, eps);
+    }
+    Ok((stage.max_iter, false))
 }
 
 /// Transport cost, objective and marginal error of the final potentials, from one pass over the plan.
 fn finish<K: CostKernel + ?Sized>(
     kernel: &K,
-    rows: Side,
-    cols: Side,
+    rows: &Side,
+    cols: &Side,
     eps: f64,
     n_iter: usize,
-    converged: bool,
+    tol: f64,
 ) -> Result<SinkhornOutput> {
     let mut row_term = vec![0.0; rows.potential.len()];
     let mut col_term = vec![0.0; cols.potential.len()];
@@ -507,20 +558,20 @@ fn finish<K: CostKernel + ?Sized>(
             .sum::<f64>()
             / s.mass
     };
-    let error = marginal_error(&rows, &sums.row_sums) + marginal_error(&cols, &sums.col_sums);
+    let error = marginal_error(rows, &sums.row_sums) + marginal_error(cols, &sums.col_sums);
     if !(error.is_finite() && sums.transport_cost.is_finite() && objective.is_finite()) {
         return Err(OtError::Numerical(format!(
             "non-finite plan statistics (ε = {eps:e})"
         )));
     }
     Ok(SinkhornOutput {
-        f: Array1::from(rows.potential),
-        g: Array1::from(cols.potential),
+        f: Array1::from(rows.potential.clone()),
+        g: Array1::from(cols.potential.clone()),
         transport_cost: sums.transport_cost,
         objective,
         n_iter,
         marginal_error: error,
-        converged,
+        converged: error <= tol,
     })
 }
 

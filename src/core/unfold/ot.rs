@@ -21,6 +21,7 @@ use rayon::prelude::*;
 use super::projection::{douglas_rachford, exact_kl_projection, KerBProjector, Response};
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
+use crate::core::interrupt;
 use crate::core::patches::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
@@ -271,6 +272,7 @@ pub fn ot_unfold(
     let mut converged = false;
     let mut n_iter = 0;
     for it in 0..params.max_iter {
+        interrupt::check()?;
         // 1. log v_w = log ν − LSE_i(log u_w − C/ε), as a column softmin of ε log u_w.
         term_m
             .iter_mut()

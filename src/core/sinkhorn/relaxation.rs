@@ -1,0 +1,303 @@
+//! Adaptive over-relaxation of the alternating Sinkhorn updates, with two safeguards that make
+//! it never worse than plain Sinkhorn by more than a few iterations.
+//!
+//! A relaxed half-step is `φ ← φ + ω (λ φ̃ − φ)`, with `φ̃` the softmin of the other side and
+//! `ω ∈ [1, 2)`; ω = 1 is the plain (exact block-maximising) update. The factor comes from the
+//! plain contraction rate θ through the SOR optimum `ω = 2/(1 + √(1 − θ))` (Thibault, Chizat,
+//! Dossal, Papadakis 2017, "Overrelaxed Sinkhorn–Knopp", §3; Lehmann, von Renesse, Sambale,
+//! Uschmajew 2022, "A note on overrelaxation in the Sinkhorn algorithm").
+//!
+//! * **Monotone dual** (Thibault et al., Thm. 1): each relaxed half-step must not decrease the
+//!   dual objective; [`safe_factor`] shrinks ω (never below 1) until it does, so the iteration
+//!   cannot diverge or run to a non-finite state.
+//! * **Rate monitor**: [`Relaxation::observe`] measures the rate actually reached under ω over
+//!   a window and goes back to plain updates for good when it is no better than the plain rate,
+//!   so a stalling relaxation costs one window, not thousands of iterations.
+
+/// Plain iterations before θ is first estimated, and the window of each rate estimate.
+const WARMUP: usize = 20;
+const WINDOW: usize = 10;
+/// Relaxed iterations between re-estimates of θ (the early plain rate underestimates the slow
+/// asymptotic one, so ω may grow as the run goes on).
+const PERIOD: usize = 50;
+/// Below this plain rate the iteration is already fast and relaxation gains little.
+const MIN_RATE: f64 = 0.5;
+/// How far apart (relative, in log) two consecutive window rates may be to count as steady.
+const STEADY: f64 = 0.25;
+/// Switches that did not pay before relaxation is given up on for this ε.
+const MAX_FAILURES: usize = 3;
+/// Bisection steps of [`safe_factor`].
+const SAFE_STEPS: usize = 8;
+
+/// ω for a plain contraction rate θ (the SOR optimum), capped below 2.
+fn factor_for_rate(theta: f64) -> f64 {
+    (2.0 / (1.0 + (1.0 - theta.clamp(0.0, 1.0)).sqrt())).clamp(1.0, 1.95)
+}
+
+/// The plain rate θ implied by the rate observed under ω, from the SOR relation
+/// `(rate + ω − 1)² = rate · ω² · θ`.
+fn plain_rate(rate: f64, omega: f64) -> f64 {
+    (rate + omega - 1.0).powi(2) / (rate * omega * omega)
+}
+
+/// Geometric mean rate over the last `window` entries of `errors`.
+fn rate(errors: &[f64], window: usize) -> f64 {
+    let n = errors.len();
+    (errors[n - 1] / errors[n - 1 - window]).powf(1.0 / window as f64)
+}
+
+/// The state of the adaptive factor over the iterations of one ε.
+///
+/// Under ω > 1 the marginal error of the relaxed iterate overstates how far the state is from
+/// the solution (the overshoot that a plain step removes), so ω is judged only on *projected*
+/// errors, measured after a plain update of the last side every [`WINDOW`] iterations (the
+/// iteration asks [`Relaxation::wants_projected_error`]).
+pub(super) struct Relaxation {
+    omega: f64,
+    /// The factor to return to when ω turns out not to pay: 1 after a first switch, the
+    /// previous factor after a raise.
+    fallback: f64,
+    /// Under plain updates, the errors of the last iterations; under ω > 1, the projected
+    /// errors since ω last changed (the first one is the error at the switch).
+    errors: Vec<f64>,
+    /// Iterations since ω last changed.
+    since_switch: usize,
+    /// The rate ω has to beat: θ measured under plain updates, or the rate of the factor ω
+    /// was raised from.
+    rate_to_beat: f64,
+    /// Switches from plain updates that did not pay.
+    failures: usize,
+    /// Whether ω may still be raised.
+    raising: bool,
+    enabled: bool,
+}
+
+impl Relaxation {
+    pub(super) fn new(enabled: bool) -> Self {
+        Relaxation {
+            omega: 1.0,
+            fallback: 1.0,
+            errors: Vec::new(),
+            since_switch: 0,
+            rate_to_beat: 1.0,
+            failures: 0,
+            raising: true,
+            enabled,
+        }
+    }
+
+    /// The factor for the next iteration.
+    pub(super) fn omega(&self) -> f64 {
+        self.omega
+    }
+
+    /// Whether the next observed error must be a projected one.
+    pub(super) fn wants_projected_error(&self) -> bool {
+        self.omega > 1.0 && (self.since_switch + 1) % WINDOW == 0
+    }
+
+    /// Records the marginal error after a full iteration and adapts ω.
+    pub(super) fn observe(&mut self, err: f64) {
+        if !self.enabled {
+            return;
+        }
+        if self.omega == 1.0 {
+            self.errors.push(err);
+            self.try_first_switch();
+            return;
+        }
+        self.since_switch += 1;
+        if self.since_switch % WINDOW != 0 {
+            return;
+        }
+        self.errors.push(err);
+        let n = self.errors.len();
+        if !(rate(&self.errors, 1).powf(1.0 / WINDOW as f64) < self.rate_to_beat) {
+            self.fail();
+        } else if self.raising && n > PERIOD / WINDOW && (n - 1) % (PERIOD / WINDOW) == 0 {
+            let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / WINDOW as f64);
+            let omega = factor_for_rate(plain_rate(observed, self.omega));
+            if omega > self.omega {
+                self.fallback = self.omega;
+                self.switch_to(omega, observed);
+            }
+        }
+    }
+
+    /// Under plain updates: switch once two consecutive windows show the same steady rate (a
+    /// plateau followed by a descent is not a rate to build ω on).
+    fn try_first_switch(&mut self) {
+        let n = self.errors.len();
+        if n < WARMUP.max(2 * WINDOW + 1) {
+            return;
+        }
+        let late = rate(&self.errors, WINDOW);
+        let early = rate(&self.errors[..n - WINDOW], WINDOW);
+        let steady = (early.ln() / late.ln() - 1.0).abs() <= STEADY;
+        let useful = |r: f64| r.is_finite() && r > MIN_RATE && r < 1.0;
+        if useful(late) && useful(early) && steady {
+            self.switch_to(factor_for_rate(late.max(early)), late.max(early));
+        } else {
+            self.errors.remove(0);
+        }
+    }
+
+    /// ω did not beat the rate it replaced: back to the fallback factor.
+    fn fail(&mut self) {
+        if self.fallback > 1.0 {
+            let omega = self.fallback;
+            self.fallback = 1.0;
+            self.raising = false;
+            self.switch_to(omega, 1.0);
+            return;
+        }
+        let last = *self.errors.last().expect("called after an observation");
+        self.omega = 1.0;
+        self.failures += 1;
+        self.enabled = self.failures < MAX_FAILURES;
+        self.errors.clear();
+        self.errors.push(last);
+    }
+
+    /// Starts measuring under `omega`, which has to beat `rate_to_beat`.
+    fn switch_to(&mut self, omega: f64, rate_to_beat: f64) {
+        let last = *self.errors.last().expect("called after an observation");
+        self.omega = omega;
+        self.rate_to_beat = rate_to_beat;
+        self.since_switch = 0;
+        self.errors.clear();
+        self.errors.push(last);
+    }
+}
+
+/// One side's half-step as the dual objective sees it.
+pub(super) struct HalfStep<'a> {
+    pub weights: &'a [f64],
+    pub potential: &'a [f64],
+    /// The softmin of the other side, `φ̃`.
+    pub softmin: &'a [f64],
+    /// The damping λ of this side.
+    pub damping: f64,
+    pub reach: Option<f64>,
+    pub eps: f64,
+}
+
+impl HalfStep<'_> {
+    /// Change of the dual objective `Σ_i A(φ_i) − ε Σ_ij P_ij` when this side moves by
+    /// `ω (λ φ̃ − φ)`, with `A(φ) = w φ` for an exact marginal and `−ρ w (e^{−φ/ρ} − 1)` for a
+    /// relaxed one. The plan's row sums are `w e^{(φ − φ̃)/ε}`; written with `expm1` so the
+    /// second-order gain near the fixed point is not lost to cancellation.
+    fn dual_gain(&self, omega: f64) -> f64 {
+        let mut gain = 0.0;
+        for ((&w, &p), &s) in self.weights.iter().zip(self.potential).zip(self.softmin) {
+            if w == 0.0 {
+                continue;
+            }
+            let step = omega * (self.damping * s - p);
+            let marginal = w * ((p - s) / self.eps).exp();
+            let linear = match self.reach {
+                None => w * step,
+                Some(rho) => -rho * w * (-p / rho).exp() * (-step / rho).exp_m1(),
+            };
+            gain += linear - self.eps * marginal * (step / self.eps).exp_m1();
+        }
+        gain
+    }
+}
+
+/// The largest factor in `[1, omega]` (to bisection accuracy) whose half-step does not decrease
+/// the dual objective. ω = 1 maximises the dual over this side exactly, so it is always safe.
+pub(super) fn safe_factor(step: &HalfStep<'_>, omega: f64) -> f64 {
+    if omega == 1.0 {
+        return 1.0;
+    }
+    let safe = |w: f64| {
+        let g = step.dual_gain(w);
+        g.is_finite() && g >= 0.0
+    };
+    if safe(omega) {
+        return omega;
+    }
+    let (mut lo, mut hi) = (1.0, omega);
+    for _ in 0..SAFE_STEPS {
+        let mid = 0.5 * (lo + hi);
+        if safe(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_update_never_decreases_the_dual() {
+        let (w, p, s) = ([0.3, 0.7], [0.1, -0.4], [0.5, 0.2]);
+        for reach in [None, Some(0.5)] {
+            let damping = reach.map_or(1.0, |r| 1.0 / (1.0 + 0.1 / r));
+            let step = HalfStep {
+                weights: &w,
+                potential: &p,
+                softmin: &s,
+                damping,
+                reach,
+                eps: 0.1,
+            };
+            assert!(step.dual_gain(1.0) > 0.0);
+            // The plain update is the exact block maximiser: a small change of ω loses.
+            assert!(step.dual_gain(1.0) > step.dual_gain(1.01));
+            assert!(step.dual_gain(1.0) > step.dual_gain(0.99));
+        }
+    }
+
+    #[test]
+    fn safe_factor_shrinks_a_factor_that_loses_dual_value() {
+        let (w, p, s) = ([0.5, 0.5], [0.0, 0.0], [0.3, 0.3]);
+        let step = HalfStep {
+            weights: &w,
+            potential: &p,
+            softmin: &s,
+            damping: 1.0,
+            reach: None,
+            eps: 0.1,
+        };
+        assert!(step.dual_gain(1.9) < 0.0);
+        let omega = safe_factor(&step, 1.9);
+        assert!((1.0..1.9).contains(&omega));
+        assert!(step.dual_gain(omega) >= 0.0);
+    }
+
+    #[test]
+    fn a_stalling_relaxation_is_switched_off() {
+        let mut r = Relaxation::new(true);
+        let mut err = 1.0;
+        for _ in 0..2 * WINDOW + 1 {
+            err *= 0.9;
+            r.observe(err);
+        }
+        assert!(r.omega() > 1.0);
+        for _ in 0..WINDOW {
+            r.observe(err); // no progress under ω
+        }
+        assert_eq!(r.omega(), 1.0);
+        for _ in 0..MAX_FAILURES - 1 {
+            for _ in 0..2 * WINDOW {
+                err *= 0.9;
+                r.observe(err);
+            }
+            assert!(r.omega() > 1.0, "tries again after a fresh estimate");
+            for _ in 0..WINDOW {
+                r.observe(err);
+            }
+        }
+        for _ in 0..200 {
+            err *= 0.9;
+            r.observe(err);
+        }
+        assert_eq!(r.omega(), 1.0, "stays off after {MAX_FAILURES} failures");
+    }
+}
