@@ -169,12 +169,10 @@ fn sparsify_grid<'py>(
     )?;
     let nu = nu.as_array();
     let mu0 = mu0.as_ref().map(|m| m.as_array());
-    let out = py
-        .detach(|| -> Result<_, OtError> {
-            let k = GridCost::new(ny, nx, hy, hx)?;
-            sparsify(&k, nu, mu0, &p)
-        })
-        .map_err(CoreError)?;
+    let out = run_interruptible(py, || -> Result<_, OtError> {
+        let k = GridCost::new(ny, nx, hy, hx)?;
+        sparsify(&k, nu, mu0, &p)
+    })?;
     into_dict(py, out)
 }
 
