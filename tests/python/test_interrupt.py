@@ -24,8 +24,10 @@ CASES = {
     """,
     "OTUnfolder.fit": """
         from otinverse.datasets import make_unfolding_1d
-        small, big = make_unfolding_1d(L=60, M=1, random_state=0), make_unfolding_1d(L=3000, M=1, random_state=1)
-        fitted = otinverse.OTUnfolder(max_iter=3).fit(small.measured, gen=small.gen, reco=small.reco)
+        small = make_unfolding_1d(L=60, M=1, random_state=0)
+        big = make_unfolding_1d(L=3000, M=1, random_state=1)
+        fitted = otinverse.OTUnfolder(max_iter=3)
+        fitted.fit(small.measured, gen=small.gen, reco=small.reco)
         def long_call():
             fitted.set_params(max_iter=10**6)
             fitted.fit(big.measured, gen=big.gen, reco=big.reco)
@@ -33,14 +35,16 @@ CASES = {
     "EntropicSparsifier.transform": """
         rng = np.random.default_rng(0)
         X = rng.random((200, 24, 24))
-        fitted = otinverse.EntropicSparsifier(reg=0.5, sparsity=0.05, max_iter=10**6, tol=0.0).fit(X)
+        fitted = otinverse.EntropicSparsifier(reg=0.5, sparsity=0.05, max_iter=10**6, tol=0.0)
+        fitted.fit(X)
         def long_call():
             fitted.transform(X)
     """,
     "WPPRestorer.predict": """
         rng = np.random.default_rng(0)
         reference = rng.random((96, 96))
-        fitted = otinverse.WPPRestorer(scale_factor=2, max_iter=10**6, n_scales=1, random_state=0).fit(reference)
+        fitted = otinverse.WPPRestorer(scale_factor=2, max_iter=10**6, n_scales=1, random_state=0)
+        fitted.fit(reference)
         low = fitted.degrade(rng.random((64, 64)))
         def long_call():
             fitted.predict(low)

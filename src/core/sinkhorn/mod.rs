@@ -390,9 +390,11 @@ fn iterate<K: CostKernel + ?Sized>(
     }
 }
 
-/// `Err` for a non-finite error: the iteration broke down.
+/// `Err` for a NaN error: the iteration broke down. An infinite error is only a state far from
+/// the solution (a plan marginal beyond f64's range, as for zero potentials on a cost shifted by
+/// −700 ε), which the next updates bring back.
 fn check_error(err: f64, k: usize, eps: f64) -> Result<()> {
-    if err.is_finite() {
+    if !err.is_nan() {
         Ok(())
     } else {
         Err(OtError::Numerical(format!(
