@@ -43,14 +43,14 @@ def workloads():
         return {"weights": est.weights_}
 
     def sparsify():
-        X = np.random.default_rng(1).random((3, 10, 10))
-        return {"sparse": otinverse.EntropicSparsifier(reg=0.5, max_iter=10).fit_transform(X)}
+        X = np.random.default_rng(1).random((2, 8, 8))
+        return {"sparse": otinverse.EntropicSparsifier(reg=0.5, max_iter=5).fit_transform(X)}
 
     def restore():
-        img = np.random.default_rng(2).random((40, 40))
-        est = otinverse.WPPRestorer(scale_factor=2, max_iter=3, n_scales=1, random_state=0)
+        img = np.random.default_rng(2).random((32, 32))
+        est = otinverse.WPPRestorer(scale_factor=2, max_iter=2, n_scales=1, random_state=0)
         est.fit(img)
-        return {"image": est.predict(est.degrade(img[:24, :24]))}
+        return {"image": est.predict(est.degrade(img[:20, :20]))}
 
     return {f.__name__: f for f in (dense, points, unfold, sparsify, restore)}
 
