@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::sinkhorn::{init_pair, params};
-use crate::core::cost::CostKernel;
+use crate::core::cost::{CostKernel, PatchCost};
 use crate::core::patches::{
-    extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot, PatchCost,
+    extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot,
 };
 use crate::core::OtError;
 

@@ -250,10 +250,10 @@ fn _borrowed_address(cost: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
 /// The instruction set the exp kernels were dispatched to on this CPU.
 #[pyfunction]
 fn simd_level() -> &'static str {
-    match crate::core::logsumexp::simd_level() {
-        crate::core::logsumexp::SimdLevel::Avx512 => "avx512",
-        crate::core::logsumexp::SimdLevel::Avx2 => "avx2",
-        crate::core::logsumexp::SimdLevel::Baseline => "baseline",
+    match crate::core::simd::simd_level() {
+        crate::core::simd::SimdLevel::Avx512 => "avx512",
+        crate::core::simd::SimdLevel::Avx2 => "avx2",
+        crate::core::simd::SimdLevel::Baseline => "baseline",
     }
 }
 
