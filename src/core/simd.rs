@@ -12,9 +12,9 @@
 const EXP_LO: f64 = -708.0;
 const EXP_HI: f64 = 709.0;
 const LOG2E: f64 = std::f64::consts::LOG2_E;
-// Cody–Waite split of ln 2 (fdlibm): LN2_HI has 32 trailing zero bits, so n·LN2_HI is exact.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+// Cody–Waite split of ln 2 (fdlibm's constants, to f64 precision): LN2_HI has 32 trailing zero bits, so n·LN2_HI is exact.
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// 1.5·2^52: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
 const ROUND: f64 = 6_755_399_441_055_744.0;
 
@@ -87,11 +87,14 @@ fn exp_reduced<const FMA: bool>(r: f64) -> f64 {
 macro_rules! multiversion {
     ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $generic:ident) => {
         $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 fn avx512($($arg: $ty),*) $(-> $ret)? { $generic::<true>($($arg),*) }
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) $(-> $ret)? { $generic::<true>($($arg),*) }
                 match $crate::core::simd::simd_level() {

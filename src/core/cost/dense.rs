@@ -241,7 +241,7 @@ mod tests {
                 assert!((a - b).abs() < 1e-13, "{a} vs {b}");
             }
             let mut out = vec![0.0; 11];
-            k.softmin_cols(&row, &vec![0.0; 11], eps, &mut out);
+            k.softmin_cols(&row, &[0.0; 11], eps, &mut out);
             for (a, b) in out.iter().zip(&expected_cols) {
                 assert!((a - b).abs() < 1e-13, "{a} vs {b}");
             }

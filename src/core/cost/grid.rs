@@ -137,7 +137,7 @@ impl GridCost {
         tx_mean: &[f64],
         eps: f64,
         out: &mut [f64],
-        mut mean_cost: Option<&mut [f64]>,
+        mean_cost: Option<&mut [f64]>,
     ) {
         let (ny, nx) = (self.ny, self.nx);
         let pass2 = |i1: usize, orow: &mut [f64], mrow: Option<&mut [f64]>| {
@@ -162,7 +162,7 @@ impl GridCost {
                 }
             }
         };
-        match mean_cost.as_deref_mut() {
+        match mean_cost {
             Some(m) => out
                 .par_chunks_mut(nx)
                 .zip(m.par_chunks_mut(nx))

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::{add_into, rows_per_task, CostKernel, PlanSums};
-use crate::core::error::{check_finite, OtError, Result};
+use crate::core::error::{check_exponent, check_finite, OtError, Result};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
 };
@@ -48,12 +48,7 @@ impl PointCost {
         }
         check_finite("x", x.iter())?;
         check_finite("y", y.iter())?;
-        if !(p.is_finite() && p >= 1.0) {
-            return Err(OtError::invalid(
-                "p",
-                format!("must be a finite exponent ≥ 1, got {p}"),
-            ));
-        }
+        check_exponent("p", p)?;
         Ok(PointCost {
             xt: x.t().as_standard_layout().into_owned(),
             yt: y.t().as_standard_layout().into_owned(),
@@ -63,6 +58,20 @@ impl PointCost {
 
     pub fn dim(&self) -> usize {
         self.xt.nrows()
+    }
+
+    /// The full n×m cost matrix.
+    pub fn dense(&self) -> Array2<f64> {
+        let (n, m) = self.shape();
+        let mut c = Array2::zeros((n, m));
+        c.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, mut row)| {
+                let row = row.as_slice_mut().expect("standard layout");
+                cost_tile(&self.xt, i, &self.yt, 0, self.p, row);
+            });
+        c
     }
 }
 
@@ -106,6 +115,8 @@ fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut
     }
 }
 
+// The scalars stay separate arguments: the row kernel is dispatched once per row and inlined.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn points_row_sum_generic<const FMA: bool>(
     xi: &[f64],
@@ -254,14 +265,11 @@ impl CostKernel for PointCost {
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
-        let (n, m) = self.shape();
-        let mut p = Array2::zeros((n, m));
+        let mut p = self.dense();
         p.axis_iter_mut(Axis(0))
             .into_par_iter()
             .enumerate()
             .for_each(|(i, mut prow)| {
-                let prow = prow.as_slice_mut().expect("standard layout");
-                cost_tile(&self.xt, i, &self.yt, 0, self.p, prow);
                 prow.iter_mut()
                     .zip(col)
                     .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());

@@ -94,7 +94,8 @@ mod tests {
         let img = cloud(9, 7, 1);
         let p = extract_patches(img.view(), 3).unwrap();
         assert_eq!(p.dim(), (7 * 5, 9));
-        assert_eq!(p[(5 * 1 + 2, 3 + 1)], img[(2, 3)]);
+        // Patch (1, 1) is row 1·5 + 1 (5 patches per row); its pixel (1, 2) is column 1·3 + 2.
+        assert_eq!(p[(5 + 1, 3 + 2)], img[(2, 3)]);
         let q = cloud(35, 9, 2);
         let folded = fold_patches(q.view(), 9, 7, 3).unwrap();
         let lhs: f64 = (&p * &q).sum();
