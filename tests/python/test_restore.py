@@ -485,7 +485,7 @@ def test_texture_denoising_data():
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )  # balanced OT_ε's final solve
 def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
-    # Paper 004, Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
+    # Mignon et al., Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
     # semi-unbalanced prior ignores the edge patches of N2 and restores best. The ranking of OT_ε
     # and OT_{ε,ρ,ρ} needs the 64² run (benches/RESULTS_wpp.md); it is not stable at this size.
     from otinverse.datasets import make_texture_denoising

@@ -1,4 +1,4 @@
-"""Functional API of issue 2: online vs dense paths, tiny ε, layouts without copies, GIL release,
+"""Functional API: online vs dense paths, tiny ε, layouts without copies, GIL release,
 warm starts, convergence reporting and exact OT."""
 
 import threading
