@@ -1,9 +1,9 @@
-"""Robustness of OT_ε vs OT_{ε,ρ} WPP super-resolution to defects in the reference (issue 5).
+"""Robustness of OT_ε vs OT_{ε,ρ} WPP super-resolution to defects in the reference.
 
-64² crops of skimage textures (gravel, grass) are degraded (×4, the issue's forward model) and
+64² crops of skimage textures (gravel, grass) are degraded (×4, WPPRestorer's forward model) and
 restored with a reference taken from a disjoint 256² region, once clean and once with defects
 pasted in (a dark line 5 px wide and a bright disk, `add_defects`; `--disk-radius`). Reports PSNR
-(6-px border removed, as paper 004 §III; also over the whole image and with a 16-px border, i.e.
+(6-px border removed, as Mignon et al. §III; also over the whole image and with a 16-px border, i.e.
 with and without the weakly observed margin of the valid forward model), the prior-free fit (Adam
 on the data term alone), the share of level-0 reference patches that overlap a defect, the mass
 they receive in the plan at the returned image, and the LR residual of the restoration in units
@@ -25,7 +25,7 @@ from otinverse.restore import correlate_valid, correlate_valid_adjoint
 
 
 class ReflectBoundaryRestorer(WPPRestorer):
-    """The issue's blur and ×s subsampling with the image first mirrored at its edges (a "same"
+    """WPPRestorer's blur and ×s subsampling with the image first mirrored at its edges (a "same"
     forward model, LR side = HR side / s), so that every HR pixel is observed with full weight.
 
     Diagnostic only: with the valid model the outer ~5 px are barely observed and balanced OT can
@@ -120,7 +120,7 @@ def main():
         "--boundary",
         choices=["valid", "reflect"],
         default="valid",
-        help="forward model at the edges: the issue's valid correlation, or mirrored (diagnostic)",
+        help="forward model at the edges: WPPRestorer's valid correlation, or mirrored (diagnostic)",
     )
     ap.add_argument("--save", default=None, help="save the restorations to this .npz file")
     args = ap.parse_args()
@@ -158,7 +158,8 @@ def main():
                 est.fit(ref)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    x = est.predict(low)
+                    restored = est.restore(low)
+                x = restored.image
                 notes += [f"warning: {w.message}" for w in caught]
                 scores.append(psnr(x, truth))
                 whole.append(psnr(x, truth, border=0))
@@ -169,7 +170,7 @@ def main():
                 plain = psnr(data_only(est, low, truth.shape), truth)
                 if ref is defective:
                     sel = defect_patch_mask(est, mask)
-                    share, mass = sel.mean(), est.received_mass_[0][sel].sum()
+                    share, mass = sel.mean(), restored.received_mass[0][sel].sum()
             print(
                 f"| {name} | {label} | {bicubic:.2f} | {plain:.2f} | {scores[0]:.2f} | {scores[1]:.2f} | "
                 f"{scores[1] - scores[0]:+.2f} | {whole[1] - whole[0]:+.2f} | {inner[1] - inner[0]:+.2f} | {share:.3f} | {mass:.1e} | "

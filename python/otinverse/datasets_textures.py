@@ -1,4 +1,4 @@
-"""The denoising experiment of paper 004 (§II, Fig. 1): a Gaussian texture and an imperfect patch
+"""The denoising experiment of Mignon et al. (§II, Fig. 1): a Gaussian texture and an imperfect patch
 model 0.8 N₁ + 0.2 N₂, N₁ the texture's own patch distribution and N₂ patches with a horizontal
 edge. Used by ``notebooks/suot_denoising.ipynb`` with :class:`~otinverse.WPPRestorer`
 (``forward_model="identity"``, ``fit(reference_patches=...)``).
@@ -19,9 +19,9 @@ __all__ = ["make_gaussian_texture", "make_texture_denoising"]
 
 
 def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_state=None):
-    """A periodic isotropic Gaussian texture (the random-phase model of Galerne et al., paper 004
-    ref. [22]): white noise filtered by a Gaussian transfer function exp(−2π² c² |k|²) (c =
-    ``correlation`` in pixels), scaled to the given mean and (ensemble) standard deviation.
+    """A periodic isotropic Gaussian texture (the random-phase model of Galerne et al., ref. [22]
+    of Mignon et al.): white noise filtered by a Gaussian transfer function exp(−2π² c² |k|²)
+    (c = ``correlation`` in pixels), scaled to the given mean and (ensemble) standard deviation.
 
     Every p×p patch of every realisation follows the same Gaussian law N₁, so patches of an
     independent realisation are samples of the clean image's patch distribution.
@@ -56,7 +56,7 @@ def make_texture_denoising(
     mean=0.5,
     random_state=None,
 ):
-    """The clean image and the corrupted patch model of paper 004, Fig. 1.
+    """The clean image and the corrupted patch model of Mignon et al., Fig. 1.
 
     Returns a :class:`~sklearn.utils.Bunch` with
 

@@ -16,20 +16,9 @@ import ot as pot
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _core
-from ._validation import (
-    as_float_array,
-    as_points,
-    as_weights,
-    check_factor,
-    check_int,
-    check_option,
-    check_real,
-    check_scalar_positive,
-)
+from ._validation import as_float_array, as_points, as_weights
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points", "wasserstein"]
-
-_UPDATES = ("alternating", "symmetric")
 
 
 class SinkhornResult:
@@ -54,16 +43,14 @@ class SinkhornResult:
         The transport plan, computed on first access.
     """
 
-    def __init__(
-        self, f, g, transport_cost, objective, n_iter, marginal_error, converged, *, reg, plan_fn
-    ):
-        self.f = f
-        self.g = g
-        self.transport_cost = transport_cost
-        self.objective = objective
-        self.n_iter = n_iter
-        self.marginal_error = marginal_error
-        self.converged = converged
+    def __init__(self, solved: _core.SinkhornResult, *, reg: float, plan_fn):
+        self.f = solved.f
+        self.g = solved.g
+        self.transport_cost = solved.transport_cost
+        self.objective = solved.objective
+        self.n_iter = solved.n_iter
+        self.marginal_error = solved.marginal_error
+        self.converged = solved.converged
         self.reg = reg
         self._plan_fn = plan_fn
 
@@ -73,37 +60,41 @@ class SinkhornResult:
 
     def __repr__(self) -> str:
         return (
-            f"SinkhornResult(transport_cost={self.transport_cost:.6g}, objective={self.objective:.6g}, "
-            f"n_iter={self.n_iter}, marginal_error={self.marginal_error:.3g}, converged={self.converged})"
+            f"SinkhornResult(transport_cost={self.transport_cost:.6g}, "
+            f"objective={self.objective:.6g}, n_iter={self.n_iter}, "
+            f"marginal_error={self.marginal_error:.3g}, converged={self.converged})"
         )
 
 
-def _common(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init, n, m):
-    reg = check_scalar_positive(reg, "reg")
-    reach_a = check_scalar_positive(reach_a, "reach_a", allow_none=True)
-    reach_b = check_scalar_positive(reach_b, "reach_b", allow_none=True)
-    max_iter = check_int(max_iter, "max_iter", 1)
-    tol = check_real(tol, "tol", low=0.0)
-    check_option(update, "update", _UPDATES)
-    eps_scaling = check_factor(eps_scaling, "eps_scaling")
-    if (f_init is None) != (g_init is None):
-        raise _core.InvalidArgumentError("f_init: f_init and g_init must be given together")
-    if f_init is not None:
-        f_init = as_float_array(f_init, "f_init", ndim=1)
-        g_init = as_float_array(g_init, "g_init", ndim=1)
-        if f_init.shape[0] != n:
-            raise _core.InvalidArgumentError(
-                f"f_init: must have {n} entries, got {f_init.shape[0]}"
-            )
-        if g_init.shape[0] != m:
-            raise _core.InvalidArgumentError(
-                f"g_init: must have {m} entries, got {g_init.shape[0]}"
-            )
-    return reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init
+def _options(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation):
+    """The core's options; the core checks their values when the solve starts."""
+    return _core.SinkhornOptions(
+        reg=reg,
+        reach_a=reach_a,
+        reach_b=reach_b,
+        max_iter=max_iter,
+        tol=tol,
+        update=update,
+        eps_scaling=eps_scaling,
+        overrelaxation=bool(overrelaxation),
+    )
 
 
-def _finish(raw, reg, plan_fn, warn) -> SinkhornResult:
-    result = SinkhornResult(*raw, reg=reg, plan_fn=plan_fn)
+def _weights(w, name: str, n: int) -> np.ndarray:
+    """Float64 weights (``None``: uniform 1/n); the core checks their length, sign and mass."""
+    return np.full(n, 1.0 / n) if w is None else as_float_array(w, name, ndim=1)
+
+
+def _warm_start(f_init, g_init):
+    """Float64 potentials, or ``None``; the core checks that they come in pairs and their lengths."""
+    return tuple(
+        None if v is None else as_float_array(v, name, ndim=1)
+        for v, name in ((f_init, "f_init"), (g_init, "g_init"))
+    )
+
+
+def _finish(solved, reg, plan_fn, warn) -> SinkhornResult:
+    result = SinkhornResult(solved, reg=reg, plan_fn=plan_fn)
     if warn and not result.converged:
         warnings.warn(
             f"Sinkhorn did not converge in {result.n_iter} iterations "
@@ -173,31 +164,14 @@ def sinkhorn(
     """
     M = as_float_array(M, "M", ndim=2)
     n, m = M.shape
-    a = as_weights(a, "a", n, "M's rows")
-    b = as_weights(b, "b", m, "M's columns")
-    reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init = _common(
-        reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init, n, m
-    )
-    raw = _core.sinkhorn_dense(
-        a,
-        b,
-        M,
-        reg,
-        reach_a,
-        reach_b,
-        max_iter,
-        tol,
-        update,
-        eps_scaling,
-        bool(overrelaxation),
-        f_init,
-        g_init,
-    )
+    a, b = _weights(a, "a", n), _weights(b, "b", m)
+    options = _options(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation)
+    solved = _core.sinkhorn_dense(a, b, M, options, *_warm_start(f_init, g_init))
 
     def plan_fn(f, g):
         return _core.plan_dense(f + reg * _log(a), g + reg * _log(b), M, reg)
 
-    return _finish(raw, reg, plan_fn, warn)
+    return _finish(solved, reg, plan_fn, warn)
 
 
 def sinkhorn_points(
@@ -226,41 +200,14 @@ def sinkhorn_points(
     """
     x = as_points(x, "x")
     y = as_points(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise _core.InvalidArgumentError(
-            f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}"
-        )
-    p = check_scalar_positive(p, "p")
-    if p < 1:
-        raise _core.InvalidArgumentError(f"p: must be >= 1, got {p}")
-    n, m = x.shape[0], y.shape[0]
-    a = as_weights(a, "a", n, "x")
-    b = as_weights(b, "b", m, "y")
-    reg, reach_a, reach_b, max_iter, tol, eps_scaling, f_init, g_init = _common(
-        reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init, n, m
-    )
-    raw = _core.sinkhorn_points(
-        a,
-        x,
-        b,
-        y,
-        reg,
-        p,
-        reach_a,
-        reach_b,
-        max_iter,
-        tol,
-        update,
-        eps_scaling,
-        bool(overrelaxation),
-        f_init,
-        g_init,
-    )
+    a, b = _weights(a, "a", x.shape[0]), _weights(b, "b", y.shape[0])
+    options = _options(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation)
+    solved = _core.sinkhorn_points(a, x, b, y, p, options, *_warm_start(f_init, g_init))
 
     def plan_fn(f, g):
         return _core.plan_points(f + reg * _log(a), x, g + reg * _log(b), y, reg, p)
 
-    return _finish(raw, reg, plan_fn, warn)
+    return _finish(solved, reg, plan_fn, warn)
 
 
 def wasserstein(x, a, y, b, p=2) -> float:
@@ -272,13 +219,6 @@ def wasserstein(x, a, y, b, p=2) -> float:
     """
     x = as_points(x, "x")
     y = as_points(y, "y")
-    if x.shape[1] != y.shape[1]:
-        raise _core.InvalidArgumentError(
-            f"y: points have dimension {y.shape[1]} but x has {x.shape[1]}"
-        )
-    p = check_scalar_positive(p, "p")
-    if p < 1:
-        raise _core.InvalidArgumentError(f"p: must be >= 1, got {p}")
     a = as_weights(a, "a", x.shape[0], "x")
     b = as_weights(b, "b", y.shape[0], "y")
     mass_a, mass_b = a.sum(), b.sum()
@@ -286,13 +226,11 @@ def wasserstein(x, a, y, b, p=2) -> float:
         raise _core.InvalidArgumentError(
             f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b"
         )
-    if x.shape[1] == 1:
+    if x.shape[1] == 1 and y.shape[1] == 1:
         return mass_a * _core.wasserstein_1d_cost(
             np.ascontiguousarray(x[:, 0]), a, np.ascontiguousarray(y[:, 0]), b, p
         )
-    cost = (
-        pot.dist(x, y, metric="sqeuclidean") if p == 2 else pot.dist(x, y, metric="euclidean") ** p
-    )
+    cost = _core.point_cost_matrix(x, y, p)
     return mass_a * float(
         pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size))
     )

@@ -1,8 +1,9 @@
-"""Super-resolution with a (semi-unbalanced) Wasserstein Patch Prior (paper 004, DESIGN §3.6).
+"""Super-resolution with a (semi-unbalanced) Wasserstein Patch Prior (Mignon, Galerne, Hidane,
+Louchet & Mille, *Semi-unbalanced regularized optimal transport for image restoration*).
 
 The high-resolution image x minimises
 
-    λ/2 |S H x − y|² + (1/L) Σ_{ℓ<L} OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)          (paper 004, eq. 9)
+    λ/2 |S H x − y|² + (1/L) Σ_{ℓ<L} OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)          (Mignon et al., eq. 9)
 
 with Adam on the pixels. ``H`` is a Gaussian blur, ``S`` subsampling (``degrade`` is the forward
 model), ``A`` one level of a Gaussian pyramid, ``α_z`` the uniform measure on all p×p patches of
@@ -13,7 +14,7 @@ is the balanced OT_ε (eq. 2) of the original WPP (Hertrich et al., IEEE TCI 202
 ``image_reach`` also relaxes the image's marginal (the fully unbalanced OT_{ε,ρ,ρ} of §II).
 ``forward_model="identity"`` turns the problem into the denoising of eq. (3) (paper Fig. 1).
 
-Conventions fixed in issue 5 (they correct or complete the paper):
+Conventions of this implementation (they correct or complete the paper):
 * forward model: a (4s)×(4s) Gaussian kernel, σ = s/2, centred at (4s−1)/2, applied as a valid
   correlation with stride s (s = ``scale_factor``; 16×16, σ = 2 for ×4), plus N(0, noise_std²);
 * pyramid: a 4×4 Gaussian (σ = 1) valid correlation with stride 2;
@@ -25,6 +26,7 @@ Conventions fixed in issue 5 (they correct or complete the paper):
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -45,6 +47,7 @@ from ._validation import (
 )
 
 __all__ = [
+    "WPPRestoration",
     "WPPRestorer",
     "add_defects",
     "correlate_valid",
@@ -52,7 +55,7 @@ __all__ = [
     "gaussian_kernel",
 ]
 
-#: λ of paper 004 §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
+#: λ of Mignon et al. §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
 PAPER_DATA_WEIGHT = 0.006
 #: Patch count N₀ at which ``data_weight=None`` gives PAPER_DATA_WEIGHT (a 640×640 image of 6×6
 #: patches); calibrated, see :meth:`WPPRestorer.default_data_weight`.
@@ -116,6 +119,45 @@ def add_defects(
     return out, mask_line | mask_disk
 
 
+@dataclass(frozen=True)
+class WPPRestoration:
+    """One restoration by :meth:`WPPRestorer.restore`: the image and the diagnostics of the run.
+
+    Attributes
+    ----------
+    image : ndarray
+        The restored image.
+    history : list of dict
+        Per iteration: ``objective``, ``data``, ``ot`` (per scale), ``marginal_error`` (per
+        scale, of that step's partial solve), ``ignored_fraction`` (per scale: share of reference
+        patches receiving less than half of their weight).
+    received_mass : list of ndarray
+        Mass each reference patch receives in the plan at the returned image, per scale.
+    ot : list of float
+        OT value per scale at the returned image.
+    data_weight : float
+        The λ used.
+    n_iter : int
+        Adam iterations.
+    sinkhorn_converged : bool
+        Whether the final solve of every scale met ``sinkhorn_tol``.
+    sinkhorn_marginal_error : list of float
+        Marginal error of the final solve per scale.
+    sinkhorn_n_iter : list of int
+        Updates the final solve took per scale.
+    """
+
+    image: np.ndarray
+    history: list[dict]
+    received_mass: list[np.ndarray]
+    ot: list[float]
+    data_weight: float
+    n_iter: int
+    sinkhorn_converged: bool
+    sinkhorn_marginal_error: list[float]
+    sinkhorn_n_iter: list[int]
+
+
 class WPPRestorer(BaseEstimator):
     """Super-resolution (or denoising) with a (semi-unbalanced) Wasserstein Patch Prior.
 
@@ -134,20 +176,20 @@ class WPPRestorer(BaseEstimator):
         balanced OT_ε (eq. 2).
     image_reach : float or None, default=None
         ρ of a KL relaxation of the image's patch marginal too; with ``reach`` this is the fully
-        unbalanced OT_{ε,ρ,ρ} that paper 004 (§II, Fig. 1) compares against. ``None`` keeps the
+        unbalanced OT_{ε,ρ,ρ} that Mignon et al. (§II, Fig. 1) compares against. ``None`` keeps the
         image's marginal exact (the paper's choice).
     data_weight : float or None, default=None
         λ of eq. (9). ``None``: 0.006·N₀/N for N patches of the restored image, N₀ = 635²
         (about 0.70 at 64², 0.16 at 128²; see :meth:`default_data_weight`).
     forward_model : {"blur_subsample", "identity"}, default="blur_subsample"
         ``"blur_subsample"``: the super-resolution model S H of eq. (9); ``"identity"``: the
-        denoising problem (3) of paper 004 (Fig. 1), the observation has the image's shape.
+        denoising problem (3) of Mignon et al. (Fig. 1), the observation has the image's shape.
     n_reference_patches : int, default=10000
         Reference patches sampled per scale in :meth:`fit` (all of them if fewer exist).
     max_iter : int, default=200
         Adam iterations of :meth:`predict`.
     learning_rate : float, default=0.01
-        Adam's step (paper 004 §III and the WPP reference code: 0.01).
+        Adam's step (Mignon et al. §III and the WPP reference code: 0.01).
     init : {"bicubic", "constant"}, default="bicubic"
         Starting image: cubic-spline upsampling of the input aligned with the forward model (the
         observation itself for ``forward_model="identity"``), or its mean everywhere.
@@ -160,13 +202,13 @@ class WPPRestorer(BaseEstimator):
         reference code keeps its dual variable); the first solve anneals ε by factors of 4 and
         gets 10 times ``sinkhorn_max_iter``. A factor q: every Adam step starts from (0, 0) and
         anneals ε from the patch clouds' diameter by q per stage with one update per stage, as
-        paper 004 §II describes (Feydy's ε-scaling), then runs ``sinkhorn_max_iter`` updates at ε.
+        Mignon et al. §II describe (Feydy's ε-scaling), then runs ``sinkhorn_max_iter`` updates at ε.
     sinkhorn_tol : float, default=1e-3
         Relative L1 marginal error required of the final solve (see ``sinkhorn_final_max_iter``);
         the solves inside the descent stop early when they meet it.
     sinkhorn_final_max_iter : int, default=1000
-        Budget of the solve at the returned image (warm-started), which gives ``received_mass_``,
-        the last ``ot`` values and ``sinkhorn_converged_``. The solves inside the descent are
+        Budget of the solve at the returned image (warm-started), which gives the received
+        masses, the last ``ot`` values and ``sinkhorn_converged`` of :meth:`restore`. The solves inside the descent are
         partial by design; a :class:`~sklearn.exceptions.ConvergenceWarning` is raised only when
         this final solve misses ``sinkhorn_tol``.
     random_state : int, RandomState or None
@@ -181,23 +223,11 @@ class WPPRestorer(BaseEstimator):
     reference_positions_ : list of ndarray or None
         Top-left (row, col) of each sampled patch in the level-ℓ reference image (``None`` when
         the patches were given to :meth:`fit` directly).
-    history_ : list of dict
-        Per iteration: ``objective``, ``data``, ``ot`` (per scale), ``marginal_error`` (per
-        scale, of that step's partial solve), ``ignored_fraction`` (per scale: share of reference
-        patches receiving less than half of their weight).
-    received_mass_ : list of ndarray
-        Mass each reference patch receives in the plan at the returned image, per scale.
-    ot_ : list of float
-        OT value per scale at the returned image.
-    data_weight_ : float
-        The λ used by the last :meth:`predict`.
-    n_iter_ : int
-    sinkhorn_converged_ : bool
-        Whether the final solve of every scale met ``sinkhorn_tol``.
-    sinkhorn_marginal_error_ : list of float
-        Marginal error of the final solve per scale.
-    sinkhorn_n_iter_ : list of int
-        Updates the final solve took per scale.
+    reference_shape_ : tuple or None
+        Shape of the reference image (``None`` when patches were given).
+
+    :meth:`predict` and :meth:`restore` leave these unchanged; the diagnostics of a restoration
+    come back in the :class:`WPPRestoration` of :meth:`restore`.
     """
 
     def __init__(
@@ -337,7 +367,7 @@ class WPPRestorer(BaseEstimator):
         """Samples ``n_reference_patches`` patches from each pyramid level of the reference image.
 
         Alternatively ``reference_patches`` gives the reference measure directly (samples of a
-        patch model, as in the denoising experiment of paper 004, Fig. 1): an (M, p²) array when
+        patch model, as in the denoising experiment of Mignon et al., Fig. 1): an (M, p²) array when
         ``n_scales=1``, or a sequence of ``n_scales`` such arrays (level ℓ patches of A^ℓ x). They
         are used as given (uniform weights), not subsampled.
         """
@@ -411,7 +441,7 @@ class WPPRestorer(BaseEstimator):
     def prior(self, image, *, potentials=None, sinkhorn_max_iter=None, sinkhorn_tol=None):
         """``(1/L) Σ_ℓ OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)`` and its gradient with respect to the pixels.
 
-        The gradient is eq. (7)–(8) of paper 004, ``2(a_i x_i − Σ_j π_ij y_j)`` per patch (g held
+        The gradient is eq. (7)–(8) of Mignon et al., ``2(a_i x_i − Σ_j π_ij y_j)`` per patch (g held
         fixed, envelope theorem), folded onto the pixels and back through the pyramid.
         ``potentials`` (from a previous ``info``) warm-start every scale at ε; without them each
         scale starts from (0, 0) and anneals ε (see ``sinkhorn_eps_scaling``). Returns
@@ -425,8 +455,6 @@ class WPPRestorer(BaseEstimator):
         n_levels = len(levels)
         max_iter = int(self.sinkhorn_max_iter if sinkhorn_max_iter is None else sinkhorn_max_iter)
         tol = float(self.sinkhorn_tol if sinkhorn_tol is None else sinkhorn_tol)
-        reach = None if self.reach is None else float(self.reach)
-        image_reach = None if self.image_reach is None else float(self.image_reach)
         q = self.sinkhorn_eps_scaling
         info = {
             k: [] for k in ("ot", "potentials", "received", "converged", "marginal_error", "n_iter")
@@ -437,29 +465,36 @@ class WPPRestorer(BaseEstimator):
             if warm is not None:
                 budget, scaling, stage_iter, f0, g0 = max_iter, None, None, warm[0], warm[1]
             elif q is not None:
-                # Paper 004 §II: from (0, 0), one update per ε of the annealing, then max_iter at ε.
+                # Mignon et al. §II: from (0, 0), one update per ε of the annealing, then max_iter at ε.
                 budget, scaling, stage_iter, f0, g0 = max_iter, float(q), 1, None, None
             else:
                 # First solve of the warm-started descent: ε-scaling by 4, each stage to 1e-3.
                 budget, scaling, stage_iter, f0, g0 = 10 * max_iter, 0.25, None, None, None
-            value, grad, f, g, n_iter, err, conv, rec = _core.patch_prior(
-                np.ascontiguousarray(level),
-                ref,
-                int(self.patch_size),
-                float(self.reg),
-                reach,
-                budget,
-                tol,
-                scaling,
-                f0,
-                g0,
-                image_reach,
-                stage_iter,
+            options = _core.SinkhornOptions(
+                reg=self.reg,
+                reach_a=self.image_reach,
+                reach_b=self.reach,
+                max_iter=budget,
+                tol=tol,
+                update="alternating",
+                eps_scaling=scaling,
+                stage_iter=stage_iter,
             )
-            grads.append(grad)
+            res = _core.patch_prior(
+                np.ascontiguousarray(level), ref, int(self.patch_size), options, f0, g0
+            )
+            solved = res.sinkhorn
+            grads.append(res.gradient)
             for key, v in zip(
                 ("ot", "potentials", "received", "converged", "marginal_error", "n_iter"),
-                (value, (f, g), rec, conv, err, n_iter),
+                (
+                    res.value,
+                    (solved.f, solved.g),
+                    res.received,
+                    solved.converged,
+                    solved.marginal_error,
+                    solved.n_iter,
+                ),
                 strict=True,
             ):
                 info[key].append(v)
@@ -497,12 +532,17 @@ class WPPRestorer(BaseEstimator):
         return ndimage.map_coordinates(low, [rr, cc], order=3, mode="nearest")
 
     def predict(self, low_res_image):
-        """The restored image (shape ``high_res_shape(low_res_image.shape)``).
+        """The restored image (shape ``high_res_shape(low_res_image.shape)``); see :meth:`restore`
+        for the same image with the diagnostics of the run."""
+        return self.restore(low_res_image).image
 
-        Minimises eq. (9) of paper 004 (eq. (3) for ``forward_model="identity"``) with Adam on the
-        pixels, then solves the OT at the returned image once more with the budget
-        ``sinkhorn_final_max_iter`` for the reported ``received_mass_``, ``ot_`` and
-        ``sinkhorn_converged_``.
+    def restore(self, low_res_image) -> WPPRestoration:
+        """Restores ``low_res_image`` and returns the image with the diagnostics of this call.
+
+        Minimises eq. (9) of Mignon et al. (eq. (3) for ``forward_model="identity"``) with Adam
+        on the pixels, then solves the OT at the returned image once more with the budget
+        ``sinkhorn_final_max_iter`` for the reported received masses, OT values and convergence.
+        The estimator is not changed.
         """
         check_is_fitted(self, "reference_patches_")
         self._validate_params()
@@ -514,14 +554,46 @@ class WPPRestorer(BaseEstimator):
             if self.data_weight is not None
             else self.default_data_weight(shape)
         )
-        self.data_weight_ = lam
+        x, history, potentials = self._descend(low, shape, lam)
+        # The solves inside the descent are partial by design (a few updates per Adam step); the
+        # reported plan is that of the returned image, solved to sinkhorn_tol from the last
+        # potentials. Only this solve decides the convergence warning.
+        _, _, final = self.prior(
+            x, potentials=potentials, sinkhorn_max_iter=int(self.sinkhorn_final_max_iter)
+        )
+        result = WPPRestoration(
+            image=x,
+            history=history,
+            received_mass=final["received"],
+            ot=final["ot"],
+            data_weight=lam,
+            n_iter=int(self.max_iter),
+            sinkhorn_converged=all(final["converged"]),
+            sinkhorn_marginal_error=final["marginal_error"],
+            sinkhorn_n_iter=final["n_iter"],
+        )
+        if not result.sinkhorn_converged:
+            errors = ", ".join(f"{e:.2g}" for e in result.sinkhorn_marginal_error)
+            warnings.warn(
+                "WPPRestorer: the Sinkhorn solve at the returned image did not reach "
+                f"sinkhorn_tol={self.sinkhorn_tol:g} in "
+                f"sinkhorn_final_max_iter={self.sinkhorn_final_max_iter} updates (marginal errors "
+                f"per scale: {errors}); the plans behind the descent are then unreliable too. "
+                "Raise sinkhorn_final_max_iter or reg.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return result
 
+    def _descend(self, low, shape, lam):
+        """Adam on the pixels from the initial image; returns the image, the per-iteration
+        history and the last step's potentials."""
         x = self._initial_image(low, shape)
         m1, m2 = np.zeros_like(x), np.zeros_like(x)
         beta1, beta2, lr, adam_eps = 0.9, 0.999, float(self.learning_rate), 1e-8
         warm_start = self.sinkhorn_eps_scaling is None
         potentials = None
-        self.history_ = []
+        history = []
         iterator = range(int(self.max_iter))
         bar = None
         if self.verbose:
@@ -537,14 +609,14 @@ class WPPRestorer(BaseEstimator):
             if warm_start:
                 potentials = info["potentials"]
             grad += prior_grad
-            # Adam (Kingma & Ba), as in paper 004 §III and the WPP reference code.
+            # Adam (Kingma & Ba), as in Mignon et al. §III and the WPP reference code.
             m1 = beta1 * m1 + (1 - beta1) * grad
             m2 = beta2 * m2 + (1 - beta2) * grad**2
             m1_hat = m1 / (1 - beta1 ** (t + 1))
             m2_hat = m2 / (1 - beta2 ** (t + 1))
             x = x - lr * m1_hat / (np.sqrt(m2_hat) + adam_eps)
             ignored = [float(np.mean(r * r.size < 0.5)) for r in info["received"]]
-            self.history_.append(
+            history.append(
                 {
                     "objective": data + prior,
                     "data": data,
@@ -555,26 +627,12 @@ class WPPRestorer(BaseEstimator):
             )
             if bar is not None:
                 bar.set_postfix(objective=f"{data + prior:.4g}")
-        # The solves inside the descent are partial by design (a few updates per Adam step); the
-        # reported plan is that of the returned image, solved to sinkhorn_tol from the last
-        # potentials. Only this solve decides the convergence warning.
-        _, _, final = self.prior(
-            x, potentials=info["potentials"], sinkhorn_max_iter=int(self.sinkhorn_final_max_iter)
-        )
-        self.received_mass_ = final["received"]
-        self.ot_ = final["ot"]
-        self.sinkhorn_marginal_error_ = final["marginal_error"]
-        self.sinkhorn_n_iter_ = final["n_iter"]
-        self.sinkhorn_converged_ = all(final["converged"])
-        self.n_iter_ = int(self.max_iter)
-        if not self.sinkhorn_converged_:
-            errors = ", ".join(f"{e:.2g}" for e in final["marginal_error"])
-            warnings.warn(
-                f"WPPRestorer: the Sinkhorn solve at the returned image did not reach sinkhorn_tol="
-                f"{self.sinkhorn_tol:g} in sinkhorn_final_max_iter={self.sinkhorn_final_max_iter} updates "
-                f"(marginal errors per scale: {errors}); the plans behind the descent are then unreliable "
-                "too. Raise sinkhorn_final_max_iter or reg.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        return x
+        return x, history, info["potentials"]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # fit takes a reference image (or patches) and no target; an image is one 2-D array,
+        # not samples × features, and is restored as a whole.
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        return tags

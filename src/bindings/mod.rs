@@ -2,7 +2,8 @@
 //!
 //! Every function borrows NumPy arrays (`PyReadonlyArray*::as_array`, no copy for any strides),
 //! releases the GIL with `py.detach` for the computation, and maps core errors through
-//! [`errors`].
+//! [`errors`]. Functions that only tests and benchmarks call live in the private submodule
+//! `otinverse._core.testing`.
 
 use pyo3::prelude::*;
 
@@ -21,5 +22,18 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     unfold::register(m)?;
     patches::register(m)?;
     sparsify::register(m)?;
+    register_testing(m)
+}
+
+/// `otinverse._core.testing`, also entered in `sys.modules` so that `import` finds it.
+fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let testing = PyModule::new(py, "testing")?;
+    sinkhorn::register_testing(&testing)?;
+    patches::register_testing(&testing)?;
+    m.add_submodule(&testing)?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("otinverse._core.testing", &testing)?;
     Ok(())
 }

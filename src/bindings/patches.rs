@@ -1,15 +1,16 @@
-//! Bindings of the patch kernels (WPP, paper 004): extraction/fold, the fused patch-cost
-//! Sinkhorn with its gradient, and the image-level prior term.
+//! Bindings of the patch kernels of the Wasserstein patch prior: extraction and folding, and the
+//! image-level prior term; the cloud-level solve, one softmin pass and the plan are test-only.
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use super::sinkhorn::{init_pair, params};
-use crate::core::cost::CostKernel;
+use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornResult};
+use crate::core::cost::{CostKernel, PatchCost};
+use crate::core::error::check_positive;
 use crate::core::patches::{
-    extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot, PatchCost,
+    extract_patches as core_extract, fold_patches as core_fold, image_patch_ot, patch_ot,
 };
 use crate::core::OtError;
 
@@ -43,130 +44,85 @@ fn fold_patches<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// (f, g, transport_cost, objective, n_iter, marginal_error, converged, gradient, received, row_mass)
-type PatchTuple<'py> = (
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    f64,
-    f64,
-    usize,
-    f64,
-    bool,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-);
+/// The patch prior of an image: OT between its patches and the reference patches, with the
+/// gradient with respect to the pixels.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+pub struct PatchPriorResult {
+    /// The regularised OT objective (the prior's value).
+    value: f64,
+    /// Its gradient with respect to the pixels (the image's shape).
+    gradient: Py<PyArray2<f64>>,
+    /// The mass each reference patch receives.
+    received: Py<PyArray1<f64>>,
+    /// The Sinkhorn solve (potentials of the image's and the reference's patches, convergence).
+    sinkhorn: Py<SinkhornResult>,
+}
+
+/// OT between the uniform measure on the patches of `image` and the uniform measure on the
+/// reference patches (the rows of `reference_patches`), with the gradient with respect to the
+/// pixels. `options.reach_a` relaxes the image's side and `options.reach_b` the reference's
+/// (both `None`: balanced OT_ε; only `reach_b`: the semi-unbalanced OT_{ε,ρ}).
+#[pyfunction]
+#[pyo3(signature = (image, reference_patches, patch_size, options, f_init=None, g_init=None))]
+fn patch_prior(
+    py: Python<'_>,
+    image: PyReadonlyArray2<'_, f64>,
+    reference_patches: PyReadonlyArray2<'_, f64>,
+    patch_size: usize,
+    options: &SinkhornOptions,
+    f_init: Option<PyReadonlyArray1<'_, f64>>,
+    g_init: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<PatchPriorResult> {
+    let params = options.params().map_err(CoreError)?;
+    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
+    let (img, y) = (image.as_array(), reference_patches.as_array());
+    let (r, grad) = run_interruptible(py, || image_patch_ot(img, patch_size, y, &params, init))?;
+    Ok(PatchPriorResult {
+        value: r.sinkhorn.objective,
+        gradient: grad.into_pyarray(py).unbind(),
+        received: r.received.into_pyarray(py).unbind(),
+        sinkhorn: Py::new(py, SinkhornResult::new(py, r.sinkhorn))?,
+    })
+}
+
+/// Patch OT between two patch clouds with its gradient.
+#[pyclass(frozen, get_all, module = "otinverse._core.testing")]
+pub struct PatchOtResult {
+    /// `∂OT/∂x_i = 2(m_i x_i − Σ_j π_ij y_j)` (n×d), with `m_i = Σ_j π_ij`.
+    gradient: Py<PyArray2<f64>>,
+    /// `Σ_i π_ij`: the mass each patch of `y` receives (m).
+    received: Py<PyArray1<f64>>,
+    /// `Σ_j π_ij` (n); equals `a` when the row marginal is exact.
+    row_mass: Py<PyArray1<f64>>,
+    /// The Sinkhorn solve.
+    sinkhorn: Py<SinkhornResult>,
+}
 
 /// Sinkhorn on the fused squared-distance kernel of two patch clouds, plus the gradient
 /// `2(m_i x_i − Σ_j π_ij y_j)` and the plan's marginals.
 #[pyfunction]
-#[pyo3(signature = (a, x, b, y, reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, f_init, g_init))]
+#[pyo3(signature = (a, x, b, y, options, f_init=None, g_init=None))]
 #[allow(clippy::too_many_arguments)]
-fn patch_sinkhorn<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray1<'py, f64>,
-    x: PyReadonlyArray2<'py, f64>,
-    b: PyReadonlyArray1<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    reg: f64,
-    reach_a: Option<f64>,
-    reach_b: Option<f64>,
-    max_iter: i64,
-    tol: f64,
-    update: &str,
-    eps_scaling: Option<f64>,
-    f_init: Option<PyReadonlyArray1<'py, f64>>,
-    g_init: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<PatchTuple<'py>> {
-    let p = params(
-        reg,
-        reach_a,
-        reach_b,
-        max_iter,
-        tol,
-        update,
-        eps_scaling,
-        true,
-    )?;
-    let init = init_pair(&f_init, &g_init)?;
+fn patch_sinkhorn(
+    py: Python<'_>,
+    a: PyReadonlyArray1<'_, f64>,
+    x: PyReadonlyArray2<'_, f64>,
+    b: PyReadonlyArray1<'_, f64>,
+    y: PyReadonlyArray2<'_, f64>,
+    options: &SinkhornOptions,
+    f_init: Option<PyReadonlyArray1<'_, f64>>,
+    g_init: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<PatchOtResult> {
+    let params = options.params().map_err(CoreError)?;
+    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
     let (a, x, b, y) = (a.as_array(), x.as_array(), b.as_array(), y.as_array());
-    let r = run_interruptible(py, || patch_ot(x, a, y, b, &p, init))?;
-    let s = r.sinkhorn;
-    Ok((
-        s.f.into_pyarray(py),
-        s.g.into_pyarray(py),
-        s.transport_cost,
-        s.objective,
-        s.n_iter,
-        s.marginal_error,
-        s.converged,
-        r.gradient.into_pyarray(py),
-        r.received.into_pyarray(py),
-        r.row_mass.into_pyarray(py),
-    ))
-}
-
-/// (objective, image_gradient, f, g, n_iter, marginal_error, converged, received)
-type ImageTuple<'py> = (
-    f64,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    usize,
-    f64,
-    bool,
-    Bound<'py, PyArray1<f64>>,
-);
-
-/// OT_{ε,ρ} between the uniform patch measure of `image` and the reference patches, with the
-/// gradient with respect to the pixels. `reach=None` is balanced OT_ε; `image_reach` also relaxes
-/// the image's marginal (the fully unbalanced OT_{ε,ρ,ρ} of paper 004 §II). `stage_iter` fixes
-/// the updates per ε-scaling stage (then `max_iter` is the budget at the target ε alone).
-#[pyfunction]
-#[pyo3(signature = (image, reference_patches, patch_size, reg, reach, max_iter, tol, eps_scaling, f_init, g_init, image_reach=None, stage_iter=None))]
-#[allow(clippy::too_many_arguments)]
-fn patch_prior<'py>(
-    py: Python<'py>,
-    image: PyReadonlyArray2<'py, f64>,
-    reference_patches: PyReadonlyArray2<'py, f64>,
-    patch_size: usize,
-    reg: f64,
-    reach: Option<f64>,
-    max_iter: i64,
-    tol: f64,
-    eps_scaling: Option<f64>,
-    f_init: Option<PyReadonlyArray1<'py, f64>>,
-    g_init: Option<PyReadonlyArray1<'py, f64>>,
-    image_reach: Option<f64>,
-    stage_iter: Option<usize>,
-) -> PyResult<ImageTuple<'py>> {
-    // Semi-unbalanced: the image's patch marginal exact, the reference's relaxed; alternating
-    // updates end with the exact row update (issue 5).
-    let mut p = params(
-        reg,
-        image_reach,
-        reach,
-        max_iter,
-        tol,
-        "alternating",
-        eps_scaling,
-        true,
-    )?;
-    p.stage_iter = stage_iter;
-    let init = init_pair(&f_init, &g_init)?;
-    let (img, y) = (image.as_array(), reference_patches.as_array());
-    let (r, grad) = run_interruptible(py, || image_patch_ot(img, patch_size, y, &p, init))?;
-    let s = r.sinkhorn;
-    Ok((
-        s.objective,
-        grad.into_pyarray(py),
-        s.f.into_pyarray(py),
-        s.g.into_pyarray(py),
-        s.n_iter,
-        s.marginal_error,
-        s.converged,
-        r.received.into_pyarray(py),
-    ))
+    let r = run_interruptible(py, || patch_ot(x, a, y, b, &params, init))?;
+    Ok(PatchOtResult {
+        gradient: r.gradient.into_pyarray(py).unbind(),
+        received: r.received.into_pyarray(py).unbind(),
+        row_mass: r.row_mass.into_pyarray(py).unbind(),
+        sinkhorn: Py::new(py, SinkhornResult::new(py, r.sinkhorn))?,
+    })
 }
 
 /// One softmin pass `−reg log Σ_j exp((col_j − |x_i − y_j|²)/reg)` of the fused kernel
@@ -193,7 +149,7 @@ fn patch_softmin<'py>(
                     format!("must have {m} entries, got {}", col.len()),
                 ));
             }
-            crate::core::error::check_positive("reg", reg)?;
+            check_positive("reg", reg)?;
             let shift = match shift {
                 Some(s) if s.len() != n => {
                     return Err(OtError::shape(
@@ -231,10 +187,17 @@ fn patch_plan<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PatchPriorResult>()?;
     m.add_function(wrap_pyfunction!(extract_patches, m)?)?;
     m.add_function(wrap_pyfunction!(fold_patches, m)?)?;
-    m.add_function(wrap_pyfunction!(patch_sinkhorn, m)?)?;
     m.add_function(wrap_pyfunction!(patch_prior, m)?)?;
+    Ok(())
+}
+
+/// The test-only functions of `otinverse._core.testing`.
+pub fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PatchOtResult>()?;
+    m.add_function(wrap_pyfunction!(patch_sinkhorn, m)?)?;
     m.add_function(wrap_pyfunction!(patch_softmin, m)?)?;
     m.add_function(wrap_pyfunction!(patch_plan, m)?)?;
     Ok(())

@@ -1,4 +1,7 @@
 //! Bindings of the Sinkhorn family, the plan and exact 1-D OT.
+//!
+//! Every Sinkhorn-based binding takes the arrays plus one [`SinkhornOptions`] and returns a
+//! [`SinkhornResult`] (or a result that contains one); the core validates every value.
 
 use ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -11,173 +14,231 @@ use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams, Update};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
-/// (f, g, transport_cost, objective, n_iter, marginal_error, converged)
-type SinkhornTuple<'py> = (
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    f64,
-    f64,
-    usize,
-    f64,
-    bool,
-);
-
-/// The shared parameter parsing of every Sinkhorn-based binding.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn params(
+/// Options of a Sinkhorn solve, shared by every Sinkhorn-based function of this module.
+///
+/// Stored as given; the core checks the values when a solve starts (``reg > 0``, reaches > 0,
+/// ``max_iter >= 1``, ``tol >= 0``, ``eps_scaling`` in (0, 1), ``stage_iter >= 1``) and raises
+/// ``InvalidArgumentError`` naming the option.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+#[derive(Clone)]
+pub struct SinkhornOptions {
+    /// Entropic regularisation ε, in cost units.
     reg: f64,
+    /// KL relaxation ρ of the first marginal (rows); ``None`` keeps it exact.
     reach_a: Option<f64>,
+    /// KL relaxation ρ of the second marginal (columns); ``None`` keeps it exact.
     reach_b: Option<f64>,
+    /// Maximum number of full updates, over all ε-scaling stages.
     max_iter: i64,
+    /// Stop when the relative L1 marginal error is at most ``tol``.
     tol: f64,
-    update: &str,
+    /// ``"alternating"`` (Gauss–Seidel) or ``"symmetric"`` (averaged) updates.
+    update: String,
+    /// Anneal ε from the cost's diameter by this factor per stage; ``None`` solves at ``reg``.
     eps_scaling: Option<f64>,
+    /// Adaptive over-relaxation of the alternating updates.
     overrelaxation: bool,
-) -> Result<SinkhornParams, CoreError> {
-    let update = match update {
-        "alternating" => Update::Alternating,
-        "symmetric" => Update::Symmetric,
-        other => {
-            return Err(OtError::invalid(
-                "update",
-                format!("must be 'alternating' or 'symmetric', got {other:?}"),
-            )
-            .into())
-        }
-    };
-    if max_iter < 1 {
-        return Err(
-            OtError::invalid("max_iter", format!("must be at least 1, got {max_iter}")).into(),
-        );
-    }
-    Ok(SinkhornParams {
-        eps: reg,
-        reach_a,
-        reach_b,
-        max_iter: max_iter as usize,
-        tol,
-        update,
-        eps_scaling,
-        stage_iter: None,
-        overrelaxation,
-    })
+    /// Updates per intermediate ε-scaling stage; ``None`` iterates each to a loose tolerance.
+    stage_iter: Option<usize>,
 }
 
-fn into_tuple(py: Python<'_>, out: SinkhornOutput) -> SinkhornTuple<'_> {
-    (
-        out.f.into_pyarray(py),
-        out.g.into_pyarray(py),
-        out.transport_cost,
-        out.objective,
-        out.n_iter,
-        out.marginal_error,
-        out.converged,
-    )
+#[pymethods]
+impl SinkhornOptions {
+    #[new]
+    #[pyo3(signature = (*, reg, reach_a=None, reach_b=None, max_iter=1000, tol=1e-9, update="alternating", eps_scaling=None, overrelaxation=true, stage_iter=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        reg: f64,
+        reach_a: Option<f64>,
+        reach_b: Option<f64>,
+        max_iter: i64,
+        tol: f64,
+        update: &str,
+        eps_scaling: Option<f64>,
+        overrelaxation: bool,
+        stage_iter: Option<usize>,
+    ) -> Self {
+        SinkhornOptions {
+            reg,
+            reach_a,
+            reach_b,
+            max_iter,
+            tol,
+            update: update.to_owned(),
+            eps_scaling,
+            overrelaxation,
+            stage_iter,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("None".to_owned(), |v| format!("{v:?}"));
+        format!(
+            "SinkhornOptions(reg={:?}, reach_a={}, reach_b={}, max_iter={}, tol={:?}, \
+             update='{}', eps_scaling={}, overrelaxation={}, stage_iter={})",
+            self.reg,
+            opt(self.reach_a),
+            opt(self.reach_b),
+            self.max_iter,
+            self.tol,
+            self.update,
+            opt(self.eps_scaling),
+            if self.overrelaxation { "True" } else { "False" },
+            self.stage_iter.map_or("None".to_owned(), |v| v.to_string()),
+        )
+    }
 }
+
+impl SinkhornOptions {
+    /// The core's parameters. Only the translation happens here: the option string becomes the
+    /// enum, and a negative `max_iter` becomes 0 so that the core's rule rejects it.
+    pub(super) fn params(&self) -> Result<SinkhornParams, OtError> {
+        let update = match self.update.as_str() {
+            "alternating" => Update::Alternating,
+            "symmetric" => Update::Symmetric,
+            other => {
+                return Err(OtError::invalid(
+                    "update",
+                    format!("must be 'alternating' or 'symmetric', got {other:?}"),
+                ))
+            }
+        };
+        Ok(SinkhornParams {
+            eps: self.reg,
+            reach_a: self.reach_a,
+            reach_b: self.reach_b,
+            max_iter: usize::try_from(self.max_iter).unwrap_or(0),
+            tol: self.tol,
+            update,
+            eps_scaling: self.eps_scaling,
+            stage_iter: self.stage_iter,
+            overrelaxation: self.overrelaxation,
+        })
+    }
+}
+
+/// Outcome of a Sinkhorn solve, in the plan convention `P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)`.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+pub struct SinkhornResult {
+    /// Dual potential of the rows (cost units).
+    f: Py<PyArray1<f64>>,
+    /// Dual potential of the columns (cost units).
+    g: Py<PyArray1<f64>>,
+    /// `<C, P>`.
+    transport_cost: f64,
+    /// `<C, P> + ε KL(P | a⊗b) + ρ_a KL(P1 | a) + ρ_b KL(Pᵀ1 | b)`.
+    objective: f64,
+    /// Full updates of both potentials, over all ε-scaling stages.
+    n_iter: usize,
+    /// L1 distance of the plan's marginals to their targets, relative to each marginal's mass.
+    marginal_error: f64,
+    /// Whether ``marginal_error <= tol`` was reached within ``max_iter``.
+    converged: bool,
+}
+
+impl SinkhornResult {
+    /// Moves the potentials into NumPy arrays (no copy).
+    pub(super) fn new(py: Python<'_>, out: SinkhornOutput) -> Self {
+        SinkhornResult {
+            f: out.f.into_pyarray(py).unbind(),
+            g: out.g.into_pyarray(py).unbind(),
+            transport_cost: out.transport_cost,
+            objective: out.objective,
+            n_iter: out.n_iter,
+            marginal_error: out.marginal_error,
+            converged: out.converged,
+        }
+    }
+}
+
+/// Warm-start potentials `(f, g)` as the core takes them.
+type WarmStart<'a> = Option<(ArrayView1<'a, f64>, ArrayView1<'a, f64>)>;
 
 /// The warm-start potentials, which come as a pair or not at all.
 pub(super) fn init_pair<'a>(
     f_init: &'a Option<PyReadonlyArray1<'_, f64>>,
     g_init: &'a Option<PyReadonlyArray1<'_, f64>>,
-) -> Result<Option<(ArrayView1<'a, f64>, ArrayView1<'a, f64>)>, CoreError> {
+) -> Result<WarmStart<'a>, OtError> {
     match (f_init, g_init) {
         (Some(f), Some(g)) => Ok(Some((f.as_array(), g.as_array()))),
         (None, None) => Ok(None),
-        (Some(_), None) => {
-            Err(OtError::invalid("g_init", "must be given together with f_init").into())
-        }
-        (None, Some(_)) => {
-            Err(OtError::invalid("f_init", "must be given together with g_init").into())
-        }
+        (Some(_), None) => Err(OtError::invalid(
+            "g_init",
+            "must be given together with f_init",
+        )),
+        (None, Some(_)) => Err(OtError::invalid(
+            "f_init",
+            "must be given together with g_init",
+        )),
     }
 }
 
-fn run<K: CostKernel>(
+/// Builds the kernel and solves with the GIL released, answering Ctrl-C.
+fn solve<K: CostKernel>(
     py: Python<'_>,
-    kernel: &K,
+    kernel: impl FnOnce() -> Result<K, OtError> + Send,
     a: &PyReadonlyArray1<'_, f64>,
     b: &PyReadonlyArray1<'_, f64>,
-    params: &SinkhornParams,
+    options: &SinkhornOptions,
     f_init: &Option<PyReadonlyArray1<'_, f64>>,
     g_init: &Option<PyReadonlyArray1<'_, f64>>,
-) -> PyResult<SinkhornOutput> {
+) -> PyResult<SinkhornResult> {
+    let params = options.params().map_err(CoreError)?;
+    let init = init_pair(f_init, g_init).map_err(CoreError)?;
     let (a, b) = (a.as_array(), b.as_array());
-    let init = init_pair(f_init, g_init)?;
-    run_interruptible(py, || sinkhorn(kernel, a, b, params, init))
+    let out = run_interruptible(py, || sinkhorn(&kernel()?, a, b, &params, init))?;
+    Ok(SinkhornResult::new(py, out))
 }
 
 /// Sinkhorn on a dense cost matrix (any strides, borrowed).
 #[pyfunction]
-#[pyo3(signature = (a, b, cost, reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, f_init, g_init))]
-#[allow(clippy::too_many_arguments)]
-fn sinkhorn_dense<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray1<'py, f64>,
-    b: PyReadonlyArray1<'py, f64>,
-    cost: PyReadonlyArray2<'py, f64>,
-    reg: f64,
-    reach_a: Option<f64>,
-    reach_b: Option<f64>,
-    max_iter: i64,
-    tol: f64,
-    update: &str,
-    eps_scaling: Option<f64>,
-    overrelaxation: bool,
-    f_init: Option<PyReadonlyArray1<'py, f64>>,
-    g_init: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<SinkhornTuple<'py>> {
-    let p = params(
-        reg,
-        reach_a,
-        reach_b,
-        max_iter,
-        tol,
-        update,
-        eps_scaling,
-        overrelaxation,
-    )?;
+#[pyo3(signature = (a, b, cost, options, f_init=None, g_init=None))]
+fn sinkhorn_dense(
+    py: Python<'_>,
+    a: PyReadonlyArray1<'_, f64>,
+    b: PyReadonlyArray1<'_, f64>,
+    cost: PyReadonlyArray2<'_, f64>,
+    options: &SinkhornOptions,
+    f_init: Option<PyReadonlyArray1<'_, f64>>,
+    g_init: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<SinkhornResult> {
     let view = cost.as_array();
-    let kernel = py.detach(|| DenseCost::new(view)).map_err(CoreError)?;
-    let out = run(py, &kernel, &a, &b, &p, &f_init, &g_init)?;
-    Ok(into_tuple(py, out))
+    solve(
+        py,
+        || DenseCost::new(view),
+        &a,
+        &b,
+        options,
+        &f_init,
+        &g_init,
+    )
 }
 
-/// Sinkhorn on the online cost |x − y|^p of two point clouds.
+/// Sinkhorn on the online cost |x − y|^p of two point clouds (x: n×d, y: m×d).
 #[pyfunction]
-#[pyo3(signature = (a, x, b, y, reg, p, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, f_init, g_init))]
+#[pyo3(signature = (a, x, b, y, p, options, f_init=None, g_init=None))]
 #[allow(clippy::too_many_arguments)]
-fn sinkhorn_points<'py>(
-    py: Python<'py>,
-    a: PyReadonlyArray1<'py, f64>,
-    x: PyReadonlyArray2<'py, f64>,
-    b: PyReadonlyArray1<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    reg: f64,
+fn sinkhorn_points(
+    py: Python<'_>,
+    a: PyReadonlyArray1<'_, f64>,
+    x: PyReadonlyArray2<'_, f64>,
+    b: PyReadonlyArray1<'_, f64>,
+    y: PyReadonlyArray2<'_, f64>,
     p: f64,
-    reach_a: Option<f64>,
-    reach_b: Option<f64>,
-    max_iter: i64,
-    tol: f64,
-    update: &str,
-    eps_scaling: Option<f64>,
-    overrelaxation: bool,
-    f_init: Option<PyReadonlyArray1<'py, f64>>,
-    g_init: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<SinkhornTuple<'py>> {
-    let params = params(
-        reg,
-        reach_a,
-        reach_b,
-        max_iter,
-        tol,
-        update,
-        eps_scaling,
-        overrelaxation,
-    )?;
+    options: &SinkhornOptions,
+    f_init: Option<PyReadonlyArray1<'_, f64>>,
+    g_init: Option<PyReadonlyArray1<'_, f64>>,
+) -> PyResult<SinkhornResult> {
     let (xv, yv) = (x.as_array(), y.as_array());
-    let kernel = py.detach(|| PointCost::new(xv, yv, p)).map_err(CoreError)?;
-    let out = run(py, &kernel, &a, &b, &params, &f_init, &g_init)?;
-    Ok(into_tuple(py, out))
+    solve(
+        py,
+        || PointCost::new(xv, yv, p),
+        &a,
+        &b,
+        options,
+        &f_init,
+        &g_init,
+    )
 }
 
 /// `P_ij = exp((row_i + col_j − C_ij)/reg)` for a dense cost (`row = f + reg·log a`, `col = g + reg·log b`).
@@ -216,7 +277,20 @@ fn plan_points<'py>(
     Ok(plan.map_err(CoreError)?.into_pyarray(py))
 }
 
-/// Exact 1-D OT cost W_p^p.
+/// The n×m matrix `|x_i − y_j|^p` of two point clouds (x: n×d, y: m×d).
+#[pyfunction]
+fn point_cost_matrix<'py>(
+    py: Python<'py>,
+    x: PyReadonlyArray2<'py, f64>,
+    y: PyReadonlyArray2<'py, f64>,
+    p: f64,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (xv, yv) = (x.as_array(), y.as_array());
+    let cost = py.detach(|| PointCost::new(xv, yv, p).map(|k| k.dense()));
+    Ok(cost.map_err(CoreError)?.into_pyarray(py))
+}
+
+/// Exact 1-D OT cost W_p^p between the weighted points (x, a) and (y, b), masses normalised.
 #[pyfunction]
 fn wasserstein_1d_cost(
     py: Python<'_>,
@@ -240,7 +314,7 @@ fn wasserstein_1d_cost(
 /// Address of the first element of the view the dense kernel borrows: lets the tests check that
 /// C-ordered, F-ordered and strided float64 arrays reach the core without a copy.
 #[pyfunction]
-fn _borrowed_address(cost: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
+fn borrowed_address(cost: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
     let view = cost.as_array();
     let kernel = DenseCost::new(view).map_err(CoreError)?;
     // The kernel stores Cᵀ for F-ordered input; its first element is still C[0, 0].
@@ -250,20 +324,28 @@ fn _borrowed_address(cost: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
 /// The instruction set the exp kernels were dispatched to on this CPU.
 #[pyfunction]
 fn simd_level() -> &'static str {
-    match crate::core::logsumexp::simd_level() {
-        crate::core::logsumexp::SimdLevel::Avx512 => "avx512",
-        crate::core::logsumexp::SimdLevel::Avx2 => "avx2",
-        crate::core::logsumexp::SimdLevel::Baseline => "baseline",
+    match crate::core::simd::simd_level() {
+        crate::core::simd::SimdLevel::Avx512 => "avx512",
+        crate::core::simd::SimdLevel::Avx2 => "avx2",
+        crate::core::simd::SimdLevel::Baseline => "baseline",
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SinkhornOptions>()?;
+    m.add_class::<SinkhornResult>()?;
     m.add_function(wrap_pyfunction!(sinkhorn_dense, m)?)?;
     m.add_function(wrap_pyfunction!(sinkhorn_points, m)?)?;
     m.add_function(wrap_pyfunction!(plan_dense, m)?)?;
     m.add_function(wrap_pyfunction!(plan_points, m)?)?;
+    m.add_function(wrap_pyfunction!(point_cost_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(wasserstein_1d_cost, m)?)?;
-    m.add_function(wrap_pyfunction!(_borrowed_address, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    Ok(())
+}
+
+/// The test-only functions of `otinverse._core.testing`.
+pub fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(borrowed_address, m)?)?;
     Ok(())
 }

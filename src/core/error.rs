@@ -92,3 +92,15 @@ pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
         ))
     }
 }
+
+/// Validates the exponent `p` of a cost `|x − y|^p`: finite and at least 1 (a metric to the p).
+pub fn check_exponent(name: &'static str, p: f64) -> Result<()> {
+    if p.is_finite() && p >= 1.0 {
+        Ok(())
+    } else {
+        Err(OtError::invalid(
+            name,
+            format!("must be a finite exponent ≥ 1, got {p}"),
+        ))
+    }
+}

@@ -2,13 +2,16 @@
 
 pub mod cost;
 pub mod error;
-pub mod grid;
 pub mod interrupt;
 pub mod logsumexp;
 pub mod patches;
+pub mod simd;
 pub mod sinkhorn;
 pub mod sparsify;
 pub mod unfold;
 pub mod wasserstein;
+
+#[cfg(test)]
+mod testing;
 
 pub use error::{OtError, Result};

@@ -1,7 +1,7 @@
 //! Exact optimal transport cost in one dimension: `W_p^p = ∫_0^1 |F⁻¹(t) − G⁻¹(t)|^p dt`,
 //! evaluated exactly by merging the two step quantile functions (O((n+m) log(n+m))).
 
-use crate::core::error::{check_finite, check_weights, OtError, Result};
+use crate::core::error::{check_exponent, check_finite, check_weights, OtError, Result};
 
 /// Exact 1-D OT cost between Σ a_i δ_{x_i} and Σ b_j δ_{y_j} (weights normalised to mass 1),
 /// for the cost |x − y|^p.
@@ -18,12 +18,7 @@ pub fn wasserstein_1d(x: &[f64], a: &[f64], y: &[f64], b: &[f64], p: f64) -> Res
             format!("has {} weights for {} points y", b.len(), y.len()),
         ));
     }
-    if !(p.is_finite() && p >= 1.0) {
-        return Err(OtError::invalid(
-            "p",
-            format!("must be a finite exponent ≥ 1, got {p}"),
-        ));
-    }
+    check_exponent("p", p)?;
     check_finite("x", x)?;
     check_finite("y", y)?;
     let mass_a = check_weights("a", a)?;

@@ -1,4 +1,4 @@
-"""WPPRestorer and the fused patch-OT kernel (issue 5): POT agreement, gradients against finite
+"""WPPRestorer and the fused patch-OT kernel: POT agreement, gradients against finite
 differences, exact row marginals, outlier rejection, operators and bad inputs."""
 
 import warnings
@@ -7,6 +7,7 @@ import numpy as np
 import ot
 import pytest
 from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
+from otinverse._core import testing
 from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
 from scipy.spatial.distance import cdist
 from sklearn.base import clone
@@ -14,25 +15,25 @@ from sklearn.exceptions import ConvergenceWarning
 
 
 def _solve(a, x, b, y, reg, reach=None, tol=1e-14, max_iter=100_000, f_init=None, g_init=None):
-    f, g, cost, obj, n_iter, err, conv, grad, received, row_mass = _core.patch_sinkhorn(
-        a, x, b, y, reg, None, reach, max_iter, tol, "alternating", None, f_init, g_init
-    )
+    options = _core.SinkhornOptions(reg=reg, reach_b=reach, max_iter=max_iter, tol=tol)
+    res = testing.patch_sinkhorn(a, x, b, y, options, f_init, g_init)
+    s = res.sinkhorn
     return dict(
-        f=f,
-        g=g,
-        cost=cost,
-        objective=obj,
-        n_iter=n_iter,
-        err=err,
-        converged=conv,
-        grad=grad,
-        received=received,
-        row_mass=row_mass,
+        f=s.f,
+        g=s.g,
+        cost=s.transport_cost,
+        objective=s.objective,
+        n_iter=s.n_iter,
+        err=s.marginal_error,
+        converged=s.converged,
+        grad=res.gradient,
+        received=res.received,
+        row_mass=res.row_mass,
     )
 
 
 def _plan(res, a, x, b, y, reg):
-    return _core.patch_plan(res["f"] + reg * np.log(a), x, res["g"] + reg * np.log(b), y, reg)
+    return testing.patch_plan(res["f"] + reg * np.log(a), x, res["g"] + reg * np.log(b), y, reg)
 
 
 def _clouds(n, m, d, seed, scale=0.3):
@@ -99,7 +100,7 @@ def test_fused_plan_matches_dense_formula():
     rng = np.random.default_rng(5)
     row, col, reg = rng.normal(size=9), rng.normal(size=41), 0.7
     expected = np.exp((row[:, None] + col[None, :] - cdist(x, y, "sqeuclidean")) / reg)
-    np.testing.assert_allclose(_core.patch_plan(row, x, col, y, reg), expected, rtol=1e-12)
+    np.testing.assert_allclose(testing.patch_plan(row, x, col, y, reg), expected, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------- marginals, outliers
@@ -143,7 +144,7 @@ def test_patch_gradient_matches_finite_differences():
                 - _solve(a, xm, b, y, reg, reach, **warm)["objective"]
             ) / (2 * h)
     assert np.linalg.norm(res["grad"] - fd) <= 1e-6 * np.linalg.norm(fd)
-    # The issue's closed form 2(a_i x_i − Σ_j π_ij y_j).
+    # The closed form 2(a_i x_i − Σ_j π_ij y_j) (Mignon et al., eq. 7–8).
     plan = _plan(res, a, x, b, y, reg)
     np.testing.assert_allclose(res["grad"], 2 * (a[:, None] * x - plan @ y), rtol=1e-10, atol=1e-14)
 
@@ -267,19 +268,20 @@ def test_predict_runs_and_lowers_objective(eps_scaling):
     # at the returned image converges, so nothing is reported.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        x = est.predict(low)
-    assert est.sinkhorn_converged_ and max(est.sinkhorn_marginal_error_) <= est.sinkhorn_tol
+        r = est.restore(low)
+    x = r.image
+    assert r.sinkhorn_converged and max(r.sinkhorn_marginal_error) <= est.sinkhorn_tol
     assert x.shape == (32, 32) and np.isfinite(x).all()
-    assert len(est.history_) == 15 and est.n_iter_ == 15
-    assert est.history_[-1]["objective"] < est.history_[0]["objective"]
-    assert len(est.history_[0]["marginal_error"]) == 2
-    assert len(est.received_mass_) == 2 and len(est.ot_) == 2
-    assert est.received_mass_[0].sum() == pytest.approx(1.0, abs=1e-9)
-    assert est.data_weight_ == pytest.approx(est.default_data_weight((32, 32)))
+    assert len(r.history) == 15 and r.n_iter == 15
+    assert r.history[-1]["objective"] < r.history[0]["objective"]
+    assert len(r.history[0]["marginal_error"]) == 2
+    assert len(r.received_mass) == 2 and len(r.ot) == 2
+    assert r.received_mass[0].sum() == pytest.approx(1.0, abs=1e-9)
+    assert r.data_weight == pytest.approx(est.default_data_weight((32, 32)))
     assert clone(est).get_params() == est.get_params()
     # The reported plan is that of the returned image.
     value, _, info = est.prior(x, sinkhorn_max_iter=5000, sinkhorn_tol=1e-9)
-    np.testing.assert_allclose(est.ot_, info["ot"], rtol=1e-3)
+    np.testing.assert_allclose(r.ot, info["ot"], rtol=1e-3)
 
 
 def test_final_solve_reports_real_non_convergence():
@@ -294,13 +296,13 @@ def test_final_solve_reports_real_non_convergence():
         random_state=0,
     ).fit(rng.random((40, 40)))
     with pytest.warns(ConvergenceWarning, match="sinkhorn_final_max_iter"):
-        est.predict(est.degrade(rng.random((32, 32))))
-    assert not est.sinkhorn_converged_
+        r = est.restore(est.degrade(rng.random((32, 32))))
+    assert not r.sinkhorn_converged
 
 
 def test_annealed_step_is_the_paper_scheme():
     # sinkhorn_eps_scaling: every step starts from (0, 0), one update per ε stage, then
-    # sinkhorn_max_iter updates at ε (paper 004 §II); the stage count is the schedule's length.
+    # sinkhorn_max_iter updates at ε (Mignon et al. §II); the stage count is the schedule's length.
     rng = np.random.default_rng(16)
     est = WPPRestorer(
         patch_size=3,
@@ -341,11 +343,11 @@ def test_identity_forward_model_is_denoising():
     assert 0.08 < np.std(noisy - image) < 0.12
     est.set_params(n_reference_patches=200, max_iter=5, reg=0.01)
     est.fit(rng.random((40, 40)))
-    x = est.predict(noisy)
-    assert x.shape == image.shape
+    r = est.restore(noisy)
+    assert r.image.shape == image.shape
     # The data term is λ/2 |x − y|²: its gradient at the start (x = y) vanishes, so the first
     # objective is the prior alone.
-    assert est.history_[0]["data"] == 0.0
+    assert r.history[0]["data"] == 0.0
 
 
 def test_fit_accepts_reference_patches():
@@ -483,7 +485,7 @@ def test_texture_denoising_data():
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )  # balanced OT_ε's final solve
 def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
-    # Paper 004, Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
+    # Mignon et al., Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
     # semi-unbalanced prior ignores the edge patches of N2 and restores best. The ranking of OT_ε
     # and OT_{ε,ρ,ρ} needs the 64² run (benches/RESULTS_wpp.md); it is not stable at this size.
     from otinverse.datasets import make_texture_denoising
@@ -503,10 +505,9 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
 
     def run(**kw):
         est = WPPRestorer(**common, **kw).fit(reference_patches=data.reference_patches)
-        x = est.predict(noisy)
-        return 10 * np.log10(1 / np.mean((x - data.image) ** 2)), est.received_mass_[0][
-            data.is_outlier
-        ].sum()
+        r = est.restore(noisy)
+        psnr = 10 * np.log10(1 / np.mean((r.image - data.image) ** 2))
+        return psnr, r.received_mass[0][data.is_outlier].sum()
 
     psnr_noisy = 10 * np.log10(1 / np.mean((noisy - data.image) ** 2))
     semi, semi_outliers = run(reach=0.1)

@@ -1,4 +1,4 @@
-"""Functional API of issue 2: online vs dense paths, tiny ε, layouts without copies, GIL release,
+"""Functional API: online vs dense paths, tiny ε, layouts without copies, GIL release,
 warm starts, convergence reporting and exact OT."""
 
 import threading
@@ -11,7 +11,7 @@ import ot
 import otinverse
 import pytest
 from conftest import sq_cost
-from otinverse import _core
+from otinverse._core import testing
 from sklearn.exceptions import ConvergenceWarning
 
 
@@ -84,7 +84,7 @@ def test_nonconvergence_warns_and_still_returns(rng):
     ],
 )
 def test_float64_layouts_reach_the_core_without_copy(rng, make):
-    """How the zero-copy boundary is checked: (1) `_borrowed_address` runs the binding's own
+    """How the zero-copy boundary is checked: (1) `testing.borrowed_address` runs the binding's own
     extraction (PyReadonlyArray2 -> as_array -> DenseCost) and returns the address of element
     [0, 0] of the view the kernel borrows: it equals the NumPy buffer's address, so the binding
     made no copy; (2) tracemalloc (which sees NumPy's allocations) shows the Python layer
@@ -92,7 +92,7 @@ def test_float64_layouts_reach_the_core_without_copy(rng, make):
     M0 = sq_cost(rng.random((400, 2)), rng.random((300, 2)))
     M = make(M0)
     np.testing.assert_array_equal(M, M0)
-    assert _core._borrowed_address(M) == M.__array_interface__["data"][0] + 0 * M.strides[0]
+    assert testing.borrowed_address(M) == M.__array_interface__["data"][0] + 0 * M.strides[0]
     otinverse.sinkhorn(None, None, M, 0.1, max_iter=5, warn=False)  # warm imports and caches
     tracemalloc.start()
     res = otinverse.sinkhorn(None, None, M, 0.1, tol=1e-10)

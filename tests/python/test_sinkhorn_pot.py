@@ -1,4 +1,4 @@
-"""Agreement with POT on random problems (issue 2): balanced vs ot.sinkhorn(method="sinkhorn_log"),
+"""Agreement with POT on random problems: balanced vs ot.sinkhorn(method="sinkhorn_log"),
 semi-unbalanced vs sinkhorn_unbalanced(reg_m=(inf, rho)), unbalanced vs reg_m=(rho, rho), both
 solvers run to convergence; plan max abs difference <= 1e-9, transport cost relative <= 1e-9."""
 

@@ -22,7 +22,7 @@ use super::projection::{douglas_rachford, exact_kl_projection, KerBProjector, Re
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::interrupt;
-use crate::core::patches::dot;
+use crate::core::simd::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

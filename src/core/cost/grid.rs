@@ -1,8 +1,8 @@
-//! Separable log-domain kernel for the squared Euclidean cost on a regular 1-D or 2-D grid
-//! (DESIGN §3.5, issue 4): `C_ij = (h_y(i₁ − j₁))² + (h_x(i₂ − j₂))²` for pixels `i = i₁·n_x + i₂`
-//! (C order). Because `exp(−C/ε)` factorises into a y-kernel times an x-kernel, every softmin is
-//! two passes of 1-D log-sum-exps: O(N·(n_x + n_y)) per application instead of O(N²), and the
-//! N×N cost matrix is never stored.
+//! Separable log-domain kernel for the squared Euclidean cost on a regular 1-D or 2-D grid:
+//! `C_ij = (h_y(i₁ − j₁))² + (h_x(i₂ − j₂))²` for pixels `i = i₁·n_x + i₂` (C order). Because
+//! `exp(−C/ε)` factorises into a y-kernel times an x-kernel, every softmin is two passes of 1-D
+//! log-sum-exps: O(N·(n_x + n_y)) per application instead of O(N²), and the N×N cost matrix is
+//! never stored.
 //!
 //! Both passes use the exact max shift (no guessed stabiliser), so the result agrees with
 //! [`crate::core::cost::DenseCost`] on the same matrix to rounding.
@@ -10,7 +10,7 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::core::cost::{CostKernel, PlanSums};
+use super::{CostKernel, PlanSums};
 use crate::core::error::{OtError, Result};
 use crate::core::logsumexp::{max_gap, sum_exp};
 
@@ -81,11 +81,15 @@ impl GridCost {
 
     /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`; with `mean_cost`, also `Σ_j C_ij w_ij / Σ_j w_ij`
     /// for the weights `w_ij = exp((col_j − C_ij)/ε)` (for ⟨C, P⟩).
-    fn reduce(&self, col: &[f64], eps: f64, out: &mut [f64], mut mean_cost: Option<&mut [f64]>) {
+    fn reduce(&self, col: &[f64], eps: f64, out: &mut [f64], mean_cost: Option<&mut [f64]>) {
+        let (t, tx_mean) = self.pass_x(col, eps, mean_cost.is_some());
+        self.pass_y(&t, &tx_mean, eps, out, mean_cost);
+    }
+
+    /// Pass 1 (along x): `t[i₂·n_y + j₁] = ε log Σ_{j₂} exp((col[j₁, j₂] − Cx(i₂, j₂))/ε)` and,
+    /// with `want_mean`, the x-cost mean under those weights (same layout; empty otherwise).
+    fn pass_x(&self, col: &[f64], eps: f64, want_mean: bool) -> (Vec<f64>, Vec<f64>) {
         let (ny, nx) = (self.ny, self.nx);
-        // Pass 1 (along x): t[i₂·n_y + j₁] = ε log Σ_{j₂} exp((col[j₁, j₂] − Cx(i₂, j₂))/ε),
-        // and the x-cost mean under those weights.
-        let want_mean = mean_cost.is_some();
         let mut t = vec![0.0; nx * ny];
         let mut tx_mean = if want_mean {
             vec![0.0; nx * ny]
@@ -122,7 +126,20 @@ impl GridCost {
                 .enumerate()
                 .for_each(|(i2, trow)| pass1(i2, trow, None));
         }
-        // Pass 2 (along y): out[i₁, i₂] = −ε log Σ_{j₁} exp((t[i₂, j₁] − Cy(i₁, j₁))/ε).
+        (t, tx_mean)
+    }
+
+    /// Pass 2 (along y): `out[i₁, i₂] = −ε log Σ_{j₁} exp((t[i₂, j₁] − Cy(i₁, j₁))/ε)` and, with
+    /// `mean_cost`, the total cost mean from the x-means of [`Self::pass_x`].
+    fn pass_y(
+        &self,
+        t: &[f64],
+        tx_mean: &[f64],
+        eps: f64,
+        out: &mut [f64],
+        mean_cost: Option<&mut [f64]>,
+    ) {
+        let (ny, nx) = (self.ny, self.nx);
         let pass2 = |i1: usize, orow: &mut [f64], mrow: Option<&mut [f64]>| {
             let cyr = &self.cy[i1 * ny..(i1 + 1) * ny];
             for i2 in 0..nx {
@@ -145,7 +162,7 @@ impl GridCost {
                 }
             }
         };
-        match mean_cost.as_deref_mut() {
+        match mean_cost {
             Some(m) => out
                 .par_chunks_mut(nx)
                 .zip(m.par_chunks_mut(nx))

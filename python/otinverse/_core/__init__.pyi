@@ -1,7 +1,12 @@
-"""Type stubs of the Rust extension module (hand-written; keep in step with src/bindings)."""
+"""Type stubs of the Rust extension module (hand-written; keep in step with src/bindings; checked
+by ``python -m mypy.stubtest otinverse._core``)."""
+
+from typing import final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from . import testing as testing
 
 __version__: str
 
@@ -9,40 +14,79 @@ class InvalidArgumentError(ValueError): ...
 class InvalidDtypeError(TypeError): ...
 class NumericalError(ArithmeticError): ...
 
-_SinkhornTuple = tuple[NDArray[np.float64], NDArray[np.float64], float, float, int, float, bool]
+@final
+class SinkhornOptions:
+    """Options of a Sinkhorn solve; the core checks the values when a solve starts."""
+
+    def __new__(
+        cls,
+        *,
+        reg: float,
+        reach_a: float | None = None,
+        reach_b: float | None = None,
+        max_iter: int = 1000,
+        tol: float = 1e-9,
+        update: str = "alternating",
+        eps_scaling: float | None = None,
+        overrelaxation: bool = True,
+        stage_iter: int | None = None,
+    ) -> SinkhornOptions: ...
+    @property
+    def reg(self) -> float: ...
+    @property
+    def reach_a(self) -> float | None: ...
+    @property
+    def reach_b(self) -> float | None: ...
+    @property
+    def max_iter(self) -> int: ...
+    @property
+    def tol(self) -> float: ...
+    @property
+    def update(self) -> str: ...
+    @property
+    def eps_scaling(self) -> float | None: ...
+    @property
+    def overrelaxation(self) -> bool: ...
+    @property
+    def stage_iter(self) -> int | None: ...
+
+@final
+class SinkhornResult:
+    """Outcome of a Sinkhorn solve (potentials in cost units)."""
+
+    @property
+    def f(self) -> NDArray[np.float64]: ...
+    @property
+    def g(self) -> NDArray[np.float64]: ...
+    @property
+    def transport_cost(self) -> float: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def marginal_error(self) -> float: ...
+    @property
+    def converged(self) -> bool: ...
 
 def sinkhorn_dense(
     a: NDArray[np.float64],
     b: NDArray[np.float64],
     cost: NDArray[np.float64],
-    reg: float,
-    reach_a: float | None,
-    reach_b: float | None,
-    max_iter: int,
-    tol: float,
-    update: str,
-    eps_scaling: float | None,
-    overrelaxation: bool,
-    f_init: NDArray[np.float64] | None,
-    g_init: NDArray[np.float64] | None,
-) -> _SinkhornTuple: ...
+    options: SinkhornOptions,
+    f_init: NDArray[np.float64] | None = None,
+    g_init: NDArray[np.float64] | None = None,
+) -> SinkhornResult: ...
 def sinkhorn_points(
     a: NDArray[np.float64],
     x: NDArray[np.float64],
     b: NDArray[np.float64],
     y: NDArray[np.float64],
-    reg: float,
     p: float,
-    reach_a: float | None,
-    reach_b: float | None,
-    max_iter: int,
-    tol: float,
-    update: str,
-    eps_scaling: float | None,
-    overrelaxation: bool,
-    f_init: NDArray[np.float64] | None,
-    g_init: NDArray[np.float64] | None,
-) -> _SinkhornTuple: ...
+    options: SinkhornOptions,
+    f_init: NDArray[np.float64] | None = None,
+    g_init: NDArray[np.float64] | None = None,
+) -> SinkhornResult: ...
 def plan_dense(
     row: NDArray[np.float64], col: NDArray[np.float64], cost: NDArray[np.float64], reg: float
 ) -> NDArray[np.float64]: ...
@@ -54,6 +98,9 @@ def plan_points(
     reg: float,
     p: float,
 ) -> NDArray[np.float64]: ...
+def point_cost_matrix(
+    x: NDArray[np.float64], y: NDArray[np.float64], p: float
+) -> NDArray[np.float64]: ...
 def wasserstein_1d_cost(
     x: NDArray[np.float64],
     a: NDArray[np.float64],
@@ -61,7 +108,6 @@ def wasserstein_1d_cost(
     b: NDArray[np.float64],
     p: float,
 ) -> float: ...
-def _borrowed_address(cost: NDArray[np.float64]) -> int: ...
 def simd_level() -> str: ...
 
 # --- unfolding (src/bindings/unfold.rs) ---
@@ -119,74 +165,33 @@ def richardson_lucy_binned(
     prior: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 
-# Patch kernels (WPP, issue 5).
+# --- patch kernels of the Wasserstein patch prior (src/bindings/patches.rs) ---
 def extract_patches(image: NDArray[np.float64], patch_size: int) -> NDArray[np.float64]: ...
 def fold_patches(
     patches: NDArray[np.float64], height: int, width: int, patch_size: int
 ) -> NDArray[np.float64]: ...
-def patch_sinkhorn(
-    a: NDArray[np.float64],
-    x: NDArray[np.float64],
-    b: NDArray[np.float64],
-    y: NDArray[np.float64],
-    reg: float,
-    reach_a: float | None,
-    reach_b: float | None,
-    max_iter: int,
-    tol: float,
-    update: str,
-    eps_scaling: float | None,
-    f_init: NDArray[np.float64] | None,
-    g_init: NDArray[np.float64] | None,
-) -> tuple[
-    NDArray[np.float64],
-    NDArray[np.float64],
-    float,
-    float,
-    int,
-    float,
-    bool,
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.float64],
-]: ...
+
+@final
+class PatchPriorResult:
+    """The patch prior of an image: value, pixel gradient, received masses and the solve."""
+
+    @property
+    def value(self) -> float: ...
+    @property
+    def gradient(self) -> NDArray[np.float64]: ...
+    @property
+    def received(self) -> NDArray[np.float64]: ...
+    @property
+    def sinkhorn(self) -> SinkhornResult: ...
+
 def patch_prior(
     image: NDArray[np.float64],
     reference_patches: NDArray[np.float64],
     patch_size: int,
-    reg: float,
-    reach: float | None,
-    max_iter: int,
-    tol: float,
-    eps_scaling: float | None,
-    f_init: NDArray[np.float64] | None,
-    g_init: NDArray[np.float64] | None,
-    image_reach: float | None = None,
-    stage_iter: int | None = None,
-) -> tuple[
-    float,
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.float64],
-    int,
-    float,
-    bool,
-    NDArray[np.float64],
-]: ...
-def patch_softmin(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    col: NDArray[np.float64],
-    reg: float,
-    shift: NDArray[np.float64] | None = None,
-) -> NDArray[np.float64]: ...
-def patch_plan(
-    row: NDArray[np.float64],
-    x: NDArray[np.float64],
-    col: NDArray[np.float64],
-    y: NDArray[np.float64],
-    reg: float,
-) -> NDArray[np.float64]: ...
+    options: SinkhornOptions,
+    f_init: NDArray[np.float64] | None = None,
+    g_init: NDArray[np.float64] | None = None,
+) -> PatchPriorResult: ...
 
 # --- entropic sparsification (issue 4) ---
 def sparsify_dense(

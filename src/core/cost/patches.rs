@@ -1,28 +1,17 @@
-//! Patch clouds of 2-D images and the semi-unbalanced patch OT of the Wasserstein Patch Prior
-//! (paper 004 §II–III, DESIGN §3.6).
-//!
-//! * [`extract_patches`] / [`fold_patches`]: all p×p patches (stride 1) of an image and the
-//!   adjoint, which scatters patch values back onto the pixels (sums overlaps).
-//! * [`PatchCost`]: `C_ij = |x_i − y_j|²` for patch clouds in d = p² dimensions, computed tile
-//!   by tile from the matrix-product form `|x_i|² + |y_j|² − 2 x_i·y_j` with a register-blocked
-//!   micro-kernel (4 rows × 8 columns of `x·yᵀ` held in registers over the d coordinates) and fed
-//!   straight into the streaming shifted log-sum-exp of [`crate::core::logsumexp`]. The cost
-//!   matrix is never stored. It implements [`CostKernel`], so the foundation's
-//!   [`crate::core::sinkhorn::sinkhorn`] solves OT_{ε,ρ} on it unchanged.
-//! * [`patch_ot`]: the solve plus one more tiled pass giving the gradient
-//!   `∂OT/∂x_i = 2(m_i x_i − Σ_j π_ij y_j)` with `m_i = Σ_j π_ij` (= a_i once the exact row
-//!   marginal holds, issue 5), and the mass each reference patch receives.
+//! `C_ij = |x_i − y_j|²` for patch clouds in d = p² dimensions, computed tile by tile from the
+//! matrix-product form `|x_i|² + |y_j|² − 2 x_i·y_j` with a register-blocked micro-kernel (4 rows
+//! × 8 columns of `x·yᵀ` held in registers over the d coordinates) and fed straight into the
+//! streaming shifted log-sum-exp of [`crate::core::logsumexp`]. The cost matrix is never stored.
+//! It implements [`CostKernel`], so [`crate::core::sinkhorn::sinkhorn`] solves OT_{ε,ρ} on it
+//! unchanged; [`PatchCost::moments`] adds the one extra pass the patch gradient needs.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::core::cost::{CostKernel, PlanSums};
+use super::{add_into, CostKernel, PlanSums};
 use crate::core::error::{check_finite, OtError, Result};
-use crate::core::logsumexp::{
-    exp, finish_shifted, max_gap, mul_add, multiversion, plan_row_sums, sum_exp, sum_exp_sparse,
-    LANES,
-};
-use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
+use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse};
+use crate::core::simd::{dot, exp, mul_add, multiversion, LANES};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
 const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
@@ -30,85 +19,6 @@ const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 ro
 const TILE: usize = 256;
 /// Row blocks per task of the softmin pass (see `softmin_clouds`).
 const PANEL: usize = 8;
-
-/// All `patch`×`patch` patches of `image` with stride 1, one per row, row-major inside the patch
-/// (patch index `r·(w−p+1) + c` for the patch whose top-left pixel is `(r, c)`).
-pub fn extract_patches(image: ArrayView2<'_, f64>, patch: usize) -> Result<Array2<f64>> {
-    let (h, w) = image.dim();
-    check_patch_fits("image", h, w, patch)?;
-    check_finite("image", image.iter())?;
-    let (nh, nw) = (h - patch + 1, w - patch + 1);
-    let d = patch * patch;
-    let mut out = Array2::zeros((nh * nw, d));
-    out.axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(idx, mut row)| {
-            let (r, c) = (idx / nw, idx % nw);
-            for u in 0..patch {
-                for v in 0..patch {
-                    row[u * patch + v] = image[(r + u, c + v)];
-                }
-            }
-        });
-    Ok(out)
-}
-
-/// Adjoint of [`extract_patches`]: `image(r+u, c+v) += patches[(r,c), (u,v)]` over all patches.
-pub fn fold_patches(
-    patches: ArrayView2<'_, f64>,
-    height: usize,
-    width: usize,
-    patch: usize,
-) -> Result<Array2<f64>> {
-    check_patch_fits("shape", height, width, patch)?;
-    let (nh, nw) = (height - patch + 1, width - patch + 1);
-    if patches.dim() != (nh * nw, patch * patch) {
-        return Err(OtError::shape(
-            "patches",
-            format!(
-                "a {height}×{width} image has {} patches of {} pixels, got shape {:?}",
-                nh * nw,
-                patch * patch,
-                patches.shape()
-            ),
-        ));
-    }
-    check_finite("patches", patches.iter())?;
-    // Gather form of the adjoint (each output row sums the patches covering it): parallel
-    // over image rows without write conflicts.
-    let mut image = Array2::zeros((height, width));
-    image
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(y, mut out_row)| {
-            let u_lo = (y + 1).saturating_sub(nh);
-            for u in u_lo..patch.min(y + 1) {
-                let r = y - u;
-                for c in 0..nw {
-                    let p = patches.row(r * nw + c);
-                    for v in 0..patch {
-                        out_row[c + v] += p[u * patch + v];
-                    }
-                }
-            }
-        });
-    Ok(image)
-}
-
-fn check_patch_fits(name: &'static str, h: usize, w: usize, patch: usize) -> Result<()> {
-    if patch == 0 {
-        return Err(OtError::invalid("patch_size", "must be at least 1"));
-    }
-    if h < patch || w < patch {
-        return Err(OtError::shape(
-            name,
-            format!("a {h}×{w} image is smaller than one {patch}×{patch} patch"),
-        ));
-    }
-    Ok(())
-}
 
 /// One patch cloud in the two layouts the micro-kernel needs.
 pub struct Cloud {
@@ -231,36 +141,13 @@ multiversion! {
     pub fn plan_tile(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => plan_tile_generic
 }
 
-#[inline(always)]
-fn dot_generic<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
-
-multiversion! {
-    /// `Σ_k a_k b_k`.
-    pub fn dot(a: &[f64], b: &[f64]) -> f64 => dot_generic
-}
-
 /// Row blocks per rayon task: enough pairs per task to amortise scheduling.
 fn blocks_per_task(m: usize) -> usize {
     (2048 / (ROWS * m.max(1))).max(1)
 }
 
 /// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|²)/ε)`, stabilised by `shift_i` with the
-/// exact two-pass fallback of the foundation's kernels.
+/// exact two-pass fallback [`softmin_exact_row`].
 fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
     let m = to.n;
     let inv_eps = 1.0 / eps;
@@ -295,40 +182,45 @@ fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64
                 };
                 *o = usable
                     .and_then(|s| finish_shifted(s, shift[i], eps))
-                    .unwrap_or_else(|| {
-                        // The shift was a poor guess: exact two-pass evaluation with the foundation's
-                        // dense kernel and the true max shift.
-                        let mut hi = f64::NEG_INFINITY;
-                        for j0 in (0..m).step_by(TILE) {
-                            let len = TILE.min(m - j0);
-                            sq_dist_block(from, i0, to, j0, len, tile);
-                            hi = hi
-                                .max(max_gap(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len]));
-                        }
-                        if hi == f64::NEG_INFINITY {
-                            return f64::INFINITY;
-                        }
-                        let mut s = 0.0;
-                        for j0 in (0..m).step_by(TILE) {
-                            let len = TILE.min(m - j0);
-                            sq_dist_block(from, i0, to, j0, len, tile);
-                            s += sum_exp(
-                                &tile[r * TILE..r * TILE + len],
-                                &col[j0..j0 + len],
-                                -hi,
-                                inv_eps,
-                            );
-                        }
-                        -hi - eps * s.ln()
-                    });
+                    .unwrap_or_else(|| softmin_exact_row(from, i0, r, to, col, eps, tile));
             }
         },
     );
 }
 
-fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
-    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-    a
+/// Row `i0 + r` of [`softmin_clouds`] evaluated exactly, in two passes with the true max shift:
+/// the fallback when the guessed shift left the sum unusable.
+fn softmin_exact_row(
+    from: &Cloud,
+    i0: usize,
+    r: usize,
+    to: &Cloud,
+    col: &[f64],
+    eps: f64,
+    tile: &mut [f64],
+) -> f64 {
+    let m = to.n;
+    let mut hi = f64::NEG_INFINITY;
+    for j0 in (0..m).step_by(TILE) {
+        let len = TILE.min(m - j0);
+        sq_dist_block(from, i0, to, j0, len, tile);
+        hi = hi.max(max_gap(&tile[r * TILE..r * TILE + len], &col[j0..j0 + len]));
+    }
+    if hi == f64::NEG_INFINITY {
+        return f64::INFINITY;
+    }
+    let mut s = 0.0;
+    for j0 in (0..m).step_by(TILE) {
+        let len = TILE.min(m - j0);
+        sq_dist_block(from, i0, to, j0, len, tile);
+        s += sum_exp(
+            &tile[r * TILE..r * TILE + len],
+            &col[j0..j0 + len],
+            -hi,
+            1.0 / eps,
+        );
+    }
+    -hi - eps * s.ln()
 }
 
 /// `C_ij = |x_i − y_j|²` for two patch clouds of the same dimension, never stored.
@@ -533,127 +425,11 @@ impl CostKernel for PatchCost {
     }
 }
 
-/// Result of [`patch_ot`].
-#[derive(Clone, Debug)]
-pub struct PatchOt {
-    pub sinkhorn: SinkhornOutput,
-    /// `∂OT/∂x_i = 2(m_i x_i − Σ_j π_ij y_j)` (n×d), g held fixed (envelope theorem).
-    pub gradient: Array2<f64>,
-    /// `Σ_i π_ij` (m): the mass each reference patch receives.
-    pub received: Array1<f64>,
-    /// `Σ_j π_ij` (n); equals `a` after the final exact row update.
-    pub row_mass: Array1<f64>,
-}
-
-/// Solves OT between patch clouds `x` (weights `a`) and `y` (weights `b`) with the foundation's
-/// Sinkhorn on [`PatchCost`], then takes the patch gradient in one more tiled pass.
-pub fn patch_ot(
-    x: ArrayView2<'_, f64>,
-    a: ArrayView1<'_, f64>,
-    y: ArrayView2<'_, f64>,
-    b: ArrayView1<'_, f64>,
-    params: &SinkhornParams,
-    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
-) -> Result<PatchOt> {
-    let kernel = PatchCost::new(x, y)?;
-    let out = sinkhorn(&kernel, a, b, params, init)?;
-    let eps = params.eps;
-    // Row/column terms f + ε log a, g + ε log b of the plan convention.
-    let row: Vec<f64> = out
-        .f
-        .iter()
-        .zip(a.iter())
-        .map(|(f, w)| f + eps * w.ln())
-        .collect();
-    let col: Vec<f64> = out
-        .g
-        .iter()
-        .zip(b.iter())
-        .map(|(g, w)| g + eps * w.ln())
-        .collect();
-    let mom = kernel.moments(&row, &col, eps);
-    let d = x.ncols();
-    let mut gradient = Array2::zeros((x.nrows(), d));
-    gradient
-        .axis_iter_mut(Axis(0))
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(i, mut g)| {
-            let mi = mom.row_mass[i];
-            for k in 0..d {
-                g[k] = 2.0 * (mi * x[(i, k)] - mom.barycentric[(i, k)]);
-            }
-        });
-    Ok(PatchOt {
-        sinkhorn: out,
-        gradient,
-        received: mom.col_mass,
-        row_mass: mom.row_mass,
-    })
-}
-
-/// The patch prior on an image: OT between the uniform measure on all patches of `image` and
-/// the uniform measure on the reference patches `y`, with its gradient with respect to the
-/// pixels (patch gradients folded back by the adjoint of extraction).
-pub fn image_patch_ot(
-    image: ArrayView2<'_, f64>,
-    patch: usize,
-    y: ArrayView2<'_, f64>,
-    params: &SinkhornParams,
-    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
-) -> Result<(PatchOt, Array2<f64>)> {
-    let x = extract_patches(image, patch)?;
-    if y.ncols() != patch * patch {
-        return Err(OtError::shape(
-            "reference_patches",
-            format!(
-                "must have {} columns for {patch}×{patch} patches, got {}",
-                patch * patch,
-                y.ncols()
-            ),
-        ));
-    }
-    let (n, m) = (x.nrows(), y.nrows());
-    if m == 0 {
-        return Err(OtError::shape("reference_patches", "must not be empty"));
-    }
-    let a = Array1::from_elem(n, 1.0 / n as f64);
-    let b = Array1::from_elem(m, 1.0 / m as f64);
-    let res = patch_ot(x.view(), a.view(), y, b.view(), params, init)?;
-    let (h, w) = image.dim();
-    let grad = fold_patches(res.gradient.view(), h, w, patch)?;
-    Ok((res, grad))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::cost::PointCost;
-
-    fn cloud(n: usize, d: usize, seed: u64) -> Array2<f64> {
-        let mut s = seed;
-        Array2::from_shape_fn((n, d), |_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        })
-    }
-
-    #[test]
-    fn fold_is_the_adjoint_of_extraction() {
-        let img = cloud(9, 7, 1);
-        let p = extract_patches(img.view(), 3).unwrap();
-        assert_eq!(p.dim(), (7 * 5, 9));
-        assert_eq!(p[(5 * 1 + 2, 3 + 1)], img[(2, 3)]);
-        let q = cloud(35, 9, 2);
-        let folded = fold_patches(q.view(), 9, 7, 3).unwrap();
-        let lhs: f64 = (&p * &q).sum();
-        let rhs: f64 = (&img * &folded).sum();
-        assert!((lhs - rhs).abs() < 1e-12 * lhs.abs());
-        assert!(extract_patches(img.view(), 10).is_err());
-        assert!(fold_patches(q.view(), 9, 8, 3).is_err());
-    }
+    use crate::core::testing::cloud;
 
     #[test]
     fn fused_kernel_matches_point_cost() {
@@ -753,19 +529,5 @@ mod tests {
         }
         let ns_dist = t.elapsed().as_secs_f64() / 10.0 / (3481.0 * 1000.0) * 1e9;
         eprintln!("softmin {ns:.2} ns/pair, distances alone (1 thread) {ns_dist:.2} ns/pair");
-    }
-
-    #[test]
-    fn semi_unbalanced_rows_are_exact() {
-        let x = cloud(30, 4, 7);
-        let y = cloud(40, 4, 8);
-        let a = Array1::from_elem(30, 1.0 / 30.0);
-        let b = Array1::from_elem(40, 1.0 / 40.0);
-        let mut params = SinkhornParams::new(0.05);
-        params.reach_b = Some(0.1);
-        params.tol = 1e-12;
-        let res = patch_ot(x.view(), a.view(), y.view(), b.view(), &params, None).unwrap();
-        assert!(res.sinkhorn.converged);
-        assert!((&res.row_mass - &a).iter().all(|v| v.abs() < 1e-14));
     }
 }

@@ -1,0 +1,66 @@
+//! Cost matrices behind one trait, [`CostKernel`]: the only thing the Sinkhorn family needs from
+//! a cost is the two softmin reductions, the plan's sums and (for ε-scaling) its diameter.
+//!
+//! * [`DenseCost`]: an n×m matrix of any strides, borrowed (C- and F-ordered run at full speed;
+//!   other strides gather one row at a time).
+//! * [`PointCost`]: `|x_i − y_j|^p` for point clouds, computed tile by tile and never stored, so
+//!   memory is O((n+m)·d).
+//! * [`GridCost`]: the squared Euclidean cost on a regular 1-D or 2-D grid, applied as two
+//!   separable 1-D passes.
+//! * [`PatchCost`]: `|x_i − y_j|²` for patch clouds, from a register-blocked `x·yᵀ` micro-kernel.
+
+mod dense;
+mod grid;
+mod patches;
+mod points;
+
+use ndarray::Array2;
+
+pub use dense::DenseCost;
+pub use grid::GridCost;
+pub use patches::{PatchCost, PlanMoments};
+pub use points::PointCost;
+
+/// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanSums {
+    pub row_sums: Vec<f64>,
+    pub col_sums: Vec<f64>,
+    /// `⟨C, P⟩`.
+    pub transport_cost: f64,
+}
+
+/// A cost matrix as the Sinkhorn iterations see it. The `row`/`col` terms below are potentials
+/// with the log-weights folded in (`f_i + ε log a_i`, `g_j + ε log b_j`).
+pub trait CostKernel: Sync {
+    /// (n, m).
+    fn shape(&self) -> (usize, usize);
+
+    /// An upper bound of `max C − min C`, the scale ε-scaling anneals from.
+    fn diameter(&self) -> f64;
+
+    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`. `shift_i` is a guess of `out_i` (the previous
+    /// potential) used as stabiliser; rows whose shifted sum leaves the safe range are recomputed
+    /// with the exact max shift, so the result never depends on the guess beyond rounding.
+    fn softmin_rows(&self, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]);
+
+    /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`, stabilised like [`Self::softmin_rows`].
+    fn softmin_cols(&self, row: &[f64], shift: &[f64], eps: f64, out: &mut [f64]);
+
+    /// Row sums, column sums and `⟨C, P⟩` of `P_ij = exp((row_i + col_j − C_ij)/ε)`.
+    fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums;
+
+    /// The dense plan `P_ij = exp((row_i + col_j − C_ij)/ε)` (exact `f64::exp`, so zero weights give exact zeros).
+    fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64>;
+}
+
+/// Rows per rayon task: enough work per task to amortise scheduling on small problems.
+pub(crate) fn rows_per_task(row_len: usize) -> usize {
+    (4096 / row_len.max(1)).max(1)
+}
+
+/// Element-wise sum of two partial column sums (the reduce step of the parallel folds).
+pub(crate) fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+    a
+}

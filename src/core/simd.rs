@@ -1,0 +1,179 @@
+//! Vectorised building blocks of the hot loops and the CPU dispatch that selects them.
+//!
+//! The exponential decides the speed of every Sinkhorn variant: `f64::exp` is a scalar libm
+//! call, so this module carries a branch-free exp that LLVM vectorises, evaluated over fixed
+//! 8-wide chunks. Each public kernel built with [`multiversion!`] is compiled three times
+//! (baseline x86-64, AVX2+FMA, AVX-512F) and the best variant for the running CPU is picked at
+//! run time, so one wheel is both portable and fast.
+
+/// Lower clamp of the exponent argument: keeps `2^n` a normal number (no subnormal bit tricks).
+/// exp(−708) ≈ 3.3e−308, which the callers treat as zero (sums outside
+/// `logsumexp::SUM_MIN..=SUM_MAX` are recomputed with an exact max shift).
+const EXP_LO: f64 = -708.0;
+const EXP_HI: f64 = 709.0;
+const LOG2E: f64 = std::f64::consts::LOG2_E;
+// Cody–Waite split of ln 2 (fdlibm's constants, to f64 precision): LN2_HI has 32 trailing zero bits, so n·LN2_HI is exact.
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+/// 1.5·2^52: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+
+/// `a·b + c`, fused into one instruction on the FMA variants of a kernel (FMA = true) and two
+/// roundings otherwise (a software `fma` call would be far slower than the two instructions).
+#[inline(always)]
+pub(crate) fn mul_add<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Lanes of one chunk in the kernels: two AVX2 vectors or one AVX-512 vector of f64.
+pub const LANES: usize = 8;
+
+/// Branch-free `e^x`, within a few ulp of `f64::exp` on [−708, 709] (clamped outside; NaN
+/// propagates). `FMA` selects fused multiply-adds (see [`mul_add`]); kernels get it from
+/// [`multiversion!`] and call this inside loops over [`LANES`]-wide chunks, which LLVM
+/// vectorises.
+#[inline(always)]
+pub fn exp<const FMA: bool>(x: f64) -> f64 {
+    // Written `LO > x ? LO : x` (and likewise for HI) so that each clamp is one max/min
+    // instruction through which NaN passes; an if/else-if chain compiles to branches.
+    let x = if EXP_LO > x { EXP_LO } else { x };
+    let x = if EXP_HI < x { EXP_HI } else { x };
+    let t = mul_add::<FMA>(x, LOG2E, ROUND);
+    let n = t - ROUND;
+    let r = mul_add::<FMA>(-n, LN2_LO, mul_add::<FMA>(-n, LN2_HI, x));
+    // 2^n built from the bits: the low mantissa bits of t hold n + 2^51.
+    let scale = f64::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(1023) << 52);
+    exp_reduced::<FMA>(r) * scale
+}
+
+/// `e^r` for |r| ≤ ln2/2: the Taylor series to r^13/13! (truncation below 2e-16), evaluated by
+/// Estrin's scheme, depth 4 instead of Horner's 13 dependent steps, so that the loop runs at the
+/// multiply-add throughput instead of its latency.
+#[inline(always)]
+fn exp_reduced<const FMA: bool>(r: f64) -> f64 {
+    const C: [f64; 14] = [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let f = mul_add::<FMA>;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let q0 = f(f(C[3], r, C[2]), r2, f(C[1], r, C[0]));
+    let q1 = f(f(C[7], r, C[6]), r2, f(C[5], r, C[4]));
+    let q2 = f(f(C[11], r, C[10]), r2, f(C[9], r, C[8]));
+    let q3 = f(C[13], r, C[12]);
+    f(f(q3, r4, q2), r8, f(q1, r4, q0))
+}
+
+/// Compiles `$generic` for baseline, AVX2+FMA and AVX-512F and dispatches on the running CPU;
+/// `$generic` takes `<const FMA: bool>`, true on the variants whose CPU has fused multiply-add.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $generic:ident) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? { $generic::<true>($($arg),*) }
+                #[allow(clippy::too_many_arguments)]
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? { $generic::<true>($($arg),*) }
+                match $crate::core::simd::simd_level() {
+                    // SAFETY: the CPU reported these features at run time.
+                    $crate::core::simd::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::core::simd::SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::core::simd::SimdLevel::Baseline => {}
+                }
+            }
+            $generic::<false>($($arg),*)
+        }
+    };
+}
+/// Lets the other core modules compile their hot loops per instruction set the same way.
+pub(crate) use multiversion;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    Baseline,
+    Avx2,
+    Avx512,
+}
+
+/// The widest instruction set the kernels use on this CPU (detected once; `is_x86_feature_detected!` caches).
+#[inline]
+pub fn simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return SimdLevel::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Baseline
+}
+
+#[inline(always)]
+fn dot_generic<const FMA: bool>(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+multiversion! {
+    /// `Σ_k a_k b_k`.
+    pub fn dot(a: &[f64], b: &[f64]) -> f64 => dot_generic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std_to_a_few_ulp() {
+        let mut worst: f64 = 0.0;
+        let mut x = -708.0;
+        while x < 709.0 {
+            for e in [exp::<false>(x), exp::<true>(x)] {
+                worst = worst.max((e - x.exp()).abs() / x.exp());
+            }
+            x += 0.0137;
+        }
+        assert!(worst < 1e-15, "worst relative error {worst}");
+        assert!(exp::<false>(f64::NAN).is_nan());
+        assert!(exp::<false>(-1e300) < 1e-300);
+        assert!(exp::<false>(1e300).is_finite());
+    }
+}
