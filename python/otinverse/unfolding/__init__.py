@@ -1,0 +1,14 @@
+"""Unfolding: OT unfolding with a Wasserstein loss (Craig, Faktor & Nachman) and the
+Richardson–Lucy / IBU baseline, for MC events with weights, inefficiency and fakes, in absolute
+event counts; bootstrap uncertainties (serial or on Dask), closure tests and regularisation
+scans, and the plots of an analysis.
+
+* :mod:`.estimators`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
+* :mod:`.bootstrap`: :func:`bootstrap`, :class:`BootstrapResult`.
+* :mod:`.regularisation`: :func:`closure_test`, :func:`scan`.
+* :mod:`.plotting`: :func:`plot_unfolded`, :func:`plot_correlation`, :func:`plot_scan`.
+"""
+
+from .estimators import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
+
+__all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
