@@ -370,11 +370,11 @@ impl<'a> Propagation<'a> {
                 .zip(prev)
                 .map(|(e, p)| e * safe_inverse(*p))
                 .collect();
-            // dcdn += M (−(M·e_r)ᵀ diag(n) dcdn_prev) + dcdn_prev·nc_r
+            // dcdn += −M (M·e_r)ᵀ diag(n) dcdn_prev + dcdn_prev·nc_r
             let me = m * &e_r;
-            let at = m.t().to_owned() * self.n;
-            let c = at.dot(&me);
-            dcdn = dcdn - m.dot(&c.dot(&self.dcdn)) + &self.dcdn * &nc_r;
+            let m3 = (me.t().to_owned() * self.n).dot(&self.dcdn);
+            dcdn = dcdn - m.dot(&m3) + &self.dcdn * &nc_r;
+            let c = (m.t().to_owned() * self.n).dot(&me);
             // dcdP += diag(nc_r) dcdP_prev − C dcdP_prev
             let upd = c.dot(&self.dcdp);
             let scaled = &self.dcdp * &nc_r.view().insert_axis(Axis(1));
