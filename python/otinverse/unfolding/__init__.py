@@ -5,10 +5,16 @@ scans, and the plots of an analysis.
 
 * :mod:`.estimators`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
 * :mod:`.bootstrap`: :func:`bootstrap`, :class:`BootstrapResult`.
-* :mod:`.regularisation`: :func:`closure_test`, :func:`scan`.
-* :mod:`.plotting`: :func:`plot_unfolded`, :func:`plot_correlation`, :func:`plot_scan`.
 """
 
-from .estimators import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
+from .bootstrap import BootstrapResult, bootstrap
+from .estimators import OTUnfolder, RichardsonLucyUnfolder, UnfoldingProblem, richardson_lucy
 
-__all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
+__all__ = [
+    "BootstrapResult",
+    "OTUnfolder",
+    "RichardsonLucyUnfolder",
+    "UnfoldingProblem",
+    "bootstrap",
+    "richardson_lucy",
+]
