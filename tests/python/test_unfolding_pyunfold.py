@@ -59,7 +59,7 @@ def test_central_values_and_errors_equal_pyunfold(cov_type, ts):
 
 
 def test_fixed_iterations_without_ts_and_bad_options():
-    R, eff, data, _, _ = problem(1)
+    R, _, data, _, _ = problem(1)
     a = oi.richardson_lucy(R, data, 4, full_output=True)
     assert a.n_iter == 4 and a.stat_cov is None and len(a.ts_values) == 0
     with pytest.raises(oi.InvalidArgumentError, match="ts"):
@@ -74,7 +74,7 @@ def test_fixed_iterations_without_ts_and_bad_options():
 
 def test_bootstrap_errors_agree_with_the_propagated_ones():
     # Poisson(1) replicas of the data, refitted, against D'Agostini's propagated stat errors.
-    R, eff, data, _, _ = problem(2)
+    R, _, data, _, _ = problem(2)
     prop = oi.richardson_lucy(R, data, 4, cov_type="poisson", response_err=0 * R, full_output=True)
     rng = np.random.default_rng(2)
     reps = np.array([oi.richardson_lucy(R, rng.poisson(data).astype(float), 4) for _ in range(400)])

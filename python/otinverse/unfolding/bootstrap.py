@@ -6,9 +6,10 @@ the same replicas for the same seed either way."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.base import clone
-from dataclasses import dataclass
 
 from .._core import InvalidArgumentError
 from .._validation import check_int, check_option
@@ -75,9 +76,9 @@ class BootstrapResult:
         """Binned unfolded result for any binning of any observable.
 
         ``observable`` maps the gen points (L, d) to (L,) (default: the first coordinate);
-        ``bins`` as :func:`numpy.histogram`. Returns a :class:`BinnedResult`: ``edges``, ``values`` (the nominal
-        fit, events per bin, or a density with ``density=True``), ``std``, ``cov`` and ``corr``
-        over the replicas, and ``replicas`` (n_replicas, n_bins).
+        ``bins`` as :func:`numpy.histogram`. Returns a :class:`BinnedResult`: ``edges``,
+        ``values`` (the nominal fit, events per bin, or a density with ``density=True``),
+        ``std``, ``cov`` and ``corr`` over the replicas, and ``replicas`` (n_replicas, n_bins).
         """
         x = self._observable(observable)
         values, edges = np.histogram(x, bins=bins, weights=self.estimator.weights_)
