@@ -130,7 +130,7 @@ def speed():
         t_np, hist = _best_of(
             lambda: numpy_ot_unfold(d.reco.reshape(-1), block_response(150, M), d.measured, nu), 1
         )
-        diff = np.abs(est.weights_ - hist[-1]).max()
+        diff = np.abs(est.normalized_weights_ - hist[-1]).max()
         print(
             f"| {M} | {150 * M} × {d.measured.size} | {t_rust:.3f} | {t_np:.2f} | {t_np / t_rust:.1f}× | {diff:.1e} |"
         )

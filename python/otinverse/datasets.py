@@ -23,6 +23,7 @@ __all__ = [
     "make_star_patches",
     "make_texture_denoising",
     "make_unfolding_1d",
+    "make_unfolding_1d_events",
 ]
 
 
@@ -98,6 +99,95 @@ def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=
         measured_weight=np.full(measured.size, 1.0 / measured.size),
         truth=truth,
         truth_weight=np.full(L_measured, 1.0 / L_measured),
+    )
+
+
+# Truth mixture of Table 1: (weight, centre), sd 0.05 each.
+_MIXTURE = ((0.25, 0.75), (0.5, -0.75), (0.25, 0.0))
+_TRUTH_SD = 0.05
+
+
+def _truth_cdf(x):
+    return sum(w * norm.cdf(x, loc=c, scale=_TRUTH_SD) for w, c in _MIXTURE)
+
+
+def _efficiency_function(efficiency):
+    if efficiency is None:
+        return lambda x: np.ones_like(x)
+    if callable(efficiency):
+        return lambda x: np.clip(np.asarray(efficiency(x), dtype=float), 0.0, 1.0)
+    value = float(efficiency)
+    if not 0 < value <= 1:
+        raise InvalidArgumentError(f"efficiency: must lie in (0, 1] or be callable, got {value}")
+    return lambda x: np.full_like(x, value)
+
+
+def make_unfolding_1d_events(
+    n_events=2000,
+    L=150,
+    M=4,
+    *,
+    efficiency=None,
+    fake_fraction=0.0,
+    n_fake_mc=None,
+    random_state=None,
+):
+    """The 1-D problem of Craig et al. (§4.1.1, Table 1) as an event sample with inefficiency and
+    fakes, for pseudo-experiments.
+
+    Data: a Poisson(``n_events``) number of true events drawn from the truth mixture of Table 1,
+    each reconstructed with probability ``efficiency(x)`` (a callable, a number, or None for 1)
+    at ``y = x + sgn(x)/2 + N(0, 0.1²)``, plus a Poisson number of fakes, uniform in y on
+    [−1.6, 1.6], making up ``fake_fraction`` of the measured events on average. MC: gen points
+    ``linspace(−1, 1, L)``, each with M detector samples, NaN where not reconstructed (same
+    efficiency); ``n_fake_mc`` (default 5× the expected fakes) MC fakes with weights scaled to
+    the expected number of fakes in the data.
+
+    Returns a :class:`~sklearn.utils.Bunch`: ``gen``, ``reco`` (L, M), ``measured`` (weights 1),
+    ``fakes``, ``fake_weight``, ``truth`` (the true events), ``n_true`` (their number),
+    ``n_expected`` (= ``n_events``), ``truth_cdf`` (the truth's CDF, for expected bin contents:
+    ``n_events · ΔCDF``) and ``truth_mean`` (the truth's mean, −0.1875).
+    """
+    n_events = check_int(n_events, "n_events", 1)
+    L = check_int(L, "L", 2)
+    M = check_int(M, "M", 1)
+    fake_fraction = float(fake_fraction)
+    if not 0 <= fake_fraction < 1:
+        raise InvalidArgumentError(f"fake_fraction: must lie in [0, 1), got {fake_fraction}")
+    eff = _efficiency_function(efficiency)
+    rng = check_random_state(random_state)
+    n = rng.poisson(n_events)
+    comp = rng.choice(3, size=n, p=[w for w, _ in _MIXTURE])
+    truth = np.array([c for _, c in _MIXTURE])[comp] + rng.normal(0.0, _TRUTH_SD, n)
+    reco_ok = rng.random(n) < eff(truth)
+    measured = _shift(truth[reco_ok]) + rng.normal(0.0, 0.1, reco_ok.sum())
+    grid = np.linspace(-1.0, 1.0, 2001)
+    dens = np.diff(_truth_cdf(grid))
+    mean_eff = float((eff(0.5 * (grid[1:] + grid[:-1])) * dens).sum() / dens.sum())
+    expected_fakes = fake_fraction / (1 - fake_fraction) * n_events * mean_eff
+    data_fakes = rng.uniform(-1.6, 1.6, rng.poisson(expected_fakes)) if fake_fraction else []
+    gen = np.linspace(-1.0, 1.0, L)
+    reco = _shift(gen)[:, None] + rng.normal(0.0, 0.1, (L, M))
+    reco[rng.random((L, M)) >= eff(gen)[:, None]] = np.nan
+    if fake_fraction:
+        n_mc = 5 * max(round(expected_fakes), 1) if n_fake_mc is None else n_fake_mc
+        fakes = rng.uniform(-1.6, 1.6, check_int(n_mc, "n_fake_mc", 1))
+        fake_weight = np.full(fakes.size, expected_fakes / fakes.size)
+    else:
+        fakes, fake_weight = None, None
+    measured = np.concatenate([measured, data_fakes])
+    return Bunch(
+        gen=gen,
+        reco=reco,
+        measured=measured,
+        measured_weight=np.ones(measured.size),
+        fakes=fakes,
+        fake_weight=fake_weight,
+        truth=truth,
+        n_true=n,
+        n_expected=n_events,
+        truth_cdf=_truth_cdf,
+        truth_mean=sum(w * c for w, c in _MIXTURE),
     )
 
 

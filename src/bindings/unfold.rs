@@ -6,8 +6,9 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use crate::core::unfold::{
-    douglas_rachford, exact_kl_projection, ot_unfold, richardson_lucy, wright_omega,
-    CostNormalization, KerBProjector, OtUnfoldParams, Projection, Response,
+    douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
+    CovType, ErrorInputs, KerBProjector, McResponse, Measured, OtUnfoldParams, Projection,
+    Response, RichardsonLucyInput, RichardsonLucyParams, TestStatistic,
 };
 use crate::core::OtError;
 
@@ -42,107 +43,217 @@ fn projector_and_vector(
     Ok((proj, v.to_vec()))
 }
 
-/// (sigma, sigma_history, objective, sigma_change, kerb_residual, n_iter, converged, cost_scale)
-type UnfoldTuple<'py> = (
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray2<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    Bound<'py, PyArray1<f64>>,
-    usize,
-    bool,
-    f64,
-);
-
-/// OT unfolding (eq. 25–28). The response is `response` (m×L, dense) if given, else blocks of
-/// `per_point` consecutive samples for each of `n_gen` gen points. `progress(i)` is called after
-/// each outer iteration (with the GIL) when given.
-#[pyfunction]
-#[pyo3(signature = (response_points, measured_points, measured_weights, prior, response, n_gen, per_point,
-    reg, reg_init, p, cost_normalization, n_init_iter, max_iter, tol, dr_iter, dr_step, projection="douglas-rachford", progress=None))]
-#[allow(clippy::too_many_arguments)]
-fn ot_unfold_points<'py>(
-    py: Python<'py>,
-    response_points: PyReadonlyArray2<'py, f64>,
-    measured_points: PyReadonlyArray2<'py, f64>,
-    measured_weights: PyReadonlyArray1<'py, f64>,
-    prior: Option<PyReadonlyArray1<'py, f64>>,
-    response: Option<PyReadonlyArray2<'py, f64>>,
-    n_gen: usize,
-    per_point: usize,
+/// Hyper-parameters of OT unfolding (eq. 25–28); every value rule lives in the core.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+#[derive(Clone)]
+pub struct OtUnfoldOptions {
+    /// ε of eq. (21), relative to the cost scale.
     reg: f64,
+    /// ε_init of the warm start (eq. 26–27).
     reg_init: f64,
+    /// Cost exponent, `C = |y − y'|^p`.
     p: f64,
-    cost_normalization: &str,
+    /// `"max"` (divide the cost by its maximum, the reference code) or `"none"`.
+    cost_normalization: String,
     n_init_iter: usize,
     max_iter: usize,
     tol: Option<f64>,
     dr_iter: usize,
     dr_step: f64,
-    projection: &str,
-    progress: Option<Py<PyAny>>,
-) -> PyResult<UnfoldTuple<'py>> {
-    let cost_normalization = match cost_normalization {
-        "max" => CostNormalization::Max,
-        "none" => CostNormalization::None,
-        other => {
-            return Err(CoreError(OtError::invalid(
-                "cost_normalization",
-                format!("must be 'max' or 'none', got {other:?}"),
-            ))
-            .into())
+    /// `"douglas-rachford"` (eq. 28) or `"exact"`.
+    projection: String,
+}
+
+#[pymethods]
+impl OtUnfoldOptions {
+    #[new]
+    #[pyo3(signature = (*, reg=3e-5, reg_init=1e-2, p=2.0, cost_normalization="max".to_string(),
+        n_init_iter=100, max_iter=25, tol=None, dr_iter=25, dr_step=1e-3,
+        projection="douglas-rachford".to_string()))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        reg: f64,
+        reg_init: f64,
+        p: f64,
+        cost_normalization: String,
+        n_init_iter: usize,
+        max_iter: usize,
+        tol: Option<f64>,
+        dr_iter: usize,
+        dr_step: f64,
+        projection: String,
+    ) -> Self {
+        OtUnfoldOptions {
+            reg,
+            reg_init,
+            p,
+            cost_normalization,
+            n_init_iter,
+            max_iter,
+            tol,
+            dr_iter,
+            dr_step,
+            projection,
         }
-    };
-    let projection = match projection {
-        "douglas-rachford" => Projection::DouglasRachford,
-        "exact" => Projection::Exact,
-        other => {
-            return Err(CoreError(OtError::invalid(
-                "projection",
-                format!("must be 'douglas-rachford' or 'exact', got {other:?}"),
-            ))
-            .into())
-        }
-    };
-    let params = OtUnfoldParams {
-        eps: reg,
-        eps_init: reg_init,
-        n_init_iter,
-        max_iter,
-        tol,
-        dr_iter,
-        dr_step,
-        projection,
-        p,
-        cost_normalization,
-    };
-    let resp = make_response(response, n_gen, per_point)?;
-    let (y, yp, nu) = (
-        response_points.as_array(),
-        measured_points.as_array(),
-        measured_weights.as_array(),
-    );
-    let prior = prior.as_ref().map(|s| s.as_array());
-    let out = run_interruptible(py, || {
-        let mut cb = |i: usize| {
-            if let Some(f) = &progress {
-                Python::attach(|py| {
-                    let _ = f.call1(py, (i,));
-                });
+    }
+}
+
+impl OtUnfoldOptions {
+    fn params(&self) -> Result<OtUnfoldParams, CoreError> {
+        let cost_normalization = match self.cost_normalization.as_str() {
+            "max" => CostNormalization::Max,
+            "none" => CostNormalization::None,
+            other => {
+                return Err(OtError::invalid(
+                    "cost_normalization",
+                    format!("must be 'max' or 'none', got {other:?}"),
+                )
+                .into())
             }
         };
-        ot_unfold(y, resp, yp, nu, prior, &params, Some(&mut cb))
+        let projection = match self.projection.as_str() {
+            "douglas-rachford" => Projection::DouglasRachford,
+            "exact" => Projection::Exact,
+            other => {
+                return Err(OtError::invalid(
+                    "projection",
+                    format!("must be 'douglas-rachford' or 'exact', got {other:?}"),
+                )
+                .into())
+            }
+        };
+        Ok(OtUnfoldParams {
+            eps: self.reg,
+            eps_init: self.reg_init,
+            n_init_iter: self.n_init_iter,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            dr_iter: self.dr_iter,
+            dr_step: self.dr_step,
+            projection,
+            p: self.p,
+            cost_normalization,
+        })
+    }
+}
+
+/// The result of OT unfolding of MC events.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+pub struct OtUnfoldResult {
+    /// Unfolded weights of the gen points in events (L).
+    weights: Py<PyArray1<f64>>,
+    /// Normalised gen-level shape after each iteration, (n_iter, L).
+    shape_history: Py<PyArray2<f64>>,
+    /// Reconstruction probability of every gen point (L).
+    efficiency: Py<PyArray1<f64>>,
+    /// MC weight of every gen point (L).
+    mc_weight: Py<PyArray1<f64>>,
+    /// εKL(P|K̃) of the iterate (eq. 23) per iteration, in raw cost units.
+    objective: Py<PyArray1<f64>>,
+    /// ‖τ_l − τ_{l−1}‖₁ per iteration.
+    sigma_change: Py<PyArray1<f64>>,
+    /// ‖Bz‖/‖z‖ of the projection's output per iteration.
+    kerb_residual: Py<PyArray1<f64>>,
+    n_iter: usize,
+    /// `tol` reached (false without `tol`).
+    converged: bool,
+    /// The factor the cost was divided by.
+    cost_scale: f64,
+}
+
+/// Runs the core with `progress(i)` called (with the GIL) after every outer iteration; an
+/// exception the callback raises stops the fit and is raised from here.
+fn with_progress<T: Send>(
+    py: Python<'_>,
+    progress: Option<Py<PyAny>>,
+    run: impl FnOnce(Option<&mut dyn FnMut(usize) -> crate::core::Result<()>>) -> crate::core::Result<T>
+        + Send,
+) -> PyResult<T> {
+    let mut raised: Option<PyErr> = None;
+    let out = run_interruptible(py, || match &progress {
+        None => run(None),
+        Some(f) => {
+            let mut cb = |i: usize| {
+                Python::attach(|py| f.call1(py, (i,)).map(|_| ())).map_err(|e| {
+                    raised = Some(e);
+                    OtError::invalid("progress", "the callback raised")
+                })
+            };
+            run(Some(&mut cb))
+        }
+    });
+    match (out, raised) {
+        (_, Some(e)) => Err(e),
+        (out, None) => out,
+    }
+}
+
+/// OT unfolding of MC events with weights, inefficiency and fakes (Craig et al., eq. 21–28):
+/// `reco` holds the detector points, `per_point` consecutive samples per gen point (a row of
+/// NaN = not reconstructed) with optional `sample_weight` (L, M), or with `response` (m×L,
+/// column sums = efficiencies) the m points of a dense response.
+#[pyfunction]
+#[pyo3(signature = (reco, measured, measured_weight, options, *, n_gen, per_point=0, sample_weight=None,
+    response=None, gen_weight=None, fakes=None, fake_weight=None, prior=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn ot_unfold_events<'py>(
+    py: Python<'py>,
+    reco: PyReadonlyArray2<'py, f64>,
+    measured: PyReadonlyArray2<'py, f64>,
+    measured_weight: PyReadonlyArray1<'py, f64>,
+    options: &OtUnfoldOptions,
+    n_gen: usize,
+    per_point: usize,
+    sample_weight: Option<PyReadonlyArray2<'py, f64>>,
+    response: Option<PyReadonlyArray2<'py, f64>>,
+    gen_weight: Option<PyReadonlyArray1<'py, f64>>,
+    fakes: Option<PyReadonlyArray2<'py, f64>>,
+    fake_weight: Option<PyReadonlyArray1<'py, f64>>,
+    prior: Option<PyReadonlyArray1<'py, f64>>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<OtUnfoldResult> {
+    let params = options.params()?;
+    let mc = match &response {
+        Some(r) => McResponse::Dense(r.as_array()),
+        None => McResponse::Samples {
+            per_point,
+            sample_weight: sample_weight.as_ref().map(|s| s.as_array()),
+        },
+    };
+    let fakes = match (&fakes, &fake_weight) {
+        (Some(p), Some(w)) => Some((p.as_array(), w.as_array())),
+        (None, None) => None,
+        _ => {
+            return Err(CoreError(OtError::invalid(
+                "fake_weight",
+                "fakes and fake_weight go together",
+            ))
+            .into())
+        }
+    };
+    let measured = Measured {
+        points: measured.as_array(),
+        weights: measured_weight.as_array(),
+        fakes,
+    };
+    let (points, gw) = (reco.as_array(), gen_weight.as_ref().map(|g| g.as_array()));
+    let pr = prior.as_ref().map(|p| p.as_array());
+    let out = with_progress(py, progress, |cb| {
+        crate::core::unfold::ot_unfold_events(points, &mc, n_gen, gw, measured, pr, &params, cb)
     })?;
-    Ok((
-        out.sigma.into_pyarray(py),
-        out.sigma_history.into_pyarray(py),
-        out.objective.into_pyarray(py),
-        out.sigma_change.into_pyarray(py),
-        out.kerb_residual.into_pyarray(py),
-        out.n_iter,
-        out.converged,
-        out.cost_scale,
-    ))
+    let it = out.iteration;
+    Ok(OtUnfoldResult {
+        weights: out.weights.into_pyarray(py).unbind(),
+        shape_history: out.shape_history.into_pyarray(py).unbind(),
+        efficiency: out.efficiency.into_pyarray(py).unbind(),
+        mc_weight: out.mc_weight.into_pyarray(py).unbind(),
+        objective: it.objective.into_pyarray(py).unbind(),
+        sigma_change: it.sigma_change.into_pyarray(py).unbind(),
+        kerb_residual: it.kerb_residual.into_pyarray(py).unbind(),
+        n_iter: it.n_iter,
+        converged: it.converged,
+        cost_scale: it.cost_scale,
+    })
 }
 
 /// `Proj^KL_{ker B}(exp(log_w))` by `dr_iter` Douglas–Rachford steps (eq. 28).
@@ -206,31 +317,163 @@ fn wright_omega_array<'py>(
     out.into_pyarray(py)
 }
 
-/// (unfolded counts, normalised history (n_iter, L))
-type RichardsonLucyTuple<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray2<f64>>);
+/// Options of binned Richardson–Lucy (pyunfold's `iterative_unfold`).
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+#[derive(Clone)]
+pub struct RichardsonLucyOptions {
+    /// Iterations (exactly without `ts`, at most with it).
+    max_iter: usize,
+    /// `None`, `"ks"` or `"chi2"`: stop when the statistic between successive iterations is
+    /// below `ts_stopping`.
+    ts: Option<String>,
+    ts_stopping: f64,
+    /// `None` (no propagated errors), `"multinomial"` or `"poisson"` (form of the response's
+    /// covariance, as pyunfold).
+    cov_type: Option<String>,
+}
 
-/// Richardson–Lucy / IBU: (unfolded counts, normalised history (n_iter, L)).
+#[pymethods]
+impl RichardsonLucyOptions {
+    #[new]
+    #[pyo3(signature = (*, max_iter, ts=None, ts_stopping=0.01, cov_type=None))]
+    fn new(
+        max_iter: usize,
+        ts: Option<String>,
+        ts_stopping: f64,
+        cov_type: Option<String>,
+    ) -> Self {
+        RichardsonLucyOptions {
+            max_iter,
+            ts,
+            ts_stopping,
+            cov_type,
+        }
+    }
+}
+
+impl RichardsonLucyOptions {
+    fn params(&self) -> Result<(RichardsonLucyParams, Option<CovType>), CoreError> {
+        let ts = match self.ts.as_deref() {
+            None => None,
+            Some(name) => {
+                let kind = match name {
+                    "ks" => TestStatistic::Ks,
+                    "chi2" => TestStatistic::Chi2,
+                    other => {
+                        return Err(OtError::invalid(
+                            "ts",
+                            format!("must be None, 'ks' or 'chi2', got {other:?}"),
+                        )
+                        .into())
+                    }
+                };
+                if !(self.ts_stopping.is_finite() && self.ts_stopping > 0.0) {
+                    return Err(OtError::invalid(
+                        "ts_stopping",
+                        format!("must be positive and finite, got {}", self.ts_stopping),
+                    )
+                    .into());
+                }
+                Some((kind, self.ts_stopping))
+            }
+        };
+        let cov = match self.cov_type.as_deref() {
+            None => None,
+            Some("multinomial") => Some(CovType::Multinomial),
+            Some("poisson") => Some(CovType::Poisson),
+            Some(other) => {
+                return Err(OtError::invalid(
+                    "cov_type",
+                    format!("must be None, 'multinomial' or 'poisson', got {other:?}"),
+                )
+                .into())
+            }
+        };
+        let params = RichardsonLucyParams {
+            max_iter: self.max_iter,
+            ts,
+        };
+        Ok((params, cov))
+    }
+}
+
+/// The result of binned Richardson–Lucy.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+pub struct RichardsonLucyResult {
+    /// Unfolded counts per cause.
+    unfolded: Py<PyArray1<f64>>,
+    /// Normalised unfolded distribution after each iteration, (n_iter, L).
+    history: Py<PyArray2<f64>>,
+    /// The test statistic after each iteration (empty without `ts`).
+    ts_values: Py<PyArray1<f64>>,
+    /// Covariance propagated from the data errors (pyunfold's `stat_err`²), or None.
+    stat_cov: Option<Py<PyArray2<f64>>>,
+    /// Covariance propagated from the response's MC statistics (pyunfold's `sys_err`²), or None.
+    sys_cov: Option<Py<PyArray2<f64>>>,
+    n_iter: usize,
+}
+
+/// Richardson–Lucy / D'Agostini IBU with an optional known background per effect bin and
+/// pyunfold's propagated errors (`data_err` defaults to √n).
 #[pyfunction]
-#[pyo3(signature = (response, measured, n_iter, efficiencies=None, prior=None))]
+#[pyo3(signature = (response, measured, options, *, efficiencies=None, prior=None, background=None,
+    data_err=None, response_err=None, efficiencies_err=None))]
+#[allow(clippy::too_many_arguments)]
 fn richardson_lucy_binned<'py>(
     py: Python<'py>,
     response: PyReadonlyArray2<'py, f64>,
     measured: PyReadonlyArray1<'py, f64>,
-    n_iter: usize,
+    options: &RichardsonLucyOptions,
     efficiencies: Option<PyReadonlyArray1<'py, f64>>,
     prior: Option<PyReadonlyArray1<'py, f64>>,
-) -> PyResult<RichardsonLucyTuple<'py>> {
-    let (r, nu) = (response.as_array(), measured.as_array());
-    let eff = efficiencies.as_ref().map(|e| e.as_array());
-    let pr = prior.as_ref().map(|e| e.as_array());
-    let out = py
-        .detach(|| richardson_lucy(r, nu, n_iter, eff, pr))
-        .map_err(CoreError)?;
-    Ok((out.unfolded.into_pyarray(py), out.history.into_pyarray(py)))
+    background: Option<PyReadonlyArray1<'py, f64>>,
+    data_err: Option<PyReadonlyArray1<'py, f64>>,
+    response_err: Option<PyReadonlyArray2<'py, f64>>,
+    efficiencies_err: Option<PyReadonlyArray1<'py, f64>>,
+) -> PyResult<RichardsonLucyResult> {
+    let (params, cov) = options.params()?;
+    let nu = measured.as_array();
+    let poisson_err = nu.mapv(|v| v.max(0.0).sqrt());
+    let errors = cov.map(|cov_type| ErrorInputs {
+        data_err: data_err
+            .as_ref()
+            .map_or(poisson_err.view(), |d| d.as_array()),
+        response_err: response_err.as_ref().map(|r| r.as_array()),
+        efficiencies_err: efficiencies_err.as_ref().map(|e| e.as_array()),
+        cov_type,
+    });
+    if errors.is_some() && background.is_some() {
+        return Err(CoreError(OtError::invalid(
+            "cov_type",
+            "propagated errors are not available with a background; use the bootstrap",
+        ))
+        .into());
+    }
+    let input = RichardsonLucyInput {
+        response: response.as_array(),
+        measured: nu,
+        efficiencies: efficiencies.as_ref().map(|e| e.as_array()),
+        prior: prior.as_ref().map(|e| e.as_array()),
+        background: background.as_ref().map(|e| e.as_array()),
+        errors,
+    };
+    let out = run_interruptible(py, || richardson_lucy(&input, &params))?;
+    Ok(RichardsonLucyResult {
+        n_iter: out.history.nrows(),
+        unfolded: out.unfolded.into_pyarray(py).unbind(),
+        history: out.history.into_pyarray(py).unbind(),
+        ts_values: out.ts_values.into_pyarray(py).unbind(),
+        stat_cov: out.stat_cov.map(|c| c.into_pyarray(py).unbind()),
+        sys_cov: out.sys_cov.map(|c| c.into_pyarray(py).unbind()),
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(ot_unfold_points, m)?)?;
+    m.add_function(wrap_pyfunction!(ot_unfold_events, m)?)?;
+    m.add_class::<OtUnfoldOptions>()?;
+    m.add_class::<OtUnfoldResult>()?;
+    m.add_class::<RichardsonLucyOptions>()?;
+    m.add_class::<RichardsonLucyResult>()?;
     m.add_function(wrap_pyfunction!(kerb_projection_dr, m)?)?;
     m.add_function(wrap_pyfunction!(kerb_projection_exact, m)?)?;
     m.add_function(wrap_pyfunction!(kerb_orthogonal_projection, m)?)?;

@@ -113,35 +113,60 @@ def simd_level() -> str: ...
 # --- unfolding (src/bindings/unfold.rs) ---
 from collections.abc import Callable
 
-def ot_unfold_points(
-    response_points: NDArray[np.float64],
-    measured_points: NDArray[np.float64],
-    measured_weights: NDArray[np.float64],
-    prior: NDArray[np.float64] | None,
-    response: NDArray[np.float64] | None,
+class OtUnfoldOptions:
+    reg: float
+    reg_init: float
+    p: float
+    cost_normalization: str
+    n_init_iter: int
+    max_iter: int
+    tol: float | None
+    dr_iter: int
+    dr_step: float
+    projection: str
+    def __new__(
+        cls,
+        *,
+        reg: float = 3e-5,
+        reg_init: float = 1e-2,
+        p: float = 2.0,
+        cost_normalization: str = "max",
+        n_init_iter: int = 100,
+        max_iter: int = 25,
+        tol: float | None = None,
+        dr_iter: int = 25,
+        dr_step: float = 1e-3,
+        projection: str = "douglas-rachford",
+    ) -> OtUnfoldOptions: ...
+
+class OtUnfoldResult:
+    weights: NDArray[np.float64]
+    shape_history: NDArray[np.float64]
+    efficiency: NDArray[np.float64]
+    mc_weight: NDArray[np.float64]
+    objective: NDArray[np.float64]
+    sigma_change: NDArray[np.float64]
+    kerb_residual: NDArray[np.float64]
+    n_iter: int
+    converged: bool
+    cost_scale: float
+
+def ot_unfold_events(
+    reco: NDArray[np.float64],
+    measured: NDArray[np.float64],
+    measured_weight: NDArray[np.float64],
+    options: OtUnfoldOptions,
+    *,
     n_gen: int,
-    per_point: int,
-    reg: float,
-    reg_init: float,
-    p: float,
-    cost_normalization: str,
-    n_init_iter: int,
-    max_iter: int,
-    tol: float | None,
-    dr_iter: int,
-    dr_step: float,
-    projection: str = "douglas-rachford",
+    per_point: int = 0,
+    sample_weight: NDArray[np.float64] | None = None,
+    response: NDArray[np.float64] | None = None,
+    gen_weight: NDArray[np.float64] | None = None,
+    fakes: NDArray[np.float64] | None = None,
+    fake_weight: NDArray[np.float64] | None = None,
+    prior: NDArray[np.float64] | None = None,
     progress: Callable[[int], object] | None = None,
-) -> tuple[
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.float64],
-    NDArray[np.float64],
-    int,
-    bool,
-    float,
-]: ...
+) -> OtUnfoldResult: ...
 def kerb_projection_dr(
     log_w: NDArray[np.float64],
     response: NDArray[np.float64] | None,
@@ -157,13 +182,40 @@ def kerb_orthogonal_projection(
     x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
 ) -> NDArray[np.float64]: ...
 def wright_omega_array(t: NDArray[np.float64]) -> NDArray[np.float64]: ...
+class RichardsonLucyOptions:
+    max_iter: int
+    ts: str | None
+    ts_stopping: float
+    cov_type: str | None
+    def __new__(
+        cls,
+        *,
+        max_iter: int,
+        ts: str | None = None,
+        ts_stopping: float = 0.01,
+        cov_type: str | None = None,
+    ) -> RichardsonLucyOptions: ...
+
+class RichardsonLucyResult:
+    unfolded: NDArray[np.float64]
+    history: NDArray[np.float64]
+    ts_values: NDArray[np.float64]
+    stat_cov: NDArray[np.float64] | None
+    sys_cov: NDArray[np.float64] | None
+    n_iter: int
+
 def richardson_lucy_binned(
     response: NDArray[np.float64],
     measured: NDArray[np.float64],
-    n_iter: int,
+    options: RichardsonLucyOptions,
+    *,
     efficiencies: NDArray[np.float64] | None = None,
     prior: NDArray[np.float64] | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+    background: NDArray[np.float64] | None = None,
+    data_err: NDArray[np.float64] | None = None,
+    response_err: NDArray[np.float64] | None = None,
+    efficiencies_err: NDArray[np.float64] | None = None,
+) -> RichardsonLucyResult: ...
 
 # --- patch kernels of the Wasserstein patch prior (src/bindings/patches.rs) ---
 def extract_patches(image: NDArray[np.float64], patch_size: int) -> NDArray[np.float64]: ...

@@ -7,12 +7,19 @@
 //!   projector onto `ker B` without a dense matrix, and the Wright omega function.
 //! * [`richardson_lucy`]: the binned Richardson–Lucy / iterative Bayesian unfolding baseline.
 
+pub mod events;
 pub mod ot;
 pub mod projection;
 pub mod richardson_lucy;
 
-pub use ot::{ot_unfold, CostNormalization, OtUnfoldOutput, OtUnfoldParams, Projection};
+pub use events::{ot_unfold_events, EventUnfoldOutput, McModel, McResponse, Measured};
+pub use ot::{
+    ot_unfold, CostNormalization, OtUnfoldInput, OtUnfoldOutput, OtUnfoldParams, Projection,
+};
 pub use projection::{
     douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,
 };
-pub use richardson_lucy::{richardson_lucy, RichardsonLucyOutput};
+pub use richardson_lucy::{
+    richardson_lucy, CovType, ErrorInputs, RichardsonLucyInput, RichardsonLucyOutput,
+    RichardsonLucyParams, TestStatistic,
+};

@@ -14,6 +14,13 @@
 //! rescaled points, so the m×n cost is never stored): `LSE_i(log u_i − C_ij/ε) =
 //! −softmin_cols(ε log u)_j / ε`. The warm start (eq. 26–27) is the foundation's classical
 //! Sinkhorn between `Rσ⁰` and `ν` at `ε_init`.
+//!
+//! Two extensions keep eq. (25) a Bregman scheme. A reference measure `σ̂` other than the
+//! uniform one of eq. (21) enters `K̃` as the entries `K̃_{m+k,n+1} = L σ̂_k` (the KL term
+//! `εKL(σ|σ̂)`). Fakes (detector-level events without a true counterpart) are extra rows of `P`
+//! with fixed row sums `φ β̄` (φ their share of the measured mass, `β̄` their normalised weights):
+//! the folded measure is `(1 − φ) Rσ + φ β̄`, the last column of `b` becomes `1 − φ`, and the
+//! KL projection onto the fixed rows just sets them. With φ = 0 and uniform `σ̂` this is eq. (25).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
@@ -132,6 +139,86 @@ pub struct OtUnfoldOutput {
     pub cost_scale: f64,
 }
 
+/// The discrete problem of eq. (21) with the optional fakes and reference measure.
+#[derive(Clone, Debug)]
+pub struct OtUnfoldInput<'a> {
+    /// Detector points `y_i` of the response, (m, d).
+    pub response_points: ArrayView2<'a, f64>,
+    /// Column-stochastic response `R` (m×L).
+    pub response: Response,
+    /// Measured points `y'_j`, (n, d), and their positive weights (any normalisation).
+    pub measured_points: ArrayView2<'a, f64>,
+    pub measured_weights: ArrayView1<'a, f64>,
+    /// Start `σ⁰` of the iteration (normalised inside); default: the reference.
+    pub prior: Option<ArrayView1<'a, f64>>,
+    /// Reference measure `σ̂` of the KL term in eq. (21) (positive, normalised inside); default
+    /// uniform.
+    pub reference: Option<ArrayView1<'a, f64>>,
+    /// Fakes: detector points (f, d) and positive weights in the units of `measured_weights`;
+    /// their total must stay below the measured total.
+    pub fakes: Option<(ArrayView2<'a, f64>, ArrayView1<'a, f64>)>,
+}
+
+/// Positive, finite entries of a length-`l` vector named `name`, normalised to sum to one.
+fn normalised_positive(name: &'static str, v: ArrayView1<'_, f64>, l: usize) -> Result<Vec<f64>> {
+    if v.len() != l {
+        return Err(OtError::shape(
+            name,
+            format!("has {} entries for {l} gen points", v.len()),
+        ));
+    }
+    check_finite(name, v.iter())?;
+    if v.iter().any(|x| *x <= 0.0) {
+        return Err(OtError::invalid(name, "entries must be positive"));
+    }
+    let t: f64 = v.sum();
+    Ok(v.iter().map(|x| x / t).collect())
+}
+
+/// Validated fakes: (points, `φ β̄` — the fixed row sums in units of the normalised measured
+/// mass, φ).
+fn fixed_rows(
+    fakes: Option<(ArrayView2<'_, f64>, ArrayView1<'_, f64>)>,
+    d: usize,
+    nu_mass: f64,
+) -> Result<(Array2<f64>, Vec<f64>, f64)> {
+    let Some((pts, w)) = fakes else {
+        return Ok((Array2::zeros((0, d)), Vec::new(), 0.0));
+    };
+    if pts.ncols() != d {
+        return Err(OtError::shape(
+            "fakes",
+            format!("points have dimension {} but reco has {d}", pts.ncols()),
+        ));
+    }
+    if w.len() != pts.nrows() {
+        return Err(OtError::shape(
+            "fake_weight",
+            format!(
+                "has {} weights but fakes has {} points",
+                w.len(),
+                pts.nrows()
+            ),
+        ));
+    }
+    check_finite("fakes", pts.iter())?;
+    check_finite("fake_weight", w.iter())?;
+    if w.iter().any(|v| *v <= 0.0) {
+        return Err(OtError::invalid(
+            "fake_weight",
+            "weights must be positive (drop zero-weight fakes first)",
+        ));
+    }
+    let phi = w.sum() / nu_mass;
+    if phi >= 1.0 {
+        return Err(OtError::invalid(
+            "fake_weight",
+            format!("the fakes' total is {phi} times the measured total; it must be smaller"),
+        ));
+    }
+    Ok((pts.to_owned(), w.iter().map(|v| v / nu_mass).collect(), phi))
+}
+
 /// `max_ij |y_i − y'_j|^p` (exact, one parallel pass).
 fn max_cost(y: ArrayView2<'_, f64>, yp: ArrayView2<'_, f64>, p: f64) -> f64 {
     let max_sq = (0..y.nrows())
@@ -152,82 +239,94 @@ fn max_cost(y: ArrayView2<'_, f64>, yp: ArrayView2<'_, f64>, p: f64) -> f64 {
     max_sq.powf(0.5 * p)
 }
 
-/// Runs OT unfolding. `progress` is called after every outer iteration with its index.
-#[allow(clippy::too_many_arguments)]
-pub fn ot_unfold(
-    response_points: ArrayView2<'_, f64>,
-    response: Response,
-    measured_points: ArrayView2<'_, f64>,
-    measured_weights: ArrayView1<'_, f64>,
-    prior: Option<ArrayView1<'_, f64>>,
-    params: &OtUnfoldParams,
-    mut progress: Option<&mut dyn FnMut(usize)>,
-) -> Result<OtUnfoldOutput> {
+/// The state of eq. (25) in log coordinates: `log u = [log u_w (m); log u_f (f); log u_s (L)]`
+/// over the response rows, the fixed fake rows and the gen points.
+struct Scalings {
+    m: usize,
+    f: usize,
+    log_u: Vec<f64>,
+}
+
+/// Validated inputs in the form the iteration uses.
+struct Prepared {
+    kernel: PointCost,
+    projector: KerBProjector,
+    /// log ν (normalised), n.
+    log_nu: Vec<f64>,
+    /// Fixed row sums `φ β̄` of the fakes, f.
+    fake_mass: Vec<f64>,
+    phi: f64,
+    /// `log(L σ̂_k)`, or `None` for the uniform reference (the paper's).
+    log_ref: Option<Vec<f64>>,
+    sigma0: Vec<f64>,
+    cost_scale: f64,
+    raw_max_cost: f64,
+}
+
+fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Result<Prepared> {
     params.validate()?;
-    let m = response.n_response();
-    let l = response.n_gen();
-    let n = measured_points.nrows();
-    if response_points.nrows() != m {
+    let response = input.response;
+    let (m, l) = (response.n_response(), response.n_gen());
+    let (y, yp, nu_w) = (
+        input.response_points,
+        input.measured_points,
+        input.measured_weights,
+    );
+    let n = yp.nrows();
+    if y.nrows() != m {
         return Err(OtError::shape(
             "reco",
             format!(
                 "has {} detector points but the response has {m} rows",
-                response_points.nrows()
+                y.nrows()
             ),
         ));
     }
-    if measured_weights.len() != n {
+    if nu_w.len() != n {
         return Err(OtError::shape(
             "measured_weight",
-            format!(
-                "has {} weights but measured has {n} points",
-                measured_weights.len()
-            ),
+            format!("has {} weights but measured has {n} points", nu_w.len()),
         ));
     }
-    check_finite("measured_weight", measured_weights.iter())?;
-    if measured_weights.iter().any(|w| w.is_nan() || *w <= 0.0) {
+    check_finite("measured_weight", nu_w.iter())?;
+    if nu_w.iter().any(|w| w.is_nan() || *w <= 0.0) {
         return Err(OtError::invalid(
             "measured_weight",
             "weights must be positive (drop zero-weight events first)",
         ));
     }
-    let nu_mass: f64 = measured_weights.sum();
-    let log_nu: Vec<f64> = measured_weights
-        .iter()
-        .map(|w| (w / nu_mass).ln())
-        .collect();
-    let sigma0: Vec<f64> = match prior {
-        None => vec![1.0 / l as f64; l],
-        Some(s) => {
-            if s.len() != l {
-                return Err(OtError::shape(
-                    "prior",
-                    format!("has {} entries for {l} gen points", s.len()),
-                ));
-            }
-            check_finite("prior", s.iter())?;
-            if s.iter().any(|v| v.is_nan() || *v <= 0.0) {
-                return Err(OtError::invalid("prior", "entries must be positive"));
-            }
-            let t: f64 = s.sum();
-            s.iter().map(|v| v / t).collect()
-        }
-    };
-    if measured_points.ncols() != response_points.ncols() {
+    if yp.ncols() != y.ncols() {
         return Err(OtError::shape(
             "measured",
             format!(
                 "points have dimension {} but reco has {}",
-                measured_points.ncols(),
-                response_points.ncols()
+                yp.ncols(),
+                y.ncols()
             ),
         ));
     }
-
-    // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online. max C
-    // also decides the warm start's domain (below).
-    let raw_max_cost = max_cost(response_points, measured_points, params.p);
+    let nu_mass: f64 = nu_w.sum();
+    let log_nu: Vec<f64> = nu_w.iter().map(|w| (w / nu_mass).ln()).collect();
+    let (fake_pts, fake_mass, phi) = fixed_rows(input.fakes, y.ncols(), nu_mass)?;
+    let reference = input
+        .reference
+        .map(|r| normalised_positive("gen_weight", r, l))
+        .transpose()?;
+    let sigma0 = match (input.prior, &reference) {
+        (Some(s), _) => normalised_positive("prior", s, l)?,
+        (None, Some(r)) => r.clone(),
+        (None, None) => vec![1.0 / l as f64; l],
+    };
+    let log_ref = reference.map(|r| r.iter().map(|v| (l as f64 * v).ln()).collect());
+    // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online; the
+    // fakes are response rows like the others. max C also decides the warm start's domain.
+    let rows = if fake_pts.nrows() > 0 {
+        ndarray::concatenate(ndarray::Axis(0), &[y, fake_pts.view()])
+            .expect("same number of columns")
+    } else {
+        y.to_owned()
+    };
+    let raw_max_cost = max_cost(rows.view(), yp, params.p);
     let cost_scale = match params.cost_normalization {
         CostNormalization::Max => raw_max_cost,
         CostNormalization::None => 1.0,
@@ -240,132 +339,235 @@ pub fn ot_unfold(
     }
     let s = cost_scale.powf(1.0 / params.p);
     let kernel = PointCost::new(
-        response_points.mapv(|v| v / s).view(),
-        measured_points.mapv(|v| v / s).view(),
+        rows.mapv(|v| v / s).view(),
+        yp.mapv(|v| v / s).view(),
         params.p,
     )?;
-    let projector = KerBProjector::new(response)?;
+    Ok(Prepared {
+        kernel,
+        projector: KerBProjector::new(response)?,
+        log_nu,
+        fake_mass,
+        phi,
+        log_ref,
+        sigma0,
+        cost_scale,
+        raw_max_cost,
+    })
+}
 
-    // Warm start, eq. (26)–(27): classical Sinkhorn between Rσ⁰ and ν at ε_init, started like
-    // the reference code from v = 1 with a u-update.
-    let mut a0 = vec![0.0; m];
-    projector.response().apply(&sigma0, &mut a0);
-    let nu: Array1<f64> = measured_weights.mapv(|w| w / nu_mass);
-    let log_u_w = warm_start_scaling(&kernel, &a0, nu.view(), raw_max_cost / cost_scale, params)
-        .map_or_else(|| warm_start_log(&kernel, &a0, nu.view(), params), Ok)?;
+/// Runs OT unfolding. `progress` is called after every outer iteration with its index; an
+/// error it returns stops the iteration and is returned.
+pub fn ot_unfold(
+    input: OtUnfoldInput<'_>,
+    params: &OtUnfoldParams,
+    mut progress: Option<&mut dyn FnMut(usize) -> Result<()>>,
+) -> Result<OtUnfoldOutput> {
+    let pr = prepare(input, params)?;
+    let m = pr.projector.response().n_response();
+    let l = pr.projector.response().n_gen();
+    let f = pr.fake_mass.len();
+    // Warm start, eq. (26)–(27): classical Sinkhorn between [(1 − φ)Rσ⁰; φβ̄] and ν at ε_init,
+    // started like the reference code from v = 1 with a u-update.
+    let mut a0 = vec![0.0; m + f];
+    pr.projector.response().apply(&pr.sigma0, &mut a0[..m]);
+    a0[..m].iter_mut().for_each(|a| *a *= 1.0 - pr.phi);
+    a0[m..].copy_from_slice(&pr.fake_mass);
+    let nu = Array1::from_iter(pr.log_nu.iter().map(|v| v.exp()));
+    let log_u_w = warm_start_scaling(
+        &pr.kernel,
+        &a0,
+        nu.view(),
+        pr.raw_max_cost / pr.cost_scale,
+        params,
+    )
+    .map_or_else(|| warm_start_log(&pr.kernel, &a0, nu.view(), params), Ok)?;
     // log u = [log u_w; log σ⁰] (eq. 27).
-    let mut log_u: Vec<f64> = log_u_w
+    let log_u = log_u_w
         .into_iter()
-        .chain(sigma0.iter().map(|v| v.ln()))
+        .chain(pr.sigma0.iter().map(|v| v.ln()))
         .collect();
-
-    let eps = params.eps;
-    let (mut shift_n, mut shift_m) = (vec![0.0; n], vec![0.0; m]);
-    let (mut out_n, mut out_m) = (vec![0.0; n], vec![0.0; m]);
-    let mut term_m = vec![0.0; m];
-    let mut term_n = vec![0.0; n];
-    let mut log_kv = vec![0.0; m + l];
-    let mut log_a = vec![0.0; m + l];
-    let mut sigma = sigma0.clone();
+    let mut state = Scalings { m, f, log_u };
+    let mut out = OtUnfoldOutput {
+        sigma: Array1::from(pr.sigma0.clone()),
+        sigma_history: Array2::zeros((0, l)),
+        objective: Vec::new(),
+        sigma_change: Vec::new(),
+        kerb_residual: Vec::new(),
+        n_iter: 0,
+        converged: false,
+        cost_scale: pr.cost_scale,
+    };
     let mut history = Vec::new();
-    let (mut objective, mut sigma_change, mut kerb_residual) = (Vec::new(), Vec::new(), Vec::new());
-    let mut converged = false;
-    let mut n_iter = 0;
+    let mut work = Workspace::new(pr.kernel.shape());
     for it in 0..params.max_iter {
         interrupt::check()?;
-        // 1. log v_w = log ν − LSE_i(log u_w − C/ε), as a column softmin of ε log u_w.
-        term_m
-            .iter_mut()
-            .zip(&log_u[..m])
-            .for_each(|(t, lu)| *t = eps * lu);
-        kernel.softmin_cols(&term_m, &shift_n, eps, &mut out_n);
-        shift_n.copy_from_slice(&out_n);
-        let log_v_w: Vec<f64> = log_nu
-            .iter()
-            .zip(&out_n)
-            .map(|(ln, o)| ln + o / eps)
-            .collect();
-        let log_v_s = -log_sum_exp(&log_u[m..]);
-        // 2. log K̃v_w = LSE_j(log v_w − C/ε), a row softmin of ε log v_w; log K̃v_s = log v_s.
-        term_n
-            .iter_mut()
-            .zip(&log_v_w)
-            .for_each(|(t, lv)| *t = eps * lv);
-        kernel.softmin_rows(&term_n, &shift_m, eps, &mut out_m);
-        shift_m.copy_from_slice(&out_m);
-        log_kv[..m]
-            .iter_mut()
-            .zip(&out_m)
-            .for_each(|(k, o)| *k = -o / eps);
-        log_kv[m..].fill(log_v_s);
-        log_a
-            .iter_mut()
-            .zip(log_u.iter().zip(&log_kv))
-            .for_each(|(a, (u, k))| *a = u + k);
-        // εKL(P|K̃) of P = diag(u)K̃diag(v): ε(Σ a log u + Σ b log v − Σ a), b = [ν; 1].
-        let mut kl = 0.0;
-        let mut mass = 0.0;
-        for (la, lu) in log_a.iter().zip(&log_u) {
-            let a = la.exp();
-            kl += a * lu;
-            mass += a;
-        }
-        kl += log_nu
-            .iter()
-            .zip(&log_v_w)
-            .map(|(ln, lv)| ln.exp() * lv)
-            .sum::<f64>()
-            + log_v_s
-            - mass;
-        objective.push(eps * kl * cost_scale);
-        // 3. z = Proj^KL_{ker B}(a), eq. (28) or exactly.
-        let z = match params.projection {
-            Projection::DouglasRachford => {
-                douglas_rachford(&projector, &log_a, params.dr_step, params.dr_iter)
-            }
-            Projection::Exact => exact_kl_projection(&projector, &log_a)?,
-        };
-        kerb_residual.push(projector.residual(&z));
-        // 4. log u = log z − log K̃v; σ = z_s normalised.
-        for i in 0..m + l {
-            log_u[i] = z[i].ln() - log_kv[i];
-        }
-        let zs_sum: f64 = z[m..].iter().sum();
-        let new_sigma: Vec<f64> = z[m..].iter().map(|v| v / zs_sum).collect();
-        if !new_sigma.iter().all(|v| v.is_finite()) || !log_u.iter().all(|v| v.is_finite()) {
+        let new_sigma = outer_iteration(&pr, params, &mut state, &mut work, &mut out)?;
+        if !new_sigma.iter().all(|v| v.is_finite()) || !state.log_u.iter().all(|v| v.is_finite()) {
             return Err(OtError::Numerical(format!(
-                "non-finite iterate at outer iteration {it} (ε = {eps:e})"
+                "non-finite iterate at outer iteration {it} (ε = {:e})",
+                params.eps
             )));
         }
         let change: f64 = new_sigma
             .iter()
-            .zip(&sigma)
+            .zip(out.sigma.iter())
             .map(|(a, b)| (a - b).abs())
             .sum();
-        sigma = new_sigma;
-        sigma_change.push(change);
-        history.extend_from_slice(&sigma);
-        n_iter = it + 1;
+        out.sigma = Array1::from(new_sigma);
+        out.sigma_change.push(change);
+        history.extend(out.sigma.iter().copied());
+        out.n_iter = it + 1;
         if let Some(p) = progress.as_deref_mut() {
-            p(it);
+            p(it)?;
         }
-        if let Some(t) = params.tol {
-            if change <= t {
-                converged = true;
-                break;
-            }
+        if params.tol.is_some_and(|t| change <= t) {
+            out.converged = true;
+            break;
         }
     }
-    Ok(OtUnfoldOutput {
-        sigma: Array1::from(sigma),
-        sigma_history: Array2::from_shape_vec((n_iter, l), history).expect("n_iter rows of L"),
-        objective,
-        sigma_change,
-        kerb_residual,
-        n_iter,
-        converged,
-        cost_scale,
-    })
+    out.sigma_history = Array2::from_shape_vec((out.n_iter, l), history).expect("n_iter rows of L");
+    Ok(out)
+}
+
+/// Buffers of the softmin reductions, reused across iterations.
+struct Workspace {
+    shift_rows: Vec<f64>,
+    shift_cols: Vec<f64>,
+    out_rows: Vec<f64>,
+    out_cols: Vec<f64>,
+    term_rows: Vec<f64>,
+    term_cols: Vec<f64>,
+}
+
+impl Workspace {
+    fn new((rows, cols): (usize, usize)) -> Self {
+        Workspace {
+            shift_rows: vec![0.0; rows],
+            shift_cols: vec![0.0; cols],
+            out_rows: vec![0.0; rows],
+            out_cols: vec![0.0; cols],
+            term_rows: vec![0.0; rows],
+            term_cols: vec![0.0; cols],
+        }
+    }
+}
+
+/// One iteration of eq. (25): updates `log u`, records the objective and the projection's
+/// residual, and returns the new (normalised) σ.
+fn outer_iteration(
+    pr: &Prepared,
+    params: &OtUnfoldParams,
+    state: &mut Scalings,
+    w: &mut Workspace,
+    out: &mut OtUnfoldOutput,
+) -> Result<Vec<f64>> {
+    let eps = params.eps;
+    let rows = state.m + state.f;
+    let log_ref = |k: usize| pr.log_ref.as_ref().map_or(0.0, |r| r[k]);
+    // 1. log v_w = log ν − LSE_i(log u_i − C_ij/ε) over all rows, as a column softmin of ε log u;
+    //    log v_s = log(1 − φ) − LSE_k(log u_s,k + log L σ̂_k).
+    w.term_rows
+        .iter_mut()
+        .zip(&state.log_u[..rows])
+        .for_each(|(t, lu)| *t = eps * lu);
+    pr.kernel
+        .softmin_cols(&w.term_rows, &w.shift_cols, eps, &mut w.out_cols);
+    w.shift_cols.copy_from_slice(&w.out_cols);
+    let log_v_w: Vec<f64> = pr
+        .log_nu
+        .iter()
+        .zip(&w.out_cols)
+        .map(|(ln, o)| ln + o / eps)
+        .collect();
+    let log_us: Vec<f64> = match &pr.log_ref {
+        None => state.log_u[rows..].to_vec(),
+        Some(r) => state.log_u[rows..]
+            .iter()
+            .zip(r)
+            .map(|(u, q)| u + q)
+            .collect(),
+    };
+    let log_v_s = (1.0 - pr.phi).ln() - log_sum_exp(&log_us);
+    // 2. log K̃v = [LSE_j(log v_w,j − C_ij/ε) (a row softmin of ε log v_w); log v_s + log L σ̂].
+    w.term_cols
+        .iter_mut()
+        .zip(&log_v_w)
+        .for_each(|(t, lv)| *t = eps * lv);
+    pr.kernel
+        .softmin_rows(&w.term_cols, &w.shift_rows, eps, &mut w.out_rows);
+    w.shift_rows.copy_from_slice(&w.out_rows);
+    let log_kv: Vec<f64> = w
+        .out_rows
+        .iter()
+        .map(|o| -o / eps)
+        .chain((0..state.log_u.len() - rows).map(|k| log_v_s + log_ref(k)))
+        .collect();
+    let log_a: Vec<f64> = state
+        .log_u
+        .iter()
+        .zip(&log_kv)
+        .map(|(u, k)| u + k)
+        .collect();
+    // εKL(P|K̃) of P = diag(u)K̃diag(v): ε(Σ a log u + Σ b log v − Σ a), b = [ν; 1 − φ].
+    let (mut kl, mut mass) = (0.0, 0.0);
+    for (la, lu) in log_a.iter().zip(&state.log_u) {
+        let a = la.exp();
+        kl += a * lu;
+        mass += a;
+    }
+    kl += pr
+        .log_nu
+        .iter()
+        .zip(&log_v_w)
+        .map(|(ln, lv)| ln.exp() * lv)
+        .sum::<f64>()
+        + (1.0 - pr.phi) * log_v_s
+        - mass;
+    out.objective.push(eps * kl * pr.cost_scale);
+    // 3. z = Proj^KL_{ker B}(a) on [response rows; gen points] (eq. 28 or exactly); the fake
+    //    rows are projected onto their fixed sums.
+    let z = project(pr, params, state, &log_a)?;
+    out.kerb_residual.push(pr.projector.residual(&z));
+    // 4. log u = log z − log K̃v; σ = z_s normalised.
+    let (m, f) = (state.m, state.f);
+    for i in 0..m {
+        state.log_u[i] = z[i].ln() - log_kv[i];
+    }
+    for (j, fm) in pr.fake_mass.iter().enumerate() {
+        state.log_u[m + j] = fm.ln() - log_kv[m + j];
+    }
+    for (k, zk) in z[m..].iter().enumerate() {
+        state.log_u[m + f + k] = zk.ln() - log_kv[m + f + k];
+    }
+    let zs_sum: f64 = z[m..].iter().sum();
+    Ok(z[m..].iter().map(|v| v / zs_sum).collect())
+}
+
+/// The KL projection onto `ker B` of the response rows and gen points of `a` (the fake rows are
+/// left out: their projection is the fixed mass).
+fn project(
+    pr: &Prepared,
+    params: &OtUnfoldParams,
+    state: &Scalings,
+    log_a: &[f64],
+) -> Result<Vec<f64>> {
+    let joined;
+    let log_a_sig: &[f64] = if state.f == 0 {
+        log_a
+    } else {
+        joined = [&log_a[..state.m], &log_a[state.m + state.f..]].concat();
+        &joined
+    };
+    match params.projection {
+        Projection::DouglasRachford => Ok(douglas_rachford(
+            &pr.projector,
+            log_a_sig,
+            params.dr_step,
+            params.dr_iter,
+        )),
+        Projection::Exact => exact_kl_projection(&pr.projector, log_a_sig),
+    }
 }
 
 /// Largest `max C / ε_init` for which the warm start runs in the scaling domain: then every
@@ -496,16 +698,16 @@ mod tests {
         let y = Array2::from_shape_fn((l, 1), |(k, _)| k as f64 + 0.5);
         let yp = Array2::from_shape_fn((l / 2, 1), |(j, _)| j as f64 + 0.5);
         let nu = Array1::from_elem(l / 2, 1.0);
-        let out = ot_unfold(
-            y.view(),
-            Response::new_blocks(l, 1).unwrap(),
-            yp.view(),
-            nu.view(),
-            None,
-            &OtUnfoldParams::new(),
-            None,
-        )
-        .unwrap();
+        let input = OtUnfoldInput {
+            response_points: y.view(),
+            response: Response::new_blocks(l, 1).unwrap(),
+            measured_points: yp.view(),
+            measured_weights: nu.view(),
+            prior: None,
+            reference: None,
+            fakes: None,
+        };
+        let out = ot_unfold(input, &OtUnfoldParams::new(), None).unwrap();
         assert_eq!(out.n_iter, 25);
         assert!((out.sigma.sum() - 1.0).abs() < 1e-12);
         let first_half: f64 = out.sigma.iter().take(l / 2).sum();

@@ -1,0 +1,175 @@
+"""Bootstrap uncertainties of an unfolded result, the way OmniFold users know them: every
+replica refits the unfolding with Poisson(1) weights on the measured events (data statistics)
+or, separately, on the MC events and fakes (response statistics). Replicas are independent fits:
+serial by default, on ``dask.distributed`` when given a ``Client`` or a scheduler address, with
+the same replicas for the same seed either way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import clone
+
+from .._core import InvalidArgumentError
+from .._validation import check_int, check_option
+from .estimators import as_problem
+
+__all__ = ["BinnedResult", "BootstrapResult", "bootstrap"]
+
+
+@dataclass(frozen=True)
+class BinnedResult:
+    """A binned unfolded result: ``edges``, ``values`` (nominal), ``std``, ``cov``, ``corr``
+    over the bootstrap replicas, and the binned ``replicas`` (n_replicas, n_bins)."""
+
+    edges: np.ndarray
+    values: np.ndarray
+    std: np.ndarray
+    cov: np.ndarray
+    corr: np.ndarray
+    replicas: np.ndarray
+
+
+def _replica_factors(problem, source, seed):
+    """Poisson(1) factors of one replica, drawn from its own stream."""
+    rng = np.random.default_rng(seed)
+    if source == "data":
+        return {"data_factor": rng.poisson(1.0, problem.measured.shape[0]).astype(float)}
+    shape = problem.n_gen if problem.response is not None else (problem.n_gen, problem.per_point)
+    out = {"mc_factor": rng.poisson(1.0, shape).astype(float)}
+    if problem.fakes is not None:
+        out["fake_factor"] = rng.poisson(1.0, problem.fakes.shape[0]).astype(float)
+    return out
+
+
+def _fit_replica(estimator, problem, source, seed):
+    """One replica's unfolded weights (a top-level function, so Dask can ship it)."""
+    replica = problem.replica(**_replica_factors(problem, source, seed))
+    return clone(estimator).set_params(verbose=False).fit_problem(replica).weights_
+
+
+class BootstrapResult:
+    """Nominal fit and bootstrap replicas of the unfolded weights.
+
+    Attributes: ``estimator`` (the nominal fit), ``replicas`` (n_replicas, L) weights in
+    events, ``source`` (``"data"`` or ``"mc"``), ``seeds``.
+    """
+
+    def __init__(self, estimator, replicas, source, seeds):
+        self.estimator = estimator
+        self.replicas = replicas
+        self.source = source
+        self.seeds = seeds
+
+    def _observable(self, observable):
+        gen = self.estimator.gen_
+        values = gen[:, 0] if observable is None else np.asarray(observable(gen), dtype=float)
+        if values.shape != (gen.shape[0],):
+            raise InvalidArgumentError(
+                f"observable: must return one value per gen point ({gen.shape[0]},), "
+                f"got shape {values.shape}"
+            )
+        return values
+
+    def histogram(self, bins, observable=None, *, density=False):
+        """Binned unfolded result for any binning of any observable.
+
+        ``observable`` maps the gen points (L, d) to (L,) (default: the first coordinate);
+        ``bins`` as :func:`numpy.histogram`. Returns a :class:`BinnedResult`: ``edges``,
+        ``values`` (the nominal fit, events per bin, or a density with ``density=True``),
+        ``std``, ``cov`` and ``corr`` over the replicas, and ``replicas`` (n_replicas, n_bins).
+        """
+        x = self._observable(observable)
+        values, edges = np.histogram(x, bins=bins, weights=self.estimator.weights_)
+        reps = np.array([np.histogram(x, bins=edges, weights=w)[0] for w in self.replicas])
+        if density:
+            widths = np.diff(edges)
+            values = values / (values.sum() * widths)
+            reps = reps / (reps.sum(axis=1, keepdims=True) * widths)
+        cov = np.atleast_2d(np.cov(reps, rowvar=False))
+        std = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(std, std)
+        return BinnedResult(edges=edges, values=values, std=std, cov=cov, corr=corr, replicas=reps)
+
+    def expectation(self, func):
+        """``(value, error)`` of the mean of ``func`` (gen points → (L,)) under the unfolded
+        distribution: the nominal value and the standard deviation over the replicas."""
+        x = self._observable(func)
+        value = self.estimator.normalized_weights_ @ x
+        reps = self.replicas @ x / self.replicas.sum(axis=1)
+        return float(value), float(reps.std(ddof=1))
+
+    def total(self):
+        """``(value, error)`` of the unfolded number of true events."""
+        return float(self.estimator.weights_.sum()), float(self.replicas.sum(axis=1).std(ddof=1))
+
+
+def _run_dask(client, estimator, problem, source, seeds, bar):
+    from distributed import Client, as_completed
+
+    own = not isinstance(client, Client)
+    client = Client(client) if own else client
+    try:
+        est_f, prob_f = client.scatter([estimator, problem], broadcast=True)
+        futures = [client.submit(_fit_replica, est_f, prob_f, source, s, pure=False) for s in seeds]
+        index = {f.key: i for i, f in enumerate(futures)}
+        out = [None] * len(seeds)
+        for fut in as_completed(futures):
+            out[index[fut.key]] = fut.result()
+            if bar is not None:
+                bar.update(1)
+        return out
+    finally:
+        if own:
+            client.close()
+
+
+def bootstrap(
+    estimator,
+    measured,
+    *,
+    n_replicas=100,
+    source="data",
+    random_state=0,
+    client=None,
+    progress=True,
+    **fit_kwargs,
+):
+    """Fits ``estimator`` (an :class:`OTUnfolder` or :class:`RichardsonLucyUnfolder`) to
+    ``measured`` with ``fit_kwargs`` (``gen``, ``reco``, ... as ``fit``), then ``n_replicas``
+    refits with Poisson(1) weights on the measured events (``source="data"``) or on the MC
+    samples and fakes (``source="mc"``). Replica ``i`` draws from the stream
+    ``SeedSequence(random_state).spawn(n_replicas)[i]``, so the same seed gives the same
+    replicas serially and on Dask.
+
+    ``client``: None (serial), a ``distributed.Client``, or a scheduler address (a client is
+    opened and closed around the run). ``progress``: a tqdm bar over the replicas.
+    Returns a :class:`BootstrapResult`.
+    """
+    n_replicas = check_int(n_replicas, "n_replicas", 2)
+    check_option(source, "source", {"data", "mc"})
+    if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
+        raise InvalidArgumentError(f"random_state: must be an integer, got {random_state!r}")
+    problem = as_problem(measured, **fit_kwargs)
+    nominal = clone(estimator).fit_problem(problem)
+    seeds = np.random.SeedSequence(int(random_state)).spawn(n_replicas)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_replicas, desc=f"bootstrap ({source})")
+    try:
+        if client is None:
+            reps = []
+            for s in seeds:
+                reps.append(_fit_replica(estimator, problem, source, s))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            reps = _run_dask(client, estimator, problem, source, seeds, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return BootstrapResult(nominal, np.array(reps), source, seeds)

@@ -1,0 +1,809 @@
+"""Unfolding estimators: OT unfolding with a Wasserstein loss and the Richardson–Lucy baseline.
+
+Both share ``fit(measured, *, gen, reco, measured_weight=None, response=None, prior=None,
+gen_weight=None, reco_mask=None, fakes=None, fake_weight=None)``:
+
+* ``measured``: detector-level data, (n,) or (n, d), with event weights ``measured_weight``
+  (default 1 per event: the result is then in events).
+* ``gen``: the MC's gen points x_k, (L,) or (L, d_gen), with MC weights ``gen_weight`` (positive;
+  negative MC weights are rejected: the unfolded weights are a measure).
+* ``reco``: the detector samples of every gen point, (L, M, d), (L, M) (d = 1) or (L,) / (L, d)
+  for M = 1 — the sampled response ``R_ik = 1/M`` (Craig et al., eq. 18 and §4.1.3). A sample
+  that was **not reconstructed** (inefficiency) is a row of NaN, as OmniFold's placeholder
+  value; ``reco_mask`` ((L,) or (L, M), True = reconstructed) says the same without touching
+  ``reco``. The efficiency of a gen point is its weighted fraction of reconstructed samples.
+  Or, with an explicit ``response`` (m, L) whose column sums are the efficiencies, ``reco`` are
+  the m detector points.
+* ``fakes``: detector-level events without a gen counterpart (fakes, background), (f,) or
+  (f, d), with ``fake_weight`` in the units of ``measured_weight`` (expected fake events in the
+  measured sample, e.g. the MC's fakes scaled to the data's luminosity; default 1 each). Their
+  mass is added to the folded measure.
+
+The learned ``weights_`` are absolute: they sum to the estimated number of true events
+``(Σ measured_weight − Σ fake_weight) / efficiency``; ``normalized_weights_`` is the shape.
+``fold()`` gives ν_σ (points and weights, with the fakes), ``expectation(func)`` the mean of an
+observable under the unfolded distribution.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass, replace
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .. import _core
+from .._core import InvalidArgumentError
+from .._validation import as_float_array, as_points
+from ..metrics import wasserstein2_squared
+
+__all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The coerced problem (arrays only; value rules are checked by the core)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnfoldingProblem:
+    """A coerced unfolding problem. ``points`` are the detector points: L·M sample rows (NaN =
+    not reconstructed) when ``response`` is None, else the m rows of ``response``."""
+
+    gen: np.ndarray
+    points: np.ndarray
+    per_point: int
+    response: np.ndarray | None
+    gen_weight: np.ndarray | None
+    sample_weight: np.ndarray | None
+    measured: np.ndarray
+    measured_weight: np.ndarray
+    fakes: np.ndarray | None
+    fake_weight: np.ndarray | None
+    prior: np.ndarray | None
+
+    def replica(self, data_factor=None, mc_factor=None, fake_factor=None):
+        """The problem with the event weights multiplied by bootstrap factors: ``data_factor``
+        (n,) on the measured events, ``mc_factor`` on the MC samples ((L, M), or (L,) for an
+        explicit response), ``fake_factor`` (f,) on the fakes. Zero-weight events are dropped."""
+        out = self
+        if data_factor is not None:
+            w = self.measured_weight * data_factor
+            keep = w != 0
+            out = replace(out, measured=self.measured[keep], measured_weight=w[keep])
+        if mc_factor is not None:
+            if self.response is None:
+                base = 1.0 if self.sample_weight is None else self.sample_weight
+                out = replace(out, sample_weight=base * mc_factor)
+            else:
+                base = 1.0 if self.gen_weight is None else self.gen_weight
+                out = replace(out, gen_weight=base * mc_factor)
+        if fake_factor is not None and self.fakes is not None:
+            w = self.fake_weight * fake_factor
+            keep = w != 0
+            out = replace(out, fakes=self.fakes[keep], fake_weight=w[keep])
+        return out
+
+    @property
+    def n_gen(self):
+        return self.gen.shape[0]
+
+    def sample_fractions(self):
+        """``q_i = R_ik`` of every detector row: the share of its gen point's MC weight
+        (samples) or the response entry; (rows, L) dense only for an explicit response."""
+        if self.response is not None:
+            return self.response
+        L, M = self.n_gen, self.per_point
+        s = np.ones((L, M)) if self.sample_weight is None else self.sample_weight
+        total = s.sum(axis=1, keepdims=True)
+        q = np.divide(s, total, out=np.zeros_like(s), where=total > 0)
+        q[np.isnan(self.points[:, 0]).reshape(L, M)] = 0.0
+        return q.reshape(-1)
+
+
+def _as_measured(measured, measured_weight):
+    y = as_points(measured, "measured")
+    if measured_weight is None:
+        w = np.ones(y.shape[0])
+    else:
+        w = as_float_array(measured_weight, "measured_weight", ndim=1)
+        if w.shape[0] != y.shape[0]:
+            raise InvalidArgumentError(
+                f"measured_weight: has {w.shape[0]} weights but measured has {y.shape[0]}"
+            )
+    if (w < 0).any():
+        raise InvalidArgumentError(
+            f"measured_weight: weights must be non-negative, found {w.min()}"
+        )
+    keep = w != 0  # zero-weight events carry nothing
+    if not keep.any():
+        raise InvalidArgumentError("measured_weight: total mass must be positive")
+    return np.ascontiguousarray(y[keep]), np.ascontiguousarray(w[keep], dtype=np.float64)
+
+
+def _as_samples(reco, n_gen, d, reco_mask):
+    """(L·M, d) sample rows (NaN rows = not reconstructed) and M."""
+    arr = reco if isinstance(reco, np.ndarray) else np.asarray(reco)
+    if arr.ndim == 2:
+        arr = arr[:, :, None] if d == 1 else arr[:, None, :]
+    elif arr.ndim == 1:
+        arr = arr[:, None, None]
+    elif arr.ndim != 3:
+        raise InvalidArgumentError(
+            f"reco: expected (L, M, d), (L, M) or (L,), got shape {arr.shape}"
+        )
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        raise InvalidArgumentError(f"reco: expected a non-empty real array, got {arr.dtype}")
+    try:
+        arr = check_array(
+            arr, dtype=np.float64, ensure_2d=False, allow_nd=True, ensure_all_finite="allow-nan"
+        )
+    except ValueError as exc:
+        raise InvalidArgumentError(f"reco: {exc}") from None
+    if arr.shape[0] != n_gen:
+        raise InvalidArgumentError(
+            f"reco: has samples for {arr.shape[0]} gen points but gen has {n_gen}"
+        )
+    if reco_mask is not None:
+        mask = np.asarray(reco_mask)
+        if mask.dtype != bool:
+            raise InvalidArgumentError(f"reco_mask: must be a boolean array, got {mask.dtype}")
+        if mask.shape == (n_gen,):
+            mask = np.repeat(mask[:, None], arr.shape[1], axis=1)
+        if mask.shape != arr.shape[:2]:
+            raise InvalidArgumentError(
+                f"reco_mask: has shape {mask.shape}, expected (L,) = ({n_gen},) or "
+                f"(L, M) = {arr.shape[:2]}"
+            )
+        arr = arr.copy()
+        arr[~mask] = np.nan
+    rows = arr.reshape(-1, arr.shape[2])
+    nan = np.isnan(rows)
+    if (nan.any(axis=1) & ~nan.all(axis=1)).any():
+        raise InvalidArgumentError(
+            "reco: a sample row mixes NaN with values; a sample is either reconstructed "
+            "(finite) or not (all NaN)"
+        )
+    return np.ascontiguousarray(rows), arr.shape[1]
+
+
+def as_problem(
+    measured,
+    *,
+    gen,
+    reco,
+    measured_weight=None,
+    response=None,
+    prior=None,
+    gen_weight=None,
+    reco_mask=None,
+    fakes=None,
+    fake_weight=None,
+):
+    """Coerces the arguments of ``fit`` (module docs) into an :class:`UnfoldingProblem`."""
+    y_meas, w_meas = _as_measured(measured, measured_weight)
+    d = y_meas.shape[1]
+    gen_arr = as_points(gen, "gen")
+    n_gen = gen_arr.shape[0]
+    if response is not None:
+        if reco_mask is not None:
+            raise InvalidArgumentError(
+                "reco_mask: not used with an explicit response "
+                "(its column sums are the efficiencies)"
+            )
+        r = np.ascontiguousarray(as_float_array(response, "response", ndim=2))
+        pts, per_point = np.ascontiguousarray(as_points(reco, "reco")), 0
+    else:
+        r = None
+        pts, per_point = _as_samples(reco, n_gen, d, reco_mask)
+    if pts.shape[1] != d:
+        raise InvalidArgumentError(
+            f"reco: detector points have dimension {pts.shape[1]} but measured has {d}"
+        )
+    opt = {
+        name: None if v is None else np.ascontiguousarray(as_float_array(v, name, ndim=1))
+        for name, v in (("gen_weight", gen_weight), ("prior", prior))
+    }
+    if fakes is not None:
+        fakes = np.ascontiguousarray(as_points(fakes, "fakes"))
+        fake_weight = (
+            np.ones(fakes.shape[0])
+            if fake_weight is None
+            else np.ascontiguousarray(as_float_array(fake_weight, "fake_weight", ndim=1))
+        )
+    elif fake_weight is not None:
+        raise InvalidArgumentError("fake_weight: given without fakes")
+    _check_event_weights(n_gen, d, opt["gen_weight"], fakes, fake_weight, w_meas)
+    return UnfoldingProblem(
+        gen=gen_arr,
+        points=pts,
+        per_point=per_point,
+        response=r,
+        gen_weight=opt["gen_weight"],
+        sample_weight=None,
+        measured=y_meas,
+        measured_weight=w_meas,
+        fakes=fakes,
+        fake_weight=fake_weight,
+        prior=opt["prior"],
+    )
+
+
+def _check_event_weights(n_gen, d, gen_weight, fakes, fake_weight, measured_weight):
+    """The event-weight rules of the OT core (src/core/unfold/events.rs), checked here too
+    because the Richardson–Lucy estimator bins in Python before its core sees the weights."""
+    if gen_weight is not None:
+        if gen_weight.shape[0] != n_gen:
+            raise InvalidArgumentError(
+                f"gen_weight: has {gen_weight.shape[0]} weights but gen has {n_gen} points"
+            )
+        if (gen_weight < 0).any():
+            raise InvalidArgumentError("gen_weight: weights must be non-negative")
+    if fakes is None:
+        return
+    if fakes.shape[1] != d:
+        raise InvalidArgumentError(
+            f"fakes: points have dimension {fakes.shape[1]} but reco has {d}"
+        )
+    if fake_weight.shape[0] != fakes.shape[0]:
+        raise InvalidArgumentError(
+            f"fake_weight: has {fake_weight.shape[0]} weights but fakes has {fakes.shape[0]} points"
+        )
+    if (fake_weight <= 0).any():
+        raise InvalidArgumentError("fake_weight: weights must be positive")
+    if fake_weight.sum() >= measured_weight.sum():
+        raise InvalidArgumentError("fake_weight: the fakes' total must be below the measured total")
+
+
+def _validate_hyperparameters(est):
+    """scikit-learn's ``_parameter_constraints`` check, raising the package's error type."""
+    try:
+        est._validate_params()
+    except InvalidParameterError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared fitted behaviour
+# ---------------------------------------------------------------------------------------------
+class _UnfolderMixin:
+    """fit / fold / expectation / W2 shared by both estimators."""
+
+    def fit(
+        self,
+        measured,
+        *,
+        gen,
+        reco,
+        measured_weight=None,
+        response=None,
+        prior=None,
+        gen_weight=None,
+        reco_mask=None,
+        fakes=None,
+        fake_weight=None,
+    ):
+        """Unfolds ``measured`` (see the module docs for the arguments); returns ``self``."""
+        _validate_hyperparameters(self)
+        problem = as_problem(
+            measured,
+            gen=gen,
+            reco=reco,
+            measured_weight=measured_weight,
+            response=response,
+            prior=prior,
+            gen_weight=gen_weight,
+            reco_mask=reco_mask,
+            fakes=fakes,
+            fake_weight=fake_weight,
+        )
+        return self.fit_problem(problem)
+
+    def fit_problem(self, problem):
+        """Fits a coerced :class:`UnfoldingProblem` (the bootstrap refits these)."""
+        raise NotImplementedError
+
+    @property
+    def normalized_weights_(self):
+        """The unfolded shape: ``weights_ / weights_.sum()``."""
+        check_is_fitted(self, "weights_")
+        return self.weights_ / self.weights_.sum()
+
+    @property
+    def gen_(self):
+        check_is_fitted(self, "problem_")
+        return self.problem_.gen
+
+    def _signal_events(self):
+        p = self.problem_
+        fake = 0.0 if p.fake_weight is None else p.fake_weight.sum()
+        return p.measured_weight.sum() - fake
+
+    def _events_from_shape(self, shape):
+        """Absolute weights with the shape ``shape`` whose reconstructed part holds the measured
+        signal events."""
+        return shape * (self._signal_events() / (shape @ self.efficiency_))
+
+    def fold(self, weights=None):
+        """ν_σ on the unbinned detector points, with the fakes appended: ``(points, weights)``
+        in the units of ``weights`` (default ``weights_``, events)."""
+        check_is_fitted(self, "weights_")
+        sigma = self.weights_ if weights is None else np.asarray(weights, dtype=float)
+        p = self.problem_
+        if p.response is not None:
+            pts, w = p.points, p.response @ sigma
+        else:
+            q = p.sample_fractions().reshape(p.n_gen, p.per_point)
+            w = (q * sigma[:, None]).reshape(-1)
+            keep = ~np.isnan(p.points[:, 0])
+            pts, w = p.points[keep], w[keep]
+        if p.fakes is not None:
+            pts, w = np.vstack([pts, p.fakes]), np.concatenate([w, p.fake_weight])
+        return pts, w
+
+    def expectation(self, func):
+        """Mean of an observable under the unfolded distribution, ``Σ_k σ_k func(x_k) / Σ σ``;
+        ``func`` maps the gen points (L, d_gen) to (L,) or (L, k)."""
+        check_is_fitted(self, "weights_")
+        gen = self.problem_.gen
+        values = np.asarray(func(gen), dtype=float)
+        if values.shape[0] != gen.shape[0]:
+            raise InvalidArgumentError(
+                f"func: must return one value per gen point ({gen.shape[0]}), "
+                f"got shape {values.shape}"
+            )
+        return np.tensordot(self.normalized_weights_, values, axes=(0, 0))
+
+    def w2_to_measured(self, weights=None):
+        """Exact W2²(ν_σ, ν) between the normalised folded and measured measures (§4.1.3)."""
+        pts, w = self.fold(weights)
+        p = self.problem_
+        return wasserstein2_squared(pts, w, p.measured, p.measured_weight)
+
+    def _track_w2(self, shapes):
+        return np.array([self.w2_to_measured(self._events_from_shape(s)) for s in shapes])
+
+    def _progress(self, total, desc):
+        if not self.verbose:
+            return None, None
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=desc)
+        return bar, (lambda i: bar.update(1))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.non_deterministic = False
+        return tags
+
+
+class OTUnfolder(_UnfolderMixin, BaseEstimator):
+    """Unfolding with a Wasserstein loss (Craig, Faktor & Nachman, §3; eq. 21–28) of MC events
+    with weights, inefficiency and fakes (module docs), in absolute event counts.
+
+    The problem of eq. (21) is solved for the gen-level distribution τ of the *reconstructed*
+    signal (τ_k ∝ σ_k ε_k), whose folded measure ``(1 − φ)Rτ + φβ`` (φ: the fakes' share of the
+    measured mass) is matched to the data; the reference measure of the KL term is the MC's own
+    τ̂_k ∝ w_k ε_k. Then ``σ_k = (N_measured − N_fakes) τ_k / ε_k`` are events. Gen points with
+    MC weight but no reconstructed sample keep the MC's share relative to the others.
+
+    Parameters
+    ----------
+    reg : ε of eq. (21), relative to the cost scale (``cost_normalization="max"`` divides the cost
+        by its maximum, as the paper's reference code, so the paper's ε = 3e-5 means the same).
+    reg_init : ε_init of the classical Sinkhorn warm start (eq. 26–27); ``n_init_iter`` iterations.
+    p : cost exponent, ``C = |y − y'|^p``.
+    max_iter : outer iterations (exactly, when ``tol`` is None; at most otherwise). With ``reg``,
+        the iteration count regularises the result: use :func:`otinverse.unfolding.scan` to
+        choose them.
+    tol : stop when ``‖τ_l − τ_{l−1}‖₁ ≤ tol``; not reaching it gives a ``ConvergenceWarning``.
+    projection : ``"douglas-rachford"`` (eq. 28, the paper's choice) with ``dr_iter`` steps of size
+        ``dr_step``, or ``"exact"``: the exact KL projection (closed form for the sampled block
+        response, Newton for a general one) — the limit DR converges to.
+    track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
+    verbose : tqdm progress bar.
+
+    Attributes
+    ----------
+    weights_ (L,) in events, normalized_weights_ (the shape), efficiency_ (L), mc_weight_ (L),
+    n_iter_, converged_ (None when ``tol`` is None), history_ (dict: ``objective`` εKL(P|K̃) of
+    the iterate in raw cost units, ``sigma_change``, ``kerb_residual`` ‖Bz‖/‖z‖, ``weights`` the
+    normalised shape after each iteration (n_iter, L), ``w2`` when tracked), cost_scale_,
+    problem_ (the coerced :class:`UnfoldingProblem`).
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "reg": [Interval(Real, 0, None, closed="neither")],
+        "reg_init": [Interval(Real, 0, None, closed="neither")],
+        "p": [Interval(Real, 1, None, closed="left")],
+        "cost_normalization": [StrOptions({"max", "none"})],
+        "n_init_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "projection": [StrOptions({"douglas-rachford", "exact"})],
+        "dr_iter": [Interval(Integral, 0, None, closed="left")],
+        "dr_step": [Interval(Real, 0, None, closed="neither")],
+        "track_w2": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        reg=3e-5,
+        reg_init=1e-2,
+        p=2,
+        cost_normalization="max",
+        n_init_iter=100,
+        max_iter=25,
+        tol=None,
+        projection="douglas-rachford",
+        dr_iter=25,
+        dr_step=1e-3,
+        track_w2=False,
+        verbose=False,
+    ):
+        self.reg = reg
+        self.reg_init = reg_init
+        self.p = p
+        self.cost_normalization = cost_normalization
+        self.n_init_iter = n_init_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.projection = projection
+        self.dr_iter = dr_iter
+        self.dr_step = dr_step
+        self.track_w2 = track_w2
+        self.verbose = verbose
+
+    def _options(self):
+        return _core.OtUnfoldOptions(
+            reg=float(self.reg),
+            reg_init=float(self.reg_init),
+            p=float(self.p),
+            cost_normalization=self.cost_normalization,
+            n_init_iter=int(self.n_init_iter),
+            max_iter=int(self.max_iter),
+            tol=None if self.tol is None else float(self.tol),
+            dr_iter=int(self.dr_iter),
+            dr_step=float(self.dr_step),
+            projection=self.projection,
+        )
+
+    def fit_problem(self, problem):
+        _validate_hyperparameters(self)
+        bar, cb = self._progress(self.max_iter, "OT unfolding")
+        try:
+            res = _core.ot_unfold_events(
+                problem.points,
+                problem.measured,
+                problem.measured_weight,
+                self._options(),
+                n_gen=problem.n_gen,
+                per_point=problem.per_point,
+                sample_weight=problem.sample_weight,
+                response=problem.response,
+                gen_weight=problem.gen_weight,
+                fakes=problem.fakes,
+                fake_weight=problem.fake_weight,
+                prior=problem.prior,
+                progress=cb,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        self.problem_ = problem
+        self.weights_ = res.weights
+        self.efficiency_ = res.efficiency
+        self.mc_weight_ = res.mc_weight
+        self.n_iter_ = res.n_iter
+        self.converged_ = None if self.tol is None else bool(res.converged)
+        self.cost_scale_ = res.cost_scale
+        self.history_ = {
+            "objective": res.objective,
+            "sigma_change": res.sigma_change,
+            "kerb_residual": res.kerb_residual,
+            "weights": res.shape_history,
+        }
+        if self.track_w2:
+            self.history_["w2"] = self._track_w2(res.shape_history)
+        if self.tol is not None and not res.converged:
+            warnings.warn(
+                f"OTUnfolder did not reach tol={self.tol:g} in {self.max_iter} iterations "
+                f"(last change {res.sigma_change[-1]:.3g}); increase max_iter",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Richardson–Lucy
+# ---------------------------------------------------------------------------------------------
+def _bin_edges(points, n_bins, bin_range):
+    d = points.shape[1]
+    if isinstance(n_bins, numbers.Integral) and not isinstance(n_bins, bool):
+        counts = [int(n_bins)] * d
+    else:
+        counts = list(n_bins)
+        if len(counts) != d or any(
+            isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in counts
+        ):
+            raise InvalidArgumentError(
+                f"n_bins: must be an integer or {d} integers (one per axis), got {n_bins!r}"
+            )
+    if any(c < 1 for c in counts):
+        raise InvalidArgumentError(f"n_bins: must be positive, got {n_bins!r}")
+    if bin_range is None:
+        lo, hi = points.min(axis=0), points.max(axis=0)
+    else:
+        rng = np.asarray(bin_range, dtype=float).reshape(-1, 2)
+        if rng.shape[0] != d or not (rng[:, 1] > rng[:, 0]).all():
+            raise InvalidArgumentError(
+                f"bin_range: expected (low, high) with low < high for each of {d} axes, "
+                f"got {bin_range!r}"
+            )
+        lo, hi = rng[:, 0], rng[:, 1]
+    hi = np.where(hi > lo, hi, lo + 1.0)
+    return [np.linspace(lo[a], hi[a], counts[a] + 1) for a in range(d)], counts
+
+
+def _bin_index(points, edges, counts):
+    """Flat bin index of every point (equal-width bins, the last closed); −1 = outside."""
+    flat = np.zeros(points.shape[0], dtype=np.int64)
+    inside = np.ones(points.shape[0], dtype=bool)
+    for a, (e, c) in enumerate(zip(edges, counts, strict=True)):
+        idx = np.searchsorted(e, points[:, a], side="right") - 1
+        idx[points[:, a] == e[-1]] = c - 1
+        inside &= (idx >= 0) & (idx < c)
+        flat = flat * c + np.clip(idx, 0, c - 1)
+    flat[~inside] = -1
+    return flat
+
+
+def _binned_response(problem, edges, counts, n_bin):
+    """R̄ (n_bin + 1, L): rows = bins, the last the out-of-range (under/overflow) bin; column
+    sums = efficiencies. Also the effective number of MC samples per gen point."""
+    p = problem
+    n_gen = p.n_gen
+    rbar = np.zeros((n_bin + 1, n_gen))
+    if p.response is None:
+        reco = ~np.isnan(p.points[:, 0])
+        q = p.sample_fractions()
+        cols = np.repeat(np.arange(n_gen), p.per_point)
+        bins = np.full(p.points.shape[0], n_bin)
+        b = _bin_index(p.points[reco], edges, counts)
+        bins[reco] = np.where(b >= 0, b, n_bin)
+        np.add.at(rbar, (bins[reco], cols[reco]), q[reco])
+        s = np.ones((n_gen, p.per_point)) if p.sample_weight is None else p.sample_weight
+        n_mc = s.sum(1) ** 2 / np.maximum((s**2).sum(1), 1e-300)
+    else:
+        b = _bin_index(p.points, edges, counts)
+        np.add.at(rbar, np.where(b >= 0, b, n_bin), p.response)
+        n_mc = np.full(n_gen, np.inf)
+    return rbar, n_mc
+
+
+def _binned_counts(points, weights, edges, counts, n_bin):
+    b = _bin_index(points, edges, counts)
+    return np.bincount(np.where(b >= 0, b, n_bin), weights=weights, minlength=n_bin + 1)
+
+
+def _extrapolate_unseen(unfolded, seen, mc_weight):
+    """Gen points not seen at detector level keep the MC's share relative to the seen ones."""
+    out = np.zeros_like(mc_weight, dtype=float)
+    out[seen] = unfolded
+    unseen = ~seen & (mc_weight > 0)
+    if unseen.any():
+        out[unseen] = mc_weight[unseen] * unfolded.sum() / mc_weight[seen].sum()
+    return out
+
+
+class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
+    """Richardson–Lucy / iterative Bayesian unfolding (D'Agostini) on a binned response, for MC
+    events with weights, inefficiency and fakes (module docs), in absolute event counts.
+
+    ``n_bins`` equal-width bins per axis over ``bin_range`` (default: the range of the
+    reconstructed response points; an int, or one int per axis; in 2-D the paper's ``n_bin`` is
+    the total, e.g. ``n_bins=10`` ↔ n_bin = 100), plus one out-of-range (under/overflow) bin.
+    Response samples and measured events out of range land there: with response in it, it is
+    an effect bin like the others; without, its measured events cannot be unfolded — they are
+    counted in ``n_measured_outside_`` and reported by a warning, never dropped silently.
+    ``R̄ ← (1−ε_bin)R̄ + ε_bin/n_bin`` and ``ν̄`` likewise (the paper's perturbation); fakes are
+    binned into a known background (the EM update with background, see :func:`richardson_lucy`).
+    ``n_iter`` iterations from the MC prior, or fewer with the stopping rule ``ts`` (``"ks"`` or
+    ``"chi2"`` below ``ts_stopping``, as pyunfold). ``cov_type`` (``"multinomial"`` or
+    ``"poisson"``) also propagates pyunfold's errors: ``covariance_`` from the data (√n) and
+    ``mc_covariance_`` from the MC statistics of the response.
+
+    Attributes: weights_ (L,) in events, normalized_weights_, efficiency_, mc_weight_, n_iter_,
+    history_ (``weights`` shapes (n_iter, L), ``ts``, ``w2`` when tracked), binned_response_
+    (n_bin, L), binned_measured_ (n_bin,) normalised, bin_edges_, n_measured_outside_,
+    covariance_ and mc_covariance_ (L, L) when ``cov_type`` is set.
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_bins": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "eps_bin": [Interval(Real, 0, 1, closed="left")],
+        "bin_range": ["array-like", None],
+        "ts": [StrOptions({"ks", "chi2"}), None],
+        "ts_stopping": [Interval(Real, 0, None, closed="neither")],
+        "cov_type": [StrOptions({"multinomial", "poisson"}), None],
+        "track_w2": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_bins=28,
+        n_iter=25,
+        eps_bin=1e-40,
+        bin_range=None,
+        ts=None,
+        ts_stopping=0.01,
+        cov_type=None,
+        track_w2=False,
+        verbose=False,
+    ):
+        self.n_bins = n_bins
+        self.n_iter = n_iter
+        self.eps_bin = eps_bin
+        self.bin_range = bin_range
+        self.ts = ts
+        self.ts_stopping = ts_stopping
+        self.cov_type = cov_type
+        self.track_w2 = track_w2
+        self.verbose = verbose
+
+    def fit_problem(self, problem):
+        _validate_hyperparameters(self)
+        p = problem
+        reco_rows = p.points if p.response is not None else p.points[~np.isnan(p.points[:, 0])]
+        if reco_rows.shape[0] == 0:
+            raise InvalidArgumentError("reco: no sample is reconstructed")
+        edges, counts = _bin_edges(reco_rows, self.n_bins, self.bin_range)
+        n_bin = int(np.prod(counts))
+        rbar, n_mc = _binned_response(p, edges, counts, n_bin)
+        nubar = _binned_counts(p.measured, p.measured_weight, edges, counts, n_bin)
+        background = None
+        if p.fakes is not None:
+            background = _binned_counts(p.fakes, p.fake_weight, edges, counts, n_bin)
+        rows = np.arange(n_bin + 1) if rbar[n_bin].any() else np.arange(n_bin)
+        self.n_measured_outside_ = 0.0 if rbar[n_bin].any() else float(nubar[n_bin])
+        if self.n_measured_outside_ > 0:
+            warnings.warn(
+                f"RichardsonLucyUnfolder: {self.n_measured_outside_:g} measured events lie outside "
+                "the range of the response and are not unfolded; widen bin_range",
+                UserWarning,
+                stacklevel=3,
+            )
+        mc_weight = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
+        if p.sample_weight is not None:
+            mc_weight = mc_weight * p.sample_weight.mean(axis=1)
+        eff = rbar.sum(axis=0)
+        seen = (eff > 0) & (mc_weight > 0)
+        prior = None if p.prior is None else p.prior[seen]
+        nu, res = self._unfold(
+            rbar[rows][:, seen], nubar[rows], background, rows, prior, n_mc[seen]
+        )
+        unfolded = res.unfolded
+        self.problem_ = p
+        self.efficiency_ = eff
+        self.mc_weight_ = mc_weight
+        self.weights_ = _extrapolate_unseen(unfolded, seen, mc_weight)
+        self.n_iter_ = res.n_iter
+        shapes = np.zeros((res.n_iter, p.n_gen))
+        for i, h in enumerate(res.history):
+            s = _extrapolate_unseen(h, seen, mc_weight)
+            shapes[i] = s / s.sum()
+        self.binned_response_ = rbar[:n_bin]
+        self.binned_measured_ = nu[:n_bin]
+        self.bin_edges_ = edges
+        self.history_ = {"weights": shapes, "ts": res.ts_values}
+        if self.cov_type is not None:
+            self.covariance_ = self._embed(res.stat_cov, seen)
+            self.mc_covariance_ = self._embed(res.sys_cov, seen)
+        if self.track_w2:
+            self.history_["w2"] = self._track_w2(shapes)
+        return self
+
+    @staticmethod
+    def _embed(cov, seen):
+        out = np.zeros((seen.size, seen.size))
+        out[np.ix_(seen, seen)] = cov
+        return out
+
+    def _unfold(self, rbar, nubar, background, rows, prior, n_mc):
+        """Runs the core on the seen causes; returns (normalised binned data, core result)."""
+        n_rows = rows.size
+        eps_bin = float(self.eps_bin)
+        total = nubar.sum()
+        nu = nubar / total
+        rbar = (1 - eps_bin) * rbar + eps_bin / n_rows
+        nu_pert = (1 - eps_bin) * nu + eps_bin / n_rows
+        nu_pert = nu_pert / nu_pert.sum() * total
+        bg = None if background is None else background[rows]
+        eff = rbar.sum(axis=0)
+        options = _core.RichardsonLucyOptions(
+            max_iter=int(self.n_iter),
+            ts=self.ts,
+            ts_stopping=float(self.ts_stopping),
+            cov_type=self.cov_type,
+        )
+        eff_err = np.where(np.isfinite(n_mc), eff / np.sqrt(n_mc), 0.0)
+        bar, _ = self._progress(self.n_iter, "Richardson-Lucy")
+        res = _core.richardson_lucy_binned(
+            np.ascontiguousarray(rbar),
+            nu_pert,
+            options,
+            background=bg,
+            prior=prior,
+            efficiencies_err=eff_err if self.cov_type == "multinomial" else None,
+            response_err=np.sqrt(rbar * (1 - np.minimum(rbar, 1)) / np.maximum(n_mc, 1))
+            if self.cov_type == "poisson"
+            else None,
+        )
+        if bar is not None:
+            bar.update(res.n_iter)
+            bar.close()
+        return nu, res
+
+
+def richardson_lucy(
+    response,
+    measured,
+    n_iter,
+    *,
+    efficiencies=None,
+    prior=None,
+    background=None,
+    ts=None,
+    ts_stopping=0.01,
+    cov_type=None,
+    data_err=None,
+    response_err=None,
+    efficiencies_err=None,
+    full_output=False,
+):
+    """Binned Richardson–Lucy / D'Agostini iterative Bayesian unfolding, shaped like pyunfold's
+    ``iterative_unfold``.
+
+    ``response`` (n_effects, n_causes) with ``response[e, c] = P(effect e | cause c)``;
+    ``measured`` counts per effect bin; ``efficiencies`` per cause (default: the column sums of
+    ``response``); ``prior`` (default uniform, normalised); ``background`` known counts per effect
+    bin (fakes). From ``U = Σn · prior`` each iteration is the EM update
+    ``U_c ← (U_c/η_c) Σ_e R_ec n_e / (Σ_c' R_ec' U_c' + β_e)`` (D'Agostini's without background).
+    ``n_iter`` iterations, or fewer with ``ts`` (``"ks"``/``"chi2"``) below ``ts_stopping``.
+    ``cov_type`` (``"multinomial"`` or ``"poisson"``) propagates pyunfold's errors from
+    ``data_err`` (default √n) and ``efficiencies_err`` / ``response_err``.
+
+    Returns the unfolded counts, or with ``full_output=True`` the core's result object
+    (``unfolded``, ``history``, ``ts_values``, ``stat_cov``, ``sys_cov``, ``n_iter``).
+    """
+    r = np.ascontiguousarray(as_float_array(response, "response", ndim=2))
+    n = np.ascontiguousarray(as_float_array(measured, "measured", ndim=1))
+    arrays = {
+        name: None if v is None else np.ascontiguousarray(as_float_array(v, name, ndim=nd))
+        for name, v, nd in (
+            ("efficiencies", efficiencies, 1),
+            ("prior", prior, 1),
+            ("background", background, 1),
+            ("data_err", data_err, 1),
+            ("response_err", response_err, 2),
+            ("efficiencies_err", efficiencies_err, 1),
+        )
+    }
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 0:
+        raise InvalidArgumentError(f"n_iter: must be a non-negative integer, got {n_iter!r}")
+    options = _core.RichardsonLucyOptions(
+        max_iter=int(n_iter), ts=ts, ts_stopping=float(ts_stopping), cov_type=cov_type
+    )
+    res = _core.richardson_lucy_binned(r, n, options, **arrays)
+    return res if full_output else res.unfolded
