@@ -187,12 +187,23 @@ impl Side {
         let mut total = 0.0;
         for ((w, p), s) in self.weights.iter().zip(&self.potential).zip(softmin) {
             if *w > 0.0 {
-                let target = self.reach.map_or(1.0, |rho| (-p / rho).exp());
-                total += w * (((p - s) / eps).exp() - target).abs();
+                let log_target = self.reach.map_or(0.0, |rho| -p / rho);
+                total += w * abs_diff_exp((p - s) / eps, log_target);
             }
         }
         total / self.mass
     }
+}
+
+/// `|e^u − e^v|` without `∞ − ∞`: far from the solution both can leave f64's range (a relaxed
+/// marginal's target `e^{−φ/ρ}` on a cost shifted by −300 at ρ = 0.1), and the error is then
+/// infinite, not NaN.
+fn abs_diff_exp(u: f64, v: f64) -> f64 {
+    let (hi, lo) = if u >= v { (u, v) } else { (v, u) };
+    if hi == lo {
+        return 0.0;
+    }
+    -hi.exp() * (lo - hi).exp_m1()
 }
 
 /// Computes `softmin` of `to`'s axis against the `from` side's term.

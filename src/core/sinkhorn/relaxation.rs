@@ -22,16 +22,22 @@ const WINDOW: usize = 10;
 const PERIOD: usize = 50;
 /// Below this plain rate the iteration is already fast and relaxation gains little.
 const MIN_RATE: f64 = 0.5;
+/// Above this the error is on a plateau (a phase of the iteration, not its asymptotic rate):
+/// factors built on it held back the break-out that plain updates make after it.
+const MAX_RATE: f64 = 0.9995;
 /// How far apart (relative, in log) two consecutive window rates may be to count as steady.
 const STEADY: f64 = 0.25;
 /// Switches that did not pay before relaxation is given up on for this ε.
 const MAX_FAILURES: usize = 3;
+/// The SOR rate of the optimal factor is ω − 1, so ω near 2 matters at tiny ε (θ = 0.9999
+/// wants ω = 1.98); beyond 1.99 the relaxed error oscillates too slowly to be judged.
+const MAX_FACTOR: f64 = 1.99;
 /// Bisection steps of [`safe_factor`].
 const SAFE_STEPS: usize = 8;
 
 /// ω for a plain contraction rate θ (the SOR optimum), capped below 2.
 fn factor_for_rate(theta: f64) -> f64 {
-    (2.0 / (1.0 + (1.0 - theta.clamp(0.0, 1.0)).sqrt())).clamp(1.0, 1.95)
+    (2.0 / (1.0 + (1.0 - theta.clamp(0.0, 1.0)).sqrt())).clamp(1.0, MAX_FACTOR)
 }
 
 /// The plain rate θ implied by the rate observed under ω, from the SOR relation
@@ -62,6 +68,8 @@ pub(super) struct Relaxation {
     errors: Vec<f64>,
     /// Iterations since ω last changed.
     since_switch: usize,
+    /// When the rate reached since the switch is first judged.
+    judged_after: usize,
     /// The rate ω has to beat: θ measured under plain updates, or the rate of the factor ω
     /// was raised from.
     rate_to_beat: f64,
@@ -79,6 +87,7 @@ impl Relaxation {
             fallback: 1.0,
             errors: Vec::new(),
             since_switch: 0,
+            judged_after: WINDOW,
             rate_to_beat: 1.0,
             failures: 0,
             raising: true,
@@ -111,16 +120,31 @@ impl Relaxation {
             return;
         }
         self.errors.push(err);
-        let n = self.errors.len();
-        if !(rate(&self.errors, 1).powf(1.0 / WINDOW as f64) < self.rate_to_beat) {
-            self.fail();
-        } else if self.raising && n > PERIOD / WINDOW && (n - 1) % (PERIOD / WINDOW) == 0 {
-            let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / WINDOW as f64);
-            let omega = factor_for_rate(plain_rate(observed, self.omega));
-            if omega > self.omega {
-                self.fallback = self.omega;
-                self.switch_to(omega, observed);
+        let since = self.since_switch;
+        if since == self.judged_after {
+            if !(rate(&self.errors, since / WINDOW).powf(1.0 / since as f64) < self.rate_to_beat) {
+                self.fail();
             }
+        } else if since > self.judged_after && since % PERIOD == 0 {
+            // Plain Sinkhorn slows down as it converges, so later stretches are not compared
+            // with the rate measured at the switch; they only have to make progress.
+            let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / PERIOD as f64);
+            if !(observed < 1.0) {
+                self.fail();
+            } else if self.raising {
+                self.raise(observed);
+            }
+        }
+    }
+
+    /// Raises ω to the SOR optimum of the plain rate implied by the rate observed under ω.
+    fn raise(&mut self, observed: f64) {
+        let omega = factor_for_rate(plain_rate(observed, self.omega));
+        if omega > self.omega + 1e-3 {
+            // Judged on progress only: right after a raise the relaxed error oscillates, and a
+            // stretch slower than the one before says little about the asymptotic rate.
+            self.fallback = self.omega;
+            self.switch_to(omega, 1.0, PERIOD);
         }
     }
 
@@ -134,9 +158,9 @@ impl Relaxation {
         let late = rate(&self.errors, WINDOW);
         let early = rate(&self.errors[..n - WINDOW], WINDOW);
         let steady = (early.ln() / late.ln() - 1.0).abs() <= STEADY;
-        let useful = |r: f64| r.is_finite() && r > MIN_RATE && r < 1.0;
+        let useful = |r: f64| r.is_finite() && r > MIN_RATE && r < MAX_RATE;
         if useful(late) && useful(early) && steady {
-            self.switch_to(factor_for_rate(late.max(early)), late.max(early));
+            self.switch_to(factor_for_rate(late.max(early)), late.max(early), WINDOW);
         } else {
             self.errors.remove(0);
         }
@@ -148,7 +172,7 @@ impl Relaxation {
             let omega = self.fallback;
             self.fallback = 1.0;
             self.raising = false;
-            self.switch_to(omega, 1.0);
+            self.switch_to(omega, 1.0, PERIOD);
             return;
         }
         let last = *self.errors.last().expect("called after an observation");
@@ -159,11 +183,14 @@ impl Relaxation {
         self.errors.push(last);
     }
 
-    /// Starts measuring under `omega`, which has to beat `rate_to_beat`.
-    fn switch_to(&mut self, omega: f64, rate_to_beat: f64) {
+    /// Starts measuring under `omega`, which has to beat `rate_to_beat` over the first
+    /// `judged_after` iterations (a raise is judged over a longer stretch: near ω = 2 the relaxed
+    /// error oscillates, and one window says little) and over every [`PERIOD`] after that.
+    fn switch_to(&mut self, omega: f64, rate_to_beat: f64, judged_after: usize) {
         let last = *self.errors.last().expect("called after an observation");
         self.omega = omega;
         self.rate_to_beat = rate_to_beat;
+        self.judged_after = judged_after;
         self.since_switch = 0;
         self.errors.clear();
         self.errors.push(last);
