@@ -42,7 +42,7 @@ def as_float_array(x, name: str, *, ndim: int) -> np.ndarray:
 
 
 def as_weights(w, name: str, n: int, n_name: str) -> np.ndarray:
-    """Non-negative, finite weights of length ``n`` with positive mass; ``None`` means uniform 1/n."""
+    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n)."""
     if w is None:
         return np.full(n, 1.0 / n)
     arr = as_float_array(w, name, ndim=1)

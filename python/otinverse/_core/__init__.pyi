@@ -1,6 +1,7 @@
 """Type stubs of the Rust extension module (hand-written; keep in step with src/bindings; checked
 by ``python -m mypy.stubtest otinverse._core``)."""
 
+from collections.abc import Callable
 from typing import final
 
 import numpy as np
@@ -111,7 +112,6 @@ def wasserstein_1d_cost(
 def simd_level() -> str: ...
 
 # --- unfolding (src/bindings/unfold.rs) ---
-from collections.abc import Callable
 
 class OtUnfoldOptions:
     reg: float
