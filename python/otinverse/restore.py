@@ -27,24 +27,20 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import (
-    as_float_array,
-    check_factor,
-    check_int,
-    check_option,
-    check_real,
-    check_scalar_positive,
-)
+from ._validation import as_float_array
 
 __all__ = [
     "WPPRestoration",
@@ -232,6 +228,28 @@ class WPPRestorer(BaseEstimator):
     come back in the :class:`WPPRestoration` of :meth:`restore`.
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        "scale_factor": [Interval(Integral, 1, None, closed="left")],
+        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_scales": [Interval(Integral, 1, None, closed="left")],
+        "reg": [Interval(Real, 0, None, closed="neither")],
+        "reach": [Interval(Real, 0, None, closed="neither"), None],
+        "image_reach": [Interval(Real, 0, None, closed="neither"), None],
+        "data_weight": [Interval(Real, 0, None, closed="neither"), None],
+        "forward_model": [StrOptions({"blur_subsample", "identity"})],
+        "n_reference_patches": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "init": [StrOptions({"bicubic", "constant"})],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "sinkhorn_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "sinkhorn_eps_scaling": [Interval(Real, 0, 1, closed="neither"), None],
+        "sinkhorn_tol": [Interval(Real, 0, None, closed="left")],
+        "sinkhorn_final_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         scale_factor=4,
@@ -276,23 +294,12 @@ class WPPRestorer(BaseEstimator):
 
     # ----------------------------------------------------------------- validation and operators
     def _validate_params(self):
-        check_int(self.scale_factor, "scale_factor", 1)
-        check_int(self.patch_size, "patch_size", 1)
-        check_int(self.n_scales, "n_scales", 1)
-        check_scalar_positive(self.reg, "reg")
-        check_scalar_positive(self.reach, "reach", allow_none=True)
-        check_scalar_positive(self.image_reach, "image_reach", allow_none=True)
-        check_scalar_positive(self.data_weight, "data_weight", allow_none=True)
-        check_option(self.forward_model, "forward_model", ("blur_subsample", "identity"))
-        check_int(self.n_reference_patches, "n_reference_patches", 1)
-        check_int(self.max_iter, "max_iter", 1)
-        check_scalar_positive(self.learning_rate, "learning_rate")
-        check_option(self.init, "init", ("bicubic", "constant"))
-        check_real(self.noise_std, "noise_std", low=0.0)
-        check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
-        check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
-        check_factor(self.sinkhorn_eps_scaling, "sinkhorn_eps_scaling")
-        check_real(self.sinkhorn_tol, "sinkhorn_tol", low=0.0)
+        """Checks the hyper-parameters against ``_parameter_constraints`` (scikit-learn's
+        validation), raising the package's ``InvalidArgumentError`` naming the parameter."""
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidArgumentError(str(exc)) from None
 
     def _blur_kernel(self):
         s = int(self.scale_factor)
