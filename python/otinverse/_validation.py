@@ -90,15 +90,6 @@ def check_real(
     return value
 
 
-def check_factor(value, name: str) -> float | None:
-    """``None`` or a number strictly between 0 and 1 (an ε-scaling factor)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise InvalidArgumentError(f"{name}: must be None or a factor in (0, 1), got {value!r}")
-    return float(value)
-
-
 def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
     """An integer (Python or NumPy, not bool) in ``[minimum, maximum]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
