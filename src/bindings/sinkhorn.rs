@@ -20,7 +20,6 @@ use crate::core::OtError;
 /// ``max_iter >= 1``, ``tol >= 0``, ``eps_scaling`` in (0, 1), ``stage_iter >= 1``) and raises
 /// ``InvalidArgumentError`` naming the option.
 #[pyclass(frozen, get_all, module = "otinverse._core")]
-#[derive(Clone)]
 pub struct SinkhornOptions {
     /// Entropic regularisation ε, in cost units.
     reg: f64,
