@@ -1,4 +1,5 @@
-"""Speed of otinverse's log-domain Sinkhorn against POT (run by hand: python benches/bench_sinkhorn.py).
+"""Speed of otinverse's log-domain Sinkhorn against POT (run by hand:
+`python benches/bench_sinkhorn.py`).
 
 Prints, in one run:
 * dense n = m in {1000, 4000}, d = 2, reg in {1e-2, 1e-3} on costs scaled to max 1: time per
@@ -74,14 +75,16 @@ def ott_per_iter(M, reg, iters):
 def main():
     threads = os.environ.get("RAYON_NUM_THREADS", str(os.cpu_count()))
     print(
-        f"otinverse {otinverse.__version__}, kernel {_core.simd_level()}, {threads} threads, POT {ot.__version__}"
+        f"otinverse {otinverse.__version__}, kernel {_core.simd_level()}, {threads} threads, "
+        f"POT {ot.__version__}"
     )
     rate = exp_rate()
     print(f"NumPy exp throughput (1 thread): {rate / 1e9:.2f}e9/s\n")
 
     print("dense cost, equal iterations")
     print(
-        f"{'n':>6} {'reg':>6} {'iters':>6} {'ours s/it':>10} {'POT log s/it':>13} {'ratio':>7} {'bound s/it':>11} {'OTT s/it':>9}"
+        f"{'n':>6} {'reg':>6} {'iters':>6} {'ours s/it':>10} {'POT log s/it':>13} {'ratio':>7} "
+        f"{'bound s/it':>11} {'OTT s/it':>9}"
     )
     for n in (1000, 4000):
         _, _, M = problem(n)
@@ -90,11 +93,14 @@ def main():
             iters = 20 if n == 1000 else 10
             pot_iters = iters if n == 1000 else 3
             ours = per_iteration(
-                lambda k: otinverse.sinkhorn(a, a, M, reg, max_iter=k, tol=0, warn=False), iters
+                lambda k, a=a, M=M, reg=reg: otinverse.sinkhorn(
+                    a, a, M, reg, max_iter=k, tol=0, warn=False
+                ),
+                iters,
             )
             t_pot, _ = timed(
-                lambda: ot.sinkhorn(
-                    a, a, M, reg, method="sinkhorn_log", numItermax=pot_iters, stopThr=0, warn=False
+                lambda a=a, M=M, reg=reg, k=pot_iters: ot.sinkhorn(
+                    a, a, M, reg, method="sinkhorn_log", numItermax=k, stopThr=0, warn=False
                 )
             )
             pot = t_pot / pot_iters
@@ -102,12 +108,14 @@ def main():
             ott = ott_per_iter(M, reg, iters)
             ott_s = f"{ott:9.4f}" if ott else "      n/a"
             print(
-                f"{n:>6} {reg:>6g} {iters:>6} {ours:10.4f} {pot:13.4f} {pot / ours:6.1f}x {bound:11.4f} {ott_s}"
+                f"{n:>6} {reg:>6g} {iters:>6} {ours:10.4f} {pot:13.4f} {pot / ours:6.1f}x "
+                f"{bound:11.4f} {ott_s}"
             )
 
     tol = 1e-5
     print(
-        f"\ndense cost, equal tolerance (L1 marginal error {tol:g}; POT's stopThr is an L2 column error, set to tol/sqrt(n))"
+        f"\ndense cost, equal tolerance (L1 marginal error {tol:g}; POT's stopThr is an L2 column "
+        "error, set to tol/sqrt(n))"
     )
     print(
         f"{'n':>6} {'reg':>6} {'ours s':>8} {'ours it':>8} {'POT s':>8} {'POT it':>8} {'ratio':>7}"
@@ -117,10 +125,10 @@ def main():
     a = np.full(n, 1 / n)
     for reg in (1e-2, 1e-3):
         t_ours, res = timed(
-            lambda: otinverse.sinkhorn(a, a, M, reg, max_iter=100_000, tol=tol, warn=False)
+            lambda reg=reg: otinverse.sinkhorn(a, a, M, reg, max_iter=100_000, tol=tol, warn=False)
         )
         t_pot, (_, log) = timed(
-            lambda: ot.sinkhorn(
+            lambda reg=reg: ot.sinkhorn(
                 a,
                 a,
                 M,
@@ -134,8 +142,9 @@ def main():
         )
         err_pot = np.exp(log["log_u"][:, None] + log["log_v"][None, :] - M / reg).sum(0) - a
         print(
-            f"{n:>6} {reg:>6g} {t_ours:8.3f} {res.n_iter:>8} {t_pot:8.3f} {log['niter']:>8} {t_pot / t_ours:6.1f}x"
-            f"   (final L1 errors: ours {res.marginal_error:.1e}, POT {np.abs(err_pot).sum() / a.sum():.1e})"
+            f"{n:>6} {reg:>6g} {t_ours:8.3f} {res.n_iter:>8} {t_pot:8.3f} {log['niter']:>8} "
+            f"{t_pot / t_ours:6.1f}x   (final L1 errors: ours {res.marginal_error:.1e}, "
+            f"POT {np.abs(err_pot).sum() / a.sum():.1e})"
         )
 
     print("\nonline cost |x - y|^2 (never stored), reg = 1e-2")
@@ -143,7 +152,7 @@ def main():
     for n, iters in ((10_000, 3), (100_000, 1)):
         x, y = points(n)
         t = per_iteration(
-            lambda k: otinverse.sinkhorn_points(
+            lambda k, x=x, y=y: otinverse.sinkhorn_points(
                 None, x, None, y, 1e-2, max_iter=k, tol=0, warn=False
             ),
             iters,

@@ -120,18 +120,21 @@ def main():
         "--boundary",
         choices=["valid", "reflect"],
         default="valid",
-        help="forward model at the edges: WPPRestorer's valid correlation, or mirrored (diagnostic)",
+        help="forward model at the edges: WPPRestorer's valid correlation, or mirrored "
+        "(diagnostic)",
     )
     ap.add_argument("--save", default=None, help="save the restorations to this .npz file")
     args = ap.parse_args()
     extra = {} if args.sinkhorn_iter is None else {"sinkhorn_max_iter": args.sinkhorn_iter}
     print(
-        f"size={args.size} max_iter={args.max_iter} n_reference_patches={args.n_ref} data_weight={args.data_weight} "
-        f"eps_scaling={args.eps_scaling} {extra} seed={args.seed} boundary={args.boundary} disk_radius={args.disk_radius}"
+        f"size={args.size} max_iter={args.max_iter} n_reference_patches={args.n_ref} "
+        f"data_weight={args.data_weight} eps_scaling={args.eps_scaling} {extra} seed={args.seed} "
+        f"boundary={args.boundary} disk_radius={args.disk_radius}"
     )
     print(
-        "| texture | method | bicubic | data only | clean ref | defective ref | Δ dB | Δ dB (whole image) "
-        "| Δ dB (16-px border) | defect share | defect mass | residual/σ (clean, defects) | s |"
+        "| texture | method | bicubic | data only | clean ref | defective ref | Δ dB "
+        "| Δ dB (whole image) | Δ dB (16-px border) | defect share | defect mass "
+        "| residual/σ (clean, defects) | s |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     saved = {}
@@ -172,9 +175,10 @@ def main():
                     sel = defect_patch_mask(est, mask)
                     share, mass = sel.mean(), restored.received_mass[0][sel].sum()
             print(
-                f"| {name} | {label} | {bicubic:.2f} | {plain:.2f} | {scores[0]:.2f} | {scores[1]:.2f} | "
-                f"{scores[1] - scores[0]:+.2f} | {whole[1] - whole[0]:+.2f} | {inner[1] - inner[0]:+.2f} | {share:.3f} | {mass:.1e} | "
-                f"{residuals[0]:.1f}, {residuals[1]:.1f} | "
+                f"| {name} | {label} | {bicubic:.2f} | {plain:.2f} | {scores[0]:.2f} "
+                f"| {scores[1]:.2f} | {scores[1] - scores[0]:+.2f} | {whole[1] - whole[0]:+.2f} "
+                f"| {inner[1] - inner[0]:+.2f} | {share:.3f} | {mass:.1e} "
+                f"| {residuals[0]:.1f}, {residuals[1]:.1f} | "
                 f"{time.perf_counter() - t:.0f} |",
                 flush=True,
             )

@@ -42,7 +42,7 @@ def as_float_array(x, name: str, *, ndim: int) -> np.ndarray:
 
 
 def as_weights(w, name: str, n: int, n_name: str) -> np.ndarray:
-    """Non-negative, finite weights of length ``n`` with positive mass; ``None`` means uniform 1/n."""
+    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n)."""
     if w is None:
         return np.full(n, 1.0 / n)
     arr = as_float_array(w, name, ndim=1)
@@ -88,15 +88,6 @@ def check_real(
         op = ">=" if low_inclusive else ">"
         raise InvalidArgumentError(f"{name}: must be {op} {low}, got {value}")
     return value
-
-
-def check_factor(value, name: str) -> float | None:
-    """``None`` or a number strictly between 0 and 1 (an ε-scaling factor)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise InvalidArgumentError(f"{name}: must be None or a factor in (0, 1), got {value!r}")
-    return float(value)
 
 
 def check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:

@@ -1,6 +1,6 @@
-"""The denoising experiment of Mignon et al. (§II, Fig. 1): a Gaussian texture and an imperfect patch
-model 0.8 N₁ + 0.2 N₂, N₁ the texture's own patch distribution and N₂ patches with a horizontal
-edge. Used by ``notebooks/suot_denoising.ipynb`` with :class:`~otinverse.WPPRestorer`
+"""The denoising experiment of Mignon et al. (§II, Fig. 1): a Gaussian texture and an imperfect
+patch model 0.8 N₁ + 0.2 N₂, N₁ the texture's own patch distribution and N₂ patches with a
+horizontal edge. Used by ``notebooks/suot_denoising.ipynb`` with :class:`~otinverse.WPPRestorer`
 (``forward_model="identity"``, ``fit(reference_patches=...)``).
 """
 
@@ -91,7 +91,7 @@ def make_texture_denoising(
         raise InvalidArgumentError(
             f"n_reference_patches: at most {pool.shape[0]}, got {n_reference_patches}"
         )
-    n_out = int(round(outlier_fraction * n_reference_patches))
+    n_out = int(np.rint(outlier_fraction * n_reference_patches))
     n_in = n_reference_patches - n_out
     inliers = pool[rng.choice(pool.shape[0], n_in, replace=False)]
     edge = np.where(np.arange(patch_size) < patch_size // 2, -edge_contrast, edge_contrast)

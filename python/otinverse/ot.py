@@ -86,7 +86,7 @@ def _weights(w, name: str, n: int) -> np.ndarray:
 
 
 def _warm_start(f_init, g_init):
-    """Float64 potentials, or ``None``; the core checks that they come in pairs and their lengths."""
+    """Float64 potentials, or ``None``; the core checks their pairing and lengths."""
     return tuple(
         None if v is None else as_float_array(v, name, ndim=1)
         for v, name in ((f_init, "f_init"), (g_init, "g_init"))

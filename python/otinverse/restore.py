@@ -27,24 +27,20 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import ClassVar
 
 import numpy as np
 from scipy import ndimage
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _core
 from ._core import InvalidArgumentError
-from ._validation import (
-    as_float_array,
-    check_factor,
-    check_int,
-    check_option,
-    check_real,
-    check_scalar_positive,
-)
+from ._validation import as_float_array
 
 __all__ = [
     "WPPRestoration",
@@ -75,7 +71,8 @@ def _valid_size(n: int, k: int, stride: int) -> int:
 
 
 def correlate_valid(image: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
-    """``out[r, c] = Σ_{u,v} kernel[u, v] image[stride·r + u, stride·c + v]`` (valid positions only)."""
+    """``out[r, c] = Σ_{u,v} kernel[u, v] image[stride·r + u, stride·c + v]`` (valid positions
+    only)."""
     k = kernel.shape[0]
     h, w = _valid_size(image.shape[0], k, stride), _valid_size(image.shape[1], k, stride)
     windows = np.lib.stride_tricks.sliding_window_view(image, (k, k))[::stride, ::stride][:h, :w]
@@ -202,15 +199,16 @@ class WPPRestorer(BaseEstimator):
         reference code keeps its dual variable); the first solve anneals ε by factors of 4 and
         gets 10 times ``sinkhorn_max_iter``. A factor q: every Adam step starts from (0, 0) and
         anneals ε from the patch clouds' diameter by q per stage with one update per stage, as
-        Mignon et al. §II describe (Feydy's ε-scaling), then runs ``sinkhorn_max_iter`` updates at ε.
+        Mignon et al. §II describe (Feydy's ε-scaling), then runs ``sinkhorn_max_iter`` updates
+        at ε.
     sinkhorn_tol : float, default=1e-3
         Relative L1 marginal error required of the final solve (see ``sinkhorn_final_max_iter``);
         the solves inside the descent stop early when they meet it.
     sinkhorn_final_max_iter : int, default=1000
         Budget of the solve at the returned image (warm-started), which gives the received
-        masses, the last ``ot`` values and ``sinkhorn_converged`` of :meth:`restore`. The solves inside the descent are
-        partial by design; a :class:`~sklearn.exceptions.ConvergenceWarning` is raised only when
-        this final solve misses ``sinkhorn_tol``.
+        masses, the last ``ot`` values and ``sinkhorn_converged`` of :meth:`restore`. The solves
+        inside the descent are partial by design; a :class:`~sklearn.exceptions.ConvergenceWarning`
+        is raised only when this final solve misses ``sinkhorn_tol``.
     random_state : int, RandomState or None
         Seeds the patch sampling and the noise of :meth:`degrade`.
     verbose : bool, default=False
@@ -229,6 +227,28 @@ class WPPRestorer(BaseEstimator):
     :meth:`predict` and :meth:`restore` leave these unchanged; the diagnostics of a restoration
     come back in the :class:`WPPRestoration` of :meth:`restore`.
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "scale_factor": [Interval(Integral, 1, None, closed="left")],
+        "patch_size": [Interval(Integral, 1, None, closed="left")],
+        "n_scales": [Interval(Integral, 1, None, closed="left")],
+        "reg": [Interval(Real, 0, None, closed="neither")],
+        "reach": [Interval(Real, 0, None, closed="neither"), None],
+        "image_reach": [Interval(Real, 0, None, closed="neither"), None],
+        "data_weight": [Interval(Real, 0, None, closed="neither"), None],
+        "forward_model": [StrOptions({"blur_subsample", "identity"})],
+        "n_reference_patches": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "init": [StrOptions({"bicubic", "constant"})],
+        "noise_std": [Interval(Real, 0, None, closed="left")],
+        "sinkhorn_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "sinkhorn_eps_scaling": [Interval(Real, 0, 1, closed="neither"), None],
+        "sinkhorn_tol": [Interval(Real, 0, None, closed="left")],
+        "sinkhorn_final_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -274,23 +294,12 @@ class WPPRestorer(BaseEstimator):
 
     # ----------------------------------------------------------------- validation and operators
     def _validate_params(self):
-        check_int(self.scale_factor, "scale_factor", 1)
-        check_int(self.patch_size, "patch_size", 1)
-        check_int(self.n_scales, "n_scales", 1)
-        check_scalar_positive(self.reg, "reg")
-        check_scalar_positive(self.reach, "reach", allow_none=True)
-        check_scalar_positive(self.image_reach, "image_reach", allow_none=True)
-        check_scalar_positive(self.data_weight, "data_weight", allow_none=True)
-        check_option(self.forward_model, "forward_model", ("blur_subsample", "identity"))
-        check_int(self.n_reference_patches, "n_reference_patches", 1)
-        check_int(self.max_iter, "max_iter", 1)
-        check_scalar_positive(self.learning_rate, "learning_rate")
-        check_option(self.init, "init", ("bicubic", "constant"))
-        check_real(self.noise_std, "noise_std", low=0.0)
-        check_int(self.sinkhorn_max_iter, "sinkhorn_max_iter", 1)
-        check_int(self.sinkhorn_final_max_iter, "sinkhorn_final_max_iter", 1)
-        check_factor(self.sinkhorn_eps_scaling, "sinkhorn_eps_scaling")
-        check_real(self.sinkhorn_tol, "sinkhorn_tol", low=0.0)
+        """Checks the hyper-parameters against ``_parameter_constraints`` (scikit-learn's
+        validation), raising the package's ``InvalidArgumentError`` naming the parameter."""
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidArgumentError(str(exc)) from None
 
     def _blur_kernel(self):
         s = int(self.scale_factor)
@@ -315,8 +324,8 @@ class WPPRestorer(BaseEstimator):
             shapes.append((_valid_size(h, 4, 2), _valid_size(w, 4, 2)))
         if len(shapes) < int(self.n_scales) or min(min(s) for s in shapes) < p:
             raise InvalidArgumentError(
-                f"{name}: a {shape[0]}×{shape[1]} image is too small for {self.n_scales} pyramid levels "
-                f"of {p}×{p} patches (level sizes {shapes})"
+                f"{name}: a {shape[0]}×{shape[1]} image is too small for {self.n_scales} pyramid "
+                f"levels of {p}×{p} patches (level sizes {shapes})"
             )
         return shapes
 
@@ -355,8 +364,9 @@ class WPPRestorer(BaseEstimator):
             for n in image.shape:
                 if n < k or (n - k) % s:
                     raise InvalidArgumentError(
-                        f"image: side {n} does not match scale_factor={s}: sides must be {k} + {s}·m "
-                        f"(the {k}×{k} blur is applied at valid positions with stride {s})"
+                        f"image: side {n} does not match scale_factor={s}: sides must be "
+                        f"{k} + {s}·m (the {k}×{k} blur is applied at valid positions with "
+                        f"stride {s})"
                     )
         low = self._forward(image)
         rng = check_random_state(self.random_state)
@@ -402,7 +412,8 @@ class WPPRestorer(BaseEstimator):
             levels = [reference_patches]
         else:
             raise InvalidArgumentError(
-                f"reference_patches: with n_scales={n_levels} give a list of {n_levels} patch arrays"
+                f"reference_patches: with n_scales={n_levels} give a list of {n_levels} patch "
+                "arrays"
             )
         if len(levels) != n_levels:
             raise InvalidArgumentError(
@@ -413,8 +424,9 @@ class WPPRestorer(BaseEstimator):
             arr = as_float_array(patches, f"reference_patches[{ell}]", ndim=2)
             if arr.shape[1] != p2:
                 raise InvalidArgumentError(
-                    f"reference_patches[{ell}]: rows must be flattened {self.patch_size}×{self.patch_size} "
-                    f"patches ({p2} values), got shape {arr.shape}"
+                    f"reference_patches[{ell}]: rows must be flattened "
+                    f"{self.patch_size}×{self.patch_size} patches ({p2} values), got shape "
+                    f"{arr.shape}"
                 )
             self.reference_patches_.append(np.ascontiguousarray(arr))
         self.reference_positions_ = [None] * n_levels
@@ -441,8 +453,8 @@ class WPPRestorer(BaseEstimator):
     def prior(self, image, *, potentials=None, sinkhorn_max_iter=None, sinkhorn_tol=None):
         """``(1/L) Σ_ℓ OT_{ε,ρ}(α_{A^ℓ x}, β_ℓ)`` and its gradient with respect to the pixels.
 
-        The gradient is eq. (7)–(8) of Mignon et al., ``2(a_i x_i − Σ_j π_ij y_j)`` per patch (g held
-        fixed, envelope theorem), folded onto the pixels and back through the pyramid.
+        The gradient is eq. (7)–(8) of Mignon et al., ``2(a_i x_i − Σ_j π_ij y_j)`` per patch
+        (g held fixed, envelope theorem), folded onto the pixels and back through the pyramid.
         ``potentials`` (from a previous ``info``) warm-start every scale at ε; without them each
         scale starts from (0, 0) and anneals ε (see ``sinkhorn_eps_scaling``). Returns
         ``(value, gradient, info)``; ``info`` holds per-scale values, potentials, received masses,
@@ -465,7 +477,8 @@ class WPPRestorer(BaseEstimator):
             if warm is not None:
                 budget, scaling, stage_iter, f0, g0 = max_iter, None, None, warm[0], warm[1]
             elif q is not None:
-                # Mignon et al. §II: from (0, 0), one update per ε of the annealing, then max_iter at ε.
+                # Mignon et al. §II: from (0, 0), one update per ε of the annealing, then
+                # max_iter at ε.
                 budget, scaling, stage_iter, f0, g0 = max_iter, float(q), 1, None, None
             else:
                 # First solve of the warm-started descent: ε-scaling by 4, each stage to 1e-3.

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornResult};
+use super::sinkhorn::{init_pair, plan_of, SinkhornOptions, SinkhornResult};
 use crate::core::cost::{CostKernel, PatchCost};
 use crate::core::error::check_positive;
 use crate::core::patches::{
@@ -178,12 +178,8 @@ fn patch_plan<'py>(
     y: PyReadonlyArray2<'py, f64>,
     reg: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (row, col, xv, yv) = (row.as_array(), col.as_array(), x.as_array(), y.as_array());
-    let plan = py.detach(|| -> Result<_, OtError> {
-        let k = PatchCost::new(xv, yv)?;
-        Ok(k.plan(&row.to_vec(), &col.to_vec(), reg))
-    });
-    Ok(plan.map_err(CoreError)?.into_pyarray(py))
+    let (xv, yv) = (x.as_array(), y.as_array());
+    plan_of(py, || PatchCost::new(xv, yv), &row, &col, reg)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -20,7 +20,6 @@ use crate::core::OtError;
 /// ``max_iter >= 1``, ``tol >= 0``, ``eps_scaling`` in (0, 1), ``stage_iter >= 1``) and raises
 /// ``InvalidArgumentError`` naming the option.
 #[pyclass(frozen, get_all, module = "otinverse._core")]
-#[derive(Clone)]
 pub struct SinkhornOptions {
     /// Entropic regularisation ε, in cost units.
     reg: f64,
@@ -250,12 +249,8 @@ fn plan_dense<'py>(
     cost: PyReadonlyArray2<'py, f64>,
     reg: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (row, col, view) = (row.as_array(), col.as_array(), cost.as_array());
-    let plan = py.detach(|| -> Result<_, OtError> {
-        let k = DenseCost::new(view)?;
-        Ok(k.plan(&row.to_vec(), &col.to_vec(), reg))
-    });
-    Ok(plan.map_err(CoreError)?.into_pyarray(py))
+    let view = cost.as_array();
+    plan_of(py, || DenseCost::new(view), &row, &col, reg)
 }
 
 /// The plan of the online cost |x − y|^p (materialised n×m on request).
@@ -269,12 +264,24 @@ fn plan_points<'py>(
     reg: f64,
     p: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (row, col, xv, yv) = (row.as_array(), col.as_array(), x.as_array(), y.as_array());
-    let plan = py.detach(|| -> Result<_, OtError> {
-        let k = PointCost::new(xv, yv, p)?;
-        Ok(k.plan(&row.to_vec(), &col.to_vec(), reg))
-    });
-    Ok(plan.map_err(CoreError)?.into_pyarray(py))
+    let (xv, yv) = (x.as_array(), y.as_array());
+    plan_of(py, || PointCost::new(xv, yv, p), &row, &col, reg)
+}
+
+/// The plan `P_ij = exp((row_i + col_j − C_ij)/reg)` of the kernel `kernel` builds,
+/// materialised with the GIL released.
+pub(super) fn plan_of<'py, K: CostKernel>(
+    py: Python<'py>,
+    kernel: impl FnOnce() -> Result<K, OtError> + Send,
+    row: &PyReadonlyArray1<'_, f64>,
+    col: &PyReadonlyArray1<'_, f64>,
+    reg: f64,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let (row, col) = (row.as_array(), col.as_array());
+    let plan = py
+        .detach(|| Ok::<_, OtError>(kernel()?.plan(&row.to_vec(), &col.to_vec(), reg)))
+        .map_err(CoreError)?;
+    Ok(plan.into_pyarray(py))
 }
 
 /// The n×m matrix `|x_i − y_j|^p` of two point clouds (x: n×d, y: m×d).

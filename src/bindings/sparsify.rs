@@ -6,8 +6,7 @@ use pyo3::types::PyDict;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use crate::core::cost::DenseCost;
-use crate::core::cost::GridCost;
+use crate::core::cost::{DenseCost, GridCost};
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 use crate::core::sparsify::{
     sparsify, sparsify_rawson2022, SparsifyOutput, SparsifyParams, StopReason,

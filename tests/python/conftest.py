@@ -1,5 +1,9 @@
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pytest
+from nbclient import NotebookClient
 
 
 def sq_cost(x, y):
@@ -10,3 +14,34 @@ def sq_cost(x, y):
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@pytest.fixture
+def run_notebook(monkeypatch):
+    """Executes ``notebooks/<name>`` in its fast configuration (``OTINVERSE_FAST=1``) and returns
+    the executed notebook. The kernel draws with the non-interactive Agg backend, set in its
+    environment: the notebooks themselves choose no backend, so that Jupyter shows their figures."""
+
+    def run(name: str):
+        monkeypatch.setenv("OTINVERSE_FAST", "1")
+        monkeypatch.setenv("MPLBACKEND", "Agg")
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        ).execute()
+        return nb
+
+    return run
+
+
+def notebook_text(nb) -> str:
+    """The text of every stream and plain-text output of a notebook's code cells."""
+    return "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )

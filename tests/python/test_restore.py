@@ -53,7 +53,7 @@ def test_semi_unbalanced_value_and_plan_match_pot(seed):
     res = _solve(a, x, b, y, reg, reach)
     assert res["converged"]
     M = cdist(x, y, "sqeuclidean")
-    plan_pot, log = ot.unbalanced.sinkhorn_unbalanced(
+    plan_pot, _log = ot.unbalanced.sinkhorn_unbalanced(
         a,
         b,
         M,
@@ -96,7 +96,7 @@ def test_balanced_value_and_plan_match_pot():
 
 
 def test_fused_plan_matches_dense_formula():
-    a, x, b, y = _clouds(9, 41, 36, 4, scale=1.0)
+    _a, x, _b, y = _clouds(9, 41, 36, 4, scale=1.0)
     rng = np.random.default_rng(5)
     row, col, reg = rng.normal(size=9), rng.normal(size=41), 0.7
     expected = np.exp((row[:, None] + col[None, :] - cdist(x, y, "sqeuclidean")) / reg)
@@ -163,7 +163,7 @@ def test_image_gradient_through_fold_and_pyramid_matches_finite_differences():
         random_state=0,
     ).fit(ref)
     image = rng.random((14, 14))
-    value, grad, info = est.prior(image)
+    _value, grad, info = est.prior(image)
     assert all(info["converged"])
     assert grad.shape == image.shape
     h = 1e-5
@@ -280,7 +280,7 @@ def test_predict_runs_and_lowers_objective(eps_scaling):
     assert r.data_weight == pytest.approx(est.default_data_weight((32, 32)))
     assert clone(est).get_params() == est.get_params()
     # The reported plan is that of the returned image.
-    value, _, info = est.prior(x, sinkhorn_max_iter=5000, sinkhorn_tol=1e-9)
+    _value, _, info = est.prior(x, sinkhorn_max_iter=5000, sinkhorn_tol=1e-9)
     np.testing.assert_allclose(r.ot, info["ot"], rtol=1e-3)
 
 
@@ -393,7 +393,7 @@ def test_fully_unbalanced_gradient_matches_finite_differences():
         random_state=0,
     ).fit(rng.random((24, 24)))
     image = rng.random((12, 12))
-    value, grad, info = est.prior(image)
+    _value, grad, info = est.prior(image)
     assert all(info["converged"])
     h, v = 1e-5, rng.standard_normal(image.shape)
     fd = (
@@ -444,7 +444,7 @@ def test_bad_images():
         est.predict(rng.random(6))
     with pytest.raises(InvalidArgumentError, match="low_res_image"):
         est.predict(np.full((6, 6), np.nan))
-    with pytest.raises(InvalidArgumentError, match="image.*scale_factor"):
+    with pytest.raises(InvalidArgumentError, match=r"image.*scale_factor"):
         est.degrade(rng.random((38, 36)))  # 38 is not 16 + 4m
     with pytest.raises(InvalidArgumentError, match="patch_size"):
         _core.extract_patches(rng.random((5, 5)), 0)

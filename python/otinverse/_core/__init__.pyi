@@ -1,6 +1,7 @@
 """Type stubs of the Rust extension module (hand-written; keep in step with src/bindings; checked
 by ``python -m mypy.stubtest otinverse._core``)."""
 
+from collections.abc import Callable
 from typing import final
 
 import numpy as np
@@ -111,8 +112,8 @@ def wasserstein_1d_cost(
 def simd_level() -> str: ...
 
 # --- unfolding (src/bindings/unfold.rs) ---
-from collections.abc import Callable
 
+@final
 class OtUnfoldOptions:
     reg: float
     reg_init: float
@@ -130,15 +131,16 @@ class OtUnfoldOptions:
         reg: float = 3e-5,
         reg_init: float = 1e-2,
         p: float = 2.0,
-        cost_normalization: str = "max",
+        cost_normalization: str = ...,
         n_init_iter: int = 100,
         max_iter: int = 25,
         tol: float | None = None,
         dr_iter: int = 25,
         dr_step: float = 1e-3,
-        projection: str = "douglas-rachford",
+        projection: str = ...,
     ) -> OtUnfoldOptions: ...
 
+@final
 class OtUnfoldResult:
     weights: NDArray[np.float64]
     shape_history: NDArray[np.float64]
@@ -182,6 +184,8 @@ def kerb_orthogonal_projection(
     x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
 ) -> NDArray[np.float64]: ...
 def wright_omega_array(t: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+@final
 class RichardsonLucyOptions:
     max_iter: int
     ts: str | None
@@ -196,6 +200,7 @@ class RichardsonLucyOptions:
         cov_type: str | None = None,
     ) -> RichardsonLucyOptions: ...
 
+@final
 class RichardsonLucyResult:
     unfolded: NDArray[np.float64]
     history: NDArray[np.float64]

@@ -14,7 +14,8 @@ mod grid;
 mod patches;
 mod points;
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
+use rayon::prelude::*;
 
 pub use dense::DenseCost;
 pub use grid::GridCost;
@@ -63,4 +64,23 @@ pub(crate) fn rows_per_task(row_len: usize) -> usize {
 pub(crate) fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
     a
+}
+
+/// Overwrites a materialised cost matrix with the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`
+/// (exact `f64::exp`, so zero weights give exact zeros).
+pub(crate) fn plan_from_cost(
+    mut cost: Array2<f64>,
+    row: &[f64],
+    col: &[f64],
+    eps: f64,
+) -> Array2<f64> {
+    cost.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut prow)| {
+            prow.iter_mut()
+                .zip(col)
+                .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
+        });
+    cost
 }

@@ -5,10 +5,10 @@
 //! It implements [`CostKernel`], so [`crate::core::sinkhorn::sinkhorn`] solves OT_{ε,ρ} on it
 //! unchanged; [`PatchCost::moments`] adds the one extra pass the patch gradient needs.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
 
-use super::{add_into, CostKernel, PlanSums};
+use super::{add_into, plan_from_cost, CostKernel, PlanSums};
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse};
 use crate::core::simd::{dot, exp, mul_add, multiversion, LANES};
@@ -412,16 +412,7 @@ impl CostKernel for PatchCost {
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
-        let mut p = self.dense();
-        p.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(i, mut prow)| {
-                prow.iter_mut()
-                    .zip(col)
-                    .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
-            });
-        p
+        plan_from_cost(self.dense(), row, col, eps)
     }
 }
 
@@ -430,6 +421,7 @@ mod tests {
     use super::*;
     use crate::core::cost::PointCost;
     use crate::core::testing::cloud;
+    use ndarray::Axis;
 
     #[test]
     fn fused_kernel_matches_point_cost() {

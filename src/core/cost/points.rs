@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use super::{add_into, rows_per_task, CostKernel, PlanSums};
+use super::{add_into, plan_from_cost, rows_per_task, CostKernel, PlanSums};
 use crate::core::error::{check_exponent, check_finite, OtError, Result};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
@@ -265,16 +265,7 @@ impl CostKernel for PointCost {
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
-        let mut p = self.dense();
-        p.axis_iter_mut(Axis(0))
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(i, mut prow)| {
-                prow.iter_mut()
-                    .zip(col)
-                    .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
-            });
-        p
+        plan_from_cost(self.dense(), row, col, eps)
     }
 }
 
