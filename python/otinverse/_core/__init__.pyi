@@ -30,6 +30,7 @@ class SinkhornOptions:
         eps_scaling: float | None = None,
         overrelaxation: bool = True,
         stage_iter: int | None = None,
+        kernel: str = "auto",
     ) -> SinkhornOptions: ...
     @property
     def reg(self) -> float: ...
@@ -49,6 +50,8 @@ class SinkhornOptions:
     def overrelaxation(self) -> bool: ...
     @property
     def stage_iter(self) -> int | None: ...
+    @property
+    def kernel(self) -> str: ...
 
 @final
 class SinkhornResult:
@@ -68,6 +71,8 @@ class SinkhornResult:
     def marginal_error(self) -> float: ...
     @property
     def converged(self) -> bool: ...
+    @property
+    def stages(self) -> list[tuple[int, float, int, float]]: ...
 
 def sinkhorn_dense(
     a: NDArray[np.float64],
@@ -182,6 +187,7 @@ def kerb_orthogonal_projection(
     x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
 ) -> NDArray[np.float64]: ...
 def wright_omega_array(t: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
 class RichardsonLucyOptions:
     max_iter: int
     ts: str | None
