@@ -282,7 +282,19 @@ pub fn sinkhorn<K: CostKernel + ?Sized>(
         }
         KernelChoice::Stored32 => {
             if let Some(k) = StoredKernel::<K, f32>::new(kernel, &a_vec, &b_vec) {
-                return solve(&k, a, b, params, init);
+                let out = solve(&k, a, b, params, init)?;
+                if out.converged || out.n_iter >= params.max_iter {
+                    return Ok(out);
+                }
+                // The f32 rounding can leave the exact plan just above `tol` where the stored
+                // kernel's own estimate is below it: the last updates run in f64.
+                let mut exact = params.clone();
+                exact.kernel = KernelChoice::Stored64;
+                exact.max_iter = params.max_iter - out.n_iter;
+                let mut finished =
+                    sinkhorn(kernel, a, b, &exact, Some((out.f.view(), out.g.view())))?;
+                finished.n_iter += out.n_iter;
+                return Ok(finished);
             }
         }
         KernelChoice::Sparse => {
