@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
-use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams, Update};
+use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
@@ -39,12 +39,15 @@ pub struct SinkhornOptions {
     overrelaxation: bool,
     /// Updates per intermediate ε-scaling stage; ``None`` iterates each to a loose tolerance.
     stage_iter: Option<usize>,
+    /// How the iterations evaluate the Gibbs kernel: ``"auto"``, ``"log"``, ``"stored"``,
+    /// ``"stored_f32"`` or ``"sparse"`` (point clouds only).
+    kernel: String,
 }
 
 #[pymethods]
 impl SinkhornOptions {
     #[new]
-    #[pyo3(signature = (*, reg, reach_a=None, reach_b=None, max_iter=1000, tol=1e-9, update="alternating", eps_scaling=None, overrelaxation=true, stage_iter=None))]
+    #[pyo3(signature = (*, reg, reach_a=None, reach_b=None, max_iter=1000, tol=1e-9, update="alternating", eps_scaling=None, overrelaxation=true, stage_iter=None, kernel="auto"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         reg: f64,
@@ -56,6 +59,7 @@ impl SinkhornOptions {
         eps_scaling: Option<f64>,
         overrelaxation: bool,
         stage_iter: Option<usize>,
+        kernel: &str,
     ) -> Self {
         SinkhornOptions {
             reg,
@@ -67,6 +71,7 @@ impl SinkhornOptions {
             eps_scaling,
             overrelaxation,
             stage_iter,
+            kernel: kernel.to_owned(),
         }
     }
 
@@ -74,7 +79,7 @@ impl SinkhornOptions {
         let opt = |v: Option<f64>| v.map_or("None".to_owned(), |v| format!("{v:?}"));
         format!(
             "SinkhornOptions(reg={:?}, reach_a={}, reach_b={}, max_iter={}, tol={:?}, \
-             update='{}', eps_scaling={}, overrelaxation={}, stage_iter={})",
+             update='{}', eps_scaling={}, overrelaxation={}, stage_iter={}, kernel='{}')",
             self.reg,
             opt(self.reach_a),
             opt(self.reach_b),
@@ -84,6 +89,7 @@ impl SinkhornOptions {
             opt(self.eps_scaling),
             if self.overrelaxation { "True" } else { "False" },
             self.stage_iter.map_or("None".to_owned(), |v| v.to_string()),
+            self.kernel,
         )
     }
 }
@@ -102,6 +108,21 @@ impl SinkhornOptions {
                 ))
             }
         };
+        let kernel = match self.kernel.as_str() {
+            "auto" => KernelChoice::Auto,
+            "log" => KernelChoice::Log,
+            "stored" => KernelChoice::Stored64,
+            "stored_f32" => KernelChoice::Stored32,
+            "sparse" => KernelChoice::Sparse,
+            other => {
+                return Err(OtError::invalid(
+                    "kernel",
+                    format!(
+                        "must be 'auto', 'log', 'stored', 'stored_f32' or 'sparse', got {other:?}"
+                    ),
+                ))
+            }
+        };
         Ok(SinkhornParams {
             eps: self.reg,
             reach_a: self.reach_a,
@@ -112,6 +133,7 @@ impl SinkhornOptions {
             eps_scaling: self.eps_scaling,
             stage_iter: self.stage_iter,
             overrelaxation: self.overrelaxation,
+            kernel,
         })
     }
 }
@@ -133,6 +155,10 @@ pub struct SinkhornResult {
     marginal_error: f64,
     /// Whether ``marginal_error <= tol`` was reached within ``max_iter``.
     converged: bool,
+    /// The ε stages of a multiscale solve, coarse levels first, as ``(points, reg, n_iter,
+    /// kept_per_row)``: the level's number of points (rows), its ε, its iterations and the mean
+    /// stored kernel entries per row. Empty for a single-level solve.
+    stages: Vec<(usize, f64, usize, f64)>,
 }
 
 impl SinkhornResult {
@@ -146,6 +172,11 @@ impl SinkhornResult {
             n_iter: out.n_iter,
             marginal_error: out.marginal_error,
             converged: out.converged,
+            stages: out
+                .stages
+                .iter()
+                .map(|s| (s.points, s.eps, s.n_iter, s.kept_per_row))
+                .collect(),
         }
     }
 }
@@ -213,7 +244,7 @@ fn sinkhorn_dense(
     )
 }
 
-/// Sinkhorn on the online cost |x − y|^p of two point clouds (x: n×d, y: m×d).
+/// Sinkhorn on the cost |x − y|^p of two point clouds (x: n×d, y: m×d), never materialised.
 #[pyfunction]
 #[pyo3(signature = (a, x, b, y, p, options, f_init=None, g_init=None))]
 #[allow(clippy::too_many_arguments)]
@@ -228,16 +259,14 @@ fn sinkhorn_points(
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<SinkhornResult> {
-    let (xv, yv) = (x.as_array(), y.as_array());
-    solve(
-        py,
-        || PointCost::new(xv, yv, p),
-        &a,
-        &b,
-        options,
-        &f_init,
-        &g_init,
-    )
+    let params = options.params().map_err(CoreError)?;
+    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
+    let (xv, yv, av, bv) = (x.as_array(), y.as_array(), a.as_array(), b.as_array());
+    // The core picks the kernel (online, stored or truncated multiscale) for the point clouds.
+    let out = run_interruptible(py, || {
+        crate::core::sinkhorn::sinkhorn_points(xv, yv, p, av, bv, &params, init)
+    })?;
+    Ok(SinkhornResult::new(py, out))
 }
 
 /// `P_ij = exp((row_i + col_j − C_ij)/reg)` for a dense cost (`row = f + reg·log a`, `col = g + reg·log b`).

@@ -4,6 +4,7 @@ pub mod cost;
 pub mod error;
 pub mod interrupt;
 pub mod logsumexp;
+pub mod neighbours;
 pub mod patches;
 pub mod simd;
 pub mod sinkhorn;

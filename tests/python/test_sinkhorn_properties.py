@@ -88,6 +88,7 @@ options = st.fixed_dictionaries(
         "overrelaxation": st.booleans(),
         "eps_scaling": st.sampled_from([None, 0.5]),
         "tol": st.sampled_from([1e-6, 1e-9]),
+        "kernel": st.sampled_from(["auto", "log", "stored", "stored_f32"]),
     }
 )
 
@@ -122,6 +123,24 @@ def test_converged_means_the_returned_plan_is_within_tol(problem, opts, dense):
     recomputed = plan_marginal_error(problem, res)
     assert abs(recomputed - res.marginal_error) <= 1e-8 + 1e-6 * res.marginal_error
     assert (res.plan >= 0).all()
+
+
+@given(problems(max_n=60), st.sampled_from(["stored", "stored_f32", "sparse"]), st.booleans())
+def test_every_kernel_gives_the_log_domain_plan(problem, kernel, scaling):
+    # The stored kernels iterate on another representation; the plan, the finiteness and the
+    # honesty of `converged` must not depend on it.
+    dense = kernel != "sparse"
+    kw = {"tol": 1e-6 if kernel == "stored_f32" else 1e-9, "eps_scaling": 0.5 if scaling else None}
+    reference = solve(problem, dense, kernel="log", **kw)
+    res = solve(problem, dense, kernel=kernel, **kw)
+    assert np.isfinite(res.f).all() and np.isfinite(res.g).all()
+    assert res.converged == (res.marginal_error <= kw["tol"])
+    recomputed = plan_marginal_error(problem, res)
+    assert abs(recomputed - res.marginal_error) <= 1e-8 + 1e-6 * res.marginal_error
+    assume(res.converged and reference.converged)
+    mass = max(problem.a.sum(), problem.b.sum())
+    # Both plans are within tol of the same fixed point.
+    np.testing.assert_allclose(res.plan, reference.plan, atol=10 * kw["tol"] * mass)
 
 
 @given(problems(), st.sampled_from(["alternating", "symmetric"]))

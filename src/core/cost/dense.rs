@@ -185,6 +185,19 @@ impl CostKernel for DenseCost<'_> {
         }
     }
 
+    fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {
+        let line = if self.transposed {
+            self.view.column(i)
+        } else {
+            self.view.row(i)
+        };
+        match line.to_slice() {
+            Some(s) => out.copy_from_slice(s),
+            None => out.iter_mut().zip(line).for_each(|(o, c)| *o = *c),
+        }
+        true
+    }
+
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         let c = if self.transposed {
             self.view.t()

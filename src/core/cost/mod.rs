@@ -53,6 +53,12 @@ pub trait CostKernel: Sync {
 
     /// The dense plan `P_ij = exp((row_i + col_j − C_ij)/ε)` (exact `f64::exp`, so zero weights give exact zeros).
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64>;
+
+    /// Writes row `i` of the cost into `out` (length m) and returns true when this kernel can
+    /// give its entries one row at a time (stored kernels are built from them); false otherwise.
+    fn cost_row(&self, _i: usize, _out: &mut [f64]) -> bool {
+        false
+    }
 }
 
 /// Rows per rayon task: enough work per task to amortise scheduling on small problems.

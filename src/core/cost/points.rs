@@ -264,6 +264,11 @@ impl CostKernel for PointCost {
         }
     }
 
+    fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {
+        cost_tile(&self.xt, i, &self.yt, 0, self.p, out);
+        true
+    }
+
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         plan_from_cost(self.dense(), row, col, eps)
     }

@@ -14,10 +14,44 @@ mod relaxation;
 
 use ndarray::{Array1, ArrayView1};
 
+mod multiscale;
+mod sparse;
+mod stabilized;
+
 use crate::core::cost::CostKernel;
 use crate::core::error::{check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
+pub use multiscale::sinkhorn_points;
 use relaxation::{safe_factor, HalfStep, Relaxation};
+pub use sparse::SparseBuilder;
+pub use stabilized::{Stabilized, Stored, StoredKernel};
+
+/// How the iterations evaluate the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// The stored kernel when the cost can be materialised within [`STORED_BUDGET`] bytes and
+    /// the iterations are many (f32 storage when `tol` allows it, see [`F32_MIN_TOL`]), else the
+    /// log domain.
+    Auto,
+    /// Log-domain softmins, `2·n·m` exponentials per iteration: exact, memory O(n + m) beyond the cost.
+    Log,
+    /// A stabilized stored kernel in f64 (Schmitzer 2019, Alg. 2).
+    Stored64,
+    /// The same in f32: half the memory traffic, sums in f64, marginal error still measured on
+    /// the exact plan.
+    Stored32,
+    /// The truncated stabilized kernel with a coarse-to-fine start: point clouds only
+    /// ([`sinkhorn_points`]).
+    Sparse,
+}
+
+/// Largest stored kernel `Auto` builds, in bytes.
+pub const STORED_BUDGET: usize = 1 << 29;
+/// Size of an f64 kernel below which `Auto` keeps f64: it stays in the last-level cache.
+pub const CACHED_KERNEL: usize = 16 << 20;
+/// Smallest `tol` `Auto` serves from an f32 kernel: its rounding (≈ 6e-8 relative per entry)
+/// stays well below it.
+pub const F32_MIN_TOL: f64 = 1e-6;
 
 /// How the two potentials are updated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +84,8 @@ pub struct SinkhornParams {
     /// Adaptive over-relaxation of the alternating updates (same fixed point, far fewer
     /// iterations at small ε; the last update is always a plain one).
     pub overrelaxation: bool,
+    /// The kernel representation of the iterations.
+    pub kernel: KernelChoice,
 }
 
 impl SinkhornParams {
@@ -64,6 +100,7 @@ impl SinkhornParams {
             eps_scaling: None,
             stage_iter: None,
             overrelaxation: true,
+            kernel: KernelChoice::Auto,
         }
     }
 
@@ -112,6 +149,19 @@ pub struct SinkhornOutput {
     /// `‖P1 − a e^{−f/ρ_a}‖₁/|a| + ‖Pᵀ1 − b e^{−g/ρ_b}‖₁/|b|` of the returned potentials.
     pub marginal_error: f64,
     pub converged: bool,
+    /// The stages of a multiscale solve (coarse levels first), empty for a single-level one.
+    pub stages: Vec<StageReport>,
+}
+
+/// One ε stage of a multiscale solve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageReport {
+    /// Points (rows) of the level this stage ran on.
+    pub points: usize,
+    pub eps: f64,
+    pub n_iter: usize,
+    /// Mean stored kernel entries per row at the end of the stage (m for a dense level).
+    pub kept_per_row: f64,
 }
 
 /// One marginal: weights, their logs, its potential and its relaxation.
@@ -225,7 +275,73 @@ fn softmin<K: CostKernel + ?Sized>(
 
 /// Solves the (semi-/un-)balanced entropic OT problem between `a` (rows) and `b` (columns).
 /// `init` warm-starts from given potentials (ε-scaling is then skipped: the start is already close).
+/// The iterations run on the representation `params.kernel` picks; the returned statistics and
+/// marginal error are always those of the exact plan.
 pub fn sinkhorn<K: CostKernel + ?Sized>(
+    kernel: &K,
+    a: ArrayView1<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+) -> Result<SinkhornOutput> {
+    let (a_vec, b_vec) = (a.to_vec(), b.to_vec());
+    match choose_kernel(kernel.shape(), params) {
+        KernelChoice::Stored64 => {
+            if let Some(k) = StoredKernel::<K, f64>::new(kernel, &a_vec, &b_vec) {
+                return solve(&k, a, b, params, init);
+            }
+        }
+        KernelChoice::Stored32 => {
+            if let Some(k) = StoredKernel::<K, f32>::new(kernel, &a_vec, &b_vec) {
+                let out = solve(&k, a, b, params, init)?;
+                if out.converged || out.n_iter >= params.max_iter {
+                    return Ok(out);
+                }
+                // The f32 rounding can leave the exact plan just above `tol` where the stored
+                // kernel's own estimate is below it: the last updates run in f64.
+                let mut exact = params.clone();
+                exact.kernel = KernelChoice::Stored64;
+                exact.max_iter = params.max_iter - out.n_iter;
+                let mut finished =
+                    sinkhorn(kernel, a, b, &exact, Some((out.f.view(), out.g.view())))?;
+                finished.n_iter += out.n_iter;
+                return Ok(finished);
+            }
+        }
+        KernelChoice::Sparse => {
+            return Err(OtError::invalid(
+                "kernel",
+                "'sparse' needs point clouds (sinkhorn_points), not a cost matrix",
+            ))
+        }
+        KernelChoice::Log | KernelChoice::Auto => {}
+    }
+    solve(kernel, a, b, params, init)
+}
+
+/// The representation `Auto` resolves to (an explicit choice is kept).
+fn choose_kernel((n, m): (usize, usize), params: &SinkhornParams) -> KernelChoice {
+    if params.kernel != KernelChoice::Auto {
+        return params.kernel;
+    }
+    // Building the kernel costs about one log-domain iteration.
+    if params.max_iter < 3 {
+        return KernelChoice::Log;
+    }
+    let entries = n.saturating_mul(m);
+    // f32 halves the traffic of a kernel that streams from memory; one that stays in cache
+    // gains nothing from it.
+    let in_cache = entries.saturating_mul(8) <= CACHED_KERNEL;
+    if params.tol >= F32_MIN_TOL && !in_cache && entries.saturating_mul(4) <= STORED_BUDGET {
+        KernelChoice::Stored32
+    } else if entries.saturating_mul(8) <= STORED_BUDGET {
+        KernelChoice::Stored64
+    } else {
+        KernelChoice::Log
+    }
+}
+
+fn solve<K: CostKernel + ?Sized>(
     kernel: &K,
     a: ArrayView1<'_, f64>,
     b: ArrayView1<'_, f64>,
@@ -585,6 +701,7 @@ fn finish<K: CostKernel + ?Sized>(
         n_iter,
         marginal_error: error,
         converged: error <= tol,
+        stages: Vec::new(),
     })
 }
 

@@ -1,0 +1,362 @@
+//! Sinkhorn between point clouds: the kernel layer's choice between the online log-domain
+//! kernel, a stored dense kernel and the truncated kernel with a coarse-to-fine start (see
+//! [`super::sparse`]).
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use super::sparse::{SparseBuilder, SPARSE_BUDGET};
+use super::stabilized::Stabilized;
+use super::{
+    sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, StageReport, Update, STORED_BUDGET,
+};
+use crate::core::cost::{CostKernel, PointCost};
+use crate::core::error::{check_weights, Result};
+use crate::core::neighbours::KdTree;
+
+/// Largest dimension served by the truncated kernel: the k-d tree prunes well only in low d.
+const SPARSE_MAX_DIM: usize = 3;
+/// Points per coarse cluster.
+const COARSENING: usize = 16;
+/// Largest fraction of the n·m entries a truncated stage may keep: above it the stage runs on
+/// the coarse level.
+const SPARSE_FRACTION: f64 = 0.125;
+/// Largest coarse level solved without truncation (entries).
+const DENSE_COARSE: usize = 4_000_000;
+
+/// Whether `Auto` sends a point-cloud problem to the truncated kernel.
+fn wants_sparse(n: usize, m: usize, dim: usize, params: &SinkhornParams) -> bool {
+    match params.kernel {
+        KernelChoice::Sparse => true,
+        KernelChoice::Auto => {
+            dim <= SPARSE_MAX_DIM
+                && params.update == Update::Alternating
+                && n.saturating_mul(m).saturating_mul(8) > STORED_BUDGET
+        }
+        _ => false,
+    }
+}
+
+/// Sinkhorn with the cost `|x_i − y_j|^p`, on the kernel `params.kernel` asks for (see
+/// [`KernelChoice`]); the truncated kernel always anneals ε (factor `eps_scaling`, 0.5 if unset)
+/// from a coarse level unless warm-started.
+pub fn sinkhorn_points(
+    x: ArrayView2<'_, f64>,
+    y: ArrayView2<'_, f64>,
+    p: f64,
+    a: ArrayView1<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+) -> Result<SinkhornOutput> {
+    solve_points(x, y, p, a, b, params, init, SPARSE_BUDGET as f64)
+}
+
+/// [`sinkhorn_points`] with the largest number of entries a truncated kernel may store.
+#[allow(clippy::too_many_arguments)]
+fn solve_points(
+    x: ArrayView2<'_, f64>,
+    y: ArrayView2<'_, f64>,
+    p: f64,
+    a: ArrayView1<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    params: &SinkhornParams,
+    init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
+    budget: f64,
+) -> Result<SinkhornOutput> {
+    let kernel = PointCost::new(x, y, p)?;
+    let (n, m) = kernel.shape();
+    if !wants_sparse(n, m, x.ncols(), params) || a.len() != n || b.len() != m {
+        return sinkhorn(&kernel, a, b, params, init);
+    }
+    params.validate()?;
+    let mass = check_weights("a", a.iter())?;
+    check_weights("b", b.iter())?;
+    let flat = |v: ArrayView2<'_, f64>| v.as_standard_layout().iter().copied().collect::<Vec<_>>();
+    let (xs, ys) = (flat(x), flat(y));
+    let builder = SparseBuilder::new(&xs, &ys, x.ncols(), p, mass);
+    let (a_vec, b_vec) = (a.to_vec(), b.to_vec());
+    let sparse = Stabilized::with_builder(&kernel, builder, &a_vec, &b_vec);
+    let q = params.eps_scaling.unwrap_or(0.5);
+    let mut stage = params.clone();
+    stage.kernel = KernelChoice::Log; // `sparse` is the kernel itself
+    stage.eps_scaling = None;
+    let (mut f, mut g, schedule, mut reports) = match init {
+        Some((f, g)) => (f.to_owned(), g.to_owned(), Vec::new(), Vec::new()),
+        None => coarse_start(&xs, &ys, x.ncols(), p, a, b, &kernel, params, q, budget)?,
+    };
+    let mut n_iter: usize = reports.iter().map(|r: &StageReport| r.n_iter).sum();
+    if kept_entries(&xs, &ys, x.ncols(), p, params.eps) > budget {
+        // Too many entries to store even at the target: the online kernel finishes from the
+        // coarse start.
+        let mut fine = params.clone();
+        fine.kernel = KernelChoice::Log;
+        fine.eps_scaling = None;
+        fine.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
+        let mut out = sinkhorn(&kernel, a, b, &fine, Some((f.view(), g.view())))?;
+        reports.push(report(n, params.eps, out.n_iter, n * m));
+        out.n_iter += n_iter;
+        out.stages = reports;
+        return Ok(out);
+    }
+    // Intermediate stages only prepare the next one's start: their statistics are not returned,
+    // so they come from the stored kernel instead of the plan's full support.
+    sparse.set_exact_statistics(false);
+    for eps in schedule {
+        stage.eps = eps;
+        stage.tol = params.tol.max(1e-3);
+        stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
+        let out = sinkhorn(&sparse, a, b, &stage, Some((f.view(), g.view())))?;
+        reports.push(report(n, eps, out.n_iter, sparse.entries()));
+        (f, g, n_iter) = (out.f, out.g, n_iter + out.n_iter);
+    }
+    sparse.set_exact_statistics(true);
+    stage.eps = params.eps;
+    stage.tol = params.tol;
+    stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
+    let mut out = sinkhorn(&sparse, a, b, &stage, Some((f.view(), g.view())))?;
+    reports.push(report(n, params.eps, out.n_iter, sparse.entries()));
+    out.n_iter += n_iter;
+    out.stages = reports;
+    Ok(out)
+}
+
+fn report(points: usize, eps: f64, n_iter: usize, entries: usize) -> StageReport {
+    StageReport {
+        points,
+        eps,
+        n_iter,
+        kept_per_row: entries as f64 / points.max(1) as f64,
+    }
+}
+
+/// The reports of a coarse solve: its own stages, or one line for a single-level solve.
+fn coarse_reports(out: SinkhornOutput, points: usize, eps: f64) -> Vec<StageReport> {
+    if out.stages.is_empty() {
+        vec![report(points, eps, out.n_iter, points * points)]
+    } else {
+        out.stages
+    }
+}
+
+/// The ε stages above the target, from the cost's diameter by the factor `q`; a stage closer
+/// than √q to the target is left out (the target stage starts from the one before).
+fn schedule(diameter: f64, target: f64, q: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut e = diameter;
+    while e * q.sqrt() > target {
+        out.push(e);
+        e *= q;
+    }
+    out
+}
+
+/// Stored entries a truncated kernel keeps at `eps`, estimated from the volume of the ball
+/// `|x − y|^p ≤ Tε` against the clouds' bounding box.
+fn kept_entries(xs: &[f64], ys: &[f64], dim: usize, p: f64, eps: f64) -> f64 {
+    let mut volume = 1.0;
+    for k in 0..dim {
+        let (lo, hi) = xs
+            .iter()
+            .skip(k)
+            .step_by(dim)
+            .chain(ys.iter().skip(k).step_by(dim))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        volume *= (hi - lo).max(1e-12);
+    }
+    let radius = (32.0 * eps).powf(1.0 / p);
+    let ball = match dim {
+        1 => 2.0 * radius,
+        2 => std::f64::consts::PI * radius * radius,
+        _ => 4.0 / 3.0 * std::f64::consts::PI * radius.powi(3),
+    };
+    let (n, m) = ((xs.len() / dim) as f64, (ys.len() / dim) as f64);
+    n * m * (ball / volume).min(1.0)
+}
+
+/// (f, g) at the switching ε, the fine stages left, and the coarse levels' stage reports.
+type CoarseStart = (Array1<f64>, Array1<f64>, Vec<f64>, Vec<StageReport>);
+
+/// Solves the stages where the kernel is too dense to truncate on clusters of the points, and
+/// carries the potentials to the points at the first ε the truncated kernel can afford.
+#[allow(clippy::too_many_arguments)]
+fn coarse_start(
+    xs: &[f64],
+    ys: &[f64],
+    dim: usize,
+    p: f64,
+    a: ArrayView1<'_, f64>,
+    b: ArrayView1<'_, f64>,
+    kernel: &PointCost,
+    params: &SinkhornParams,
+    q: f64,
+    budget: f64,
+) -> Result<CoarseStart> {
+    let stages = schedule(kernel.diameter(), params.eps, q);
+    // Truncation pays once it drops most entries; above that the clusters are cheaper.
+    let (n, m) = kernel.shape();
+    let affordable = budget.min(SPARSE_FRACTION * n as f64 * m as f64);
+    let first_fine = stages
+        .iter()
+        .position(|&e| kept_entries(xs, ys, dim, p, e) <= affordable)
+        .unwrap_or(stages.len());
+    if first_fine == 0 {
+        return Ok((Array1::zeros(n), Array1::zeros(m), stages, Vec::new()));
+    }
+    let switch = stages.get(first_fine).copied().unwrap_or(params.eps);
+    let (cx, ca, x_of) = clusters(xs, a, dim, n / COARSENING);
+    let (cy, cb, y_of) = clusters(ys, b, dim, m / COARSENING);
+    let mut coarse = params.clone();
+    coarse.eps = switch;
+    coarse.eps_scaling = Some(q);
+    coarse.tol = params.tol.max(1e-3);
+    // A large coarse level truncates its own small-ε stages, on a coarser level still.
+    coarse.kernel = if cx.nrows() * cy.nrows() > DENSE_COARSE {
+        KernelChoice::Sparse
+    } else {
+        KernelChoice::Auto
+    };
+    let out = solve_points(
+        cx.view(),
+        cy.view(),
+        p,
+        ca.view(),
+        cb.view(),
+        &coarse,
+        None,
+        budget,
+    )?;
+    // f_i = softmin_ε over the coarse columns, and likewise g_j: the c-transforms that
+    // extend the coarse potentials to every point.
+    let x_view = ArrayView2::from_shape((n, dim), xs).expect("n×dim");
+    let y_view = ArrayView2::from_shape((m, dim), ys).expect("m×dim");
+    let term = |pot: &Array1<f64>, w: &Array1<f64>| -> Vec<f64> {
+        pot.iter()
+            .zip(w)
+            .map(|(v, w)| v + switch * w.ln())
+            .collect()
+    };
+    let to_x = PointCost::new(x_view, cy.view(), p)?;
+    let to_y = PointCost::new(y_view, cx.view(), p)?;
+    let mut f = vec![0.0; n];
+    let mut g = vec![0.0; m];
+    let shift_f: Vec<f64> = x_of.iter().map(|&c| out.f[c]).collect();
+    let shift_g: Vec<f64> = y_of.iter().map(|&c| out.g[c]).collect();
+    to_x.softmin_rows(&term(&out.g, &cb), &shift_f, switch, &mut f);
+    to_y.softmin_rows(&term(&out.f, &ca), &shift_g, switch, &mut g);
+    Ok((
+        Array1::from(f),
+        Array1::from(g),
+        stages[first_fine.min(stages.len())..].to_vec(),
+        coarse_reports(out, cx.nrows(), switch),
+    ))
+}
+
+/// About `count` clusters of the points (k-d tree cells): barycentres, summed weights, and the
+/// cluster of each point.
+fn clusters(
+    points: &[f64],
+    w: ArrayView1<'_, f64>,
+    dim: usize,
+    count: usize,
+) -> (Array2<f64>, Array1<f64>, Vec<usize>) {
+    let tree = KdTree::new(points, dim);
+    let cells = tree.clusters(tree.depth_for(count.max(1)));
+    let mut centres = Array2::zeros((cells.len(), dim));
+    let mut mass = Array1::zeros(cells.len());
+    let mut of = vec![0; w.len()];
+    for (c, &(s, e)) in cells.iter().enumerate() {
+        let members = &tree.order[s..e];
+        let total: f64 = members.iter().map(|&i| w[i as usize]).sum();
+        for &i in members {
+            let i = i as usize;
+            of[i] = c;
+            // Zero-mass cells keep their plain mean so they stay finite.
+            let weight = if total > 0.0 {
+                w[i] / total
+            } else {
+                1.0 / members.len() as f64
+            };
+            for k in 0..dim {
+                centres[(c, k)] += weight * points[i * dim + k];
+            }
+        }
+        mass[c] = total;
+    }
+    (centres, mass, of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn cloud(n: usize, seed: u64) -> Array2<f64> {
+        let mut state = seed;
+        Array2::from_shape_fn((n, 2), |_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        })
+    }
+
+    fn plan(
+        k: &PointCost,
+        out: &SinkhornOutput,
+        a: &Array1<f64>,
+        b: &Array1<f64>,
+        eps: f64,
+    ) -> Array2<f64> {
+        let row: Vec<f64> = out.f.iter().zip(a).map(|(f, a)| f + eps * a.ln()).collect();
+        let col: Vec<f64> = out.g.iter().zip(b).map(|(g, b)| g + eps * b.ln()).collect();
+        k.plan(&row, &col, eps)
+    }
+
+    #[test]
+    fn truncated_multiscale_gives_the_log_domain_plan() {
+        let (n, m) = (400, 300);
+        let (x, y) = (cloud(n, 5), cloud(m, 6));
+        let mut a = Array1::from_shape_fn(n, |i| 1.0 + (i % 7) as f64);
+        a /= a.sum();
+        let b = Array1::from_elem(m, 1.0 / m as f64);
+        let k = PointCost::new(x.view(), y.view(), 2.0).unwrap();
+        for (eps, budget) in [(1e-3, 1e12), (1e-3, 2e4), (2e-4, 5e3)] {
+            let mut params = SinkhornParams::new(eps);
+            params.tol = 1e-9;
+            params.max_iter = 100_000;
+            params.eps_scaling = Some(0.5);
+            params.kernel = KernelChoice::Log;
+            let reference = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
+            params.kernel = KernelChoice::Sparse;
+            let out = solve_points(
+                x.view(),
+                y.view(),
+                2.0,
+                a.view(),
+                b.view(),
+                &params,
+                None,
+                budget,
+            )
+            .unwrap();
+            assert!(out.converged && out.marginal_error <= 1e-9, "{out:?}");
+            let (p0, p1) = (
+                plan(&k, &reference, &a, &b, eps),
+                plan(&k, &out, &a, &b, eps),
+            );
+            // The reported error is that of the full plan.
+            let rows = p1.sum_axis(ndarray::Axis(1));
+            let cols = p1.sum_axis(ndarray::Axis(0));
+            let err = (&rows - &a).mapv(f64::abs).sum() + (&cols - &b).mapv(f64::abs).sum();
+            assert!(
+                (err - out.marginal_error).abs() < 1e-12,
+                "{err} vs {}",
+                out.marginal_error
+            );
+            let gap = (&p0 - &p1).iter().fold(0.0f64, |s, v| s.max(v.abs()));
+            assert!(gap < 1e-9, "eps {eps} budget {budget}: {gap}");
+        }
+    }
+}
