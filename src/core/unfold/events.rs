@@ -30,10 +30,14 @@ use crate::core::error::{check_finite, OtError, Result};
 #[derive(Clone, Debug)]
 pub enum McResponse<'a> {
     /// M samples per gen point in consecutive rows of the detector points (L·M rows; a row of
-    /// NaN = not reconstructed), with optional per-sample weights (L, M).
+    /// NaN = not reconstructed), with optional per-sample weights (L, M) and an optional
+    /// efficiency per gen point (L) that replaces the fraction of reconstructed samples (a
+    /// smoothed estimate: with few samples per point the fraction k/M is noisy, and dividing by
+    /// it biases the efficiency correction upwards, E[1/ε̂] > 1/ε).
     Samples {
         per_point: usize,
         sample_weight: Option<ArrayView2<'a, f64>>,
+        efficiency: Option<ArrayView1<'a, f64>>,
     },
     /// A response `R` (m×L) with column sums in [0, 1] (the efficiencies).
     Dense(ArrayView2<'a, f64>),
@@ -90,7 +94,14 @@ impl McModel {
             McResponse::Samples {
                 per_point,
                 sample_weight,
-            } => Self::from_samples(points, *per_point, *sample_weight, gw),
+                efficiency,
+            } => {
+                let mut model = Self::from_samples(points, *per_point, *sample_weight, gw)?;
+                if let Some(e) = efficiency {
+                    model.replace_efficiency(*e)?;
+                }
+                Ok(model)
+            }
             McResponse::Dense(r) => Self::from_dense(points, *r, gw),
         }
     }
@@ -229,6 +240,37 @@ impl McModel {
             rows,
             response: Response::new_dense(rbar)?,
         })
+    }
+
+    /// Replaces the per-point fractions of reconstructed samples by a given efficiency (in
+    /// [0, 1], one per gen point). A point whose given efficiency is 0 is not seen; a point
+    /// without a reconstructed sample stays unseen whatever its efficiency (it has no response).
+    fn replace_efficiency(&mut self, efficiency: ArrayView1<'_, f64>) -> Result<()> {
+        let l = self.efficiency.len();
+        if efficiency.len() != l {
+            return Err(OtError::shape(
+                "efficiency",
+                format!("has {} entries but gen has {l} points", efficiency.len()),
+            ));
+        }
+        check_finite("efficiency", efficiency.iter())?;
+        if efficiency.iter().any(|e| !(0.0..=1.0).contains(e)) {
+            return Err(OtError::invalid("efficiency", "entries must lie in [0, 1]"));
+        }
+        if efficiency.iter().all(|e| *e == 0.0) {
+            return Err(OtError::invalid("efficiency", "all entries are zero"));
+        }
+        if let Some(c) = self.seen.iter().position(|&k| efficiency[k] == 0.0) {
+            return Err(OtError::invalid(
+                "efficiency",
+                format!(
+                    "gen point {} has reconstructed samples but efficiency 0",
+                    self.seen[c]
+                ),
+            ));
+        }
+        self.efficiency.assign(&efficiency);
+        Ok(())
     }
 
     /// True when every gen point is seen, fully reconstructed, with equal MC weights: the
