@@ -11,7 +11,10 @@ gen_weight=None, reco_mask=None, fakes=None, fake_weight=None)``:
   for M = 1 — the sampled response ``R_ik = 1/M`` (Craig et al., eq. 18 and §4.1.3). A sample
   that was **not reconstructed** (inefficiency) is a row of NaN, as OmniFold's placeholder
   value; ``reco_mask`` ((L,) or (L, M), True = reconstructed) says the same without touching
-  ``reco``. The efficiency of a gen point is its weighted fraction of reconstructed samples.
+  ``reco``. The efficiency of a gen point is, by default (``efficiency="kernel"``), a local-linear
+  kernel regression of the reconstruction indicator over the gen points
+  (:func:`~otinverse.unfolding.efficiency.smoothed_efficiency`); with ``efficiency="sample"`` its
+  own weighted fraction of reconstructed samples.
   Or, with an explicit ``response`` (m, L) whose column sums are the efficiencies, ``reco`` are
   the m detector points.
 * ``fakes``: detector-level events without a gen counterpart (fakes, background), (f,) or
