@@ -11,7 +11,8 @@ the error as the data ⊕ MC bootstrap (``n_replicas`` Poisson(1) replicas each)
 edges (−1, −0.75, −0.4, 0, 0.4, 1): each populated — the halves of the peaks at −0.75 and 0 test
 the resolution, the last holds the peak at 0.75 — against the expected truth (``n_events`` ·
 ΔCDF, mean −0.1875): the data bootstrap covers the Poisson fluctuation of the data about its
-expectation, the MC bootstrap that of the response. ``estimator``: ``ot`` (default) or ``rl``; ``eff``: ``kernel`` (default) or ``sample``.
+expectation, the MC bootstrap that of the response. ``estimator``: ``ot`` (default) or ``rl``;
+``eff``: ``kernel`` (default) or ``sample``; ``n_events``: expected true events (default 2000).
 
 The regularisation bias is measured separately: the unfolding of the Asimov data (the expected
 measured distribution on a fine grid, weights = expected events) with a large MC (M = 100); its
@@ -120,7 +121,11 @@ def main(n_experiments=200, n_replicas=40, name="ot", eff="kernel", n_events=N_E
     N_EVENTS = n_events
     est = make_estimator(name, eff)
     t0 = time.perf_counter()
-    rows = [pseudo_experiment(s, est, n_replicas) for s in range(n_experiments)]
+    rows = []
+    for s in range(n_experiments):
+        rows.append(pseudo_experiment(s, est, n_replicas))
+        if (s + 1) % 20 == 0:
+            print(f"{s + 1} pseudo-experiments, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     pulls, values, errors, truths = (np.array(r) for r in zip(*rows, strict=True))
     bias = regularisation_bias(est)
     print(
