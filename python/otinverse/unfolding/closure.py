@@ -10,9 +10,10 @@ bootstrap replicas of the pseudo-data, and their sum, the mean squared error.
 
 Recommendation: scan on pseudo-data with the statistics of the real data and a truth that
 differs from the MC prior as much as the data plausibly does (e.g. the MC reweighted), and
-take the value of least MSE; where the MSE is flat, prefer the less regularised value (fewer
-iterations of RL, a larger ``max_iter`` of OT only when the MSE keeps falling), because the
-bias does not show up in the bootstrap errors while the variance does. The squared bias
+take the value of least MSE; where the MSE is flat, prefer the less regularised value (more
+iterations, smaller ε), because the bias does not show up in the bootstrap errors while the
+variance does. Then quote the closure test's remaining deviation at that value as a systematic
+uncertainty: the bootstrap covers statistics only. The squared bias
 includes one statistical fluctuation of the pseudo-data (its expectation is bias² + variance
 at the truth sample's statistics); ``bias2_corrected`` subtracts the bootstrap variance, which
 is the better estimate when pseudo-data and truth come from the same events.
