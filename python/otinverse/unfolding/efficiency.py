@@ -55,8 +55,8 @@ def smoothed_efficiency(gen, reconstructed, total, *, bandwidth=None):
     total = np.asarray(total, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(total > 0, reconstructed / total, 0.0)
-    if np.all(reconstructed == total):
-        return fraction
+    if np.all(reconstructed == total) or not (reconstructed > 0).any():
+        return fraction  # nothing to smooth (the core rejects an MC with nothing reconstructed)
     L, d = gen.shape
     if bandwidth is None:
         bandwidth = L ** (-1.0 / (d + 4))

@@ -426,3 +426,52 @@ pub fn ot_unfold_events(
         iteration,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 gen points × 2 samples; point 1 has one sample not reconstructed, point 2 none.
+    fn samples() -> Array2<f64> {
+        let nan = f64::NAN;
+        Array2::from_shape_vec((6, 1), vec![0.0, 0.1, 1.0, nan, nan, nan]).unwrap()
+    }
+
+    fn model(efficiency: Option<&Array1<f64>>) -> Result<McModel> {
+        let mc = McResponse::Samples {
+            per_point: 2,
+            sample_weight: None,
+            efficiency: efficiency.map(|e| e.view()),
+        };
+        McModel::new(samples().view(), &mc, 3, None)
+    }
+
+    #[test]
+    fn given_efficiency_replaces_the_fractions_and_keeps_the_response() {
+        let plain = model(None).unwrap();
+        assert_eq!(plain.efficiency.to_vec(), vec![1.0, 0.5, 0.0]);
+        let given = Array1::from(vec![0.9, 0.7, 0.6]);
+        let smoothed = model(Some(&given)).unwrap();
+        assert_eq!(smoothed.efficiency, given);
+        assert_eq!(smoothed.seen, plain.seen); // point 2 has no sample: still unseen
+        assert_eq!(smoothed.rows, plain.rows);
+        // σ = signal τ/ε on the seen points; the unseen one keeps the MC share.
+        let tau = Array1::from(vec![0.5, 0.5]);
+        let sigma = smoothed.events_from_tau(tau.view(), 10.0);
+        assert!((sigma[0] - 5.0 / 0.9).abs() < 1e-12 && (sigma[1] - 5.0 / 0.7).abs() < 1e-12);
+        assert!((sigma[2] - (sigma[0] + sigma[1]) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn given_efficiency_is_validated() {
+        for (e, word) in [
+            (vec![0.5, 0.5], "entries"),
+            (vec![0.5, 1.5, 0.5], "[0, 1]"),
+            (vec![0.5, f64::NAN, 0.5], "NaN"),
+            (vec![0.5, 0.0, 0.5], "efficiency 0"),
+        ] {
+            let err = model(Some(&Array1::from(e))).unwrap_err().to_string();
+            assert!(err.contains("efficiency") && err.contains(word), "{err}");
+        }
+    }
+}
