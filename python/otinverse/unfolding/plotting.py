@@ -18,12 +18,16 @@ def _centres(edges):
     return 0.5 * (edges[1:] + edges[:-1])
 
 
-def plot_unfolded(results, truth=None, *, labels=None, truth_label="truth", axes=None):
+def plot_unfolded(
+    results, truth=None, *, labels=None, truth_label="truth", ratio_ylim=(0.0, 2.0), axes=None
+):
     """Unfolded :class:`~otinverse.unfolding.bootstrap.BinnedResult` (one, or a list with the
     same edges) as points with error bars, ``truth`` (counts in the same bins) as a step line,
     and below a ratio panel (unfolded / truth, or / the first result without truth).
 
-    ``axes``: a pair (main, ratio) to draw into; default a new figure. Returns (main, ratio).
+    ``ratio_ylim``: the ratio panel's range (None: matplotlib's, which a nearly empty truth bin
+    stretches). ``axes``: a pair (main, ratio) to draw into; default a new figure. Returns
+    (main, ratio).
     """
     import matplotlib.pyplot as plt
 
@@ -48,6 +52,8 @@ def plot_unfolded(results, truth=None, *, labels=None, truth_label="truth", axes
             main.errorbar(x + shift, res.values, yerr=res.std, fmt="o", ms=3, label=label)
             ratio.errorbar(x + shift, res.values / ref, yerr=res.std / ref, fmt="o", ms=3)
     ratio.axhline(1.0, color="k", lw=0.8)
+    if ratio_ylim is not None:
+        ratio.set_ylim(*ratio_ylim)
     main.set_ylabel("events per bin")
     ratio.set_ylabel(f"/ {truth_label if truth is not None else labels[0]}")
     main.legend()
