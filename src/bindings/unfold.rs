@@ -191,10 +191,12 @@ fn with_progress<T: Send>(
 /// OT unfolding of MC events with weights, inefficiency and fakes (Craig et al., eq. 21–28):
 /// `reco` holds the detector points, `per_point` consecutive samples per gen point (a row of
 /// NaN = not reconstructed) with optional `sample_weight` (L, M), or with `response` (m×L,
-/// column sums = efficiencies) the m points of a dense response.
+/// column sums = efficiencies) the m points of a dense response. `efficiency` (L) replaces the
+/// sampled fractions of reconstructed samples (a smoothed estimate).
 #[pyfunction]
 #[pyo3(signature = (reco, measured, measured_weight, options, *, n_gen, per_point=0, sample_weight=None,
-    response=None, gen_weight=None, fakes=None, fake_weight=None, prior=None, progress=None))]
+    response=None, gen_weight=None, fakes=None, fake_weight=None, prior=None, efficiency=None,
+    progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn ot_unfold_events<'py>(
     py: Python<'py>,
@@ -210,14 +212,23 @@ fn ot_unfold_events<'py>(
     fakes: Option<PyReadonlyArray2<'py, f64>>,
     fake_weight: Option<PyReadonlyArray1<'py, f64>>,
     prior: Option<PyReadonlyArray1<'py, f64>>,
+    efficiency: Option<PyReadonlyArray1<'py, f64>>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<OtUnfoldResult> {
     let params = options.params()?;
     let mc = match &response {
+        Some(_) if efficiency.is_some() => {
+            return Err(CoreError(OtError::invalid(
+                "efficiency",
+                "not used with an explicit response (its column sums are the efficiencies)",
+            ))
+            .into())
+        }
         Some(r) => McResponse::Dense(r.as_array()),
         None => McResponse::Samples {
             per_point,
             sample_weight: sample_weight.as_ref().map(|s| s.as_array()),
+            efficiency: efficiency.as_ref().map(|e| e.as_array()),
         },
     };
     let fakes = match (&fakes, &fake_weight) {

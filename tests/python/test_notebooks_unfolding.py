@@ -9,7 +9,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["unfolding_1d.ipynb", "jet_mass_2d.ipynb"])
+@pytest.mark.parametrize(
+    "name", ["unfolding_1d.ipynb", "jet_mass_2d.ipynb", "unfolding_analysis.ipynb"]
+)
 def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("OTINVERSE_FAST", "1")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)

@@ -160,7 +160,7 @@ def test_ot_iteration_matches_numpy_with_general_response():
     ref = numpy_ot_unfold(reco.reshape(-1), R, measured, nu, n_iter=8)
     assert max_rel(est.history_["weights"], ref) < 1e-10
     # fold() is Rσ on the detector points.
-    pts, w = est.fold()
+    _, w = est.fold()
     np.testing.assert_allclose(w, R @ est.weights_)
 
 

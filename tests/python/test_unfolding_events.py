@@ -69,7 +69,11 @@ def test_inefficiency_nan_rows_equal_mask_and_give_efficiencies():
     mask[0] = False  # a gen point never reconstructed
     nan_reco = np.where(mask, reco, np.nan)
     # bin_range covers the measured events (the response's own range would leave six out).
-    for Est in (oi.OTUnfolder(max_iter=8), oi.RichardsonLucyUnfolder(8, 5, bin_range=(-2, 2))):
+    # The per-point model: efficiencies are the fractions of reconstructed samples.
+    for Est in (
+        oi.OTUnfolder(max_iter=8, efficiency="sample"),
+        oi.RichardsonLucyUnfolder(8, 5, bin_range=(-2, 2), efficiency="sample"),
+    ):
         a = clone(Est).fit(measured, gen=gen, reco=nan_reco)
         b = clone(Est).fit(measured, gen=gen, reco=reco, reco_mask=mask)
         np.testing.assert_array_equal(a.weights_, b.weights_)
@@ -80,13 +84,20 @@ def test_inefficiency_nan_rows_equal_mask_and_give_efficiencies():
         np.testing.assert_allclose(a.weights_[seen] @ a.efficiency_[seen], 50.0, rtol=1e-9)
 
 
-def test_ot_with_inefficiency_matches_numpy_on_the_normalised_response():
-    # Seen points: R̄ normalised over reconstructed samples, reference τ̂ ∝ ε, σ = τ/ε.
+@pytest.mark.parametrize("efficiency", ["sample", "kernel"])
+def test_ot_with_inefficiency_matches_numpy_on_the_normalised_response(efficiency):
+    # Seen points: R̄ normalised over reconstructed samples, reference τ̂ ∝ ε, σ = τ/ε, with ε
+    # the fractions of reconstructed samples or the kernel-smoothed efficiency.
     gen, reco, measured = small_1d(L=10, M=3, n=30, seed=7)
     mask = np.ones((10, 3), bool)
     mask[[1, 4, 4, 7], [0, 1, 2, 2]] = False
-    est = oi.OTUnfolder(max_iter=6).fit(measured, gen=gen, reco=reco, reco_mask=mask)
+    est = oi.OTUnfolder(max_iter=6, efficiency=efficiency)
+    est.fit(measured, gen=gen, reco=reco, reco_mask=mask)
     eff = mask.mean(1)
+    if efficiency == "kernel":
+        assert np.abs(est.efficiency_ - eff).max() > 0.05
+        eff = est.efficiency_
+    np.testing.assert_allclose(est.efficiency_, eff, rtol=1e-15)
     R = np.zeros((mask.sum(), 10))
     rows = np.flatnonzero(mask.reshape(-1))
     R[np.arange(len(rows)), rows // 3] = 1.0 / mask.sum(1)[rows // 3]

@@ -172,6 +172,7 @@ def ot_unfold_events(
     fakes: NDArray[np.float64] | None = None,
     fake_weight: NDArray[np.float64] | None = None,
     prior: NDArray[np.float64] | None = None,
+    efficiency: NDArray[np.float64] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> OtUnfoldResult: ...
 def kerb_projection_dr(

@@ -5,16 +5,31 @@ scans, and the plots of an analysis.
 
 * :mod:`.estimators`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
 * :mod:`.bootstrap`: :func:`bootstrap`, :class:`BootstrapResult`.
+* :mod:`.efficiency`: :func:`smoothed_efficiency` (the estimators' default efficiency model).
+* :mod:`.closure`: :func:`closure_test`, :func:`scan` (bias², variance, MSE).
+* :mod:`.plotting`: :func:`plot_unfolded`, :func:`plot_correlation`, :func:`plot_scan`.
 """
 
-from .bootstrap import BootstrapResult, bootstrap
+from .bootstrap import BinnedResult, BootstrapResult, bootstrap
+from .closure import ClosureResult, ScanResult, closure_test, scan
+from .efficiency import smoothed_efficiency
 from .estimators import OTUnfolder, RichardsonLucyUnfolder, UnfoldingProblem, richardson_lucy
+from .plotting import plot_correlation, plot_scan, plot_unfolded
 
 __all__ = [
+    "BinnedResult",
     "BootstrapResult",
+    "ClosureResult",
     "OTUnfolder",
     "RichardsonLucyUnfolder",
+    "ScanResult",
     "UnfoldingProblem",
     "bootstrap",
+    "closure_test",
+    "plot_correlation",
+    "plot_scan",
+    "plot_unfolded",
     "richardson_lucy",
+    "scan",
+    "smoothed_efficiency",
 ]

@@ -112,7 +112,10 @@ def _run_dask(client, estimator, problem, source, seeds, bar):
     own = not isinstance(client, Client)
     client = Client(client) if own else client
     try:
-        est_f, prob_f = client.scatter([estimator, problem], broadcast=True)
+        # hash=False: fresh keys per run. With content-hashed keys, a second bootstrap of the same
+        # problem reuses the first run's keys while the scheduler is still releasing them, and its
+        # replicas fail with "lost dependencies".
+        est_f, prob_f = client.scatter([estimator, problem], broadcast=True, hash=False)
         futures = [client.submit(_fit_replica, est_f, prob_f, source, s, pure=False) for s in seeds]
         index = {f.key: i for i, f in enumerate(futures)}
         out = [None] * len(seeds)

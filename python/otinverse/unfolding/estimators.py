@@ -11,7 +11,10 @@ gen_weight=None, reco_mask=None, fakes=None, fake_weight=None)``:
   for M = 1 — the sampled response ``R_ik = 1/M`` (Craig et al., eq. 18 and §4.1.3). A sample
   that was **not reconstructed** (inefficiency) is a row of NaN, as OmniFold's placeholder
   value; ``reco_mask`` ((L,) or (L, M), True = reconstructed) says the same without touching
-  ``reco``. The efficiency of a gen point is its weighted fraction of reconstructed samples.
+  ``reco``. The efficiency of a gen point is, by default (``efficiency="kernel"``), a local-linear
+  kernel regression of the reconstruction indicator over the gen points
+  (:func:`~otinverse.unfolding.efficiency.smoothed_efficiency`); with ``efficiency="sample"`` its
+  own weighted fraction of reconstructed samples.
   Or, with an explicit ``response`` (m, L) whose column sums are the efficiencies, ``reco`` are
   the m detector points.
 * ``fakes``: detector-level events without a gen counterpart (fakes, background), (f,) or
@@ -44,6 +47,7 @@ from .. import _core
 from .._core import InvalidArgumentError
 from .._validation import as_float_array, as_points
 from ..metrics import wasserstein2_squared
+from .efficiency import smoothed_efficiency
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
 
@@ -309,6 +313,25 @@ class _UnfolderMixin:
         """Fits a coerced :class:`UnfoldingProblem` (the bootstrap refits these)."""
         raise NotImplementedError
 
+    def _smoothed_efficiency(self, problem):
+        """The kernel-smoothed efficiency of every gen point (``efficiency="kernel"``, sampled
+        response), or None to use the fractions of reconstructed samples."""
+        p = problem
+        if self.efficiency == "sample" or p.response is not None:
+            return None
+        if not np.isnan(p.points[:, 0]).any():  # fully reconstructed: the plain problem
+            return None
+        L, M = p.n_gen, p.per_point
+        s = np.ones((L, M)) if p.sample_weight is None else p.sample_weight
+        gw = np.ones(L) if p.gen_weight is None else p.gen_weight
+        reco = ~np.isnan(p.points[:, 0]).reshape(L, M)
+        return smoothed_efficiency(
+            p.gen,
+            gw * (s * reco).sum(axis=1),
+            gw * s.sum(axis=1),
+            bandwidth=self.efficiency_bandwidth,
+        )
+
     @property
     def normalized_weights_(self):
         """The unfolded shape: ``weights_ / weights_.sum()``."""
@@ -408,6 +431,14 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         ``dr_step``, or ``"exact"``: the exact KL projection (closed form for the sampled block
         response, Newton for a general one) — the limit DR converges to.
     track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
+    efficiency : ``"kernel"`` (default) estimates each gen point's efficiency by local-linear
+        kernel regression of the reconstruction indicator over the gen points
+        (:func:`~otinverse.unfolding.efficiency.smoothed_efficiency`), ``"sample"`` by its own
+        fraction of reconstructed samples (noisy with few samples per point, and the 1/ε
+        correction then biases the event counts upwards). Only for a sampled response; a fully
+        reconstructed MC is unchanged either way.
+    efficiency_bandwidth : the kernel's width in standard deviations of the gen points (default
+        Scott's rule L^(−1/(d+4))).
     verbose : tqdm progress bar.
 
     Attributes
@@ -431,6 +462,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         "dr_iter": [Interval(Integral, 0, None, closed="left")],
         "dr_step": [Interval(Real, 0, None, closed="neither")],
         "track_w2": ["boolean"],
+        "efficiency": [StrOptions({"kernel", "sample"})],
+        "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
         "verbose": ["verbose"],
     }
 
@@ -447,6 +480,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         dr_iter=25,
         dr_step=1e-3,
         track_w2=False,
+        efficiency="kernel",
+        efficiency_bandwidth=None,
         verbose=False,
     ):
         self.reg = reg
@@ -460,6 +495,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         self.dr_iter = dr_iter
         self.dr_step = dr_step
         self.track_w2 = track_w2
+        self.efficiency = efficiency
+        self.efficiency_bandwidth = efficiency_bandwidth
         self.verbose = verbose
 
     def _options(self):
@@ -493,6 +530,7 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
                 fakes=problem.fakes,
                 fake_weight=problem.fake_weight,
                 prior=problem.prior,
+                efficiency=self._smoothed_efficiency(problem),
                 progress=cb,
             )
         finally:
@@ -626,6 +664,9 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
     history_ (``weights`` shapes (n_iter, L), ``ts``, ``w2`` when tracked), binned_response_
     (n_bin, L), binned_measured_ (n_bin,) normalised, bin_edges_, n_measured_outside_,
     covariance_ and mc_covariance_ (L, L) when ``cov_type`` is set.
+
+    ``efficiency`` and ``efficiency_bandwidth``: as :class:`OTUnfolder` (the smoothed efficiency
+    rescales each gen point's column of the binned response).
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -637,6 +678,8 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         "ts_stopping": [Interval(Real, 0, None, closed="neither")],
         "cov_type": [StrOptions({"multinomial", "poisson"}), None],
         "track_w2": ["boolean"],
+        "efficiency": [StrOptions({"kernel", "sample"})],
+        "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
         "verbose": ["verbose"],
     }
 
@@ -650,6 +693,8 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         ts_stopping=0.01,
         cov_type=None,
         track_w2=False,
+        efficiency="kernel",
+        efficiency_bandwidth=None,
         verbose=False,
     ):
         self.n_bins = n_bins
@@ -660,6 +705,8 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         self.ts_stopping = ts_stopping
         self.cov_type = cov_type
         self.track_w2 = track_w2
+        self.efficiency = efficiency
+        self.efficiency_bandwidth = efficiency_bandwidth
         self.verbose = verbose
 
     def fit_problem(self, problem):
@@ -671,6 +718,10 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         edges, counts = _bin_edges(reco_rows, self.n_bins, self.bin_range)
         n_bin = int(np.prod(counts))
         rbar, n_mc = _binned_response(p, edges, counts, n_bin)
+        smoothed = self._smoothed_efficiency(p)
+        if smoothed is not None:  # columns keep their detector shape, with sums ε̃_k
+            fraction = rbar.sum(axis=0)
+            rbar *= np.divide(smoothed, fraction, out=np.zeros_like(fraction), where=fraction > 0)
         nubar = _binned_counts(p.measured, p.measured_weight, edges, counts, n_bin)
         background = None
         if p.fakes is not None:
@@ -687,8 +738,8 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         mc_weight = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
         if p.sample_weight is not None:
             mc_weight = mc_weight * p.sample_weight.mean(axis=1)
-        eff = rbar.sum(axis=0)
-        seen = (eff > 0) & (mc_weight > 0)
+        seen = (rbar.sum(axis=0) > 0) & (mc_weight > 0)
+        eff = rbar.sum(axis=0) if smoothed is None else smoothed
         prior = None if p.prior is None else p.prior[seen]
         nu, res = self._unfold(
             rbar[rows][:, seen], nubar[rows], background, rows, prior, n_mc[seen]

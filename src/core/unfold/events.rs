@@ -30,10 +30,14 @@ use crate::core::error::{check_finite, OtError, Result};
 #[derive(Clone, Debug)]
 pub enum McResponse<'a> {
     /// M samples per gen point in consecutive rows of the detector points (L·M rows; a row of
-    /// NaN = not reconstructed), with optional per-sample weights (L, M).
+    /// NaN = not reconstructed), with optional per-sample weights (L, M) and an optional
+    /// efficiency per gen point (L) that replaces the fraction of reconstructed samples (a
+    /// smoothed estimate: with few samples per point the fraction k/M is noisy, and dividing by
+    /// it biases the efficiency correction upwards, E[1/ε̂] > 1/ε).
     Samples {
         per_point: usize,
         sample_weight: Option<ArrayView2<'a, f64>>,
+        efficiency: Option<ArrayView1<'a, f64>>,
     },
     /// A response `R` (m×L) with column sums in [0, 1] (the efficiencies).
     Dense(ArrayView2<'a, f64>),
@@ -90,7 +94,14 @@ impl McModel {
             McResponse::Samples {
                 per_point,
                 sample_weight,
-            } => Self::from_samples(points, *per_point, *sample_weight, gw),
+                efficiency,
+            } => {
+                let mut model = Self::from_samples(points, *per_point, *sample_weight, gw)?;
+                if let Some(e) = efficiency {
+                    model.replace_efficiency(*e)?;
+                }
+                Ok(model)
+            }
             McResponse::Dense(r) => Self::from_dense(points, *r, gw),
         }
     }
@@ -229,6 +240,37 @@ impl McModel {
             rows,
             response: Response::new_dense(rbar)?,
         })
+    }
+
+    /// Replaces the per-point fractions of reconstructed samples by a given efficiency (in
+    /// [0, 1], one per gen point). A point whose given efficiency is 0 is not seen; a point
+    /// without a reconstructed sample stays unseen whatever its efficiency (it has no response).
+    fn replace_efficiency(&mut self, efficiency: ArrayView1<'_, f64>) -> Result<()> {
+        let l = self.efficiency.len();
+        if efficiency.len() != l {
+            return Err(OtError::shape(
+                "efficiency",
+                format!("has {} entries but gen has {l} points", efficiency.len()),
+            ));
+        }
+        check_finite("efficiency", efficiency.iter())?;
+        if efficiency.iter().any(|e| !(0.0..=1.0).contains(e)) {
+            return Err(OtError::invalid("efficiency", "entries must lie in [0, 1]"));
+        }
+        if efficiency.iter().all(|e| *e == 0.0) {
+            return Err(OtError::invalid("efficiency", "all entries are zero"));
+        }
+        if let Some(c) = self.seen.iter().position(|&k| efficiency[k] == 0.0) {
+            return Err(OtError::invalid(
+                "efficiency",
+                format!(
+                    "gen point {} has reconstructed samples but efficiency 0",
+                    self.seen[c]
+                ),
+            ));
+        }
+        self.efficiency.assign(&efficiency);
+        Ok(())
     }
 
     /// True when every gen point is seen, fully reconstructed, with equal MC weights: the
@@ -383,4 +425,53 @@ pub fn ot_unfold_events(
         mc_weight: model.mc_weight,
         iteration,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 gen points × 2 samples; point 1 has one sample not reconstructed, point 2 none.
+    fn samples() -> Array2<f64> {
+        let nan = f64::NAN;
+        Array2::from_shape_vec((6, 1), vec![0.0, 0.1, 1.0, nan, nan, nan]).unwrap()
+    }
+
+    fn model(efficiency: Option<&Array1<f64>>) -> Result<McModel> {
+        let mc = McResponse::Samples {
+            per_point: 2,
+            sample_weight: None,
+            efficiency: efficiency.map(|e| e.view()),
+        };
+        McModel::new(samples().view(), &mc, 3, None)
+    }
+
+    #[test]
+    fn given_efficiency_replaces_the_fractions_and_keeps_the_response() {
+        let plain = model(None).unwrap();
+        assert_eq!(plain.efficiency.to_vec(), vec![1.0, 0.5, 0.0]);
+        let given = Array1::from(vec![0.9, 0.7, 0.6]);
+        let smoothed = model(Some(&given)).unwrap();
+        assert_eq!(smoothed.efficiency, given);
+        assert_eq!(smoothed.seen, plain.seen); // point 2 has no sample: still unseen
+        assert_eq!(smoothed.rows, plain.rows);
+        // σ = signal τ/ε on the seen points; the unseen one keeps the MC share.
+        let tau = Array1::from(vec![0.5, 0.5]);
+        let sigma = smoothed.events_from_tau(tau.view(), 10.0);
+        assert!((sigma[0] - 5.0 / 0.9).abs() < 1e-12 && (sigma[1] - 5.0 / 0.7).abs() < 1e-12);
+        assert!((sigma[2] - (sigma[0] + sigma[1]) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn given_efficiency_is_validated() {
+        for (e, word) in [
+            (vec![0.5, 0.5], "entries"),
+            (vec![0.5, 1.5, 0.5], "[0, 1]"),
+            (vec![0.5, f64::NAN, 0.5], "NaN"),
+            (vec![0.5, 0.0, 0.5], "efficiency 0"),
+        ] {
+            let err = model(Some(&Array1::from(e))).unwrap_err().to_string();
+            assert!(err.contains("efficiency") && err.contains(word), "{err}");
+        }
+    }
 }
