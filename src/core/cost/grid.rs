@@ -58,23 +58,22 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// `m_r` (one exponential per pixel instead of one per pixel and position, and dot products).
 /// A sum outside [`SUM_MIN`, `SUM_MAX`] lost its large terms to underflow and is recomputed
 /// with the exact max shift, so the result agrees with the log-domain pass to rounding.
-fn scaling_pass(
-    vals: &[f64],
-    rows: usize,
-    cost: &[f64],
-    gibbs: &[f64],
-    eps: f64,
-    out: &mut [f64],
-) {
+fn scaling_pass(vals: &[f64], rows: usize, cost: &[f64], gibbs: &[f64], eps: f64, out: &mut [f64]) {
     let len = vals.len() / rows;
     let shift: Vec<f64> = vals
         .chunks_exact(len)
         .map(|v| v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x)))
         .collect();
     let mut scaled = vec![0.0; vals.len()];
-    for ((s, v), &m) in scaled.chunks_exact_mut(len).zip(vals.chunks_exact(len)).zip(&shift) {
+    for ((s, v), &m) in scaled
+        .chunks_exact_mut(len)
+        .zip(vals.chunks_exact(len))
+        .zip(&shift)
+    {
         if m > f64::NEG_INFINITY {
-            s.iter_mut().zip(v).for_each(|(s, x)| *s = ((x - m) / eps).exp());
+            s.iter_mut()
+                .zip(v)
+                .for_each(|(s, x)| *s = ((x - m) / eps).exp());
         }
     }
     let line = |i: usize, orow: &mut [f64]| {
@@ -86,14 +85,22 @@ fn scaling_pass(
             } else if (SUM_MIN..=SUM_MAX).contains(&sum) {
                 shift[r] + eps * sum.ln()
             } else {
-                lse_units(&cost[i * len..(i + 1) * len], &vals[r * len..(r + 1) * len], eps)
+                lse_units(
+                    &cost[i * len..(i + 1) * len],
+                    &vals[r * len..(r + 1) * len],
+                    eps,
+                )
             };
         }
     };
     if rows * len * len >= PARALLEL_WORK {
-        out.par_chunks_mut(rows).enumerate().for_each(|(i, o)| line(i, o));
+        out.par_chunks_mut(rows)
+            .enumerate()
+            .for_each(|(i, o)| line(i, o));
     } else {
-        out.chunks_mut(rows).enumerate().for_each(|(i, o)| line(i, o));
+        out.chunks_mut(rows)
+            .enumerate()
+            .for_each(|(i, o)| line(i, o));
     }
 }
 
