@@ -82,7 +82,8 @@ def make_star_patches(
                 tries += 1
                 if tries > 10_000:
                     raise InvalidArgumentError(
-                        f"min_separation: cannot place {k} stars {min_separation} px apart in a {size} px patch"
+                        f"min_separation: cannot place {k} stars {min_separation} px apart "
+                        f"in a {size} px patch"
                     )
                 if tries % 200 == 0:
                     pts = []
@@ -94,7 +95,7 @@ def make_star_patches(
         colours = rng.uniform(0.5, 1.5, size=(bands, len(sources)))
         for b in range(bands):
             img = np.full((size, size), float(sky))
-            for (cy, cx, sig, f), col in zip(sources, colours[b]):
+            for (cy, cx, sig, f), col in zip(sources, colours[b], strict=True):
                 img += f * col * _gaussian(size, cy, cx, sig)
             img = rng.poisson(img).astype(float) + rng.normal(0.0, read_noise, size=img.shape)
             X[i, b] = np.clip(img, 0.0, None)
@@ -127,7 +128,9 @@ def star_psf(kind, fwhm, size, cy=None, cx=None, *, beta=3.0):
 def _check_range(name, pair, low, high):
     lo, hi = (float(v) for v in pair)
     if not (low <= lo <= hi <= high):
-        raise InvalidArgumentError(f"{name}: expected low <= high within [{low}, {high}], got {pair}")
+        raise InvalidArgumentError(
+            f"{name}: expected low <= high within [{low}, {high}], got {pair}"
+        )
     return lo, hi
 
 
@@ -136,9 +139,13 @@ def _group_positions(rng, k, centre, separation, fwhm):
     drawn from ``separation`` (in FWHM) from a random earlier source, at a random angle; returns
     the positions and the smallest pairwise separation (in FWHM)."""
     pts = [centre + rng.uniform(-1.0, 1.0, size=2)]
-    for _ in range(10_000):
-        if len(pts) == k:
-            break
+    tries = 0
+    while len(pts) < k:
+        tries += 1
+        if tries > 10_000:
+            raise InvalidArgumentError(
+                f"separation: cannot place {k} sources {separation} FWHM apart inside the patch"
+            )
         d = rng.uniform(*separation) * fwhm
         t = rng.uniform(0.0, 2.0 * np.pi)
         p = pts[rng.randint(len(pts))] + d * np.array([np.sin(t), np.cos(t)])
@@ -147,10 +154,6 @@ def _group_positions(rng, k, centre, separation, fwhm):
         inside = np.all(np.abs(p - centre) <= centre - 2.0)
         if inside and all(np.hypot(*(p - q)) >= separation[0] * fwhm for q in pts):
             pts.append(p)
-    else:
-        raise InvalidArgumentError(
-            f"separation: cannot place {k} sources {separation} FWHM apart inside the patch"
-        )
     pts = np.array(pts)
     gaps = np.hypot(*(pts[:, None, :] - pts[None, :, :]).transpose(2, 0, 1))
     return pts, float(gaps[np.triu_indices(k, 1)].min() / fwhm)
@@ -237,7 +240,7 @@ def make_star_groups(
         colours = np.exp(rng.normal(0.0, colour_scatter, size=(bands, k)))
         images = [star_psf(kind, fwhm, size, *p, beta=moffat_beta) for p in pts]
         for b in range(bands):
-            img = sky + sum(f * c * im for f, c, im in zip(fluxes, colours[b], images))
+            img = sky + sum(f * c * im for f, c, im in zip(fluxes, colours[b], images, strict=True))
             img = rng.poisson(img).astype(float) + rng.normal(0.0, read_noise, size=img.shape)
             X[i, b] = np.clip(img, 0.0, None)
         info["n_sources"].append(k)
