@@ -37,8 +37,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import (
+    check_is_fitted,
+    check_non_negative,
+    column_or_1d,
+    validate_data,
+)
 
 from . import _core
 from ._core import InvalidArgumentError
@@ -126,7 +131,8 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
     reg_ : float
         The ε actually used.
 
-    Per-sample diagnostics (steps, objective, entropy, stop reason) come from :meth:`sparsify`.
+    Per-sample diagnostics (steps, objective, entropy, stop reason) come from
+    :meth:`sparse_approximation`.
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -191,13 +197,15 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
             reset=reset,
             allow_nd=True,
             dtype=np.float64,
-            ensure_min_features=2,
+            # One feature has no cost scale (fit); transform reports a feature mismatch first.
+            ensure_min_features=2 if reset else 1,
         )
         if arr.ndim not in (2, 3):
             raise InvalidArgumentError(
                 "X: expected vectors (n_samples, n_features) or images (n_samples, h, w), "
                 f"got shape {arr.shape}"
             )
+        check_non_negative(arr, "EntropicSparsifier (X)")
         image_shape = arr.shape[1:] if arr.ndim == 3 else None
         if reset:
             self.image_shape_ = image_shape
@@ -264,7 +272,7 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         self.reg_ = float(self.reg) if self.reg is not None else 0.1 * unit
         return self
 
-    def sparsify(self, X):
+    def sparse_approximation(self, X):
         """Sparse approximations of X with per-sample diagnostics: a ``SparsifyBatch`` with
         ``mu`` (n_samples, n_features) and the arrays ``n_iter``, ``objective``, ``entropy``,
         ``grad_norm``, ``sinkhorn_unconverged`` and the list ``stop``. Does not change the
@@ -505,9 +513,8 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     # -- input ------------------------------------------------------------------------------
-    def _patches(self, X, reset):
-        """(n, bands, h, w) float64 patches, sky-subtracted when asked."""
-        arr = validate_data(self, X, reset=reset, allow_nd=True, dtype=np.float64)
+    def _patches(self, arr, reset):
+        """(n·bands, h, w) sky-subtracted band images of validated float64 input, and (n, bands)."""
         if arr.ndim == 2:
             shape = (1, 1, arr.shape[1]) if self.patch_shape is None else tuple(self.patch_shape)
             if int(np.prod(shape)) != arr.shape[1] or len(shape) != 3:
@@ -518,7 +525,8 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
             arr = arr.reshape(arr.shape[0], *shape)
         elif arr.ndim != 4:
             raise InvalidArgumentError(
-                f"X: expected patches of shape (n_samples, bands, h, w), got shape {arr.shape}"
+                "X: expected patches of shape (n_samples, bands, h, w) or flattened "
+                f"(n_samples, bands·h·w), got shape {arr.shape}"
             )
         if reset:
             self.patch_shape_ = arr.shape[1:]
@@ -527,8 +535,7 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
                 f"X: fitted on patches of shape {self.patch_shape_} (bands, h, w), "
                 f"got {arr.shape[1:]}"
             )
-        if (arr < 0).any():
-            raise InvalidArgumentError(f"X: pixels must be non-negative, found {arr.min()}")
+        check_non_negative(arr, "StarClusterClassifier (X)")
         n, b, h, w = arr.shape
         stack = arr.reshape(n * b, h, w)
         if self.subtract_background:
@@ -536,12 +543,17 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         return stack, (n, b)
 
     def _sparse(self, stack, sparsifier):
+        """Sparse images of the band images with mass; an empty band stays empty (no peak)."""
         if sparsifier is None:
             return stack
-        with warnings.catch_warnings():
-            # A sample stopping at max_iter still gives a usable sparse image for peak counting.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return sparsifier.transform(stack)
+        lit = stack.reshape(len(stack), -1).sum(axis=1) > 0
+        out = np.zeros_like(stack)
+        if lit.any():
+            with warnings.catch_warnings():
+                # A sample stopping at max_iter still gives a usable image for peak counting.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                out[lit] = sparsifier.transform(stack[lit])
+        return out
 
     def _votes(self, sparse, shape, threshold):
         peaks = _count_peaks_stack(sparse, threshold, int(self.connectivity)).reshape(shape)
@@ -556,15 +568,20 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
             if self.sparsifier is not None
             else EntropicSparsifier(reg=2.0, solver="majorize")
         )
-        return base.fit(stack[:1])
+        # The sparsifier only learns the image shape (and ε's unit) from fit.
+        return base.fit(np.ones_like(stack[:1]))
 
     @staticmethod
     def _vote_table(votes, y01, n_bands):
         iso = IsotonicRegression(increasing="auto", y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        if np.unique(votes).size == 1:
-            # No spread of the votes: the class frequency is all there is to learn.
+        if np.unique(votes).size == 1 or np.unique(y01).size == 1:
+            # No spread of the votes or labels: the class frequency is all there is to learn.
             return np.full(n_bands + 1, y01.mean())
-        return iso.fit(votes, y01).predict(np.arange(n_bands + 1))
+        with warnings.catch_warnings():
+            # increasing="auto" remarks when the direction is uncertain (few or mixed votes);
+            # either direction is then a legitimate fit.
+            warnings.filterwarnings("ignore", message="Confidence interval of the Spearman")
+            return iso.fit(votes, y01).predict(np.arange(n_bands + 1))
 
     def _cv_score(self, votes, y01, n_bands):
         folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=0)
@@ -578,15 +595,21 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         """Sparsify the training patches once per λ candidate, count peaks per band for each
         threshold candidate, and keep the pair with the best cross-validated accuracy."""
         self._validate_params()
-        stack, shape = self._patches(X, reset=True)
-        y = np.asarray(y)
-        check_classification_targets(y)
+        arr, y = validate_data(self, X, y, allow_nd=True, dtype=np.float64, multi_output=True)
+        y = column_or_1d(y, warn=True)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type != "binary":
+            raise InvalidArgumentError(
+                "Only binary classification is supported (single star vs cluster): y has "
+                f"{len(np.unique(y))} class(es), the type of the target is {y_type}."
+            )
         self.classes_, y01 = np.unique(y, return_inverse=True)
         if len(self.classes_) != 2:
             raise InvalidArgumentError(
-                f"y: StarClusterClassifier needs exactly two classes (single, cluster), "
-                f"got {len(self.classes_)} class(es)"
+                "y: StarClusterClassifier needs both classes (single star, cluster) to learn "
+                f"from, got {len(self.classes_)} class(es)"
             )
+        stack, shape = self._patches(arr, reset=True)
         if np.bincount(y01).min() < self.cv:
             raise InvalidArgumentError(
                 f"y: each class needs at least cv={self.cv} samples, got {np.bincount(y01)}"
@@ -597,7 +620,8 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         for lam in lambdas:
             sparsifier = base
             if lam is not None:
-                sparsifier = clone(base).set_params(sparsity=lam).fit(stack[:1])
+                sparsifier = clone(base).set_params(sparsity=lam)
+                sparsifier.fit(np.ones_like(stack[:1]))
             sparse = self._sparse(stack, sparsifier)
             for thr in _as_candidates(self.threshold):
                 votes = self._votes(sparse, shape, thr)
@@ -617,7 +641,8 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
     def predict_peaks(self, X):
         """Peak counts per sample and band (n_samples, n_bands) at the fitted threshold."""
         check_is_fitted(self, "vote_proba_")
-        stack, shape = self._patches(X, reset=False)
+        arr = validate_data(self, X, reset=False, allow_nd=True, dtype=np.float64)
+        stack, shape = self._patches(arr, reset=False)
         sparse = self._sparse(stack, self.sparsifier_)
         return _count_peaks_stack(sparse, self.threshold_, int(self.connectivity)).reshape(shape)
 
@@ -628,4 +653,5 @@ class StarClusterClassifier(ClassifierMixin, BaseEstimator):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
