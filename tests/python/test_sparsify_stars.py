@@ -14,7 +14,6 @@ import pytest
 from otinverse import EntropicSparsifier, InvalidArgumentError, StarClusterClassifier, _core
 from otinverse.datasets_stars import make_star_groups, star_psf
 from otinverse.sparsify import sparsify
-from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -216,14 +215,14 @@ def test_classifier_bad_inputs():
     with pytest.raises(ValueError, match="class"):
         clf.fit(X, np.zeros_like(y))
     ragged = [X[0], np.ones((3, 10, 12))]
-    with pytest.raises(ValueError, match="shape|inhomogeneous"):
+    with pytest.raises(ValueError, match=r"shape|inhomogeneous"):
         clf.fit(ragged, y[:2])
     nan = X.copy()
     nan[0, 1, 2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         clf.fit(nan, y)
     clf.fit(X, y)
-    with pytest.raises(ValueError, match="fitted on patches of shape|features"):
+    with pytest.raises(ValueError, match=r"fitted on patches of shape|features"):
         clf.predict(X[:, :2])
     with pytest.raises(ValueError, match="Negative values"):
         clf.predict(-X)
