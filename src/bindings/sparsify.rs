@@ -7,8 +7,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use crate::core::cost::DenseCost;
-use crate::core::cost::GridCost;
+use crate::core::cost::{DenseCost, GridCost};
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 use crate::core::sparsify::{
     sparsify, sparsify_batch, sparsify_rawson2022, Solver, SparsifyOutput, SparsifyParams,
@@ -45,12 +44,12 @@ pub struct SparsifyOptions {
 #[pymethods]
 impl SparsifyOptions {
     #[new]
-    #[pyo3(signature = (*, sparsity, reg, solver="projected_gradient".to_string(), step_size=0.01, max_iter=50, tol=1e-9, min_step=1e-12, sinkhorn_max_iter=10_000, sinkhorn_tol=1e-9, record_history=false, objective="entropic".to_string()))]
+    #[pyo3(signature = (*, sparsity, reg, solver="projected_gradient", step_size=0.01, max_iter=50, tol=1e-9, min_step=1e-12, sinkhorn_max_iter=10_000, sinkhorn_tol=1e-9, record_history=false, objective="entropic"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         sparsity: f64,
         reg: f64,
-        solver: String,
+        solver: &str,
         step_size: f64,
         max_iter: i64,
         tol: f64,
@@ -58,12 +57,12 @@ impl SparsifyOptions {
         sinkhorn_max_iter: i64,
         sinkhorn_tol: f64,
         record_history: bool,
-        objective: String,
+        objective: &str,
     ) -> Self {
         SparsifyOptions {
             sparsity,
             reg,
-            solver,
+            solver: solver.to_string(),
             step_size,
             max_iter,
             tol,
@@ -71,7 +70,7 @@ impl SparsifyOptions {
             sinkhorn_max_iter,
             sinkhorn_tol,
             record_history,
-            objective,
+            objective: objective.to_string(),
         }
     }
 }

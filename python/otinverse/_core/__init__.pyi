@@ -4,6 +4,8 @@ by ``python -m mypy.stubtest otinverse._core``)."""
 from typing import final
 
 import numpy as np
+from typing import Final, final
+
 from numpy.typing import NDArray
 
 from . import testing as testing
@@ -245,48 +247,100 @@ def patch_prior(
     g_init: NDArray[np.float64] | None = None,
 ) -> PatchPriorResult: ...
 
-# --- entropic sparsification (issue 4) ---
+# --- entropic sparsification ---
+@final
+class SparsifyOptions:
+    sparsity: Final[float]
+    reg: Final[float]
+    solver: Final[str]
+    step_size: Final[float]
+    max_iter: Final[int]
+    tol: Final[float]
+    min_step: Final[float]
+    sinkhorn_max_iter: Final[int]
+    sinkhorn_tol: Final[float]
+    record_history: Final[bool]
+    objective: Final[str]
+    def __new__(
+        cls,
+        *,
+        sparsity: float,
+        reg: float,
+        solver: str = "projected_gradient",
+        step_size: float = 0.01,
+        max_iter: int = 50,
+        tol: float = 1e-9,
+        min_step: float = 1e-12,
+        sinkhorn_max_iter: int = 10_000,
+        sinkhorn_tol: float = 1e-9,
+        record_history: bool = False,
+        objective: str = "entropic",
+    ) -> SparsifyOptions: ...
+
+@final
+class SparsifyResult:
+    mu: Final[NDArray[np.float64]]
+    n_iter: Final[int]
+    objective: Final[float]
+    ot_value: Final[float]
+    entropy: Final[float]
+    grad_norm: Final[float]
+    stop: Final[str]
+    objectives: Final[NDArray[np.float64]]
+    history: Final[NDArray[np.float64] | None]
+    sinkhorn_unconverged: Final[int]
+    sinkhorn_iters: Final[int]
+
+@final
+class SparsifyBatch:
+    mu: Final[NDArray[np.float64]]
+    n_iter: Final[NDArray[np.uint64]]
+    objective: Final[NDArray[np.float64]]
+    entropy: Final[NDArray[np.float64]]
+    grad_norm: Final[NDArray[np.float64]]
+    stop: Final[list[str]]
+    sinkhorn_unconverged: Final[NDArray[np.uint64]]
+
+@final
+class GridSinkhornResult:
+    f: Final[NDArray[np.float64]]
+    g: Final[NDArray[np.float64]]
+    objective: Final[float]
+    n_iter: Final[int]
+    converged: Final[bool]
+
 def sparsify_dense(
-    nu: np.ndarray,
-    cost: np.ndarray,
-    mu0: np.ndarray | None,
-    sparsity: float,
-    reg: float,
-    step_size: float,
-    max_iter: int,
-    tol: float,
-    min_step: float,
-    sinkhorn_max_iter: int,
-    sinkhorn_tol: float,
-    record_history: bool,
-    objective: str,
-) -> dict: ...
+    nu: NDArray[np.float64],
+    cost: NDArray[np.float64],
+    options: SparsifyOptions,
+    mu0: NDArray[np.float64] | None = None,
+) -> SparsifyResult: ...
+def sparsify_dense_batch(
+    x: NDArray[np.float64], cost: NDArray[np.float64], options: SparsifyOptions
+) -> SparsifyBatch: ...
 def sparsify_grid(
-    nu: np.ndarray,
-    ny: int,
-    nx: int,
-    hy: float,
-    hx: float,
-    mu0: np.ndarray | None,
-    sparsity: float,
-    reg: float,
-    step_size: float,
-    max_iter: int,
-    tol: float,
-    min_step: float,
-    sinkhorn_max_iter: int,
-    sinkhorn_tol: float,
-    record_history: bool,
-) -> dict: ...
+    nu: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    options: SparsifyOptions,
+    mu0: NDArray[np.float64] | None = None,
+) -> SparsifyResult: ...
+def sparsify_grid_batch(
+    x: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    options: SparsifyOptions,
+) -> SparsifyBatch: ...
 def sinkhorn_grid(
-    a: np.ndarray,
-    b: np.ndarray,
-    ny: int,
-    nx: int,
-    hy: float,
-    hx: float,
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    *,
     reg: float,
-    max_iter: int,
-    tol: float,
-) -> tuple[np.ndarray, np.ndarray, float, int, bool]: ...
-def grid_cost_matrix(ny: int, nx: int, hy: float, hx: float) -> np.ndarray: ...
+    max_iter: int = 1000,
+    tol: float = 1e-9,
+) -> GridSinkhornResult: ...
+def grid_cost_matrix(
+    shape: tuple[int, int], spacing: tuple[float, float]
+) -> NDArray[np.float64]: ...

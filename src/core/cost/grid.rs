@@ -4,7 +4,9 @@
 //! log-sum-exps: O(N·(n_x + n_y)) per application instead of O(N²), and the N×N cost matrix is
 //! never stored.
 //!
-//! Both passes use the exact max shift (no guessed stabiliser), so the result agrees with
+//! The softmins run each pass in the scaling domain (one exponential per pixel, then dot products
+//! with `exp(−C/ε)`), falling back to the exact max shift wherever a sum leaves the safe range;
+//! the plan sums use the exact max shift throughout. Both agree with
 //! [`crate::core::cost::DenseCost`] on the same matrix to rounding.
 
 use ndarray::Array2;
@@ -13,7 +15,7 @@ use rayon::prelude::*;
 use super::{CostKernel, PlanSums};
 use crate::core::error::{OtError, Result};
 use crate::core::logsumexp::{max_gap, sum_exp, SUM_MAX, SUM_MIN};
-use crate::core::patches::dot;
+use crate::core::simd::dot;
 
 /// Squared Euclidean cost on an `n_y × n_x` grid with spacings `h_y`, `h_x` (a 1-D grid is `n_y = 1`).
 pub struct GridCost {
