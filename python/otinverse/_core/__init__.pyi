@@ -4,8 +4,6 @@ by ``python -m mypy.stubtest otinverse._core``)."""
 from typing import final
 
 import numpy as np
-from typing import Final, final
-
 from numpy.typing import NDArray
 
 from . import testing as testing
@@ -250,17 +248,30 @@ def patch_prior(
 # --- entropic sparsification ---
 @final
 class SparsifyOptions:
-    sparsity: Final[float]
-    reg: Final[float]
-    solver: Final[str]
-    step_size: Final[float]
-    max_iter: Final[int]
-    tol: Final[float]
-    min_step: Final[float]
-    sinkhorn_max_iter: Final[int]
-    sinkhorn_tol: Final[float]
-    record_history: Final[bool]
-    objective: Final[str]
+    """Options of eq. (7)'s solvers; the core checks the values when a solve starts."""
+
+    @property
+    def sparsity(self) -> float: ...
+    @property
+    def reg(self) -> float: ...
+    @property
+    def solver(self) -> str: ...
+    @property
+    def step_size(self) -> float: ...
+    @property
+    def max_iter(self) -> int: ...
+    @property
+    def tol(self) -> float: ...
+    @property
+    def min_step(self) -> float: ...
+    @property
+    def sinkhorn_max_iter(self) -> int: ...
+    @property
+    def sinkhorn_tol(self) -> float: ...
+    @property
+    def record_history(self) -> bool: ...
+    @property
+    def objective(self) -> str: ...
     def __new__(
         cls,
         *,
@@ -279,35 +290,64 @@ class SparsifyOptions:
 
 @final
 class SparsifyResult:
-    mu: Final[NDArray[np.float64]]
-    n_iter: Final[int]
-    objective: Final[float]
-    ot_value: Final[float]
-    entropy: Final[float]
-    grad_norm: Final[float]
-    stop: Final[str]
-    objectives: Final[NDArray[np.float64]]
-    history: Final[NDArray[np.float64] | None]
-    sinkhorn_unconverged: Final[int]
-    sinkhorn_iters: Final[int]
+    """One sparse approximation and its diagnostics."""
+
+    @property
+    def mu(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def ot_value(self) -> float: ...
+    @property
+    def entropy(self) -> float: ...
+    @property
+    def grad_norm(self) -> float: ...
+    @property
+    def stop(self) -> str: ...
+    @property
+    def objectives(self) -> NDArray[np.float64]: ...
+    @property
+    def history(self) -> NDArray[np.float64] | None: ...
+    @property
+    def sinkhorn_unconverged(self) -> int: ...
+    @property
+    def sinkhorn_iters(self) -> int: ...
 
 @final
 class SparsifyBatch:
-    mu: Final[NDArray[np.float64]]
-    n_iter: Final[NDArray[np.uint64]]
-    objective: Final[NDArray[np.float64]]
-    entropy: Final[NDArray[np.float64]]
-    grad_norm: Final[NDArray[np.float64]]
-    stop: Final[list[str]]
-    sinkhorn_unconverged: Final[NDArray[np.uint64]]
+    """Sparse approximations of a stack of measures, one row each."""
+
+    @property
+    def mu(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> NDArray[np.uint64]: ...
+    @property
+    def objective(self) -> NDArray[np.float64]: ...
+    @property
+    def entropy(self) -> NDArray[np.float64]: ...
+    @property
+    def grad_norm(self) -> NDArray[np.float64]: ...
+    @property
+    def stop(self) -> list[str]: ...
+    @property
+    def sinkhorn_unconverged(self) -> NDArray[np.uint64]: ...
 
 @final
 class GridSinkhornResult:
-    f: Final[NDArray[np.float64]]
-    g: Final[NDArray[np.float64]]
-    objective: Final[float]
-    n_iter: Final[int]
-    converged: Final[bool]
+    """Balanced Sinkhorn on a grid."""
+
+    @property
+    def f(self) -> NDArray[np.float64]: ...
+    @property
+    def g(self) -> NDArray[np.float64]: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def converged(self) -> bool: ...
 
 def sparsify_dense(
     nu: NDArray[np.float64],
