@@ -104,8 +104,8 @@ def test_rawson2022_lambda_10_reproduces_published_two_spikes():
     mu = out.mu
     np.testing.assert_array_equal(np.flatnonzero(mu), [0, 7])
     assert abs(mu[0] - 0.3556) < 1e-3 and abs(mu[7] - 0.6444) < 1e-3
-    # The issue says "reached after 11 steps"; we reach it (within 1e-3) at step 12, and the
-    # line search stops at step 14 (see the report).
+    # The paper's Fig. 1 shows the two spikes after about 11 steps; we reach them (within 1e-3)
+    # at step 11 or 12, and the line search stops at step 14.
     hist = out.history
     first = next(
         k for k, h in enumerate(hist) if abs(h[0] - 0.3556) < 1e-3 and abs(h[7] - 0.6444) < 1e-3
