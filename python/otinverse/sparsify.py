@@ -297,7 +297,7 @@ class EntropicSparsifier(TransformerMixin, BaseEstimator):
         if not self.verbose:
             out = run(flat)
         else:
-            out = _concatenate_batches(_run_chunks(run, flat))
+            out = _Batch(list(_run_chunks(run, flat)))
         stopped = [i for i, s in enumerate(out.stop) if s == "max_iter"]
         if stopped:
             warnings.warn(
@@ -332,10 +332,6 @@ class _Batch:
         for name in ("mu", "n_iter", "objective", "entropy", "grad_norm", "sinkhorn_unconverged"):
             setattr(self, name, np.concatenate([getattr(p, name) for p in parts]))
         self.stop = [s for p in parts for s in p.stop]
-
-
-def _concatenate_batches(parts):
-    return _Batch(list(parts))
 
 
 def sparsify(
