@@ -9,7 +9,7 @@
 
 from . import datasets, metrics
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
-from .datasets_stars import make_star_patches
+from .datasets_stars import make_star_groups, make_star_patches
 from .metrics import wasserstein2_squared
 from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
 from .restore import WPPRestorer, add_defects
@@ -30,6 +30,7 @@ __all__ = [
     "add_defects",
     "count_peaks",
     "datasets",
+    "make_star_groups",
     "make_star_patches",
     "metrics",
     "richardson_lucy",

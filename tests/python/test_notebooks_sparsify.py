@@ -1,4 +1,4 @@
-"""Executes notebooks/star_clusters.ipynb in its fast configuration."""
+"""Executes notebooks/star_clusters.ipynb in its fast configuration (OTINVERSE_FAST=1)."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ import pytest
 
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("skimage")
+pytest.importorskip("photutils")
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "star_clusters.ipynb"
 
@@ -21,7 +22,16 @@ def test_star_clusters_notebook_runs(monkeypatch):
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
     )
     client.execute()
-    table = "".join(
+    text = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
-    assert "OT sparsifier + peaks" in table
+    for method in ("raw threshold", "Richardson-Lucy", "photutils", "OT sparsifier + peaks"):
+        assert f"| {method}" in text
+    figures = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(figures) == 2

@@ -234,8 +234,9 @@ def test_separable_grid_kernel_matches_the_dense_cost(grid):
     pts = np.column_stack([yy.ravel(), xx.ravel()])
     M = ((pts[:, None] - pts[None]) ** 2).sum(-1)
     dense = otinverse.sinkhorn(a, b, M, reg, tol=1e-10, max_iter=MAX_ITER)
-    f, g, _, _, converged = _core.sinkhorn_grid(a, b, ny, nx, hy, hx, reg, MAX_ITER, 1e-10)
-    assume(dense.converged and converged)
+    res = _core.sinkhorn_grid(a, b, (ny, nx), (hy, hx), reg=reg, max_iter=MAX_ITER, tol=1e-10)
+    f, g = res.f, res.g
+    assume(dense.converged and res.converged)
     plan = a[:, None] * b[None] * np.exp((f[:, None] + g[None] - M) / reg)
     np.testing.assert_allclose(plan, dense.plan, atol=1e-7)
 

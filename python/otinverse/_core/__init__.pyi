@@ -256,48 +256,142 @@ def patch_prior(
     g_init: NDArray[np.float64] | None = None,
 ) -> PatchPriorResult: ...
 
-# --- entropic sparsification (issue 4) ---
+# --- entropic sparsification ---
+@final
+class SparsifyOptions:
+    """Options of eq. (7)'s solvers; the core checks the values when a solve starts."""
+
+    @property
+    def sparsity(self) -> float: ...
+    @property
+    def reg(self) -> float: ...
+    @property
+    def solver(self) -> str: ...
+    @property
+    def step_size(self) -> float: ...
+    @property
+    def max_iter(self) -> int: ...
+    @property
+    def tol(self) -> float: ...
+    @property
+    def min_step(self) -> float: ...
+    @property
+    def sinkhorn_max_iter(self) -> int: ...
+    @property
+    def sinkhorn_tol(self) -> float: ...
+    @property
+    def record_history(self) -> bool: ...
+    @property
+    def objective(self) -> str: ...
+    def __new__(
+        cls,
+        *,
+        sparsity: float,
+        reg: float,
+        solver: str = "projected_gradient",
+        step_size: float = 0.01,
+        max_iter: int = 50,
+        tol: float = 1e-9,
+        min_step: float = 1e-12,
+        sinkhorn_max_iter: int = 10_000,
+        sinkhorn_tol: float = 1e-9,
+        record_history: bool = False,
+        objective: str = "entropic",
+    ) -> SparsifyOptions: ...
+
+@final
+class SparsifyResult:
+    """One sparse approximation and its diagnostics."""
+
+    @property
+    def mu(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def ot_value(self) -> float: ...
+    @property
+    def entropy(self) -> float: ...
+    @property
+    def grad_norm(self) -> float: ...
+    @property
+    def stop(self) -> str: ...
+    @property
+    def objectives(self) -> NDArray[np.float64]: ...
+    @property
+    def history(self) -> NDArray[np.float64] | None: ...
+    @property
+    def sinkhorn_unconverged(self) -> int: ...
+    @property
+    def sinkhorn_iters(self) -> int: ...
+
+@final
+class SparsifyBatch:
+    """Sparse approximations of a stack of measures, one row each."""
+
+    @property
+    def mu(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> NDArray[np.uint64]: ...
+    @property
+    def objective(self) -> NDArray[np.float64]: ...
+    @property
+    def entropy(self) -> NDArray[np.float64]: ...
+    @property
+    def grad_norm(self) -> NDArray[np.float64]: ...
+    @property
+    def stop(self) -> list[str]: ...
+    @property
+    def sinkhorn_unconverged(self) -> NDArray[np.uint64]: ...
+
+@final
+class GridSinkhornResult:
+    """Balanced Sinkhorn on a grid."""
+
+    @property
+    def f(self) -> NDArray[np.float64]: ...
+    @property
+    def g(self) -> NDArray[np.float64]: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def n_iter(self) -> int: ...
+    @property
+    def converged(self) -> bool: ...
+
 def sparsify_dense(
-    nu: np.ndarray,
-    cost: np.ndarray,
-    mu0: np.ndarray | None,
-    sparsity: float,
-    reg: float,
-    step_size: float,
-    max_iter: int,
-    tol: float,
-    min_step: float,
-    sinkhorn_max_iter: int,
-    sinkhorn_tol: float,
-    record_history: bool,
-    objective: str,
-) -> dict: ...
+    nu: NDArray[np.float64],
+    cost: NDArray[np.float64],
+    options: SparsifyOptions,
+    mu0: NDArray[np.float64] | None = None,
+) -> SparsifyResult: ...
+def sparsify_dense_batch(
+    x: NDArray[np.float64], cost: NDArray[np.float64], options: SparsifyOptions
+) -> SparsifyBatch: ...
 def sparsify_grid(
-    nu: np.ndarray,
-    ny: int,
-    nx: int,
-    hy: float,
-    hx: float,
-    mu0: np.ndarray | None,
-    sparsity: float,
-    reg: float,
-    step_size: float,
-    max_iter: int,
-    tol: float,
-    min_step: float,
-    sinkhorn_max_iter: int,
-    sinkhorn_tol: float,
-    record_history: bool,
-) -> dict: ...
+    nu: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    options: SparsifyOptions,
+    mu0: NDArray[np.float64] | None = None,
+) -> SparsifyResult: ...
+def sparsify_grid_batch(
+    x: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    options: SparsifyOptions,
+) -> SparsifyBatch: ...
 def sinkhorn_grid(
-    a: np.ndarray,
-    b: np.ndarray,
-    ny: int,
-    nx: int,
-    hy: float,
-    hx: float,
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    shape: tuple[int, int],
+    spacing: tuple[float, float],
+    *,
     reg: float,
-    max_iter: int,
-    tol: float,
-) -> tuple[np.ndarray, np.ndarray, float, int, bool]: ...
-def grid_cost_matrix(ny: int, nx: int, hy: float, hx: float) -> np.ndarray: ...
+    max_iter: int = 1000,
+    tol: float = 1e-9,
+) -> GridSinkhornResult: ...
+def grid_cost_matrix(
+    shape: tuple[int, int], spacing: tuple[float, float]
+) -> NDArray[np.float64]: ...

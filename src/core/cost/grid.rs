@@ -4,7 +4,9 @@
 //! log-sum-exps: O(N·(n_x + n_y)) per application instead of O(N²), and the N×N cost matrix is
 //! never stored.
 //!
-//! Both passes use the exact max shift (no guessed stabiliser), so the result agrees with
+//! The softmins run each pass in the scaling domain (one exponential per pixel, then dot products
+//! with `exp(−C/ε)`), falling back to the exact max shift wherever a sum leaves the safe range;
+//! the plan sums use the exact max shift throughout. Both agree with
 //! [`crate::core::cost::DenseCost`] on the same matrix to rounding.
 
 use ndarray::Array2;
@@ -12,7 +14,8 @@ use rayon::prelude::*;
 
 use super::{CostKernel, PlanSums};
 use crate::core::error::{OtError, Result};
-use crate::core::logsumexp::{max_gap, sum_exp};
+use crate::core::logsumexp::{max_gap, sum_exp, SUM_MAX, SUM_MIN};
+use crate::core::simd::dot;
 
 /// Squared Euclidean cost on an `n_y × n_x` grid with spacings `h_y`, `h_x` (a 1-D grid is `n_y = 1`).
 pub struct GridCost {
@@ -46,7 +49,75 @@ fn lse_units(cost: &[f64], col: &[f64], eps: f64) -> f64 {
     hi + eps * sum_exp(cost, col, -hi, 1.0 / eps).ln()
 }
 
+/// Grids with fewer pixel·line products than this run the passes on the calling thread: at 32²
+/// a pass takes microseconds, less than rayon's scheduling, and batches parallelise over images.
+const PARALLEL_WORK: usize = 1 << 18;
+
+/// One separable pass in the scaling domain: for every line `r` of `vals` (`rows` lines of `len`)
+/// and every position `i` of the 1-D grid,
+/// `out[i·rows + r] = ε log Σ_j exp((vals[r, j] − cost[i, j])/ε)`
+/// computed as `m_r + ε log Σ_j gibbs[i, j] exp((vals[r, j] − m_r)/ε)` with the line's max
+/// `m_r` (one exponential per pixel instead of one per pixel and position, and dot products).
+/// A sum outside [`SUM_MIN`, `SUM_MAX`] lost its large terms to underflow and is recomputed
+/// with the exact max shift, so the result agrees with the log-domain pass to rounding.
+fn scaling_pass(vals: &[f64], rows: usize, cost: &[f64], gibbs: &[f64], eps: f64, out: &mut [f64]) {
+    let len = vals.len() / rows;
+    let shift: Vec<f64> = vals
+        .chunks_exact(len)
+        .map(|v| v.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x)))
+        .collect();
+    let mut scaled = vec![0.0; vals.len()];
+    for ((s, v), &m) in scaled
+        .chunks_exact_mut(len)
+        .zip(vals.chunks_exact(len))
+        .zip(&shift)
+    {
+        if m > f64::NEG_INFINITY {
+            s.iter_mut()
+                .zip(v)
+                .for_each(|(s, x)| *s = ((x - m) / eps).exp());
+        }
+    }
+    let line = |i: usize, orow: &mut [f64]| {
+        let k = &gibbs[i * len..(i + 1) * len];
+        for (r, o) in orow.iter_mut().enumerate() {
+            let sum = dot(k, &scaled[r * len..(r + 1) * len]);
+            *o = if shift[r] == f64::NEG_INFINITY {
+                f64::NEG_INFINITY
+            } else if (SUM_MIN..=SUM_MAX).contains(&sum) {
+                shift[r] + eps * sum.ln()
+            } else {
+                lse_units(
+                    &cost[i * len..(i + 1) * len],
+                    &vals[r * len..(r + 1) * len],
+                    eps,
+                )
+            };
+        }
+    };
+    if rows * len * len >= PARALLEL_WORK {
+        out.par_chunks_mut(rows)
+            .enumerate()
+            .for_each(|(i, o)| line(i, o));
+    } else {
+        out.chunks_mut(rows)
+            .enumerate()
+            .for_each(|(i, o)| line(i, o));
+    }
+}
+
 impl GridCost {
+    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)` by two [`scaling_pass`]es: along x into
+    /// `t[i₂·n_y + j₁]`, then along y straight into C order.
+    fn softmin(&self, col: &[f64], eps: f64, out: &mut [f64]) {
+        let (ny, nx) = (self.ny, self.nx);
+        let gibbs = |c: &[f64]| c.iter().map(|v| (-v / eps).exp()).collect::<Vec<f64>>();
+        let mut t = vec![0.0; nx * ny];
+        scaling_pass(col, ny, &self.cx, &gibbs(&self.cx), eps, &mut t);
+        scaling_pass(&t, nx, &self.cy, &gibbs(&self.cy), eps, out);
+        out.iter_mut().for_each(|o| *o = -*o);
+    }
+
     pub fn new(ny: usize, nx: usize, hy: f64, hx: f64) -> Result<Self> {
         if ny == 0 || nx == 0 {
             return Err(OtError::shape(
@@ -188,12 +259,12 @@ impl CostKernel for GridCost {
     }
 
     fn softmin_rows(&self, col: &[f64], _shift: &[f64], eps: f64, out: &mut [f64]) {
-        self.reduce(col, eps, out, None)
+        self.softmin(col, eps, out)
     }
 
     fn softmin_cols(&self, row: &[f64], _shift: &[f64], eps: f64, out: &mut [f64]) {
         // The cost is symmetric.
-        self.reduce(row, eps, out, None)
+        self.softmin(row, eps, out)
     }
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums {
