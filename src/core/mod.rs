@@ -3,7 +3,9 @@
 pub mod cost;
 pub mod error;
 pub mod interrupt;
+pub mod ground_cost;
 pub mod logsumexp;
+pub mod one_to_many;
 pub mod patches;
 pub mod simd;
 pub mod sinkhorn;
