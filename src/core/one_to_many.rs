@@ -20,6 +20,9 @@ use rayon::prelude::*;
 
 use crate::core::error::{check_finite, check_positive, check_weights, OtError, Result};
 use crate::core::logsumexp::{mul_add, multiversion, LANES};
+use crate::core::sinkhorn::{
+    plain_rate, relaxation_for_rate, RELAX_PERIOD, RELAX_WARMUP, RELAX_WINDOW,
+};
 
 #[derive(Clone, Debug)]
 pub struct BatchParams {
@@ -356,52 +359,128 @@ impl<'a> PairSolver<'a> {
         }
     }
 
-    /// Runs at most `max_iter` column-then-row updates; returns the iterations done.
+    /// `v_j ← v_j^{1−ω} (b_j / s_j)^ω` (plain update for ω = 1), or the exact log-domain
+    /// column update when the sums `s = Kᵀu` underflowed.
+    fn update_cols(&mut self, col_sums: &mut [f64], omega: f64) {
+        self.kt_u(col_sums);
+        if !usable(col_sums) {
+            self.absorb();
+            self.exact_cols();
+            return;
+        }
+        let b = &self.tgt.weight;
+        let it = self.v.iter_mut().zip(b).zip(col_sums.iter());
+        if omega == 1.0 {
+            it.for_each(|((v, b), s)| *v = b / s);
+        } else {
+            it.for_each(|((v, b), s)| *v = v.powf(1.0 - omega) * (b / s).powf(omega));
+        }
+    }
+
+    /// Row sums `r = K v` of the current state and the row-marginal error `Σ|u r − a|/|a|`
+    /// (`None` when the sums underflowed: the rows are then updated exactly in the log domain).
+    fn row_error(&mut self, row_sums: &mut [f64]) -> Option<f64> {
+        self.k_v(row_sums);
+        if !usable(row_sums) {
+            self.absorb();
+            self.exact_rows();
+            return None;
+        }
+        let a = &self.src.weight;
+        let err: f64 = (self.u.iter().zip(row_sums.iter()).zip(a))
+            .map(|((u, r), a)| (u * r - a).abs())
+            .sum();
+        Some(err / self.src.mass)
+    }
+
+    /// Runs at most `max_iter` column-then-row updates; returns the iterations done. The
+    /// updates are over-relaxed (Thibault, Chizat, Dossal & Papadakis 2017) with ω estimated
+    /// from the observed contraction as in [`crate::core::sinkhorn`]; the stopping test is
+    /// always made on a plain column update, so the columns are exact when it passes.
     fn iterate(&mut self, max_iter: usize, tol: f64) -> usize {
         let mut col_sums = vec![0.0; self.nc];
         let mut row_sums = vec![0.0; self.phi.len()];
-        let usable = |s: &[f64]| s.iter().all(|&x| x.is_finite() && x > PRODUCT_MIN);
+        let mut relax = Relaxation::default();
         for it in 1..=max_iter {
-            self.kt_u(&mut col_sums);
-            if usable(&col_sums) {
-                let b = &self.tgt.weight;
-                self.v
-                    .iter_mut()
-                    .zip(b)
-                    .zip(&col_sums)
-                    .for_each(|((v, b), s)| *v = b / s);
-            } else {
-                self.absorb();
-                self.exact_cols();
-            }
-            self.k_v(&mut row_sums);
-            if !usable(&row_sums) {
-                self.absorb();
-                self.exact_rows();
+            self.update_cols(&mut col_sums, relax.omega);
+            let Some(mut err) = self.row_error(&mut row_sums) else {
+                relax = Relaxation::default();
                 continue;
+            };
+            if err <= tol && relax.omega != 1.0 {
+                self.update_cols(&mut col_sums, 1.0);
+                match self.row_error(&mut row_sums) {
+                    Some(e) => err = e,
+                    None => continue,
+                }
             }
-            let a = &self.src.weight;
-            let err: f64 = (self.u.iter().zip(&row_sums).zip(a))
-                .map(|((u, r), a)| (u * r - a).abs())
-                .sum::<f64>()
-                / self.src.mass;
             if err <= tol {
                 return it;
             }
-            self.u
-                .iter_mut()
-                .zip(a)
-                .zip(&row_sums)
-                .for_each(|((u, a), r)| *u = a / r);
-            let out_of_range = |s: &[f64]| {
-                s.iter()
-                    .any(|&x| !(1.0 / SCALING_MAX..=SCALING_MAX).contains(&x))
-            };
+            relax.observe(err);
+            let (a, omega) = (&self.src.weight, relax.omega);
+            let upd = self.u.iter_mut().zip(a).zip(&row_sums);
+            if omega == 1.0 {
+                upd.for_each(|((u, a), r)| *u = a / r);
+            } else {
+                upd.for_each(|((u, a), r)| *u = u.powf(1.0 - omega) * (a / r).powf(omega));
+            }
             if out_of_range(&self.u) || out_of_range(&self.v) {
                 self.absorb();
             }
         }
         max_iter
+    }
+}
+
+fn usable(sums: &[f64]) -> bool {
+    sums.iter().all(|&x| x.is_finite() && x > PRODUCT_MIN)
+}
+
+fn out_of_range(scalings: &[f64]) -> bool {
+    scalings
+        .iter()
+        .any(|&x| !(1.0 / SCALING_MAX..=SCALING_MAX).contains(&x))
+}
+
+/// The over-relaxation factor ω and the error history it is estimated from.
+struct Relaxation {
+    omega: f64,
+    errors: Vec<f64>,
+    best: f64,
+}
+
+impl Default for Relaxation {
+    fn default() -> Self {
+        Relaxation {
+            omega: 1.0,
+            errors: Vec::new(),
+            best: f64::INFINITY,
+        }
+    }
+}
+
+impl Relaxation {
+    fn observe(&mut self, err: f64) {
+        self.errors.push(err);
+        self.best = self.best.min(err);
+        let n = self.errors.len();
+        if self.omega != 1.0 && err > 10.0 * self.best {
+            // Safeguard: the relaxed iteration is not contracting here.
+            *self = Relaxation::default();
+        } else if n >= RELAX_WARMUP && (n - RELAX_WARMUP) % RELAX_PERIOD == 0 {
+            let window = if self.omega == 1.0 {
+                RELAX_WINDOW
+            } else {
+                RELAX_PERIOD
+            };
+            let rate = (self.errors[n - 1] / self.errors[n - 1 - window]).powf(1.0 / window as f64);
+            if rate < 1.0 {
+                self.omega = self
+                    .omega
+                    .max(relaxation_for_rate(plain_rate(rate, self.omega)));
+            }
+        }
     }
 }
 
