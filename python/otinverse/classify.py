@@ -65,7 +65,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
     translation : bool, default=False
         ``"ir"`` only: γ-based translation (§3.3). Each test image is moved by the plan's mean
         displacement ``Σ_ij γ_ij ([j] − [i])`` towards each prototype (the difference of the
-        centres of mass), and the transport cost is solved again with the moved pixels.
+        centres of mass), rounded to whole pixels and clipped to the image, and the transport
+        cost to that prototype is solved again.
     image_shape : (int, int) or None, default=None
         Shape of a flattened image. ``None``: taken from 3-D ``X`` (n, h, w); for 2-D ``X``,
         a square when the number of features is a square, else one row of pixels.
@@ -307,23 +308,22 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         return costs, shifts
 
     def _translated_costs(self, H, shifts):
-        """Costs after moving each image by its displacement towards each prototype (§3.3):
-        the pixels of image i sit at ``[j] + t_ik`` in the second solve."""
+        """Costs after moving each image by its plan's displacement towards each prototype
+        (§3.3), rounded to whole pixels so the moved image stays on the grid: a sub-pixel move
+        would cost every pixel ``h(|fraction|)``, a bias that differs between prototypes."""
         costs = np.empty(shifts.shape[:2])
-        pts = self._points
         for k, b in enumerate(self.prototypes_):
-            tgt = b > 0
-            for i, h in enumerate(H):
-                src = h > 0
-                C = ground_cost(pts[src] + shifts[i, k], pts[tgt], cost=self.cost)
-                C /= self._cost_scale
-                if self.reg is None:
-                    costs[i, k] = pot.emd2(h[src], b[tgt], C)
-                else:
-                    costs[i, k] = sinkhorn_batch(
-                        h[src], b[tgt][None], C, self.reg, max_iter=self.max_iter, tol=self.tol
-                    ).transport_cost[0, 0]
+            moved = _shift_on_grid(H, np.rint(shifts[:, k]).astype(int), self.image_shape_)
+            costs[:, k] = self._solve_against(moved, b)
         return costs
+
+    def _solve_against(self, H, b):
+        """Transport costs of histograms H (n, n_features) to one prototype b."""
+        if self.reg is None:
+            return np.array([_emd_on_supports(h, b, self.ground_cost_, None)[0] for h in H])
+        return sinkhorn_batch(
+            H, b[None], self.ground_cost_, self.reg, max_iter=self.max_iter, tol=self.tol
+        ).transport_cost[:, 0]
 
     # ----------------------------------------------------------------------------- DA
     def _da_scores(self, X):
@@ -344,6 +344,23 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
             if rows.any():
                 scores[:, c] = gamma[rows].max(axis=0)
         return scores
+
+
+def _shift_on_grid(H, shifts, shape):
+    """Each image of H (flattened, C order) moved by whole pixels ``shifts[i] = (dy, dx)``,
+    each move clipped so that no pixel with mass leaves the image."""
+    h, w = shape
+    out = np.zeros_like(H)
+    for i, (img, (dy, dx)) in enumerate(zip(H.reshape(-1, h, w), shifts, strict=True)):
+        rows = np.flatnonzero(img.any(axis=1))
+        cols = np.flatnonzero(img.any(axis=0))
+        dy = int(np.clip(dy, -rows[0], h - 1 - rows[-1]))
+        dx = int(np.clip(dx, -cols[0], w - 1 - cols[-1]))
+        moved = out[i].reshape(h, w)
+        moved[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = img[
+            max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out
 
 
 def _emd_on_supports(h, b, C, pts):

@@ -33,12 +33,15 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
         (``N_k < 1``) are dropped during EM, so ``n_components_`` may be smaller: with ~100
         images per class and 5 components some end up empty, and an empty component's
         smoothed mean is a uniform 0.5, a bogus prototype.
-    prior : float, default=1.0
+    prior : float, default=0.1
         Beta(prior + 1, prior + 1) prior on every ``θ_kd``: the M-step is the MAP estimate
         ``θ_kd = (Σ_i r_ik x_id + prior) / (N_k + 2 prior)``, which keeps ``log θ`` finite.
+        Keep it small when the means serve as image prototypes: with ~30 images per
+        component, ``prior=1`` lifts every background pixel to θ ≈ 0.03, which puts a third of
+        an 8×8 prototype's mass on the background.
     init : {"kmeans++", "random"}, default="kmeans++"
         Initial means: k-means++ seeds (``sklearn.cluster.kmeans_plusplus``) or random samples.
-    max_iter : int, default=100
+    max_iter : int, default=300
     tol : float, default=1e-6
         Stop when the mean log-likelihood per sample improves by less than ``tol``.
     random_state : int, RandomState or None
@@ -68,7 +71,7 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
     }
 
     def __init__(
-        self, n_components=1, *, prior=1.0, init="kmeans++", max_iter=100, tol=1e-6,
+        self, n_components=1, *, prior=0.1, init="kmeans++", max_iter=300, tol=1e-6,
         random_state=None,
     ):  # fmt: skip
         self.n_components = n_components
