@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from .batch import sinkhorn_batch
 from .ground_cost import GROUND_COSTS, ground_cost, grid_points
@@ -76,10 +76,10 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         ``"ir"``: ``predict_proba`` is ``softmax(-class_cost / temperature)``; ``None`` uses
         ``reg`` (or 0.05 × the median ground cost for exact OT). Ignored by ``"da"``, whose
         probabilities are the coupled class masses.
-    max_iter : int, default=100000
+    sinkhorn_max_iter : int, default=100000
         Sinkhorn iterations per transport problem (a few pairs need ~30000 with ``"sqdistance"``
         at ``reg=0.1``, where ε is 0.1 % of the cost's range).
-    tol : float, default=1e-9
+    sinkhorn_tol : float, default=1e-9
         Relative L1 marginal error at which Sinkhorn stops.
     random_state : int, RandomState or None
         Seeds the prototype sampling and the mixtures' initialisation.
@@ -109,8 +109,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "norm": [StrOptions({"median", "max"}), None],
         "temperature": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "sinkhorn_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "sinkhorn_tol": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -118,7 +118,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self, scheme="ir", *, cost="atan", reg=0.3, prototypes="mean", n_prototypes=1,
         label_rule="class_sum", translation=False, image_shape=None, norm=None,
-        temperature=None, max_iter=100_000, tol=1e-9, random_state=None, verbose=False,
+        temperature=None, sinkhorn_max_iter=100_000, sinkhorn_tol=1e-9, random_state=None,
+        verbose=False,
     ):  # fmt: skip
         self.scheme = scheme
         self.cost = cost
@@ -130,8 +131,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.norm = norm
         self.temperature = temperature
-        self.max_iter = max_iter
-        self.tol = tol
+        self.sinkhorn_max_iter = sinkhorn_max_iter
+        self.sinkhorn_tol = sinkhorn_tol
         self.random_state = random_state
         self.verbose = verbose
 
@@ -143,7 +144,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------- input
     def _flatten(self, X):
         """(n, h, w) images or (n, n_features) rows as a 2-D float array, and the image shape."""
-        X = check_array(X, dtype=np.float64, allow_nd=True, ensure_2d=False, input_name="X")
+        X = check_array(X, dtype=np.float64, allow_nd=True, input_name="X")
         if X.ndim == 3:
             return X.reshape(X.shape[0], -1), X.shape[1:]
         if X.ndim != 2:
@@ -164,8 +165,12 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _check_pixels(X):
-        if (X < 0).any():
-            raise ValueError(f"X: pixels must be non-negative, found {X.min()}")
+        check_non_negative(X, "OTClassifier (X: pixels must be non-negative)")
+        if X.shape[1] < 2:
+            raise ValueError(
+                f"X: images need at least 2 pixels, got {X.shape[1]} feature(s): every "
+                "one-pixel histogram is the same"
+            )
         empty = np.flatnonzero(X.sum(axis=1) <= 0)
         if empty.size:
             raise ValueError(
@@ -246,9 +251,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         return np.vstack(protos), np.concatenate(labels)
 
     # ----------------------------------------------------------------------------- predict
-    def decision_function(self, X):
-        """Class scores, larger is better: minus the cheapest prototype's transport cost per
-        class (``"ir"``), or the coupled class masses (``"da"``). Shape (n, n_classes)."""
+    def _class_scores(self, X):
+        """(n, n_classes) scores, larger is better."""
         check_is_fitted(self)
         X = self._prepare(X)
         if self.scheme == "da":
@@ -259,13 +263,21 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
             best[:, c] = costs[:, self._prototype_codes == c].min(axis=1)
         return -best
 
+    def decision_function(self, X):
+        """Class scores, larger is better: minus the cheapest prototype's transport cost per
+        class (``"ir"``), or the coupled class masses (``"da"``). Shape (n, n_classes); for two
+        classes, scikit-learn's (n,) score of ``classes_[1]`` (its score minus the other's)."""
+        scores = self._class_scores(X)
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
     def predict(self, X):
         """Class of each image."""
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        scores = self._class_scores(X)
+        return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X):
         """``"ir"``: softmin of the class costs at ``temperature_``; ``"da"``: coupled masses."""
-        scores = self.decision_function(X)
+        scores = self._class_scores(X)
         if self.scheme == "da":
             return scores / scores.sum(axis=1, keepdims=True)
         z = scores / self.temperature_
@@ -296,8 +308,8 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         pts = self._points if self.translation else None
         if self.reg is not None:
             res = sinkhorn_batch(
-                H, self.prototypes_, self.ground_cost_, self.reg, max_iter=self.max_iter,
-                tol=self.tol, x=pts, y=pts,
+                H, self.prototypes_, self.ground_cost_, self.reg, max_iter=self.sinkhorn_max_iter,
+                tol=self.sinkhorn_tol, x=pts, y=pts,
             )  # fmt: skip
             return res.transport_cost, res.displacement
         costs = np.empty((len(H), len(self.prototypes_)))
@@ -322,7 +334,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         if self.reg is None:
             return np.array([_emd_on_supports(h, b, self.ground_cost_, None)[0] for h in H])
         return sinkhorn_batch(
-            H, b[None], self.ground_cost_, self.reg, max_iter=self.max_iter, tol=self.tol
+            H, b[None], self.ground_cost_, self.reg, max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol
         ).transport_cost[:, 0]
 
     # ----------------------------------------------------------------------------- DA
@@ -332,7 +344,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
             transport = EMDTransport(metric=self.cost, norm=self.norm)
         else:
             transport = SinkhornTransport(
-                self.reg, metric=self.cost, norm=self.norm, max_iter=self.max_iter, tol=self.tol
+                self.reg, metric=self.cost, norm=self.norm, max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol
             )
         transport.fit(self.train_images_, self.train_codes_, Xt=X)
         if self.label_rule == "class_sum":
