@@ -550,8 +550,10 @@ fn solve_pair(
     plan_statistics(&solver, n_iter, points)
 }
 
-/// Statistics of the final plan `P_ij = u_i K_ij v_j`, with
-/// `log P_ij = log u_i + log v_j + (φ_i + ψ_j − C_ij)/ε` (no exponential needed).
+/// Statistics of the final plan `P_ij = u_i K_ij v_j` from its row and column sums and one
+/// pass for `⟨C, P⟩`: with `log P_ij = log u_i + φ_i/ε + log v_j + ψ_j/ε − C_ij/ε`,
+/// `Σ P log P = Σ_i r_i (log u_i + φ_i/ε) + Σ_j s_j (log v_j + ψ_j/ε) − ⟨C, P⟩/ε`, exact also
+/// where K underflowed to zero (those entries are zero on both sides).
 fn plan_statistics(
     s: &PairSolver<'_>,
     n_iter: usize,
@@ -559,30 +561,35 @@ fn plan_statistics(
 ) -> Result<PairResult> {
     let (eps, nc) = (s.eps, s.nc);
     let mut col_sums = vec![0.0; nc];
+    s.kt_u(&mut col_sums);
+    col_sums.iter_mut().zip(&s.v).for_each(|(c, v)| *c *= v);
     let mut row_sums = vec![0.0; s.phi.len()];
-    let (mut transport, mut neg_entropy, mut cross) = (0.0, 0.0, 0.0);
-    let log_v: Vec<f64> = s.v.iter().map(|v| v.ln()).collect();
-    for (i, (phi, u)) in s.phi.iter().zip(&s.u).enumerate() {
-        let (crow, krow) = (&s.c[i * nc..(i + 1) * nc], &s.kernel[i * nc..(i + 1) * nc]);
-        let log_u = u.ln();
-        for (j, ((c, k), (psi, lv))) in crow
-            .iter()
-            .zip(krow)
-            .zip(s.psi.iter().zip(&log_v))
-            .enumerate()
-        {
-            let p = u * k * s.v[j];
-            if p == 0.0 {
-                continue;
-            }
-            let log_p = log_u + lv + (phi + psi - c) / eps;
-            row_sums[i] += p;
-            col_sums[j] += p;
-            transport += p * c;
-            neg_entropy += p * log_p;
-            cross += p * (s.src.log_weight[i] + s.tgt.log_weight[j]);
+    s.k_v(&mut row_sums);
+    row_sums.iter_mut().zip(&s.u).for_each(|(r, u)| *r *= u);
+    let mut weighted_v = vec![0.0; nc];
+    let transport: f64 = (s.kernel.chunks_exact(nc).zip(s.c.chunks_exact(nc)))
+        .zip(&s.u)
+        .map(|((krow, crow), u)| {
+            weighted_v
+                .iter_mut()
+                .zip(krow)
+                .zip(&s.v)
+                .for_each(|((w, k), v)| *w = k * v);
+            u * dot(&weighted_v, crow)
+        })
+        .sum();
+    let side = |sums: &[f64], scale: &[f64], pot: &[f64], log_w: &[f64]| {
+        let (mut entropy, mut cross) = (0.0, 0.0);
+        for (((m, x), p), lw) in sums.iter().zip(scale).zip(pot).zip(log_w) {
+            entropy += m * (x.ln() + p / eps);
+            cross += m * lw;
         }
-    }
+        (entropy, cross)
+    };
+    let (ent_rows, cross_rows) = side(&row_sums, &s.u, &s.phi, &s.src.log_weight);
+    let (ent_cols, cross_cols) = side(&col_sums, &s.v, &s.psi, &s.tgt.log_weight);
+    let neg_entropy = ent_rows + ent_cols - transport / eps;
+    let cross = cross_rows + cross_cols;
     let total: f64 = row_sums.iter().sum();
     let kl = neg_entropy - cross - total + s.src.mass * s.tgt.mass;
     let l1 = |sums: &[f64], w: &[f64], mass: f64| {
