@@ -17,6 +17,7 @@ translation (§3.3) moves each test image by ``Σ γ_ij ([j] − [i])`` before a
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import numpy as np
 import ot as pot
@@ -27,7 +28,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from .batch import sinkhorn_batch
-from .ground_cost import GROUND_COSTS, ground_cost, grid_points
+from .ground_cost import GROUND_COSTS, grid_points, ground_cost
 from .mixture import BernoulliMixture
 from .transport import EMDTransport, SinkhornTransport
 
@@ -98,7 +99,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
     temperature_ : float
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "scheme": [StrOptions({"ir", "da"})],
         "cost": [StrOptions(set(GROUND_COSTS)), Interval(numbers.Real, 0, None, closed="neither")],
         "reg": [Interval(numbers.Real, 0, None, closed="neither"), None],
@@ -154,7 +155,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
     def _resolve_shape(self, n_features, shape_3d):
         shape = self.image_shape if self.image_shape is not None else shape_3d
         if shape is None:
-            side = int(round(np.sqrt(n_features)))
+            side = round(np.sqrt(n_features))
             shape = (side, side) if side * side == n_features else (1, n_features)
         shape = tuple(int(s) for s in shape)
         if len(shape) != 2 or shape[0] * shape[1] != n_features:
@@ -334,7 +335,12 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         if self.reg is None:
             return np.array([_emd_on_supports(h, b, self.ground_cost_, None)[0] for h in H])
         return sinkhorn_batch(
-            H, b[None], self.ground_cost_, self.reg, max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol
+            H,
+            b[None],
+            self.ground_cost_,
+            self.reg,
+            max_iter=self.sinkhorn_max_iter,
+            tol=self.sinkhorn_tol,
         ).transport_cost[:, 0]
 
     # ----------------------------------------------------------------------------- DA
@@ -344,7 +350,11 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
             transport = EMDTransport(metric=self.cost, norm=self.norm)
         else:
             transport = SinkhornTransport(
-                self.reg, metric=self.cost, norm=self.norm, max_iter=self.sinkhorn_max_iter, tol=self.sinkhorn_tol
+                self.reg,
+                metric=self.cost,
+                norm=self.norm,
+                max_iter=self.sinkhorn_max_iter,
+                tol=self.sinkhorn_tol,
             )
         transport.fit(self.train_images_, self.train_codes_, Xt=X)
         if self.label_rule == "class_sum":

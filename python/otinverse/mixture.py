@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
@@ -22,7 +23,7 @@ __all__ = ["BernoulliMixture"]
 
 
 class BernoulliMixture(DensityMixin, BaseEstimator):
-    """Mixture of independent-pixel Bernoulli distributions ``p(x) = Σ_k π_k Π_d θ_kd^x_d (1−θ_kd)^(1−x_d)``.
+    """Mixture of independent-pixel Bernoullis, ``p(x) = Σ_k π_k Π_d θ_kd^x_d (1−θ_kd)^(1−x_d)``.
 
     ``X`` holds values in [0, 1] (binary, or grey levels read as soft Bernoulli outcomes).
 
@@ -61,7 +62,7 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
         Final mean log-likelihood per sample.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "prior": [Interval(numbers.Real, 0, None, closed="neither")],
         "init": [StrOptions({"kmeans++", "random"})],

@@ -14,6 +14,7 @@ Redko et al. (2019), both as POT computes them.
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import numpy as np
 import ot as pot
@@ -33,7 +34,7 @@ _NORMS = {"median", "max", "log", "loglog"}
 
 
 class _BaseTransport(TransformerMixin, BaseEstimator):
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "metric": [
             StrOptions(_POT_METRICS | set(GROUND_COSTS)),
             Interval(numbers.Real, 0, None, closed="neither"),
@@ -110,7 +111,7 @@ class _BaseTransport(TransformerMixin, BaseEstimator):
 
 
 class SinkhornTransport(_BaseTransport):
-    """Entropic OT domain adaptation (Courty et al. 2014), solved by otinverse's log-domain Sinkhorn.
+    """Entropic OT domain adaptation (Courty et al. 2014) with otinverse's log-domain Sinkhorn.
 
     Parameters
     ----------
@@ -128,7 +129,7 @@ class SinkhornTransport(_BaseTransport):
         Relative L1 marginal error at which Sinkhorn stops.
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseTransport._parameter_constraints,
         "reg_e": [Interval(numbers.Real, 0, None, closed="neither")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -158,7 +159,7 @@ class EMDTransport(_BaseTransport):
         Network-simplex iterations (POT's ``numItermax``).
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         **_BaseTransport._parameter_constraints,
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
     }

@@ -5,6 +5,7 @@ use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::errors::CoreError;
+use super::interrupt::run_interruptible;
 use crate::core::ground_cost::{pairwise_cost, GroundCost};
 use crate::core::one_to_many::{sinkhorn_pairwise, BatchOutput, BatchParams};
 
@@ -121,9 +122,7 @@ fn sinkhorn_batch<'py>(
         }
     };
     let (c, s, t) = (cost.as_array(), sources.as_array(), targets.as_array());
-    let out = py
-        .detach(|| sinkhorn_pairwise(c, s, t, &params, points))
-        .map_err(CoreError)?;
+    let out = run_interruptible(py, || sinkhorn_pairwise(c, s, t, &params, points))?;
     Ok(BatchSinkhornResult::new(py, out))
 }
 

@@ -2,8 +2,8 @@
 
 pub mod cost;
 pub mod error;
-pub mod interrupt;
 pub mod ground_cost;
+pub mod interrupt;
 pub mod logsumexp;
 pub mod one_to_many;
 pub mod patches;

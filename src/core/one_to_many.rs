@@ -19,10 +19,9 @@ use ndarray::{Array2, Array3, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
 use crate::core::error::{check_finite, check_positive, check_weights, OtError, Result};
+use crate::core::interrupt;
 use crate::core::logsumexp::{mul_add, multiversion, LANES};
-use crate::core::sinkhorn::{
-    plain_rate, relaxation_for_rate, RELAX_PERIOD, RELAX_WARMUP, RELAX_WINDOW,
-};
+use crate::core::sinkhorn::relaxation::Relaxation;
 
 #[derive(Clone, Debug)]
 pub struct BatchParams {
@@ -196,11 +195,15 @@ pub fn sinkhorn_pairwise(
     }
     let (n_src, n_tgt) = (src.len(), tgt.len());
     let gibbs = cost.mapv(|c| (-c / params.eps).exp());
+    // Rayon's workers do not inherit the caller's cancellation flag: each task carries it.
+    let flag = interrupt::current().unwrap_or_default();
     let results: Vec<PairResult> = (0..n_src * n_tgt)
         .into_par_iter()
         .map(|q| {
             let (s, k) = (q / n_tgt, q % n_tgt);
-            solve_pair(&cost, &gibbs, &src[s], &tgt[k], params, points.as_ref())
+            interrupt::with_flag(&flag, || {
+                solve_pair(&cost, &gibbs, &src[s], &tgt[k], params, points.as_ref())
+            })
         })
         .collect::<Result<_>>()?;
     Ok(collect(
@@ -394,23 +397,24 @@ impl<'a> PairSolver<'a> {
     }
 
     /// Runs at most `max_iter` column-then-row updates; returns the iterations done. The
-    /// updates are over-relaxed (Thibault, Chizat, Dossal & Papadakis 2017) with ω estimated
-    /// from the observed contraction as in [`crate::core::sinkhorn`]; the stopping test is
-    /// always made on a plain column update, so the columns are exact when it passes.
-    fn iterate(&mut self, max_iter: usize, tol: f64) -> usize {
+    /// updates are over-relaxed (Thibault, Chizat, Dossal & Papadakis 2017) by the general
+    /// solver's adaptive [`Relaxation`]; the stopping test, and every error the factor is judged
+    /// on, follows a plain column update, so the columns are exact when it passes.
+    fn iterate(&mut self, max_iter: usize, tol: f64) -> Result<usize> {
         let mut col_sums = vec![0.0; self.nc];
         let mut row_sums = vec![0.0; self.phi.len()];
-        let mut relax = Relaxation::default();
+        let mut relax = Relaxation::new(true);
         // The final plan's error is re-evaluated in another summation order: a margin keeps a
         // pair that stopped here from reporting an error a rounding above `tol`.
         let tol = 0.9 * tol;
         for it in 1..=max_iter {
-            self.update_cols(&mut col_sums, relax.omega);
+            interrupt::check()?;
+            let projected = relax.omega() == 1.0 || relax.wants_projected_error();
+            self.update_cols(&mut col_sums, if projected { 1.0 } else { relax.omega() });
             let Some(mut err) = self.row_error(&mut row_sums) else {
-                relax = Relaxation::default();
                 continue;
             };
-            if err <= tol && relax.omega != 1.0 {
+            if err <= tol && !projected {
                 self.update_cols(&mut col_sums, 1.0);
                 match self.row_error(&mut row_sums) {
                     Some(e) => err = e,
@@ -418,10 +422,10 @@ impl<'a> PairSolver<'a> {
                 }
             }
             if err <= tol {
-                return it;
+                return Ok(it);
             }
             relax.observe(err);
-            let (a, omega) = (&self.src.weight, relax.omega);
+            let (a, omega) = (&self.src.weight, relax.omega());
             let upd = self.u.iter_mut().zip(a).zip(&row_sums);
             if omega == 1.0 {
                 upd.for_each(|((u, a), r)| *u = a / r);
@@ -432,7 +436,7 @@ impl<'a> PairSolver<'a> {
                 self.absorb();
             }
         }
-        max_iter
+        Ok(max_iter)
     }
 }
 
@@ -444,47 +448,6 @@ fn out_of_range(scalings: &[f64]) -> bool {
     scalings
         .iter()
         .any(|&x| !(1.0 / SCALING_MAX..=SCALING_MAX).contains(&x))
-}
-
-/// The over-relaxation factor ω and the error history it is estimated from.
-struct Relaxation {
-    omega: f64,
-    errors: Vec<f64>,
-    best: f64,
-}
-
-impl Default for Relaxation {
-    fn default() -> Self {
-        Relaxation {
-            omega: 1.0,
-            errors: Vec::new(),
-            best: f64::INFINITY,
-        }
-    }
-}
-
-impl Relaxation {
-    fn observe(&mut self, err: f64) {
-        self.errors.push(err);
-        self.best = self.best.min(err);
-        let n = self.errors.len();
-        if self.omega != 1.0 && err > 10.0 * self.best {
-            // Safeguard: the relaxed iteration is not contracting here.
-            *self = Relaxation::default();
-        } else if n >= RELAX_WARMUP && (n - RELAX_WARMUP) % RELAX_PERIOD == 0 {
-            let window = if self.omega == 1.0 {
-                RELAX_WINDOW
-            } else {
-                RELAX_PERIOD
-            };
-            let rate = (self.errors[n - 1] / self.errors[n - 1 - window]).powf(1.0 / window as f64);
-            if rate < 1.0 {
-                self.omega = self
-                    .omega
-                    .max(relaxation_for_rate(plain_rate(rate, self.omega)));
-            }
-        }
-    }
 }
 
 #[inline(always)]
@@ -546,7 +509,7 @@ fn solve_pair(
     points: Option<&(ArrayView2<'_, f64>, ArrayView2<'_, f64>)>,
 ) -> Result<PairResult> {
     let mut solver = PairSolver::new(cost, gibbs, src, tgt, params.eps);
-    let n_iter = solver.iterate(params.max_iter, params.tol);
+    let n_iter = solver.iterate(params.max_iter, params.tol)?;
     plan_statistics(&solver, n_iter, points)
 }
 
