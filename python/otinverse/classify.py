@@ -208,8 +208,7 @@ class OTClassifier(ClassifierMixin, BaseEstimator):
         self._prototype_codes = codes
         self._points = grid_points(self.image_shape_)
         C = ground_cost(self._points, cost=self.cost)
-        self._cost_scale = self._norm_scale(C)
-        self.ground_cost_ = C / self._cost_scale
+        self.ground_cost_ = C / self._norm_scale(C)
         if self.temperature is not None:
             self.temperature_ = float(self.temperature)
         elif self.reg is not None:
