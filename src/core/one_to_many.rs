@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::core::error::{check_finite, check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
-use crate::core::logsumexp::{mul_add, multiversion, LANES};
+use crate::core::simd::{dot, mul_add, multiversion};
 use crate::core::sinkhorn::relaxation::Relaxation;
 
 #[derive(Clone, Debug)]
@@ -448,30 +448,6 @@ fn out_of_range(scalings: &[f64]) -> bool {
     scalings
         .iter()
         .any(|&x| !(1.0 / SCALING_MAX..=SCALING_MAX).contains(&x))
-}
-
-#[inline(always)]
-fn dot_generic<const FMA: bool>(x: &[f64], y: &[f64]) -> f64 {
-    let mut acc = [0.0; LANES];
-    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-    let tail: f64 = xc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in xc.zip(yc) {
-        for l in 0..LANES {
-            acc[l] = mul_add::<FMA>(a[l], b[l], acc[l]);
-        }
-    }
-    acc.iter().sum::<f64>() + tail
-}
-
-multiversion! {
-    /// `Σ_j x_j y_j` in independent lanes, so the sum vectorises (one running sum would be a
-    /// single dependent chain of additions).
-    pub fn dot(x: &[f64], y: &[f64]) -> f64 => dot_generic
 }
 
 #[inline(always)]
