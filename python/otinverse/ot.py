@@ -217,7 +217,9 @@ def sinkhorn_points(
 
     The cost matrix is not stored (memory O((n+m)d) for the online kernel, O(kept entries) for
     the truncated one), so 10⁵ × 10⁵ problems fit. ``x`` is (n, d) or (n,) for points on the
-    line; other parameters as in :func:`sinkhorn`. ``p >= 1``.
+    line; other parameters as in :func:`sinkhorn`. ``p > 0``; ``p < 1`` is a concave cost (for
+    ``log1p`` or ``atan`` of the distance, build the matrix with :func:`otinverse.ground_cost`
+    and call :func:`sinkhorn`).
     """
     x = as_points(x, "x")
     y = as_points(y, "y")

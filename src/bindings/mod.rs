@@ -7,6 +7,7 @@
 
 use pyo3::prelude::*;
 
+mod classify;
 mod errors;
 mod interrupt;
 mod patches;
@@ -22,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     unfold::register(m)?;
     patches::register(m)?;
     sparsify::register(m)?;
+    classify::register(m)?;
     register_testing(m)
 }
 

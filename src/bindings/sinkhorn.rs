@@ -322,6 +322,8 @@ fn point_cost_matrix<'py>(
     p: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (xv, yv) = (x.as_array(), y.as_array());
+    // `wasserstein`'s exact path: W_p^p keeps p ≥ 1 (sinkhorn_points also takes concave p < 1).
+    crate::core::error::check_exponent("p", p).map_err(CoreError)?;
     let cost = py.detach(|| PointCost::new(xv, yv, p).map(|k| k.dense()));
     Ok(cost.map_err(CoreError)?.into_pyarray(py))
 }

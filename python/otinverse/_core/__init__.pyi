@@ -395,3 +395,59 @@ def sinkhorn_grid(
 def grid_cost_matrix(
     shape: tuple[int, int], spacing: tuple[float, float]
 ) -> NDArray[np.float64]: ...
+
+# --- OT classification (src/bindings/classify.rs) ---
+@final
+class GroundCostOptions:
+    """A ground cost ``h(‖x − y‖)``: "distance", "sqdistance", "log1p", "atan" or "power"."""
+
+    @property
+    def cost(self) -> str: ...
+    @property
+    def exponent(self) -> float | None: ...
+    def __new__(cls, *, cost: str, exponent: float | None = None) -> GroundCostOptions: ...
+
+@final
+class BatchSinkhornOptions:
+    """Options of the batched Sinkhorn: ``reg`` ε > 0, ``max_iter`` per pair, ``tol``."""
+
+    @property
+    def reg(self) -> float: ...
+    @property
+    def max_iter(self) -> int: ...
+    @property
+    def tol(self) -> float: ...
+    def __new__(
+        cls, *, reg: float, max_iter: int = 10_000, tol: float = 1e-9
+    ) -> BatchSinkhornOptions: ...
+
+@final
+class BatchSinkhornResult:
+    """Per-pair results of :func:`sinkhorn_batch`, arrays of shape (n_sources, n_targets)."""
+
+    @property
+    def transport_cost(self) -> NDArray[np.float64]: ...
+    @property
+    def objective(self) -> NDArray[np.float64]: ...
+    @property
+    def neg_entropy(self) -> NDArray[np.float64]: ...
+    @property
+    def marginal_error(self) -> NDArray[np.float64]: ...
+    @property
+    def n_iter(self) -> NDArray[np.uint64]: ...
+    @property
+    def converged(self) -> NDArray[np.bool_]: ...
+    @property
+    def displacement(self) -> NDArray[np.float64] | None: ...
+
+def ground_cost_matrix(
+    x: NDArray[np.float64], y: NDArray[np.float64], options: GroundCostOptions
+) -> NDArray[np.float64]: ...
+def sinkhorn_batch(
+    cost: NDArray[np.float64],
+    sources: NDArray[np.float64],
+    targets: NDArray[np.float64],
+    options: BatchSinkhornOptions,
+    x: NDArray[np.float64] | None = None,
+    y: NDArray[np.float64] | None = None,
+) -> BatchSinkhornResult: ...

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::{add_into, plan_from_cost, rows_per_task, CostKernel, PlanSums};
-use crate::core::error::{check_exponent, check_finite, OtError, Result};
+use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
 };
@@ -48,7 +48,8 @@ impl PointCost {
         }
         check_finite("x", x.iter())?;
         check_finite("y", y.iter())?;
-        check_exponent("p", p)?;
+        // 0 < p < 1 is the concave cost d^p (Barton & Tai, §3.1).
+        check_positive("p", p)?;
         Ok(PointCost {
             xt: x.t().as_standard_layout().into_owned(),
             yt: y.t().as_standard_layout().into_owned(),
@@ -284,7 +285,7 @@ mod tests {
     fn points_match_dense() {
         let x: Array2<f64> = array![[0.0, 0.0], [1.0, 0.5], [0.3, -0.2]];
         let y: Array2<f64> = array![[0.1, 0.9], [-0.5, 0.2], [0.7, 0.7], [0.0, 0.0]];
-        for p in [1.0, 2.0, 1.5] {
+        for p in [1.0, 2.0, 1.5, 0.5] {
             let dense = Array2::from_shape_fn((3, 4), |(i, j)| {
                 ((x[(i, 0)] - y[(j, 0)]).powi(2) + (x[(i, 1)] - y[(j, 1)]).powi(2)).powf(p / 2.0)
             });
@@ -298,6 +299,6 @@ mod tests {
             assert!(pc.diameter() >= dc.diameter());
         }
         assert!(PointCost::new(x.view(), array![[1.0]].view(), 2.0).is_err());
-        assert!(PointCost::new(x.view(), y.view(), 0.5).is_err());
+        assert!(PointCost::new(x.view(), y.view(), 0.0).is_err());
     }
 }

@@ -10,7 +10,7 @@
 //! and the next `f` softmin `f̃` gives the row sums of the current plan,
 //! `Σ_j P_ij = a_i exp((f_i − f̃_i)/ε)`, whose target is `a_i exp(−f_i/ρ_a)`.
 
-mod relaxation;
+pub(crate) mod relaxation;
 
 use ndarray::{Array1, ArrayView1};
 

@@ -58,7 +58,7 @@ fn rate(errors: &[f64], window: usize) -> f64 {
 /// the solution (the overshoot that a plain step removes), so ω is judged only on *projected*
 /// errors, measured after a plain update of the last side every [`WINDOW`] iterations (the
 /// iteration asks [`Relaxation::wants_projected_error`]).
-pub(super) struct Relaxation {
+pub(crate) struct Relaxation {
     omega: f64,
     /// The factor to return to when ω turns out not to pay: 1 after a first switch, the
     /// previous factor after a raise.
@@ -81,7 +81,7 @@ pub(super) struct Relaxation {
 }
 
 impl Relaxation {
-    pub(super) fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         Relaxation {
             omega: 1.0,
             fallback: 1.0,
@@ -96,17 +96,17 @@ impl Relaxation {
     }
 
     /// The factor for the next iteration.
-    pub(super) fn omega(&self) -> f64 {
+    pub(crate) fn omega(&self) -> f64 {
         self.omega
     }
 
     /// Whether the next observed error must be a projected one.
-    pub(super) fn wants_projected_error(&self) -> bool {
+    pub(crate) fn wants_projected_error(&self) -> bool {
         self.omega > 1.0 && (self.since_switch + 1) % WINDOW == 0
     }
 
     /// Records the marginal error after a full iteration and adapts ω.
-    pub(super) fn observe(&mut self, err: f64) {
+    pub(crate) fn observe(&mut self, err: f64) {
         if !self.enabled {
             return;
         }
