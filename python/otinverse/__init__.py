@@ -3,15 +3,19 @@
 * Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
 * Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
 * Restoration with a patch prior: :class:`WPPRestorer`.
+* Known forward operators (:mod:`otinverse.operators`) and the penalised-least-squares baseline
+  :func:`penalized_least_squares`; the OT-cycleGAN of the optional ``learn`` extra lives in
+  :mod:`otinverse.learn` (not imported here, so the core stays free of a tensor library).
 * Sparse approximation and peak counting: :class:`EntropicSparsifier`, :func:`count_peaks`,
   :class:`StarClusterClassifier`.
 """
 
-from . import datasets, metrics
+from . import datasets, metrics, operators
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
 from .datasets_stars import make_star_patches
 from .metrics import wasserstein2_squared
 from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
+from .pls import penalized_least_squares
 from .restore import WPPRestorer, add_defects
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
@@ -32,6 +36,8 @@ __all__ = [
     "datasets",
     "make_star_patches",
     "metrics",
+    "operators",
+    "penalized_least_squares",
     "richardson_lucy",
     "sinkhorn",
     "sinkhorn_points",
