@@ -18,6 +18,7 @@ image as two channels for MRI) plus that view as a residual; Adam with β = (0.5
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import ClassVar
 
@@ -74,6 +75,13 @@ class _Generator:
         pad = ((0, 0), (0, -h % self.multiple), (0, -w % self.multiple), (0, 0))
         out = self.unet.apply(params, jnp.pad(view, pad, mode="reflect"))[:, :h, :w, 0]
         return out + view[..., 0]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_generator(operator, width, depth):
+    """Jitted ``G(params, y)``, cached per operator object and U-Net shape so that repeated
+    ``predict`` calls compile once."""
+    return jax.jit(_Generator(operator, UNet(width, depth)).__call__)
 
 
 def _sample(data, key, batch, patch):
@@ -214,15 +222,14 @@ class _UNetRestorerBase(BaseEstimator):
         arr = measured if isinstance(measured, np.ndarray) else np.asarray(measured)
         single = arr.ndim == len(shape)
         stack = self._check_stack(arr[None] if single else arr, "measured", shape)
-        generator = _Generator(self.operator, self._unet())
+        run = _compiled_generator(self.operator, int(self.unet_width), int(self.unet_depth))
         params = self.generator_params_
-        run = jax.jit(lambda y: generator(params, y))
         out = []
         for start in range(0, stack.shape[0], _PREDICT_CHUNK):
             chunk = stack[start : start + _PREDICT_CHUNK]
             n = chunk.shape[0]
             padded = np.concatenate([chunk, np.repeat(chunk[-1:], _PREDICT_CHUNK - n, axis=0)])
-            out.append(np.asarray(run(jnp.asarray(padded)))[:n])
+            out.append(np.asarray(run(params, jnp.asarray(padded)))[:n])
         images = np.concatenate(out).astype(np.float64)
         return images[0] if single else images
 
