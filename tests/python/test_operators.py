@@ -167,3 +167,25 @@ def test_importing_otinverse_does_not_import_a_tensor_library():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_imaging_datasets():
+    from otinverse.datasets_imaging import born_wolf_psf, make_ellipse_phantoms, make_filaments
+    from scipy import special
+
+    psf = born_wolf_psf(31, 6.0)
+    assert psf.sum() == pytest.approx(1.0) and psf[15, 15] == psf.max()
+    np.testing.assert_allclose(psf, psf.T)
+    np.testing.assert_allclose(psf, psf[::-1])
+    # The Airy pattern's first dark ring at the given radius, its first bright ring at 1.635×.
+    assert psf[15, 21] < 1e-4 * psf[15, 15]
+    ring = special.jn_zeros(1, 1)[0] * np.arange(16) / 6.0
+    assert (
+        np.argmax(psf[15, 15 + 7 :]) + 7
+        == np.argmax(np.where(ring[7:] > 0, (2 * special.j1(ring[7:]) / ring[7:]) ** 2, 0)) + 7
+    )
+    for make in (make_filaments, make_ellipse_phantoms):
+        a = make(3, 24, random_state=5)
+        assert a.shape == (3, 24, 24) and 0.0 <= a.min() and a.max() <= 1.0 and a.max() > 0.3
+        np.testing.assert_array_equal(a, make(3, 24, random_state=5))
+        assert not np.array_equal(a, make(3, 24, random_state=6))
