@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -168,8 +169,6 @@ class _UNetRestorerBase(BaseEstimator):
         if isinstance(rs, numbers.Integral):
             seed = int(rs)
         else:
-            from sklearn.utils import check_random_state
-
             seed = int(check_random_state(rs).randint(0, 2**31 - 1))
         # The "rbg" generator compiles several times faster than threefry on CPU (Flax's
         # initialisers draw from many keys); it is reproducible for a given JAX version and device.
