@@ -138,7 +138,7 @@ class _UNetRestorerBase(BaseEstimator):
 
     def _geometry(self):
         """(training operator, image patch shape or None, measurement patch shape or None,
-        cycle masks (image, measurement) or None, image offset stride)."""
+        masks of the (image, measurement) cycle terms or None, image offset stride)."""
         op, p = self.operator, self.patch_size
         if p is None:
             return op, None, None, (None, None), 1
@@ -157,11 +157,12 @@ class _UNetRestorerBase(BaseEstimator):
                 )
             return patch_op, (p, p), patch_op.output_shape, (None, None), s
         if isinstance(op, ConvolutionOperator):
-            # A crop's border depends on pixels outside it: leave it out of the cycle terms.
+            # A measured crop's border depends on pixels outside it, so ‖y − H G(y)‖ leaves it
+            # out; ‖x − G(Hx)‖ keeps it (H on a clean crop has the zero boundary of whole images).
             mask = np.zeros((p, p), np.float32)
             m0, m1 = op.margin
             mask[m0 : p - m0, m1 : p - m1] = 1.0
-            return patch_op, (p, p), (p, p), (mask, mask), 1
+            return patch_op, (p, p), (p, p), (None, mask), 1
         return patch_op, (p, p), patch_op.output_shape, (None, None), 1
 
     def _key(self):
@@ -313,9 +314,9 @@ class OTCycleGANRestorer(_UNetRestorerBase):
         ``"linear"``: constant for the first half, then linearly to zero (App. D.2.1).
     batch_size : int, default=4
     patch_size : int or None, default=None
-        Side of random square image crops (``None``: whole images). For a blur the cycle terms
-        leave out a border of half the PSF (it depends on pixels outside the crop); for blur +
-        subsampling it must be ``k + s·m``; the MRI operator needs whole images.
+        Side of random square image crops (``None``: whole images). For a blur the measurement
+        cycle term leaves out a border of half the PSF (it depends on pixels outside the crop);
+        for blur + subsampling it must be ``k + s·m``; the MRI operator needs whole images.
     max_iter : int, default=1000
         Generator updates.
     random_state : int, RandomState or None
@@ -525,13 +526,13 @@ class SupervisedUNetRestorer(_UNetRestorerBase):
                 f"images: {images.shape[0]} images for {measured.shape[0]} measurements; "
                 "supervised training needs pairs"
             )
-        train_op, x_patch, y_patch, (x_mask, _), stride = self._geometry()
+        train_op, x_patch, y_patch, _, stride = self._geometry()
         generator = _Generator(train_op, self._unet())
         opt = self._optimizer(int(self.max_iter))
         b = int(self.batch_size)
 
         def objective(params, y, x):
-            return mean_abs(generator(params, y) - x, x_mask)
+            return mean_abs(generator(params, y) - x)
 
         @jax.jit
         def step(carry, key, x_all, y_all):
