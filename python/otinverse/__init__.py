@@ -6,11 +6,14 @@
 * OT classification (Barton & Tai): :class:`OTClassifier`, :class:`BernoulliMixture`,
   :class:`SinkhornTransport`, :class:`EMDTransport`, :func:`sinkhorn_batch`,
   :func:`ground_cost`, :func:`grid_cost`.
+* Known forward operators (:mod:`otinverse.operators`) and the penalised-least-squares baseline
+  :func:`penalized_least_squares`; the OT-cycleGAN of the optional ``learn`` extra lives in
+  :mod:`otinverse.learn` (not imported here, so the core stays free of a tensor library).
 * Sparse approximation and peak counting: :class:`EntropicSparsifier`, :func:`count_peaks`,
   :class:`StarClusterClassifier`.
 """
 
-from . import datasets, metrics
+from . import datasets, metrics, operators
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
 from .batch import sinkhorn_batch
 from .classify import OTClassifier
@@ -19,6 +22,7 @@ from .ground_cost import grid_cost, grid_points, ground_cost
 from .metrics import wasserstein2_squared
 from .mixture import BernoulliMixture
 from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
+from .pls import penalized_least_squares
 from .restore import WPPRestorer, add_defects
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .transport import EMDTransport, SinkhornTransport
@@ -48,6 +52,8 @@ __all__ = [
     "make_star_groups",
     "make_star_patches",
     "metrics",
+    "operators",
+    "penalized_least_squares",
     "richardson_lucy",
     "sinkhorn",
     "sinkhorn_batch",

@@ -12,7 +12,6 @@ import warnings
 from functools import cached_property
 
 import numpy as np
-import ot as pot
 from sklearn.exceptions import ConvergenceWarning
 
 from . import _core
@@ -255,6 +254,10 @@ def wasserstein(x, a, y, b, p=2) -> float:
         return mass_a * _core.wasserstein_1d_cost(
             np.ascontiguousarray(x[:, 0]), a, np.ascontiguousarray(y[:, 0]), b, p
         )
+    # POT is imported here, not at module level: it imports every installed tensor backend (JAX,
+    # PyTorch) at import time, which would make ``import otinverse`` load the learning extra's.
+    import ot as pot
+
     cost = _core.point_cost_matrix(x, y, p)
     return mass_a * float(
         pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size))
