@@ -2,7 +2,7 @@
 
     python benches/bench_unfolding.py [reference] [tol] [jet] [speed] [scaling]
 
-* reference: paper 001's 1-D experiment, 40 seeds linspace(0, 100, 40).astype(int), M = 1, 2, 4, 12,
+* reference: Craig, Faktor, Nachman's 1-D experiment, 40 seeds linspace(0, 100, 40).astype(int), M = 1, 2, 4, 12,
   25 iterations, final W2²(ν_σ, ν) (exact, unbinned) for OT and RL with 14/28/38 bins.
 * tol: M = 12 with ``tol`` instead of a fixed count, against 25 iterations.
 * jet: 2-D jet mass, L = L' = 100, M' = 3, 30 iterations, M = 2, 4, 12; RL n_bin = 64/100/196/324.

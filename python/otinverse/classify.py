@@ -20,7 +20,6 @@ import numbers
 from typing import ClassVar
 
 import numpy as np
-import ot as pot
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -36,6 +35,14 @@ __all__ = ["OTClassifier"]
 
 #: Test images per batched call, so the progress bar moves.
 _CHUNK = 64
+
+
+def _pot():
+    """POT, imported on first use: it imports every installed tensor library (JAX with the
+    ``learn`` extra), which ``import otinverse`` must not."""
+    import ot
+
+    return ot
 
 
 class OTClassifier(ClassifierMixin, BaseEstimator):
@@ -388,7 +395,7 @@ def _emd_on_supports(h, b, C, pts):
     """Exact transport cost of histograms h → b (POT's ``ot.emd``) on their supports, and the
     plan's displacement ``Σ γ_ij ([j] − [i])`` when pixel positions ``pts`` are given."""
     src, tgt = h > 0, b > 0
-    plan = pot.emd(h[src], b[tgt], C[np.ix_(src, tgt)])
+    plan = _pot().emd(h[src], b[tgt], C[np.ix_(src, tgt)])
     cost = float((plan * C[np.ix_(src, tgt)]).sum())
     if pts is None:
         return cost, np.zeros(2)

@@ -1,5 +1,5 @@
-"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (paper 001, §4.1);
-star patches (issue 4); the texture-denoising experiment of paper 004 (Fig. 1); the material
+"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (Craig, Faktor, Nachman, §4.1);
+star patches; the texture-denoising experiment of Mignon et al. (Fig. 1); the material
 micrographs of the WPP paper (Hertrich et al. 2022) for super-resolution."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _shift(x):
 
 
 def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=None):
-    """The 1-D toy problem of paper 001 §4.1.1 with the reference code's conventions.
+    """The 1-D toy problem of Craig, Faktor, Nachman §4.1.1 with the reference code's conventions.
 
     Prior support ``gen = linspace(−1, 1, L)``; truth: stratified draws (¼, ½, rest of
     ``L_measured``) from N(0.75, sd 0.05), N(−0.75, sd 0.05), N(0, sd 0.05); detector
@@ -212,7 +212,7 @@ def _load_files():
 
 
 def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance="reference"):
-    """The 2-D jet-mass unfolding problem of paper 001 §4.1.2 (Pythia + Delphes data).
+    """The 2-D jet-mass unfolding problem of Craig, Faktor, Nachman §4.1.2 (Pythia + Delphes data).
 
     Coordinates: (jet mass, groomed jet mass). Rows 0..L−1 of the data are the prior support
     ``gen`` (L, 2) with ``reco`` (L, M, 2) from reco columns 1..M; the next ``L_measured`` rows are
@@ -289,9 +289,10 @@ def load_micrograph(name="sic"):
         entry = base / filename
         if not entry.is_file():
             raise FileNotFoundError(
-                f"load_micrograph: {filename} is not installed. The micrographs are not shipped in wheels "
-                "(licence caveat in data/micrographs/PROVENANCE.md); install otinverse from a clone of the "
-                "repository (pip install -e .), which reads them from the source tree."
+                f"load_micrograph: {filename} is not installed. The micrographs are not shipped in "
+                "wheels (licence caveat in data/micrographs/PROVENANCE.md); install otinverse from "
+                "a clone of the repository (pip install -e .), which reads them from the source "
+                "tree."
             )
         with resources.as_file(entry) as path:
             # 8-bit grey PNG → float32 k/255; round-trip through the integer to get float64 k/255.

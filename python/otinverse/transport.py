@@ -17,7 +17,6 @@ import numbers
 from typing import ClassVar
 
 import numpy as np
-import ot as pot
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -33,6 +32,14 @@ _POT_METRICS = {"sqeuclidean", "euclidean", "cityblock", "cosine", "chebyshev", 
 _NORMS = {"median", "max", "log", "loglog"}
 
 
+def _pot():
+    """POT, imported on first use: it imports every installed tensor library (JAX with the
+    ``learn`` extra), which ``import otinverse`` must not."""
+    import ot
+
+    return ot
+
+
 class _BaseTransport(TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "metric": [
@@ -45,10 +52,10 @@ class _BaseTransport(TransformerMixin, BaseEstimator):
     def _cost(self, Xs, Xt):
         """``M`` between source and target samples, then POT's normalisation ``norm``."""
         if isinstance(self.metric, str) and self.metric in _POT_METRICS:
-            M = pot.dist(Xs, Xt, metric=self.metric)
+            M = _pot().dist(Xs, Xt, metric=self.metric)
         else:
             M = ground_cost(Xs, Xt, cost=self.metric)
-        return pot.utils.cost_normalization(M, self.norm)
+        return _pot().utils.cost_normalization(M, self.norm)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, Xt):
@@ -91,7 +98,7 @@ class _BaseTransport(TransformerMixin, BaseEstimator):
         mapped = (self.coupling_ / self.coupling_.sum(axis=1, keepdims=True)) @ self.xt_
         if X.shape == self.xs_.shape and np.array_equal(X, self.xs_):
             return mapped
-        nearest = pot.dist(X, self.xs_).argmin(axis=1)
+        nearest = _pot().dist(X, self.xs_).argmin(axis=1)
         return mapped[nearest] + X - self.xs_[nearest]
 
     def transform_labels(self, y=None):
@@ -170,4 +177,4 @@ class EMDTransport(_BaseTransport):
         self.max_iter = max_iter
 
     def _coupling(self, a, b, M):
-        return pot.emd(a, b, M, numItermax=self.max_iter)
+        return _pot().emd(a, b, M, numItermax=self.max_iter)

@@ -9,11 +9,7 @@ from conftest import NOTEBOOKS
 
 # Notebooks still committed without outputs: each flips to passing (and strict xfail then fails,
 # so the entry is removed) once a full run with its figures is committed.
-WITHOUT_OUTPUTS_YET = {
-    "jet_mass_2d.ipynb": "committed without outputs; its owner commits a full run",
-    "star_clusters.ipynb": "committed without outputs; its owner commits a full run",
-    "unfolding_1d.ipynb": "committed without outputs; its owner commits a full run",
-}
+WITHOUT_OUTPUTS_YET: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

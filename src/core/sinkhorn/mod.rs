@@ -1,9 +1,9 @@
-//! The Sinkhorn family in the log domain (DESIGN §3.2), one implementation for every variant.
+//! The Sinkhorn family in the log domain, one implementation for every variant.
 //!
 //! Objective: `⟨C,P⟩ + ε KL(P | a⊗b) + ρ_a KL(P1 | a) + ρ_b KL(Pᵀ1 | b)`, ρ = ∞ meaning the
 //! marginal is exact. With `softmin_ε(h)_i = −ε log Σ_j b_j exp((h_j − C_ij)/ε)` the updates are
 //! `f ← λ_a softmin_ε(g)`, `g ← λ_b softmin_ε(f)ᵀ` with damping `λ = 1/(1 + ε/ρ)` (λ = 1 for
-//! ρ = ∞), and the plan is `P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)` (paper 004, Thm. 1 with the
+//! ρ = ∞), and the plan is `P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)` (Mignon et al., Thm. 1 with the
 //! corrected damping ρ/(ρ+ε)).
 //!
 //! The marginal error costs nothing extra: after a `g` update the column condition holds exactly,
@@ -79,7 +79,7 @@ pub struct SinkhornParams {
     pub eps_scaling: Option<f64>,
     /// Iterations per intermediate ε-scaling stage; `None` iterates each stage to a loose
     /// tolerance. `Some(1)` is the annealing of Feydy's thesis (§3.3.3, one update per ε, as
-    /// used by paper 004 §II), which only prepares the start of the target-ε iterations.
+    /// used by Mignon et al. §II), which only prepares the start of the target-ε iterations.
     pub stage_iter: Option<usize>,
     /// Adaptive over-relaxation of the alternating updates (same fixed point, far fewer
     /// iterations at small ε; the last update is always a plain one).
@@ -676,8 +676,8 @@ fn finish<K: CostKernel + ?Sized>(
         |s: &Side, marginal: &[f64]| s.reach.map_or(0.0, |rho| rho * kl(marginal, &s.weights));
     let objective = sums.transport_cost
         + entropic
-        + relaxation(&rows, &sums.row_sums)
-        + relaxation(&cols, &sums.col_sums);
+        + relaxation(rows, &sums.row_sums)
+        + relaxation(cols, &sums.col_sums);
     let marginal_error = |s: &Side, marginal: &[f64]| {
         marginal
             .iter()

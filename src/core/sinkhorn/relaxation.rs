@@ -46,6 +46,11 @@ fn plain_rate(rate: f64, omega: f64) -> f64 {
     (rate + omega - 1.0).powi(2) / (rate * omega * omega)
 }
 
+/// Whether `rate` is faster than `than`; a NaN rate (a broken-down estimate) is not.
+fn beats(rate: f64, than: f64) -> bool {
+    rate.partial_cmp(&than) == Some(std::cmp::Ordering::Less)
+}
+
 /// Geometric mean rate over the last `window` entries of `errors`.
 fn rate(errors: &[f64], window: usize) -> f64 {
     let n = errors.len();
@@ -122,14 +127,17 @@ impl Relaxation {
         self.errors.push(err);
         let since = self.since_switch;
         if since == self.judged_after {
-            if !(rate(&self.errors, since / WINDOW).powf(1.0 / since as f64) < self.rate_to_beat) {
+            if !beats(
+                rate(&self.errors, since / WINDOW).powf(1.0 / since as f64),
+                self.rate_to_beat,
+            ) {
                 self.fail();
             }
         } else if since > self.judged_after && since % PERIOD == 0 {
             // Plain Sinkhorn slows down as it converges, so later stretches are not compared
             // with the rate measured at the switch; they only have to make progress.
             let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / PERIOD as f64);
-            if !(observed < 1.0) {
+            if !beats(observed, 1.0) {
                 self.fail();
             } else if self.raising {
                 self.raise(observed);

@@ -111,7 +111,7 @@ fn eps_scaling_reaches_tiny_eps_and_matches_points_path() {
 
 #[test]
 fn annealing_with_one_update_per_stage_keeps_the_target_budget() {
-    // Feydy-style annealing (paper 004 §II): one update per intermediate ε, then `max_iter`
+    // Feydy-style annealing (Mignon et al. §II): one update per intermediate ε, then `max_iter`
     // updates at the target ε alone; the fixed point is the same as without annealing.
     let (x, y, a, b) = problem(40, 30);
     let c = sq_cost(&x, &y);

@@ -1,4 +1,4 @@
-//! Unfolding (paper 001; DESIGN §3.3–3.4): recover the particle-level weights σ on a prior
+//! Unfolding (Craig, Faktor, Nachman): recover the particle-level weights σ on a prior
 //! support from detector-level data.
 //!
 //! * [`ot`]: unfolding with a Wasserstein loss, the generalised log-domain Sinkhorn iteration

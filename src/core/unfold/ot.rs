@@ -1,4 +1,4 @@
-//! OT unfolding with a Wasserstein loss (paper 001, §3.2; DESIGN §3.3).
+//! OT unfolding with a Wasserstein loss (Craig, Faktor, Nachman, §3.2).
 //!
 //! Discrete problem (eq. 21/23): response points `y_i` (m) with response `R` (m×L), measured
 //! points `y'_j` with weights `ν_j` (n), cost `C_ij = |y_i − y'_j|^p` divided by its maximum
@@ -12,7 +12,7 @@
 //!
 //! Both log-sum-exps are the softmin reductions of a [`CostKernel`] (here a [`PointCost`] on
 //! rescaled points, so the m×n cost is never stored): `LSE_i(log u_i − C_ij/ε) =
-//! −softmin_cols(ε log u)_j / ε`. The warm start (eq. 26–27) is the foundation's classical
+//! −softmin_cols(ε log u)_j / ε`. The warm start (eq. 26–27) is the classical classical
 //! Sinkhorn between `Rσ⁰` and `ν` at `ε_init`.
 //!
 //! Two extensions keep eq. (25) a Bregman scheme. A reference measure `σ̂` other than the
@@ -647,7 +647,7 @@ fn mat_t_vec(k: &[f64], u: &[f64], n: usize) -> Vec<f64> {
         )
 }
 
-/// The warm start in the log domain with the foundation's Sinkhorn (any ε_init): `log u`.
+/// The warm start in the log domain with the classical Sinkhorn (any ε_init): `log u`.
 fn warm_start_log(
     kernel: &PointCost,
     a0: &[f64],
@@ -656,7 +656,7 @@ fn warm_start_log(
 ) -> Result<Vec<f64>> {
     let (m, n) = kernel.shape();
     let e0 = params.eps_init;
-    // The foundation updates g first, so the first u-update (from v = 1) is done here and the
+    // The classical solver updates g first, so the first u-update (from v = 1) is done here and the
     // remaining n_init_iter − 1 by `sinkhorn`.
     let mut f = vec![0.0; m];
     kernel.softmin_rows(&vec![0.0; n], &vec![0.0; m], e0, &mut f);
@@ -677,7 +677,7 @@ fn warm_start_log(
         )?;
         f = out.f.to_vec();
     }
-    // log u = log a + f/ε_init (the foundation's P = a b e^{(f+g−C)/ε}).
+    // log u = log a + f/ε_init (the classical P = a b e^{(f+g−C)/ε}).
     Ok(a0.iter().zip(&f).map(|(a, fi)| a.ln() + fi / e0).collect())
 }
 

@@ -1,4 +1,4 @@
-//! The KL projection onto `ker B = {(w, s) : w = R s}` by Douglas–Rachford splitting (paper 001,
+//! The KL projection onto `ker B = {(w, s) : w = R s}` by Douglas–Rachford splitting (Craig, Faktor, Nachman,
 //! eq. 28), with the pieces it needs:
 //!
 //! * [`Response`]: the column-stochastic response `R` (m×L), either the sampled block form
