@@ -1,5 +1,5 @@
-"""Unfolding problems: the paper's 1-D toy generator and the 2-D jet-mass data (Craig, Faktor, Nachman, §4.1);
-star patches; the texture-denoising experiment of Mignon et al. (Fig. 1); the material
+"""Unfolding problems: the 1-D toy generator and the 2-D jet-mass data of Craig, Faktor, Nachman
+(§4.1); star patches; the texture-denoising experiment of Mignon et al. (Fig. 1); the material
 micrographs of the WPP paper (Hertrich et al. 2022) for super-resolution."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""OT unfolding (Craig, Faktor, Nachman eq. 25–28) and the Richardson–Lucy baseline, against independent
-references: a plain NumPy implementation of the paper's equations written here (dense QR
+"""OT unfolding (Craig, Faktor, Nachman, eq. 25–28) and the Richardson–Lucy baseline, against
+independent references: a plain NumPy implementation of the paper's equations written here (dense QR
 projector, scipy's wrightomega and logsumexp), a direct NumPy IBU loop, scipy.special.wrightomega,
 and reduced versions of the paper's reference numbers."""
 
