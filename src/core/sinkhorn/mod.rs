@@ -464,8 +464,16 @@ fn solve_target<K: CostKernel + ?Sized>(
         Some(_) => params.max_iter,
         None => params.max_iter - n_iter,
     };
+    let mut loop_tol = params.tol;
     for attempt in 0.. {
-        let stage = Stage::new(params, params.eps, params.tol, budget);
+        // A retry gets a short budget: near the rounding floor of the plan's error no amount of
+        // updates helps, and `converged` then says false.
+        let attempt_budget = if attempt == 0 {
+            budget
+        } else {
+            budget.min(RETRY_BUDGET)
+        };
+        let stage = Stage::new(params, params.eps, loop_tol, attempt_budget);
         let (iters, claimed) = iterate(kernel, &mut first, &mut last, &stage)?;
         n_iter += iters;
         budget -= iters;
@@ -475,12 +483,18 @@ fn solve_target<K: CostKernel + ?Sized>(
             (&last, &first)
         };
         let out = finish(kernel, rows, cols, params.eps, n_iter, params.tol)?;
-        if out.converged || !claimed || budget == 0 || attempt == 2 {
+        if out.converged || !claimed || budget == 0 || attempt == 4 {
             return Ok(out);
         }
+        // The iteration's estimate (from its softmins, or a stored kernel's) met its tolerance
+        // while the plan's error did not: ask the iteration for proportionally more.
+        loop_tol *= 0.5 * params.tol / out.marginal_error;
     }
-    unreachable!("the loop returns by its third attempt")
+    unreachable!("the loop returns by its fifth attempt")
 }
+
+/// Updates of each retry of [`solve_target`].
+const RETRY_BUDGET: usize = 100;
 
 /// One ε's iteration budget and stopping rule.
 struct Stage {
