@@ -90,3 +90,37 @@ pub(crate) fn plan_from_cost(
         });
     cost
 }
+
+/// Two clouds of the same dimension, non-empty and finite (`what` names one cloud, `items` its
+/// members in the messages: "point"/"points", "patch"/"patches").
+pub(crate) fn check_clouds(
+    x: ndarray::ArrayView2<'_, f64>,
+    y: ndarray::ArrayView2<'_, f64>,
+    what: &str,
+    items: &str,
+) -> crate::core::error::Result<()> {
+    use crate::core::error::{check_finite, OtError};
+    for (name, cloud) in [("x", &x), ("y", &y)] {
+        if cloud.nrows() == 0 || cloud.ncols() == 0 {
+            return Err(OtError::shape(
+                name,
+                format!(
+                    "{what} cloud must not be empty, got shape {:?}",
+                    cloud.shape()
+                ),
+            ));
+        }
+    }
+    if x.ncols() != y.ncols() {
+        return Err(OtError::shape(
+            "y",
+            format!(
+                "{items} must have the dimension of x ({}), got {}",
+                x.ncols(),
+                y.ncols()
+            ),
+        ));
+    }
+    check_finite("x", x.iter())?;
+    check_finite("y", y.iter())
+}

@@ -8,8 +8,8 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
 
-use super::{add_into, plan_from_cost, CostKernel, PlanSums};
-use crate::core::error::{check_finite, OtError, Result};
+use super::{add_into, check_clouds, plan_from_cost, CostKernel, PlanSums};
+use crate::core::error::Result;
 use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse};
 use crate::core::simd::{dot, exp, mul_add, multiversion, LANES};
 
@@ -242,30 +242,7 @@ pub struct PlanMoments {
 
 impl PatchCost {
     pub fn new(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>) -> Result<Self> {
-        if x.nrows() == 0 || x.ncols() == 0 {
-            return Err(OtError::shape(
-                "x",
-                format!("patch cloud must not be empty, got shape {:?}", x.shape()),
-            ));
-        }
-        if y.nrows() == 0 || y.ncols() == 0 {
-            return Err(OtError::shape(
-                "y",
-                format!("patch cloud must not be empty, got shape {:?}", y.shape()),
-            ));
-        }
-        if x.ncols() != y.ncols() {
-            return Err(OtError::shape(
-                "y",
-                format!(
-                    "patches must have the dimension of x ({}), got {}",
-                    x.ncols(),
-                    y.ncols()
-                ),
-            ));
-        }
-        check_finite("x", x.iter())?;
-        check_finite("y", y.iter())?;
+        check_clouds(x, y, "patch", "patches")?;
         Ok(PatchCost {
             x: Cloud::new(x),
             y: Cloud::new(y),

@@ -3,8 +3,8 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use super::{add_into, plan_from_cost, rows_per_task, CostKernel, PlanSums};
-use crate::core::error::{check_finite, check_positive, OtError, Result};
+use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, PlanSums};
+use crate::core::error::{check_positive, Result};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
 };
@@ -24,30 +24,7 @@ pub struct PointCost {
 
 impl PointCost {
     pub fn new(x: ArrayView2<'_, f64>, y: ArrayView2<'_, f64>, p: f64) -> Result<Self> {
-        if x.nrows() == 0 || x.ncols() == 0 {
-            return Err(OtError::shape(
-                "x",
-                format!("point cloud must not be empty, got shape {:?}", x.shape()),
-            ));
-        }
-        if y.nrows() == 0 || y.ncols() == 0 {
-            return Err(OtError::shape(
-                "y",
-                format!("point cloud must not be empty, got shape {:?}", y.shape()),
-            ));
-        }
-        if x.ncols() != y.ncols() {
-            return Err(OtError::shape(
-                "y",
-                format!(
-                    "points must have the dimension of x ({}), got {}",
-                    x.ncols(),
-                    y.ncols()
-                ),
-            ));
-        }
-        check_finite("x", x.iter())?;
-        check_finite("y", y.iter())?;
+        check_clouds(x, y, "point", "points")?;
         // 0 < p < 1 is the concave cost d^p (Barton & Tai, §3.1).
         check_positive("p", p)?;
         Ok(PointCost {
