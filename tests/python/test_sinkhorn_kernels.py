@@ -33,7 +33,8 @@ def test_stored_kernels_match_the_log_domain(kernel, reg):
     res = otinverse.sinkhorn(a, b, M, reg, kernel=kernel, **kw)
     assert ref.converged and res.converged
     assert res.marginal_error == pytest.approx(plan_error(res, a, b), rel=1e-6, abs=1e-12)
-    np.testing.assert_allclose(res.plan, ref.plan, atol=1e-8 if kernel == "stored" else 1e-7)
+    # Both plans are within tol of the fixed point (total mass 1).
+    np.testing.assert_allclose(res.plan, ref.plan, atol=1e-8 if kernel == "stored" else tol)
 
 
 def test_sparse_multiscale_matches_the_log_domain_and_reports_its_stages():

@@ -138,12 +138,10 @@ fn fill_f32_generic<const FMA: bool>(
     inv_eps: f64,
     out: &mut [f32],
 ) {
-    // Entries beyond f32's range are clamped to its largest finite value (an infinite entry
-    // times a zero-weight scaling would be NaN); subnormal ones are flushed to zero, as slow
-    // to convert as they are negligible (the drift bound counts them as zeros).
-    fill_generic::<FMA, f32>(cost, col, row, inv_eps, out, |v| {
-        v.min(f32::MAX as f64) as f32
-    })
+    // Entries beyond f32's range become infinite, never clamped: a clamped entry would give a
+    // finite but wrong softmin, while an infinite one makes its sum leave the safe range (or NaN
+    // against a zero-weight scaling), which sends that softmin to the exact kernel.
+    fill_generic::<FMA, f32>(cost, col, row, inv_eps, out, |v| v as f32)
 }
 
 multiversion! { pub fn dot_f64(k: &[f64], v: &[f64]) -> f64 => dot_f64_generic }
