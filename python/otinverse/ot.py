@@ -34,8 +34,9 @@ class SinkhornResult:
     n_iter : int
         Full updates of both potentials, over all ε-scaling stages.
     marginal_error : float
-        L1 distance of the plan's marginals to their targets, relative to each marginal's mass
-        (for a relaxed side the target is ``a * exp(-f / reach_a)``).
+        L1 distance of the plan's marginals to their targets, summed over the two sides, each
+        relative to the larger of its weights' and its target's mass (for a relaxed side the
+        target is ``a * exp(-f / reach_a)``, for an exact one the weights).
     converged : bool
         Whether ``marginal_error <= tol`` was reached within ``max_iter``.
     stages : list of (points, reg, n_iter, kept_per_row)

@@ -106,7 +106,7 @@ def plan_marginal_error(problem, res):
 
     def side(marginal, w, potential, reach):
         target = w if reach is None else w * np.exp(-potential / reach)
-        return np.abs(marginal - target).sum() / w.sum()
+        return np.abs(marginal - target).sum() / max(w.sum(), target.sum())
 
     return side(P.sum(1), problem.a, res.f, problem.reach_a) + side(
         P.sum(0), problem.b, res.g, problem.reach_b

@@ -72,7 +72,8 @@ pub struct SinkhornParams {
     /// ρ_b of the KL penalty on the second marginal; `None` = exact.
     pub reach_b: Option<f64>,
     pub max_iter: usize,
-    /// Stop when the L1 marginal error, relative to the marginal's mass, is at most `tol`.
+    /// Stop when the L1 marginal error, relative to the marginal's mass, is at most `tol`
+    /// (see [`SinkhornOutput::marginal_error`]).
     pub tol: f64,
     pub update: Update,
     /// ε-scaling: anneal ε from the cost's diameter by this factor per stage (in (0, 1)).
@@ -146,7 +147,10 @@ pub struct SinkhornOutput {
     pub objective: f64,
     /// Full (f, g) updates, summed over all ε-scaling stages.
     pub n_iter: usize,
-    /// `‖P1 − a e^{−f/ρ_a}‖₁/|a| + ‖Pᵀ1 − b e^{−g/ρ_b}‖₁/|b|` of the returned potentials.
+    /// `‖P1 − t_a‖₁/max(|a|, |t_a|) + ‖Pᵀ1 − t_b‖₁/max(|b|, |t_b|)` of the returned
+    /// potentials, with the targets `t_a = a e^{−f/ρ_a}`, `t_b = b e^{−g/ρ_b}` (the weights
+    /// themselves for an exact side). The larger mass: a relaxed target can be many times the
+    /// weights, and the rounding of the potentials then sets that many times higher a floor.
     pub marginal_error: f64,
     pub converged: bool,
     /// The stages of a multiscale solve (coarse levels first), empty for a single-level one.
@@ -231,18 +235,49 @@ impl Side {
             .for_each(|(p, s)| *p = 0.5 * *p + half_lam * s);
     }
 
-    /// Relative L1 distance of this side's plan marginal `w e^{(φ − φ̃)/ε}` to its target
+    /// [`marginal_distance`] of this side's plan marginal `w e^{(φ − φ̃)/ε}` to its target
     /// `w e^{−φ/ρ}`, given `φ̃ = softmin` of the other side.
     fn error(&self, softmin: &[f64], eps: f64) -> f64 {
-        let mut total = 0.0;
-        for ((w, p), s) in self.weights.iter().zip(&self.potential).zip(softmin) {
-            if *w > 0.0 {
-                let log_target = self.reach.map_or(0.0, |rho| -p / rho);
-                total += w * abs_diff_exp((p - s) / eps, log_target);
-            }
-        }
-        total / self.mass
+        let logs = self
+            .log_weights
+            .iter()
+            .zip(&self.potential)
+            .zip(softmin)
+            .filter(|((lw, _), _)| lw.is_finite())
+            .map(|((lw, p), s)| (lw + (p - s) / eps, lw + self.log_target(*p)));
+        marginal_distance(logs, self.mass)
     }
+
+    /// `log(target/w)` of one entry: `−φ/ρ`, or 0 for an exact side.
+    fn log_target(&self, potential: f64) -> f64 {
+        self.reach.map_or(0.0, |rho| -potential / rho)
+    }
+}
+
+/// `‖m − t‖₁` relative to the larger of the weights' mass `mass` and the target's mass `‖t‖₁`,
+/// from the logs of the entries `(log m_i, log t_i)`. A relaxed target can be orders of
+/// magnitude above or below its weights, and the rounding of the potentials sets a floor
+/// relative to the larger of the two; the target's sums are scaled by its largest entry, so they
+/// stay within f64's range.
+fn marginal_distance(logs: impl Iterator<Item = (f64, f64)> + Clone, mass: f64) -> f64 {
+    let to_weights = logs
+        .clone()
+        .map(|(lm, lt)| abs_diff_exp(lm, lt))
+        .sum::<f64>()
+        / mass;
+    let top = logs.clone().fold(f64::NEG_INFINITY, |t, (_, lt)| t.max(lt));
+    let (mut distance, mut target) = (0.0, 0.0);
+    for (lm, lt) in logs {
+        distance += abs_diff_exp(lm - top, lt - top);
+        target += (lt - top).exp();
+    }
+    let to_target = if distance == 0.0 {
+        0.0
+    } else {
+        distance / target
+    };
+    // `min` keeps a finite measure when the other one left f64's range; NaN only from both.
+    to_weights.min(to_target)
 }
 
 /// `|e^u − e^v|` without `∞ − ∞`: far from the solution both can leave f64's range (a relaxed
@@ -693,13 +728,12 @@ fn finish<K: CostKernel + ?Sized>(
         + relaxation(rows, &sums.row_sums)
         + relaxation(cols, &sums.col_sums);
     let marginal_error = |s: &Side, marginal: &[f64]| {
-        marginal
+        let logs = marginal
             .iter()
-            .zip(&s.weights)
+            .zip(&s.log_weights)
             .zip(&s.potential)
-            .map(|((r, w), p)| (r - w * s.reach.map_or(1.0, |rho| (-p / rho).exp())).abs())
-            .sum::<f64>()
-            / s.mass
+            .map(|((r, lw), p)| (r.ln(), lw + s.log_target(*p)));
+        marginal_distance(logs, s.mass)
     };
     let error = marginal_error(rows, &sums.row_sums) + marginal_error(cols, &sums.col_sums);
     if !(error.is_finite() && sums.transport_cost.is_finite() && objective.is_finite()) {
