@@ -4,6 +4,7 @@
 import numpy as np
 import otinverse
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 # A 19-point against 3-point problem in 3-D with unequal weights (rounded from a hypothesis
 # counterexample) on which the unguarded adaptive over-relaxation took 45k updates while its
@@ -68,3 +69,94 @@ def test_converged_is_the_reported_error_within_tol(max_iter, reach_b):
         None, x, None, y, 0.05, reach_b=reach_b, tol=1e-9, max_iter=max_iter
     )
     assert res.converged == (res.marginal_error <= 1e-9)
+
+
+# Found by the fuzz profile: plain updates sit on an error plateau (a steady rate of 0.999 for
+# 60 updates) and then converge at a rate of 0.35; a factor built on the plateau kept a relaxed
+# rate of ω − 1 ≈ 0.94 (384 updates against 150) until plain probes caught it.
+PLATEAU_X = np.array([0.4817275679692379, -0.5061516153936956])
+PLATEAU_A = np.array([0.02132701336780752, 0.0014194690735804358])
+PLATEAU_Y = np.array(
+    [1.843679006277172, -0.20814246759908325, -2.6624448620497754, 0.7753683144552476,
+     4.386134763707309, 3.0186213700389115, -3.3063788229302977, -5.458444903069623,
+     -2.998098345197607, -0.4517228456863735, -9.518272432030763, -1.4483475123206955,
+     -5.383691537531353, -3.4156978722843165, -2.6953554204880787, -1.821945271947181,
+     0.9670761678935277, 3.3842647340529997, -1.1025333938034299, 4.625459515964252,
+     -3.1587130414395292, 0.7367283187056682, 2.8515293573496416, -0.24985847438459605,
+     -3.458732182146732, -4.141594567305191, -2.3638089792322394, 0.2336032201845636,
+     -4.478350423812316, -1.4115040616660626]
+)  # fmt: skip
+PLATEAU_B = np.array(
+    [1.3231218170001062e-06, 1.4967895079620361e-05, 0.0039543543449955055,
+     0.007318290974154558, 2.5522296958714666e-06, 4.890210587915433e-05,
+     1.5536919790565438e-06, 6.698055756960985e-05, 1.9391702076864245e-06,
+     4.072513948053569e-06, 0.003997557223931673, 4.1984998155310074e-07,
+     9.983238472536278e-05, 5.81086303121282e-08, 0.0018030736354065421,
+     0.0009610332686889328, 4.970101238624269e-07, 0.0033041059277463597,
+     4.0884320681210975e-08, 1.8916942358464061e-06, 1.4515278690251278e-07,
+     9.166103928836797e-06, 0.0010916770967666918, 4.405567211098715e-07,
+     3.734877686079256e-08, 4.869222455211313e-06, 2.8263558750706307e-07,
+     6.377740594456809e-08, 5.522591157082037e-05, 1.1280422708271955e-06]
+)  # fmt: skip
+
+
+def test_a_plateau_of_the_plain_iteration_does_not_hold_back_the_relaxed_one():
+    b = PLATEAU_B * PLATEAU_A.sum() / PLATEAU_B.sum()
+    args = (PLATEAU_A, PLATEAU_X, b, PLATEAU_Y, 0.1)
+    plain = otinverse.sinkhorn_points(*args, tol=1e-9, max_iter=3000, overrelaxation=False)
+    relaxed = otinverse.sinkhorn_points(*args, tol=1e-9, max_iter=3000, overrelaxation=True)
+    assert plain.converged and relaxed.converged
+    assert relaxed.n_iter <= 1.25 * plain.n_iter
+
+
+@pytest.mark.parametrize("kernel", ["log", "stored"])
+@pytest.mark.parametrize("overrelaxation", [False, True])
+def test_a_relaxed_target_far_above_its_weights_converges(kernel, overrelaxation):
+    # The column target b·e^{−g/ρ} is 3·10⁵ times b: measured against b's mass, one rounding
+    # unit of g was an error of 6e-10, and tol = 1e-9 was reached only by chance (6000 updates
+    # without it). Measured against the target's mass the floor is 1e-15.
+    x = np.array(
+        [0.005073717944066123, 0.0006711657209975528, 0.026740777548505228,
+         -0.014669257960124395, 0.005035423258471072, 0.005616372992262668,
+         -0.015799538884890454, 0.0052012443499616316, 0.0007081683679374507,
+         0.005073717944066123, 0.0006711657209975528, -0.015799538884890454,
+         0.026740777548505228, -0.015799538884890454, 0.005073717944066123,
+         0.005035423258471072]
+    )  # fmt: skip
+    a = np.array(
+        [0.0022216153742034756, 0.5181433091251049, 1.3597737762341782e-05,
+         0.002768219821184205, 1.1767196891077141e-05, 0.0002538286709069779,
+         0.08788536679789294, 0.05062742789969369, 0.32872039920409357, 0.20124921343535762,
+         0.009660361616169037, 3.894052228951227e-06, 0.0035846109676661206,
+         0.006435800929367985, 0.33643302944564957, 0.7082309390951772]
+    )  # fmt: skip
+    res = otinverse.sinkhorn_points(
+        a, x, [5.696303325386058e-06], [0.019986627428822432], 0.005623413251903491,
+        reach_a=1.0, reach_b=0.012806496994327185, tol=1e-9, max_iter=1000,
+        kernel=kernel, overrelaxation=overrelaxation,
+    )  # fmt: skip
+    assert res.converged and res.n_iter < 150
+    target = 5.696303325386058e-06 * np.exp(-res.g / 0.012806496994327185)
+    assert target.sum() > 1e5 * 5.696303325386058e-06
+
+
+def test_a_target_below_f64_range_is_not_a_breakdown():
+    # Both reaches 0.1 on a cost of 10³ at ε = 0.1: the solution destroys all mass (targets
+    # e^{−2500}·w, far below f64's range), so the plan is zero to f64 and matches it.
+    M = np.array([[(42.01500846 - 10.39223186) ** 2]])
+    res = otinverse.sinkhorn([1.25650961e-06], [0.07579166], M, 0.1, reach_a=0.1, reach_b=0.1)
+    assert res.converged and np.isfinite([res.transport_cost, res.objective]).all()
+
+
+def test_a_stored_f32_kernel_past_f32_range_follows_the_exact_one():
+    # ε-scaling from the diameter with symmetric updates passes through states whose Gibbs
+    # kernel exceeds f32's range; clamped entries gave a finite but wrong softmin that led the
+    # iteration to an overflowing plan. Out-of-range entries now send the softmin to the exact
+    # kernel.
+    kw = dict(reach_b=100.0, tol=1e-6, max_iter=3000, update="symmetric", eps_scaling=0.5)
+    args = ([0.4919225], [0.42851408], [7.42999826e-05], [1.42851408], 0.01)
+    with pytest.warns(ConvergenceWarning):
+        stored = otinverse.sinkhorn_points(*args, kernel="stored_f32", **kw)
+        exact = otinverse.sinkhorn_points(*args, kernel="log", **kw)
+    np.testing.assert_allclose(stored.f, exact.f, rtol=1e-6)
+    np.testing.assert_allclose(stored.plan, exact.plan, rtol=1e-4)

@@ -13,6 +13,10 @@
 //! * **Rate monitor**: [`Relaxation::observe`] measures the rate actually reached under ω over
 //!   a window and goes back to plain updates for good when it is no better than the plain rate,
 //!   so a stalling relaxation costs one window, not thousands of iterations.
+//! * **Plain probes**: a steady rate may be a plateau of the plain iteration before a fast
+//!   descent, and beyond the optimal factor the relaxed rate is ω − 1 whatever the plain rate
+//!   (SOR theory), so the relaxed rate alone cannot tell a factor that is too large. At doubling
+//!   intervals a short run of plain updates is compared with it, and the faster one is kept.
 
 /// Plain iterations before θ is first estimated, and the window of each rate estimate.
 const WARMUP: usize = 20;
@@ -34,6 +38,9 @@ const MAX_FAILURES: usize = 3;
 const MAX_FACTOR: f64 = 1.99;
 /// Bisection steps of [`safe_factor`].
 const SAFE_STEPS: usize = 8;
+/// Plain updates of a probe; only the second window's rate counts (the first one also damps
+/// the oscillation the relaxed updates left).
+const PROBE: usize = 2 * WINDOW;
 
 /// ω for a plain contraction rate θ (the SOR optimum), capped below 2.
 fn factor_for_rate(theta: f64) -> f64 {
@@ -82,7 +89,21 @@ pub(crate) struct Relaxation {
     failures: usize,
     /// Whether ω may still be raised.
     raising: bool,
+    /// Relaxed iterations since the last probe of plain updates, and how many the next waits for.
+    unprobed: usize,
+    probe_after: usize,
+    probe: Option<Probe>,
     enabled: bool,
+}
+
+/// A run of plain updates that interrupts the relaxed ones.
+struct Probe {
+    omega: f64,
+    fallback: f64,
+    /// The rate reached under ω just before.
+    relaxed_rate: f64,
+    /// The projected error at its start, then the plain errors.
+    errors: Vec<f64>,
 }
 
 impl Relaxation {
@@ -96,6 +117,9 @@ impl Relaxation {
             rate_to_beat: 1.0,
             failures: 0,
             raising: true,
+            unprobed: 0,
+            probe_after: PERIOD,
+            probe: None,
             enabled,
         }
     }
@@ -115,12 +139,20 @@ impl Relaxation {
         if !self.enabled {
             return;
         }
+        if let Some(probe) = self.probe.as_mut() {
+            probe.errors.push(err);
+            if probe.errors.len() > PROBE {
+                self.end_probe();
+            }
+            return;
+        }
         if self.omega == 1.0 {
             self.errors.push(err);
             self.try_first_switch();
             return;
         }
         self.since_switch += 1;
+        self.unprobed += 1;
         if self.since_switch % WINDOW != 0 {
             return;
         }
@@ -139,10 +171,43 @@ impl Relaxation {
             let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / PERIOD as f64);
             if !beats(observed, 1.0) {
                 self.fail();
+            } else if self.unprobed >= self.probe_after {
+                self.start_probe(observed);
             } else if self.raising {
                 self.raise(observed);
             }
         }
+    }
+
+    /// Interrupts ω for [`PROBE`] plain updates.
+    fn start_probe(&mut self, relaxed_rate: f64) {
+        let last = *self.errors.last().expect("called after an observation");
+        self.probe = Some(Probe {
+            omega: self.omega,
+            fallback: self.fallback,
+            relaxed_rate,
+            errors: vec![last],
+        });
+        self.omega = 1.0;
+    }
+
+    /// Keeps plain updates when their rate beat the relaxed one, else resumes ω and probes again
+    /// after twice as many relaxed iterations.
+    fn end_probe(&mut self) {
+        let probe = self.probe.take().expect("a probe is running");
+        let plain = rate(&probe.errors, WINDOW);
+        let last = *probe.errors.last().expect("the probe ran");
+        self.errors.clear();
+        self.errors.push(last);
+        if beats(plain, probe.relaxed_rate) {
+            self.fallback = 1.0;
+            self.give_up_for_now();
+            return;
+        }
+        self.unprobed = 0;
+        self.probe_after *= 2;
+        self.fallback = probe.fallback;
+        self.switch_to(probe.omega, 1.0, PERIOD);
     }
 
     /// Raises ω to the SOR optimum of the plain rate implied by the rate observed under ω.
@@ -168,6 +233,8 @@ impl Relaxation {
         let steady = (early.ln() / late.ln() - 1.0).abs() <= STEADY;
         let useful = |r: f64| r.is_finite() && r > MIN_RATE && r < MAX_RATE;
         if useful(late) && useful(early) && steady {
+            self.unprobed = 0;
+            self.probe_after = PERIOD;
             self.switch_to(factor_for_rate(late.max(early)), late.max(early), WINDOW);
         } else {
             self.errors.remove(0);
@@ -184,11 +251,17 @@ impl Relaxation {
             return;
         }
         let last = *self.errors.last().expect("called after an observation");
+        self.errors.clear();
+        self.errors.push(last);
+        self.give_up_for_now();
+    }
+
+    /// Back to plain updates, until a new steady rate is measured (or for good after
+    /// [`MAX_FAILURES`]); `errors` holds the last error.
+    fn give_up_for_now(&mut self) {
         self.omega = 1.0;
         self.failures += 1;
         self.enabled = self.failures < MAX_FAILURES;
-        self.errors.clear();
-        self.errors.push(last);
     }
 
     /// Starts measuring under `omega`, which has to beat `rate_to_beat` over the first
