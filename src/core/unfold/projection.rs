@@ -412,6 +412,12 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
     let mut z = vec![0.0; m + l];
     response.apply(&s, &mut z[..m]);
     z[m..].copy_from_slice(&s);
+    // At small ε an entry of `a` can be e^{−3000}, and its projection underflows to zero; the
+    // scalings take its logarithm, so it is kept at the smallest normal number instead (the
+    // unfolded weight stays zero to f64).
+    z.iter_mut()
+        .filter(|v| **v == 0.0)
+        .for_each(|v| *v = f64::MIN_POSITIVE);
     if !z.iter().all(|v| v.is_finite() && *v > 0.0) {
         return Err(OtError::Numerical(
             "exact KL projection left the positive orthant".into(),
