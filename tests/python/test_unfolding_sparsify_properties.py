@@ -88,8 +88,10 @@ def test_ot_unfolding_returns_the_measured_events_on_the_gen_points(sample, proj
 @st.composite
 def sparsify_inputs(draw):
     rng = seeded(draw)
-    n_samples, n_features, d = draw(st.integers(1, 4)), draw(st.integers(2, 30)), draw(
-        st.integers(1, 3)
+    n_samples, n_features, d = (
+        draw(st.integers(1, 4)),
+        draw(st.integers(2, 30)),
+        draw(st.integers(1, 3)),
     )
     X = 10.0 ** rng.uniform(-6, 0, (n_samples, n_features))
     X[rng.random(X.shape) < draw(st.floats(0, 0.7))] = 0.0
