@@ -238,14 +238,14 @@ impl Side {
     /// [`marginal_distance`] of this side's plan marginal `w e^{(φ − φ̃)/ε}` to its target
     /// `w e^{−φ/ρ}`, given `φ̃ = softmin` of the other side.
     fn error(&self, softmin: &[f64], eps: f64) -> f64 {
-        let logs = self
-            .log_weights
+        let entries = self
+            .weights
             .iter()
             .zip(&self.potential)
             .zip(softmin)
-            .filter(|((lw, _), _)| lw.is_finite())
-            .map(|((lw, p), s)| (lw + (p - s) / eps, lw + self.log_target(*p)));
-        marginal_distance(logs, self.mass)
+            .filter(|((w, _), _)| **w > 0.0)
+            .map(|((w, p), s)| (*w, (p - s) / eps, self.log_target(*p)));
+        marginal_distance(entries, self.mass, self.reach.is_some())
     }
 
     /// `log(target/w)` of one entry: `−φ/ρ`, or 0 for an exact side.
@@ -255,21 +255,31 @@ impl Side {
 }
 
 /// `‖m − t‖₁` relative to the larger of the weights' mass `mass` and the target's mass `‖t‖₁`,
-/// from the logs of the entries `(log m_i, log t_i)`. A relaxed target can be orders of
-/// magnitude above or below its weights, and the rounding of the potentials sets a floor
-/// relative to the larger of the two; the target's sums are scaled by its largest entry, so they
-/// stay within f64's range.
-fn marginal_distance(logs: impl Iterator<Item = (f64, f64)> + Clone, mass: f64) -> f64 {
-    let to_weights = logs
+/// from the entries `(w_i, u_i, v_i)` of `m_i = w_i e^{u_i}`, `t_i = w_i e^{v_i}` (positive
+/// weights only). A relaxed target can be orders of magnitude above or below its weights, and
+/// the rounding of the potentials sets a floor relative to the larger of the two; the target's
+/// sums are scaled by its largest exponent, so they stay within f64's range. For an exact side
+/// (`relaxed` false) the target is the weights.
+fn marginal_distance(
+    entries: impl Iterator<Item = (f64, f64, f64)> + Clone,
+    mass: f64,
+    relaxed: bool,
+) -> f64 {
+    let to_weights = entries
         .clone()
-        .map(|(lm, lt)| abs_diff_exp(lm, lt))
+        .map(|(w, u, v)| w * abs_diff_exp(u, v))
         .sum::<f64>()
         / mass;
-    let top = logs.clone().fold(f64::NEG_INFINITY, |t, (_, lt)| t.max(lt));
+    if !relaxed {
+        return to_weights;
+    }
+    let top = entries
+        .clone()
+        .fold(f64::NEG_INFINITY, |t, (_, _, v)| t.max(v));
     let (mut distance, mut target) = (0.0, 0.0);
-    for (lm, lt) in logs {
-        distance += abs_diff_exp(lm - top, lt - top);
-        target += (lt - top).exp();
+    for (w, u, v) in entries {
+        distance += w * abs_diff_exp(u - top, v - top);
+        target += w * (v - top).exp();
     }
     let to_target = if distance == 0.0 {
         0.0
@@ -728,12 +738,13 @@ fn finish<K: CostKernel + ?Sized>(
         + relaxation(rows, &sums.row_sums)
         + relaxation(cols, &sums.col_sums);
     let marginal_error = |s: &Side, marginal: &[f64]| {
-        let logs = marginal
+        let entries = marginal
             .iter()
-            .zip(&s.log_weights)
+            .zip(&s.weights)
             .zip(&s.potential)
-            .map(|((r, lw), p)| (r.ln(), lw + s.log_target(*p)));
-        marginal_distance(logs, s.mass)
+            .filter(|((_, w), _)| **w > 0.0)
+            .map(|((r, w), p)| (*w, (r / w).ln(), s.log_target(*p)));
+        marginal_distance(entries, s.mass, s.reach.is_some())
     };
     let error = marginal_error(rows, &sums.row_sums) + marginal_error(cols, &sums.col_sums);
     if !(error.is_finite() && sums.transport_cost.is_finite() && objective.is_finite()) {
