@@ -6,23 +6,16 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
+use super::options::py_options;
 use crate::core::ground_cost::{pairwise_cost, GroundCost};
 use crate::core::one_to_many::{sinkhorn_pairwise, BatchOutput, BatchParams};
 
-/// A ground cost `h(‖x − y‖)`: `cost` is one of "distance", "sqdistance", "log1p", "atan",
-/// "power" (the last with `exponent` p > 0, concave for p < 1).
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-pub struct GroundCostOptions {
-    cost: String,
-    exponent: Option<f64>,
-}
-
-#[pymethods]
-impl GroundCostOptions {
-    #[new]
-    #[pyo3(signature = (*, cost, exponent=None))]
-    fn new(cost: String, exponent: Option<f64>) -> Self {
-        GroundCostOptions { cost, exponent }
+py_options! {
+    /// A ground cost `h(‖x − y‖)`: `cost` is one of "distance", "sqdistance", "log1p", "atan",
+    /// "power" (the last with `exponent` p > 0, concave for p < 1).
+    pub struct GroundCostOptions {
+        cost: String,
+        exponent: Option<f64> = None,
     }
 }
 
@@ -40,21 +33,13 @@ fn ground_cost_matrix<'py>(
     Ok(c.into_pyarray(py))
 }
 
-/// Options of the batched Sinkhorn: `reg` = ε > 0, at most `max_iter` iterations per pair,
-/// stop at relative L1 marginal error `tol`.
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-pub struct BatchSinkhornOptions {
-    reg: f64,
-    max_iter: i64,
-    tol: f64,
-}
-
-#[pymethods]
-impl BatchSinkhornOptions {
-    #[new]
-    #[pyo3(signature = (*, reg, max_iter=10_000, tol=1e-9))]
-    fn new(reg: f64, max_iter: i64, tol: f64) -> Self {
-        BatchSinkhornOptions { reg, max_iter, tol }
+py_options! {
+    /// Options of the batched Sinkhorn: `reg` = ε > 0, at most `max_iter` iterations per pair,
+    /// stop at relative L1 marginal error `tol`.
+    pub struct BatchSinkhornOptions {
+        reg: f64,
+        max_iter: i64 = 10_000,
+        tol: f64 = 1e-9,
     }
 }
 

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 mod classify;
 mod errors;
 mod interrupt;
+mod options;
 mod patches;
 mod sinkhorn;
 mod sparsify;

@@ -9,88 +9,40 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
+use super::options::py_options;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
 use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
-/// Options of a Sinkhorn solve, shared by every Sinkhorn-based function of this module.
-///
-/// Stored as given; the core checks the values when a solve starts (``reg > 0``, reaches > 0,
-/// ``max_iter >= 1``, ``tol >= 0``, ``eps_scaling`` in (0, 1), ``stage_iter >= 1``) and raises
-/// ``InvalidArgumentError`` naming the option.
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-pub struct SinkhornOptions {
-    /// Entropic regularisation ε, in cost units.
-    reg: f64,
-    /// KL relaxation ρ of the first marginal (rows); ``None`` keeps it exact.
-    reach_a: Option<f64>,
-    /// KL relaxation ρ of the second marginal (columns); ``None`` keeps it exact.
-    reach_b: Option<f64>,
-    /// Maximum number of full updates, over all ε-scaling stages.
-    max_iter: i64,
-    /// Stop when the relative L1 marginal error is at most ``tol``.
-    tol: f64,
-    /// ``"alternating"`` (Gauss–Seidel) or ``"symmetric"`` (averaged) updates.
-    update: String,
-    /// Anneal ε from the cost's diameter by this factor per stage; ``None`` solves at ``reg``.
-    eps_scaling: Option<f64>,
-    /// Adaptive over-relaxation of the alternating updates.
-    overrelaxation: bool,
-    /// Updates per intermediate ε-scaling stage; ``None`` iterates each to a loose tolerance.
-    stage_iter: Option<usize>,
-    /// How the iterations evaluate the Gibbs kernel: ``"auto"``, ``"log"``, ``"stored"``,
-    /// ``"stored_f32"`` or ``"sparse"`` (point clouds only).
-    kernel: String,
-}
-
-#[pymethods]
-impl SinkhornOptions {
-    #[new]
-    #[pyo3(signature = (*, reg, reach_a=None, reach_b=None, max_iter=1000, tol=1e-9, update="alternating", eps_scaling=None, overrelaxation=true, stage_iter=None, kernel="auto"))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
+py_options! {
+    /// Options of a Sinkhorn solve, shared by every Sinkhorn-based function of this module.
+    ///
+    /// Stored as given; the core checks the values when a solve starts (``reg > 0``, reaches > 0,
+    /// ``max_iter >= 1``, ``tol >= 0``, ``eps_scaling`` in (0, 1), ``stage_iter >= 1``) and raises
+    /// ``InvalidArgumentError`` naming the option.
+    pub struct SinkhornOptions {
+        /// Entropic regularisation ε, in cost units.
         reg: f64,
-        reach_a: Option<f64>,
-        reach_b: Option<f64>,
-        max_iter: i64,
-        tol: f64,
-        update: &str,
-        eps_scaling: Option<f64>,
-        overrelaxation: bool,
-        stage_iter: Option<usize>,
-        kernel: &str,
-    ) -> Self {
-        SinkhornOptions {
-            reg,
-            reach_a,
-            reach_b,
-            max_iter,
-            tol,
-            update: update.to_owned(),
-            eps_scaling,
-            overrelaxation,
-            stage_iter,
-            kernel: kernel.to_owned(),
-        }
-    }
-
-    fn __repr__(&self) -> String {
-        let opt = |v: Option<f64>| v.map_or("None".to_owned(), |v| format!("{v:?}"));
-        format!(
-            "SinkhornOptions(reg={:?}, reach_a={}, reach_b={}, max_iter={}, tol={:?}, \
-             update='{}', eps_scaling={}, overrelaxation={}, stage_iter={}, kernel='{}')",
-            self.reg,
-            opt(self.reach_a),
-            opt(self.reach_b),
-            self.max_iter,
-            self.tol,
-            self.update,
-            opt(self.eps_scaling),
-            if self.overrelaxation { "True" } else { "False" },
-            self.stage_iter.map_or("None".to_owned(), |v| v.to_string()),
-            self.kernel,
-        )
+        /// KL relaxation ρ of the first marginal (rows); ``None`` keeps it exact.
+        reach_a: Option<f64> = None,
+        /// KL relaxation ρ of the second marginal (columns); ``None`` keeps it exact.
+        reach_b: Option<f64> = None,
+        /// Maximum number of full updates, over all ε-scaling stages.
+        max_iter: i64 = 1000,
+        /// Stop when the relative L1 marginal error is at most ``tol``.
+        tol: f64 = 1e-9,
+        /// ``"alternating"`` (Gauss–Seidel) or ``"symmetric"`` (averaged) updates.
+        update: String = "alternating".to_owned(),
+        /// Anneal ε from the cost's diameter by this factor per stage; ``None`` solves at ``reg``.
+        eps_scaling: Option<f64> = None,
+        /// Adaptive over-relaxation of the alternating updates.
+        overrelaxation: bool = true,
+        /// Updates per intermediate ε-scaling stage; ``None`` iterates each to a loose tolerance.
+        stage_iter: Option<usize> = None,
+        /// How the iterations evaluate the Gibbs kernel: ``"auto"``, ``"log"``, ``"stored"``,
+        /// ``"stored_f32"`` or ``"sparse"`` (point clouds only).
+        kernel: String = "auto".to_owned(),
     }
 }
 

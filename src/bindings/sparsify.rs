@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
+use super::options::py_options;
 use crate::core::cost::{DenseCost, GridCost};
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 use crate::core::sparsify::{
@@ -15,63 +16,29 @@ use crate::core::sparsify::{
 use crate::core::OtError;
 use numpy::ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-/// Options of eq. (7)'s solvers. Value rules (λ ≥ 0, ε > 0, …) are checked by the core when a
-/// solve starts; this class only converts.
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-#[derive(Clone)]
-pub struct SparsifyOptions {
-    /// λ ≥ 0.
-    sparsity: f64,
-    /// ε > 0, in cost units.
-    reg: f64,
-    /// "projected_gradient" (Algorithm 2) or "majorize".
-    solver: String,
-    /// Largest step of the line search (projected gradient).
-    step_size: f64,
-    max_iter: i64,
-    /// Projected gradient: L1 norm of the projected gradient; majorize: L1 change of μ per step.
-    tol: f64,
-    /// Smallest step the line search tries.
-    min_step: f64,
-    sinkhorn_max_iter: i64,
-    sinkhorn_tol: f64,
-    /// Keep every iterate (single-measure calls only).
-    record_history: bool,
-    /// "entropic" (eq. 7) or "rawson2022" (the paper's figures; dense costs only).
-    objective: String,
-}
-
-#[pymethods]
-impl SparsifyOptions {
-    #[new]
-    #[pyo3(signature = (*, sparsity, reg, solver="projected_gradient", step_size=0.01, max_iter=50, tol=1e-9, min_step=1e-12, sinkhorn_max_iter=10_000, sinkhorn_tol=1e-9, record_history=false, objective="entropic"))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
+py_options! {
+    /// Options of eq. (7)'s solvers. Value rules (λ ≥ 0, ε > 0, …) are checked by the core when a
+    /// solve starts; this class only converts.
+    pub struct SparsifyOptions {
+        /// λ ≥ 0.
         sparsity: f64,
+        /// ε > 0, in cost units.
         reg: f64,
-        solver: &str,
-        step_size: f64,
-        max_iter: i64,
-        tol: f64,
-        min_step: f64,
-        sinkhorn_max_iter: i64,
-        sinkhorn_tol: f64,
-        record_history: bool,
-        objective: &str,
-    ) -> Self {
-        SparsifyOptions {
-            sparsity,
-            reg,
-            solver: solver.to_string(),
-            step_size,
-            max_iter,
-            tol,
-            min_step,
-            sinkhorn_max_iter,
-            sinkhorn_tol,
-            record_history,
-            objective: objective.to_string(),
-        }
+        /// "projected_gradient" (Algorithm 2) or "majorize".
+        solver: String = "projected_gradient".to_owned(),
+        /// Largest step of the line search (projected gradient).
+        step_size: f64 = 0.01,
+        max_iter: i64 = 50,
+        /// Projected gradient: L1 norm of the projected gradient; majorize: L1 change of μ per step.
+        tol: f64 = 1e-9,
+        /// Smallest step the line search tries.
+        min_step: f64 = 1e-12,
+        sinkhorn_max_iter: i64 = 10_000,
+        sinkhorn_tol: f64 = 1e-9,
+        /// Keep every iterate (single-measure calls only).
+        record_history: bool = false,
+        /// "entropic" (eq. 7) or "rawson2022" (the paper's figures; dense costs only).
+        objective: String = "entropic".to_owned(),
     }
 }
 

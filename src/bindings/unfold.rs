@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
+use super::options::py_options;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
     CovType, ErrorInputs, KerBProjector, McResponse, Measured, OtUnfoldParams, Projection,
@@ -43,58 +44,24 @@ fn projector_and_vector(
     Ok((proj, v.to_vec()))
 }
 
-/// Hyper-parameters of OT unfolding (eq. 25–28); every value rule lives in the core.
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-#[derive(Clone)]
-pub struct OtUnfoldOptions {
-    /// ε of eq. (21), relative to the cost scale.
-    reg: f64,
-    /// ε_init of the warm start (eq. 26–27).
-    reg_init: f64,
-    /// Cost exponent, `C = |y − y'|^p`.
-    p: f64,
-    /// `"max"` (divide the cost by its maximum, the reference code) or `"none"`.
-    cost_normalization: String,
-    n_init_iter: usize,
-    max_iter: usize,
-    tol: Option<f64>,
-    dr_iter: usize,
-    dr_step: f64,
-    /// `"douglas-rachford"` (eq. 28) or `"exact"`.
-    projection: String,
-}
-
-#[pymethods]
-impl OtUnfoldOptions {
-    #[new]
-    #[pyo3(signature = (*, reg=3e-5, reg_init=1e-2, p=2.0, cost_normalization="max".to_string(),
-        n_init_iter=100, max_iter=25, tol=None, dr_iter=25, dr_step=1e-3,
-        projection="douglas-rachford".to_string()))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        reg: f64,
-        reg_init: f64,
-        p: f64,
-        cost_normalization: String,
-        n_init_iter: usize,
-        max_iter: usize,
-        tol: Option<f64>,
-        dr_iter: usize,
-        dr_step: f64,
-        projection: String,
-    ) -> Self {
-        OtUnfoldOptions {
-            reg,
-            reg_init,
-            p,
-            cost_normalization,
-            n_init_iter,
-            max_iter,
-            tol,
-            dr_iter,
-            dr_step,
-            projection,
-        }
+py_options! {
+    /// Hyper-parameters of OT unfolding (eq. 25–28); every value rule lives in the core.
+    pub struct OtUnfoldOptions {
+        /// ε of eq. (21), relative to the cost scale.
+        reg: f64 = 3e-5,
+        /// ε_init of the warm start (eq. 26–27).
+        reg_init: f64 = 1e-2,
+        /// Cost exponent, `C = |y − y'|^p`.
+        p: f64 = 2.0,
+        /// `"max"` (divide the cost by its maximum, the reference code) or `"none"`.
+        cost_normalization: String = "max".to_owned(),
+        n_init_iter: usize = 100,
+        max_iter: usize = 25,
+        tol: Option<f64> = None,
+        dr_iter: usize = 25,
+        dr_step: f64 = 1e-3,
+        /// `"douglas-rachford"` (eq. 28) or `"exact"`.
+        projection: String = "douglas-rachford".to_owned(),
     }
 }
 
@@ -328,37 +295,18 @@ fn wright_omega_array<'py>(
     out.into_pyarray(py)
 }
 
-/// Options of binned Richardson–Lucy (pyunfold's `iterative_unfold`).
-#[pyclass(frozen, get_all, module = "otinverse._core")]
-#[derive(Clone)]
-pub struct RichardsonLucyOptions {
-    /// Iterations (exactly without `ts`, at most with it).
-    max_iter: usize,
-    /// `None`, `"ks"` or `"chi2"`: stop when the statistic between successive iterations is
-    /// below `ts_stopping`.
-    ts: Option<String>,
-    ts_stopping: f64,
-    /// `None` (no propagated errors), `"multinomial"` or `"poisson"` (form of the response's
-    /// covariance, as pyunfold).
-    cov_type: Option<String>,
-}
-
-#[pymethods]
-impl RichardsonLucyOptions {
-    #[new]
-    #[pyo3(signature = (*, max_iter, ts=None, ts_stopping=0.01, cov_type=None))]
-    fn new(
+py_options! {
+    /// Options of binned Richardson–Lucy (pyunfold's `iterative_unfold`).
+    pub struct RichardsonLucyOptions {
+        /// Iterations (exactly without `ts`, at most with it).
         max_iter: usize,
-        ts: Option<String>,
-        ts_stopping: f64,
-        cov_type: Option<String>,
-    ) -> Self {
-        RichardsonLucyOptions {
-            max_iter,
-            ts,
-            ts_stopping,
-            cov_type,
-        }
+        /// `None`, `"ks"` or `"chi2"`: stop when the statistic between successive iterations is
+        /// below `ts_stopping`.
+        ts: Option<String> = None,
+        ts_stopping: f64 = 0.01,
+        /// `None` (no propagated errors), `"multinomial"` or `"poisson"` (form of the response's
+        /// covariance, as pyunfold).
+        cov_type: Option<String> = None,
     }
 }
 

@@ -23,15 +23,15 @@ class SinkhornOptions:
         cls,
         *,
         reg: float,
-        reach_a: float | None = None,
-        reach_b: float | None = None,
-        max_iter: int = 1000,
-        tol: float = 1e-9,
-        update: str = "alternating",
-        eps_scaling: float | None = None,
-        overrelaxation: bool = True,
-        stage_iter: int | None = None,
-        kernel: str = "auto",
+        reach_a: float | None = ...,
+        reach_b: float | None = ...,
+        max_iter: int = ...,
+        tol: float = ...,
+        update: str = ...,
+        eps_scaling: float | None = ...,
+        overrelaxation: bool = ...,
+        stage_iter: int | None = ...,
+        kernel: str = ...,
     ) -> SinkhornOptions: ...
     @property
     def reg(self) -> float: ...
@@ -133,15 +133,15 @@ class OtUnfoldOptions:
     def __new__(
         cls,
         *,
-        reg: float = 3e-5,
-        reg_init: float = 1e-2,
-        p: float = 2.0,
+        reg: float = ...,
+        reg_init: float = ...,
+        p: float = ...,
         cost_normalization: str = ...,
-        n_init_iter: int = 100,
-        max_iter: int = 25,
-        tol: float | None = None,
-        dr_iter: int = 25,
-        dr_step: float = 1e-3,
+        n_init_iter: int = ...,
+        max_iter: int = ...,
+        tol: float | None = ...,
+        dr_iter: int = ...,
+        dr_step: float = ...,
         projection: str = ...,
     ) -> OtUnfoldOptions: ...
 
@@ -201,9 +201,9 @@ class RichardsonLucyOptions:
         cls,
         *,
         max_iter: int,
-        ts: str | None = None,
-        ts_stopping: float = 0.01,
-        cov_type: str | None = None,
+        ts: str | None = ...,
+        ts_stopping: float = ...,
+        cov_type: str | None = ...,
     ) -> RichardsonLucyOptions: ...
 
 @final
@@ -288,15 +288,15 @@ class SparsifyOptions:
         *,
         sparsity: float,
         reg: float,
-        solver: str = "projected_gradient",
-        step_size: float = 0.01,
-        max_iter: int = 50,
-        tol: float = 1e-9,
-        min_step: float = 1e-12,
-        sinkhorn_max_iter: int = 10_000,
-        sinkhorn_tol: float = 1e-9,
-        record_history: bool = False,
-        objective: str = "entropic",
+        solver: str = ...,
+        step_size: float = ...,
+        max_iter: int = ...,
+        tol: float = ...,
+        min_step: float = ...,
+        sinkhorn_max_iter: int = ...,
+        sinkhorn_tol: float = ...,
+        record_history: bool = ...,
+        objective: str = ...,
     ) -> SparsifyOptions: ...
 
 @final
@@ -405,7 +405,7 @@ class GroundCostOptions:
     def cost(self) -> str: ...
     @property
     def exponent(self) -> float | None: ...
-    def __new__(cls, *, cost: str, exponent: float | None = None) -> GroundCostOptions: ...
+    def __new__(cls, *, cost: str, exponent: float | None = ...) -> GroundCostOptions: ...
 
 @final
 class BatchSinkhornOptions:
@@ -418,7 +418,7 @@ class BatchSinkhornOptions:
     @property
     def tol(self) -> float: ...
     def __new__(
-        cls, *, reg: float, max_iter: int = 10_000, tol: float = 1e-9
+        cls, *, reg: float, max_iter: int = ..., tol: float = ...
     ) -> BatchSinkhornOptions: ...
 
 @final
