@@ -34,6 +34,7 @@ fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let testing = PyModule::new(py, "testing")?;
     sinkhorn::register_testing(&testing)?;
     patches::register_testing(&testing)?;
+    unfold::register_testing(&testing)?;
     m.add_submodule(&testing)?;
     py.import("sys")?
         .getattr("modules")?

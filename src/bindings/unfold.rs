@@ -24,26 +24,6 @@ fn make_response(
     })
 }
 
-/// The ker B projector of a response and a vector `name` of matching length (m + L).
-fn projector_and_vector(
-    name: &'static str,
-    v: PyReadonlyArray1<'_, f64>,
-    response: Option<PyReadonlyArray2<'_, f64>>,
-    n_gen: usize,
-    per_point: usize,
-) -> Result<(KerBProjector, Vec<f64>), CoreError> {
-    let proj = KerBProjector::new(make_response(response, n_gen, per_point)?)?;
-    let v = v.as_array();
-    if v.len() != proj.len() {
-        return Err(OtError::shape(
-            name,
-            format!("has {} entries, expected m + L = {}", v.len(), proj.len()),
-        )
-        .into());
-    }
-    Ok((proj, v.to_vec()))
-}
-
 py_options! {
     /// Hyper-parameters of OT unfolding (eq. 25–28); every value rule lives in the core.
     pub struct OtUnfoldOptions {
@@ -234,54 +214,81 @@ fn ot_unfold_events<'py>(
     })
 }
 
-/// `Proj^KL_{ker B}(exp(log_w))` by `dr_iter` Douglas–Rachford steps (eq. 28).
-#[pyfunction]
-#[pyo3(signature = (log_w, response, n_gen, per_point, dr_step, dr_iter))]
-fn kerb_projection_dr<'py>(
-    py: Python<'py>,
-    log_w: PyReadonlyArray1<'py, f64>,
-    response: Option<PyReadonlyArray2<'py, f64>>,
-    n_gen: usize,
-    per_point: usize,
-    dr_step: f64,
-    dr_iter: usize,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (proj, lw) = projector_and_vector("log_w", log_w, response, n_gen, per_point)?;
-    let z = py.detach(|| douglas_rachford(&proj, &lw, dr_step, dr_iter));
-    Ok(z.into_pyarray(py))
+/// The projections onto ker B of one response (for tests): orthogonal, Douglas–Rachford's KL
+/// approximation (Craig et al., eq. 28) and the exact KL projection.
+#[pyclass(frozen, name = "KerBProjector", module = "otinverse._core.testing")]
+struct PyKerBProjector {
+    inner: KerBProjector,
 }
 
-/// The exact KL projection onto ker B of `exp(log_w)` (closed form for blocks, Newton otherwise).
-#[pyfunction]
-#[pyo3(signature = (log_w, response, n_gen, per_point))]
-fn kerb_projection_exact<'py>(
-    py: Python<'py>,
-    log_w: PyReadonlyArray1<'py, f64>,
-    response: Option<PyReadonlyArray2<'py, f64>>,
-    n_gen: usize,
-    per_point: usize,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (proj, lw) = projector_and_vector("log_w", log_w, response, n_gen, per_point)?;
-    let z = py
-        .detach(|| exact_kl_projection(&proj, &lw))
-        .map_err(CoreError)?;
-    Ok(z.into_pyarray(py))
+#[pymethods]
+impl PyKerBProjector {
+    /// `response` (m, L) dense, or `None` for blocks of `per_point` samples per gen point.
+    #[new]
+    #[pyo3(signature = (response, *, n_gen, per_point))]
+    fn new(
+        response: Option<PyReadonlyArray2<'_, f64>>,
+        n_gen: usize,
+        per_point: usize,
+    ) -> PyResult<Self> {
+        let response = make_response(response, n_gen, per_point)?;
+        let inner = KerBProjector::new(response).map_err(CoreError)?;
+        Ok(PyKerBProjector { inner })
+    }
+
+    /// The orthogonal projection of `x` (m + L).
+    fn orthogonal<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let x = self.vector("x", x)?;
+        let mut out = vec![0.0; x.len()];
+        self.inner.project(&x, &mut out);
+        Ok(out.into_pyarray(py))
+    }
+
+    /// Douglas–Rachford's KL projection of `exp(log_w)` (Craig et al., eq. 28).
+    fn douglas_rachford<'py>(
+        &self,
+        py: Python<'py>,
+        log_w: PyReadonlyArray1<'py, f64>,
+        dr_step: f64,
+        dr_iter: usize,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let lw = self.vector("log_w", log_w)?;
+        let z = py.detach(|| douglas_rachford(&self.inner, &lw, dr_step, dr_iter));
+        Ok(z.into_pyarray(py))
+    }
+
+    /// The exact KL projection of `exp(log_w)` (closed form for blocks, Newton otherwise).
+    fn exact<'py>(
+        &self,
+        py: Python<'py>,
+        log_w: PyReadonlyArray1<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let lw = self.vector("log_w", log_w)?;
+        let z = py
+            .detach(|| exact_kl_projection(&self.inner, &lw))
+            .map_err(CoreError)?;
+        Ok(z.into_pyarray(py))
+    }
 }
 
-/// The orthogonal projection onto ker B (for tests).
-#[pyfunction]
-#[pyo3(signature = (x, response, n_gen, per_point))]
-fn kerb_orthogonal_projection<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray1<'py, f64>,
-    response: Option<PyReadonlyArray2<'py, f64>>,
-    n_gen: usize,
-    per_point: usize,
-) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let (proj, x) = projector_and_vector("x", x, response, n_gen, per_point)?;
-    let mut out = vec![0.0; x.len()];
-    proj.project(&x, &mut out);
-    Ok(out.into_pyarray(py))
+impl PyKerBProjector {
+    /// A vector `name` of the projector's length (m + L).
+    fn vector(&self, name: &'static str, v: PyReadonlyArray1<'_, f64>) -> PyResult<Vec<f64>> {
+        let v = v.as_array();
+        if v.len() != self.inner.len() {
+            let msg = format!(
+                "has {} entries, expected m + L = {}",
+                v.len(),
+                self.inner.len()
+            );
+            return Err(CoreError(OtError::shape(name, msg)).into());
+        }
+        Ok(v.to_vec())
+    }
 }
 
 /// Elementwise Wright omega.
@@ -433,10 +440,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<OtUnfoldResult>()?;
     m.add_class::<RichardsonLucyOptions>()?;
     m.add_class::<RichardsonLucyResult>()?;
-    m.add_function(wrap_pyfunction!(kerb_projection_dr, m)?)?;
-    m.add_function(wrap_pyfunction!(kerb_projection_exact, m)?)?;
-    m.add_function(wrap_pyfunction!(kerb_orthogonal_projection, m)?)?;
     m.add_function(wrap_pyfunction!(wright_omega_array, m)?)?;
     m.add_function(wrap_pyfunction!(richardson_lucy_binned, m)?)?;
     Ok(())
+}
+
+/// The test-only bindings of this module (in `otinverse._core.testing`).
+pub fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyKerBProjector>()
 }

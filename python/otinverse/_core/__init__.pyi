@@ -175,20 +175,6 @@ def ot_unfold_events(
     efficiency: NDArray[np.float64] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> OtUnfoldResult: ...
-def kerb_projection_dr(
-    log_w: NDArray[np.float64],
-    response: NDArray[np.float64] | None,
-    n_gen: int,
-    per_point: int,
-    dr_step: float,
-    dr_iter: int,
-) -> NDArray[np.float64]: ...
-def kerb_projection_exact(
-    log_w: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
-) -> NDArray[np.float64]: ...
-def kerb_orthogonal_projection(
-    x: NDArray[np.float64], response: NDArray[np.float64] | None, n_gen: int, per_point: int
-) -> NDArray[np.float64]: ...
 def wright_omega_array(t: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 @final

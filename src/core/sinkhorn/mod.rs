@@ -419,23 +419,7 @@ fn solve<K: CostKernel + ?Sized>(
         ));
     }
     let (f0, g0) = match init {
-        Some((f, g)) => {
-            if f.len() != n {
-                return Err(OtError::shape(
-                    "f_init",
-                    format!("must have {n} entries, got {}", f.len()),
-                ));
-            }
-            if g.len() != m {
-                return Err(OtError::shape(
-                    "g_init",
-                    format!("must have {m} entries, got {}", g.len()),
-                ));
-            }
-            crate::core::error::check_finite("f_init", f.iter())?;
-            crate::core::error::check_finite("g_init", g.iter())?;
-            (f.to_vec(), g.to_vec())
-        }
+        Some((f, g)) => (initial("f_init", f, n)?, initial("g_init", g, m)?),
         None => (vec![0.0; n], vec![0.0; m]),
     };
     let side = |w: ArrayView1<'_, f64>, mass, reach, potential, axis| Side {
@@ -458,6 +442,18 @@ fn solve<K: CostKernel + ?Sized>(
 
     let n_iter = anneal(kernel, &mut first, &mut last, params, init.is_some())?;
     solve_target(kernel, first, last, params, n_iter)
+}
+
+/// A warm-start potential `name`: `len` finite entries.
+fn initial(name: &'static str, potential: ArrayView1<'_, f64>, len: usize) -> Result<Vec<f64>> {
+    if potential.len() != len {
+        return Err(OtError::shape(
+            name,
+            format!("must have {len} entries, got {}", potential.len()),
+        ));
+    }
+    crate::core::error::check_finite(name, potential.iter())?;
+    Ok(potential.to_vec())
 }
 
 /// The ε-scaling stages before the target ε; returns the updates they used.
