@@ -100,8 +100,9 @@ def mismatched(split):
 
 
 # The three DA accuracy targets (atan ≥ d + 0.02, d ≥ d² + 0.08, exact OT ≤ 0.55) hold together
-# under neither label rule; the misses are measured and kept as strict expected failures rather than dropped (POT's SinkhornTransport and ot.emd give
-# the same labels, so they are properties of the data, not of the solver).
+# under neither label rule; the misses are measured and kept as strict expected failures rather
+# than dropped (POT's SinkhornTransport and ot.emd give the same labels, so they are properties
+# of the data, not of the solver).
 SHORT_D_VS_D2 = pytest.mark.xfail(
     strict=True, reason="class_sum: d 0.766, d² 0.688, d − d² = 0.078 < 0.08"
 )
