@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, PlanSums};
 use crate::core::error::{check_positive, Result};
+use crate::core::interrupt::{self, CancelFlag};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
 };
@@ -143,12 +144,19 @@ fn softmin_points(
     let m = to.ncols();
     let to_flat = to.as_slice().expect("standard layout");
     let inv_eps = 1.0 / eps;
+    // One pass at 10⁵ × 10⁵ points takes seconds: rows check the cancellation flag, and a
+    // cancelled pass leaves NaN, which the caller's next `interrupt::check` turns into the error.
+    let flag = interrupt::current();
     out.par_iter_mut()
         .enumerate()
         .with_min_len(rows_per_task(m))
         .for_each_init(
             || (vec![0.0; TILE], vec![0.0; from.nrows()]),
             |(tile, xi), (i, o)| {
+                if flag.as_ref().is_some_and(CancelFlag::is_cancelled) {
+                    *o = f64::NAN;
+                    return;
+                }
                 xi.iter_mut().zip(from.column(i)).for_each(|(x, v)| *x = *v);
                 let s = points_row_sum(xi, to_flat, col, shift[i], inv_eps, p, false, tile);
                 *o = finish_shifted(s, shift[i], eps).unwrap_or_else(|| {
@@ -204,6 +212,8 @@ impl CostKernel for PointCost {
         let (n, m) = self.shape();
         let inv_eps = 1.0 / eps;
         let mut row_sums = vec![0.0; n];
+        // As in `softmin_points`: a cancelled pass stops early, and its caller checks the flag.
+        let flag = interrupt::current();
         let (col_sums, transport_cost) = row_sums
             .par_iter_mut()
             .enumerate()
@@ -211,6 +221,10 @@ impl CostKernel for PointCost {
             .fold(
                 || (vec![0.0; m], 0.0, vec![0.0; TILE]),
                 |(mut acc, mut t_acc, mut tile), (i, rs)| {
+                    if flag.as_ref().is_some_and(CancelFlag::is_cancelled) {
+                        *rs = f64::NAN;
+                        return (acc, t_acc, tile);
+                    }
                     let mut mass = 0.0;
                     for j0 in (0..m).step_by(TILE) {
                         let len = TILE.min(m - j0);

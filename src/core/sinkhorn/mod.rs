@@ -576,6 +576,8 @@ fn iterate<K: CostKernel + ?Sized>(
 /// the solution (a plan marginal beyond f64's range, as for zero potentials on a cost shifted by
 /// −700 ε), which the next updates bring back.
 fn check_error(err: f64, k: usize, eps: f64) -> Result<()> {
+    // A kernel pass that saw the cancellation flag stops early and leaves NaN.
+    interrupt::check()?;
     if !err.is_nan() {
         Ok(())
     } else {
@@ -713,6 +715,7 @@ fn finish<K: CostKernel + ?Sized>(
     rows.term(eps, &mut row_term);
     cols.term(eps, &mut col_term);
     let sums = kernel.plan_sums(&row_term, &col_term, eps);
+    interrupt::check()?;
     // Σ P log(P/(a⊗b)) = (Σ_i r_i f_i + Σ_j c_j g_j − ⟨C,P⟩)/ε.
     let dot = |s: &[f64], p: &[f64]| s.iter().zip(p).map(|(x, y)| x * y).sum::<f64>();
     let plan_mass: f64 = sums.row_sums.iter().sum();
