@@ -11,6 +11,7 @@ use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
+use crate::core::error::check_choice;
 use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
@@ -50,31 +51,25 @@ impl SinkhornOptions {
     /// The core's parameters. Only the translation happens here: the option string becomes the
     /// enum, and a negative `max_iter` becomes 0 so that the core's rule rejects it.
     pub(super) fn params(&self) -> Result<SinkhornParams, OtError> {
-        let update = match self.update.as_str() {
-            "alternating" => Update::Alternating,
-            "symmetric" => Update::Symmetric,
-            other => {
-                return Err(OtError::invalid(
-                    "update",
-                    format!("must be 'alternating' or 'symmetric', got {other:?}"),
-                ))
-            }
-        };
-        let kernel = match self.kernel.as_str() {
-            "auto" => KernelChoice::Auto,
-            "log" => KernelChoice::Log,
-            "stored" => KernelChoice::Stored64,
-            "stored_f32" => KernelChoice::Stored32,
-            "sparse" => KernelChoice::Sparse,
-            other => {
-                return Err(OtError::invalid(
-                    "kernel",
-                    format!(
-                        "must be 'auto', 'log', 'stored', 'stored_f32' or 'sparse', got {other:?}"
-                    ),
-                ))
-            }
-        };
+        let update = check_choice(
+            "update",
+            &self.update,
+            &[
+                ("alternating", Update::Alternating),
+                ("symmetric", Update::Symmetric),
+            ],
+        )?;
+        let kernel = check_choice(
+            "kernel",
+            &self.kernel,
+            &[
+                ("auto", KernelChoice::Auto),
+                ("log", KernelChoice::Log),
+                ("stored", KernelChoice::Stored64),
+                ("stored_f32", KernelChoice::Stored32),
+                ("sparse", KernelChoice::Sparse),
+            ],
+        )?;
         Ok(SinkhornParams {
             eps: self.reg,
             reach_a: self.reach_a,

@@ -9,6 +9,7 @@ use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::cost::{DenseCost, GridCost};
+use crate::core::error::check_choice;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 use crate::core::sparsify::{
     sparsify, sparsify_batch, sparsify_rawson2022, Solver, SparsifyOutput, SparsifyParams,
@@ -50,16 +51,14 @@ impl SparsifyOptions {
                 .filter(|&u| u as i64 >= low)
                 .ok_or_else(|| OtError::invalid(name, format!("must be at least {low}, got {v}")))
         };
-        let solver = match self.solver.as_str() {
-            "projected_gradient" => Solver::ProjectedGradient,
-            "majorize" => Solver::Majorize,
-            other => {
-                return Err(OtError::invalid(
-                    "solver",
-                    format!("must be 'projected_gradient' or 'majorize', got {other:?}"),
-                ))
-            }
-        };
+        let solver = check_choice(
+            "solver",
+            &self.solver,
+            &[
+                ("projected_gradient", Solver::ProjectedGradient),
+                ("majorize", Solver::Majorize),
+            ],
+        )?;
         Ok(SparsifyParams {
             sparsity: self.sparsity,
             eps: self.reg,

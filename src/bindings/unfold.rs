@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
+use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
     CovType, ErrorInputs, KerBProjector, McResponse, Measured, OtUnfoldParams, Projection,
@@ -47,28 +48,22 @@ py_options! {
 
 impl OtUnfoldOptions {
     fn params(&self) -> Result<OtUnfoldParams, CoreError> {
-        let cost_normalization = match self.cost_normalization.as_str() {
-            "max" => CostNormalization::Max,
-            "none" => CostNormalization::None,
-            other => {
-                return Err(OtError::invalid(
-                    "cost_normalization",
-                    format!("must be 'max' or 'none', got {other:?}"),
-                )
-                .into())
-            }
-        };
-        let projection = match self.projection.as_str() {
-            "douglas-rachford" => Projection::DouglasRachford,
-            "exact" => Projection::Exact,
-            other => {
-                return Err(OtError::invalid(
-                    "projection",
-                    format!("must be 'douglas-rachford' or 'exact', got {other:?}"),
-                )
-                .into())
-            }
-        };
+        let cost_normalization = check_choice(
+            "cost_normalization",
+            &self.cost_normalization,
+            &[
+                ("max", CostNormalization::Max),
+                ("none", CostNormalization::None),
+            ],
+        )?;
+        let projection = check_choice(
+            "projection",
+            &self.projection,
+            &[
+                ("douglas-rachford", Projection::DouglasRachford),
+                ("exact", Projection::Exact),
+            ],
+        )?;
         Ok(OtUnfoldParams {
             eps: self.reg,
             eps_init: self.reg_init,
@@ -322,17 +317,11 @@ impl RichardsonLucyOptions {
         let ts = match self.ts.as_deref() {
             None => None,
             Some(name) => {
-                let kind = match name {
-                    "ks" => TestStatistic::Ks,
-                    "chi2" => TestStatistic::Chi2,
-                    other => {
-                        return Err(OtError::invalid(
-                            "ts",
-                            format!("must be None, 'ks' or 'chi2', got {other:?}"),
-                        )
-                        .into())
-                    }
-                };
+                let kind = check_choice(
+                    "ts",
+                    name,
+                    &[("ks", TestStatistic::Ks), ("chi2", TestStatistic::Chi2)],
+                )?;
                 if !(self.ts_stopping.is_finite() && self.ts_stopping > 0.0) {
                     return Err(OtError::invalid(
                         "ts_stopping",
@@ -343,18 +332,20 @@ impl RichardsonLucyOptions {
                 Some((kind, self.ts_stopping))
             }
         };
-        let cov = match self.cov_type.as_deref() {
-            None => None,
-            Some("multinomial") => Some(CovType::Multinomial),
-            Some("poisson") => Some(CovType::Poisson),
-            Some(other) => {
-                return Err(OtError::invalid(
+        let cov = self
+            .cov_type
+            .as_deref()
+            .map(|name| {
+                check_choice(
                     "cov_type",
-                    format!("must be None, 'multinomial' or 'poisson', got {other:?}"),
+                    name,
+                    &[
+                        ("multinomial", CovType::Multinomial),
+                        ("poisson", CovType::Poisson),
+                    ],
                 )
-                .into())
-            }
-        };
+            })
+            .transpose()?;
         let params = RichardsonLucyParams {
             max_iter: self.max_iter,
             ts,

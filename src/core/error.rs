@@ -104,3 +104,21 @@ pub fn check_exponent(name: &'static str, p: f64) -> Result<()> {
         ))
     }
 }
+
+/// The value of the option `name` spelled `given`, among `(spelling, value)` pairs; an unknown
+/// spelling is an error that lists the known ones.
+pub fn check_choice<T: Copy>(name: &'static str, given: &str, choices: &[(&str, T)]) -> Result<T> {
+    if let Some((_, value)) = choices.iter().find(|(spelling, _)| *spelling == given) {
+        return Ok(*value);
+    }
+    let quoted: Vec<String> = choices.iter().map(|(s, _)| format!("'{s}'")).collect();
+    let listed = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(OtError::invalid(
+        name,
+        format!("must be {listed}, got {given:?}"),
+    ))
+}
