@@ -76,9 +76,17 @@ def plan_error(plan, a, b):
 
 
 def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+    """(seconds, result) of `fn()`; a call under a second is repeated twice more and the best
+    time kept, so no solver pays one-off costs (thread-pool start, first page faults of its
+    buffers) that a user's second call does not."""
+    best, out = np.inf, None
+    for _ in range(3):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+        if best >= 1.0:
+            break
+    return best, out
 
 
 def best_on_ladder(run, tol, budget):
