@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use super::sinkhorn::{init_pair, plan_of, SinkhornOptions, SinkhornResult};
+use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornResult};
 use crate::core::cost::{CostKernel, PatchCost};
 use crate::core::error::check_positive;
 use crate::core::patches::{
@@ -168,20 +168,6 @@ fn patch_softmin<'py>(
     Ok(out.into_pyarray(py))
 }
 
-/// The plan `P_ij = exp((row_i + col_j − |x_i − y_j|²)/reg)` (materialised, for tests).
-#[pyfunction]
-fn patch_plan<'py>(
-    py: Python<'py>,
-    row: PyReadonlyArray1<'py, f64>,
-    x: PyReadonlyArray2<'py, f64>,
-    col: PyReadonlyArray1<'py, f64>,
-    y: PyReadonlyArray2<'py, f64>,
-    reg: f64,
-) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let (xv, yv) = (x.as_array(), y.as_array());
-    plan_of(py, || PatchCost::new(xv, yv), &row, &col, reg)
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PatchPriorResult>()?;
     m.add_function(wrap_pyfunction!(extract_patches, m)?)?;
@@ -195,6 +181,5 @@ pub fn register_testing(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PatchOtResult>()?;
     m.add_function(wrap_pyfunction!(patch_sinkhorn, m)?)?;
     m.add_function(wrap_pyfunction!(patch_softmin, m)?)?;
-    m.add_function(wrap_pyfunction!(patch_plan, m)?)?;
     Ok(())
 }

@@ -246,7 +246,7 @@ fn plan_points<'py>(
 
 /// The plan `P_ij = exp((row_i + col_j − C_ij)/reg)` of the kernel `kernel` builds,
 /// materialised with the GIL released.
-pub(super) fn plan_of<'py, K: CostKernel>(
+fn plan_of<'py, K: CostKernel>(
     py: Python<'py>,
     kernel: impl FnOnce() -> Result<K, OtError> + Send,
     row: &PyReadonlyArray1<'_, f64>,

@@ -10,6 +10,7 @@ from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
 from otinverse._core import testing
 from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
 from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
@@ -33,7 +34,8 @@ def _solve(a, x, b, y, reg, reach=None, tol=1e-14, max_iter=100_000, f_init=None
 
 
 def _plan(res, a, x, b, y, reg):
-    return testing.patch_plan(res["f"] + reg * np.log(a), x, res["g"] + reg * np.log(b), y, reg)
+    row, col = res["f"] + reg * np.log(a), res["g"] + reg * np.log(b)
+    return _core.plan_points(row, x, col, y, reg, 2.0)
 
 
 def _clouds(n, m, d, seed, scale=0.3):
@@ -95,12 +97,11 @@ def test_balanced_value_and_plan_match_pot():
     assert abs(res["cost"] - np.sum(plan_pot * M)) <= 1e-9 * np.sum(plan_pot * M)
 
 
-def test_fused_plan_matches_dense_formula():
+def test_fused_softmin_matches_dense_formula():
     _a, x, _b, y = _clouds(9, 41, 36, 4, scale=1.0)
-    rng = np.random.default_rng(5)
-    row, col, reg = rng.normal(size=9), rng.normal(size=41), 0.7
-    expected = np.exp((row[:, None] + col[None, :] - cdist(x, y, "sqeuclidean")) / reg)
-    np.testing.assert_allclose(testing.patch_plan(row, x, col, y, reg), expected, rtol=1e-12)
+    col, reg = np.random.default_rng(5).normal(size=41), 0.7
+    expected = -reg * logsumexp((col[None, :] - cdist(x, y, "sqeuclidean")) / reg, axis=1)
+    np.testing.assert_allclose(testing.patch_softmin(x, y, col, reg), expected, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------- marginals, outliers

@@ -36,13 +36,6 @@ def patch_softmin(
     reg: float,
     shift: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float64]: ...
-def patch_plan(
-    row: NDArray[np.float64],
-    x: NDArray[np.float64],
-    col: NDArray[np.float64],
-    y: NDArray[np.float64],
-    reg: float,
-) -> NDArray[np.float64]: ...
 def borrowed_address(cost: NDArray[np.float64]) -> int: ...
 
 @final
