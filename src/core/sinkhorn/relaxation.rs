@@ -380,6 +380,56 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_keeps_plain_updates_when_they_became_faster() {
+        let mut r = Relaxation::new(true);
+        let mut err = 1.0;
+        // A steady plain rate (a plateau, as it turns out) switches ω on.
+        for _ in 0..2 * WINDOW + 1 {
+            err *= 0.99;
+            r.observe(err);
+        }
+        let omega = r.omega();
+        assert!(omega > 1.0);
+        // Under ω: progress, but only at ω − 1 per iteration, until the first probe.
+        let mut k = 0;
+        while r.omega() > 1.0 {
+            err *= omega - 1.0 + 0.01;
+            r.observe(err);
+            k += 1;
+            assert!(k <= WINDOW + PERIOD, "a probe starts by the first period");
+        }
+        // The probe's plain updates converge at 0.5 per iteration: they are kept.
+        for _ in 0..PROBE {
+            err *= 0.5;
+            r.observe(err);
+        }
+        assert_eq!(r.omega(), 1.0);
+        assert!(r.probe.is_none());
+    }
+
+    #[test]
+    fn a_probe_resumes_omega_when_plain_updates_are_slower() {
+        let mut r = Relaxation::new(true);
+        let mut err = 1.0;
+        for _ in 0..2 * WINDOW + 1 {
+            err *= 0.99;
+            r.observe(err);
+        }
+        let omega = r.omega();
+        while r.omega() > 1.0 {
+            err *= 0.9;
+            r.observe(err);
+        }
+        for _ in 0..PROBE {
+            err *= 0.99;
+            r.observe(err);
+        }
+        assert!(r.omega() > 1.0, "resumed");
+        assert!(r.omega() >= omega);
+        assert_eq!(r.probe_after, 2 * PERIOD);
+    }
+
+    #[test]
     fn a_stalling_relaxation_is_switched_off() {
         let mut r = Relaxation::new(true);
         let mut err = 1.0;
