@@ -214,13 +214,7 @@ mod tests {
 
     #[test]
     fn candidates_cover_every_point_within_reach() {
-        let mut state = 99u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = crate::core::testing::uniform(99);
         let m = 500;
         let y: Vec<f64> = (0..2 * m).map(|_| next()).collect();
         let g: Vec<f64> = (0..m).map(|_| 0.05 * next()).collect();

@@ -290,34 +290,12 @@ fn clusters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
-
-    fn cloud(n: usize, seed: u64) -> Array2<f64> {
-        let mut state = seed;
-        Array2::from_shape_fn((n, 2), |_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        })
-    }
-
-    fn plan(
-        k: &PointCost,
-        out: &SinkhornOutput,
-        a: &Array1<f64>,
-        b: &Array1<f64>,
-        eps: f64,
-    ) -> Array2<f64> {
-        let row: Vec<f64> = out.f.iter().zip(a).map(|(f, a)| f + eps * a.ln()).collect();
-        let col: Vec<f64> = out.g.iter().zip(b).map(|(g, b)| g + eps * b.ln()).collect();
-        k.plan(&row, &col, eps)
-    }
+    use crate::core::testing::{cloud, plan_of};
 
     #[test]
     fn truncated_multiscale_gives_the_log_domain_plan() {
         let (n, m) = (400, 300);
-        let (x, y) = (cloud(n, 5), cloud(m, 6));
+        let (x, y) = (cloud(n, 2, 5), cloud(m, 2, 6));
         let mut a = Array1::from_shape_fn(n, |i| 1.0 + (i % 7) as f64);
         a /= a.sum();
         let b = Array1::from_elem(m, 1.0 / m as f64);
@@ -343,8 +321,8 @@ mod tests {
             .unwrap();
             assert!(out.converged && out.marginal_error <= 1e-9, "{out:?}");
             let (p0, p1) = (
-                plan(&k, &reference, &a, &b, eps),
-                plan(&k, &out, &a, &b, eps),
+                plan_of(&k, &reference, &a, &b, eps),
+                plan_of(&k, &out, &a, &b, eps),
             );
             // The reported error is that of the full plan.
             let rows = p1.sum_axis(ndarray::Axis(1));

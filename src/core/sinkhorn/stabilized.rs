@@ -561,21 +561,12 @@ mod tests {
     use super::*;
     use crate::core::cost::DenseCost;
     use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
+    use crate::core::testing::{plan_of, uniform};
     use ndarray::{Array1, Array2};
-
-    fn lcg(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
 
     /// Uniform points in the unit square, squared distances, positive random weights.
     fn problem(n: usize, m: usize, seed: u64) -> (Array2<f64>, Array1<f64>, Array1<f64>) {
-        let mut next = lcg(seed);
+        let mut next = uniform(seed);
         let x: Vec<[f64; 2]> = (0..n).map(|_| [next(), next()]).collect();
         let y: Vec<[f64; 2]> = (0..m).map(|_| [next(), next()]).collect();
         let c = Array2::from_shape_fn((n, m), |(i, j)| {
@@ -586,18 +577,6 @@ mod tests {
         a /= a.sum();
         b /= b.sum();
         (c, a, b)
-    }
-
-    fn plan(
-        k: &DenseCost,
-        out: &SinkhornOutput,
-        a: &Array1<f64>,
-        b: &Array1<f64>,
-        eps: f64,
-    ) -> Array2<f64> {
-        let row: Vec<f64> = out.f.iter().zip(a).map(|(f, a)| f + eps * a.ln()).collect();
-        let col: Vec<f64> = out.g.iter().zip(b).map(|(g, b)| g + eps * b.ln()).collect();
-        k.plan(&row, &col, eps)
     }
 
     fn solve(
@@ -611,7 +590,7 @@ mod tests {
         let mut params = p.clone();
         params.kernel = kernel;
         let out = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
-        let plan = plan(&k, &out, a, b, p.eps);
+        let plan = plan_of(&k, &out, a, b, p.eps);
         (out, plan)
     }
 
@@ -682,7 +661,7 @@ mod tests {
             log.n_iter,
             stored.rebuilds()
         );
-        let ours = plan(&k, &out, &a, &b, p.eps);
+        let ours = plan_of(&k, &out, &a, &b, p.eps);
         // Both within tol of the same fixed point: plans agree to the marginal error's order.
         assert!(
             max_abs(&ours, &reference) < 1e-5,

@@ -1,16 +1,11 @@
 use super::*;
 use crate::core::cost::{DenseCost, PointCost};
+use crate::core::testing::{plan_of, uniform};
 use ndarray::{Array1, Array2, Axis as NdAxis};
 
 /// A deterministic pseudo-random problem on the unit square with squared distances.
 fn problem(n: usize, m: usize) -> (Array2<f64>, Array2<f64>, Array1<f64>, Array1<f64>) {
-    let mut state = 12345u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut next = uniform(12345);
     let x = Array2::from_shape_fn((n, 2), |_| next());
     let y = Array2::from_shape_fn((m, 2), |_| next());
     let mut a = Array1::from_shape_fn(n, |_| 0.1 + next());
@@ -26,18 +21,6 @@ fn sq_cost(x: &Array2<f64>, y: &Array2<f64>) -> Array2<f64> {
     })
 }
 
-fn plan_of(
-    k: &DenseCost,
-    a: &Array1<f64>,
-    b: &Array1<f64>,
-    out: &SinkhornOutput,
-    eps: f64,
-) -> Array2<f64> {
-    let row: Vec<f64> = out.f.iter().zip(a).map(|(f, a)| f + eps * a.ln()).collect();
-    let col: Vec<f64> = out.g.iter().zip(b).map(|(g, b)| g + eps * b.ln()).collect();
-    k.plan(&row, &col, eps)
-}
-
 #[test]
 fn balanced_plan_has_the_prescribed_marginals() {
     let (x, y, a, b) = problem(40, 30);
@@ -48,7 +31,7 @@ fn balanced_plan_has_the_prescribed_marginals() {
     params.max_iter = 10_000;
     let out = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
     assert!(out.converged && out.marginal_error <= 1e-12, "{out:?}");
-    let p = plan_of(&k, &a, &b, &out, 0.01);
+    let p = plan_of(&k, &out, &a, &b, 0.01);
     assert!((p.sum_axis(NdAxis(1)) - &a).iter().all(|d| d.abs() < 1e-12));
     assert!((p.sum_axis(NdAxis(0)) - &b).iter().all(|d| d.abs() < 1e-12));
     assert!(((&p * &c).sum() - out.transport_cost).abs() < 1e-14);
@@ -69,7 +52,7 @@ fn unbalanced_fixed_point_conditions_hold() {
             params.max_iter = 20_000;
             let out = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
             assert!(out.converged, "{ra:?} {rb:?} {update:?}: {out:?}");
-            let p = plan_of(&k, &a, &b, &out, 0.05);
+            let p = plan_of(&k, &out, &a, &b, 0.05);
             // First-order conditions: P1 = a e^{-f/ρ_a}, Pᵀ1 = b e^{-g/ρ_b}.
             let ta: Array1<f64> = a
                 .iter()
