@@ -379,17 +379,23 @@ mod tests {
         assert!(step.dual_gain(omega) >= 0.0);
     }
 
-    #[test]
-    fn a_probe_keeps_plain_updates_when_they_became_faster() {
+    /// A relaxation switched on by plain errors falling at `rate`, and the last error.
+    fn switched_on(rate: f64) -> (Relaxation, f64) {
         let mut r = Relaxation::new(true);
         let mut err = 1.0;
-        // A steady plain rate (a plateau, as it turns out) switches ω on.
         for _ in 0..2 * WINDOW + 1 {
-            err *= 0.99;
+            err *= rate;
             r.observe(err);
         }
+        assert!(r.omega() > 1.0);
+        (r, err)
+    }
+
+    #[test]
+    fn a_probe_keeps_plain_updates_when_they_became_faster() {
+        // A steady plain rate (a plateau, as it turns out) switches ω on.
+        let (mut r, mut err) = switched_on(0.99);
         let omega = r.omega();
-        assert!(omega > 1.0);
         // Under ω: progress, but only at ω − 1 per iteration, until the first probe.
         let mut k = 0;
         while r.omega() > 1.0 {
@@ -409,12 +415,7 @@ mod tests {
 
     #[test]
     fn a_probe_resumes_omega_when_plain_updates_are_slower() {
-        let mut r = Relaxation::new(true);
-        let mut err = 1.0;
-        for _ in 0..2 * WINDOW + 1 {
-            err *= 0.99;
-            r.observe(err);
-        }
+        let (mut r, mut err) = switched_on(0.99);
         let omega = r.omega();
         while r.omega() > 1.0 {
             err *= 0.9;
@@ -431,13 +432,7 @@ mod tests {
 
     #[test]
     fn a_stalling_relaxation_is_switched_off() {
-        let mut r = Relaxation::new(true);
-        let mut err = 1.0;
-        for _ in 0..2 * WINDOW + 1 {
-            err *= 0.9;
-            r.observe(err);
-        }
-        assert!(r.omega() > 1.0);
+        let (mut r, mut err) = switched_on(0.9);
         for _ in 0..WINDOW {
             r.observe(err); // no progress under ω
         }
