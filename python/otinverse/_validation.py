@@ -16,8 +16,9 @@ from ._core import InvalidArgumentError, InvalidDtypeError
 __all__ = ["as_float_array", "as_points", "as_weights", "check_option", "check_scalar_positive"]
 
 
-def as_float_array(x, name: str, *, ndim: int) -> np.ndarray:
-    """A finite float64 array with ``ndim`` dimensions and no empty axis (a view when possible)."""
+def as_float_array(x, name: str, *, ndim: int, finite: bool = True) -> np.ndarray:
+    """A float64 array with ``ndim`` dimensions and no empty axis (a view when possible), finite
+    unless ``finite`` is false (for arrays whose entries the core checks in its own pass)."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
     if arr.dtype.kind not in "iuf":
         raise InvalidDtypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
@@ -34,7 +35,7 @@ def as_float_array(x, name: str, *, ndim: int) -> np.ndarray:
             allow_nd=True,
             order=None,
             copy=False,
-            ensure_all_finite=True,
+            ensure_all_finite=finite,
             input_name=name,
         )
     except ValueError as exc:

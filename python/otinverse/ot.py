@@ -179,7 +179,8 @@ def sinkhorn(
     -------
     SinkhornResult
     """
-    M = as_float_array(M, "M", ndim=2)
+    # The core checks M's entries (in parallel, in the pass that reads M first).
+    M = as_float_array(M, "M", ndim=2, finite=False)
     n, m = M.shape
     a, b = _weights(a, "a", n), _weights(b, "b", m)
     options = _options(

@@ -110,6 +110,45 @@ multiversion! {
     pub fn plan_row_sums(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64]) -> (f64, f64) => plan_row_generic
 }
 
+/// `exp(z)` with `f64::exp`'s range: 0 below e^{−708} and ∞ above e^{709}, where the
+/// vectorised exp clamps (the plan of a zero weight is exactly 0).
+#[inline(always)]
+fn exp_unclamped<const FMA: bool>(z: f64) -> f64 {
+    let e = exp::<FMA>(z);
+    let e = if z < -708.0 { 0.0 } else { e };
+    if z > 709.0 {
+        f64::INFINITY
+    } else {
+        e
+    }
+}
+
+#[inline(always)]
+fn plan_row_generic_fill<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    out: &mut [f64],
+) {
+    let mut oc = out.chunks_exact_mut(LANES);
+    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let (ct, wt) = (cc.remainder(), wc.remainder());
+    for ((o, c), w) in (&mut oc).zip(cc).zip(wc) {
+        for l in 0..LANES {
+            o[l] = exp_unclamped::<FMA>((w[l] + row - c[l]) * inv_eps);
+        }
+    }
+    for ((o, c), w) in oc.into_remainder().iter_mut().zip(ct).zip(wt) {
+        *o = exp_unclamped::<FMA>((w + row - c) * inv_eps);
+    }
+}
+
+multiversion! {
+    /// One row of the plan, `out_j = exp((row + col_j − C_ij)/ε)`.
+    pub fn plan_row(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f64]) => plan_row_generic_fill
+}
+
 /// Chunks of 8 whose exponent arguments all lie below this are skipped by [`sum_exp_sparse`].
 pub const SKIP_BELOW: f64 = -80.0;
 #[inline(always)]

@@ -1,12 +1,12 @@
 //! A dense cost matrix of any strides, borrowed from the caller.
 
-use ndarray::{Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::{add_into, rows_per_task, CostKernel, PlanSums};
-use crate::core::error::{check_finite, OtError, Result};
+use crate::core::error::{all_finite, OtError, Result};
 use crate::core::logsumexp::{
-    accumulate_exp, finish_shifted, plan_row_sums, softmin_exact, sum_exp,
+    accumulate_exp, finish_shifted, plan_row, plan_row_sums, softmin_exact, sum_exp,
 };
 
 /// Row `i` of `c` as a slice: borrowed when contiguous, gathered into `buf` otherwise.
@@ -42,7 +42,6 @@ impl<'a> DenseCost<'a> {
                 ),
             ));
         }
-        check_finite("M", cost.iter())?;
         let strides = cost.strides();
         let transposed = strides[1] != 1 && strides[0] == 1 && cost.ncols() > 1;
         let view = if transposed {
@@ -50,6 +49,13 @@ impl<'a> DenseCost<'a> {
         } else {
             cost
         };
+        let finite = view
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .all(|r| r.as_slice().map_or_else(|| r.iter().all(|v| v.is_finite()), all_finite));
+        if !finite {
+            return Err(OtError::invalid("M", "contains NaN or Inf"));
+        }
         Ok(DenseCost { view, transposed })
     }
 
@@ -199,16 +205,29 @@ impl CostKernel for DenseCost<'_> {
     }
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
-        let c = if self.transposed {
-            self.view.t()
+        // Computed along the stored view's contiguous rows; for a transposed view the result is
+        // returned as the transpose of that (F-ordered), without a copy.
+        let (vrow, vcol) = if self.transposed {
+            (col, row)
         } else {
-            self.view.view()
+            (row, col)
         };
-        let mut p = Array2::zeros(c.dim());
-        Zip::indexed(&mut p)
-            .and(&c)
-            .par_for_each(|(i, j), p, &c| *p = ((row[i] + col[j] - c) / eps).exp());
-        p
+        let v = &self.view;
+        let inv_eps = 1.0 / eps;
+        let mut p = Array2::zeros(v.dim());
+        p.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(vrow)
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (i, (mut prow, &r))| {
+                let out = prow.as_slice_mut().expect("a fresh array is contiguous");
+                plan_row(row_of(v, i, buf), vcol, r, inv_eps, out);
+            });
+        if self.transposed {
+            p.reversed_axes()
+        } else {
+            p
+        }
     }
 }
 

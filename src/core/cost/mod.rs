@@ -17,6 +17,8 @@ mod points;
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
 
+use crate::core::logsumexp::plan_row;
+
 pub use dense::DenseCost;
 pub use grid::GridCost;
 pub use patches::{PatchCost, PlanMoments};
@@ -29,6 +31,15 @@ pub struct PlanSums {
     pub col_sums: Vec<f64>,
     /// `⟨C, P⟩`.
     pub transport_cost: f64,
+}
+
+/// The column softmins a fused row pass computes (see [`CostKernel::softmin_rows_fused`]).
+pub struct NextColumns<'a> {
+    /// The row's next term from its index and its fresh softmin.
+    pub row_term: &'a (dyn Fn(usize, f64) -> f64 + Sync),
+    /// The columns' stabilising shift (their current potential).
+    pub shift: &'a [f64],
+    pub out: &'a mut [f64],
 }
 
 /// A cost matrix as the Sinkhorn iterations see it. The `row`/`col` terms below are potentials
@@ -48,10 +59,26 @@ pub trait CostKernel: Sync {
     /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`, stabilised like [`Self::softmin_rows`].
     fn softmin_cols(&self, row: &[f64], shift: &[f64], eps: f64, out: &mut [f64]);
 
+    /// [`Self::softmin_rows`] into `out`; when the kernel can in the same pass over its entries,
+    /// also the column softmins against the rows' next terms `next.row_term(i, out_i)`, with the
+    /// shift `next.shift`, into `next.out` (an alternating update then reads a stored kernel
+    /// once instead of twice). Returns whether `next.out` was filled; the default does not.
+    fn softmin_rows_fused(
+        &self,
+        col: &[f64],
+        shift: &[f64],
+        eps: f64,
+        out: &mut [f64],
+        _next: &mut NextColumns<'_>,
+    ) -> bool {
+        self.softmin_rows(col, shift, eps, out);
+        false
+    }
+
     /// Row sums, column sums and `⟨C, P⟩` of `P_ij = exp((row_i + col_j − C_ij)/ε)`.
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums;
 
-    /// The dense plan `P_ij = exp((row_i + col_j − C_ij)/ε)` (exact `f64::exp`, so zero weights give exact zeros).
+    /// The dense plan `P_ij = exp((row_i + col_j − C_ij)/ε)` (zero weights give exact zeros).
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64>;
 
     /// Writes row `i` of the cost into `out` (length m) and returns true when this kernel can
@@ -73,20 +100,29 @@ pub(crate) fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
 }
 
 /// Overwrites a materialised cost matrix with the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`
-/// (exact `f64::exp`, so zero weights give exact zeros).
+/// (zero weights give exact zeros).
 pub(crate) fn plan_from_cost(
     mut cost: Array2<f64>,
     row: &[f64],
     col: &[f64],
     eps: f64,
 ) -> Array2<f64> {
+    let inv_eps = 1.0 / eps;
     cost.axis_iter_mut(Axis(0))
         .into_par_iter()
-        .enumerate()
-        .for_each(|(i, mut prow)| {
-            prow.iter_mut()
-                .zip(col)
-                .for_each(|(v, w)| *v = ((row[i] + w - *v) / eps).exp());
+        .zip(row)
+        .for_each_init(Vec::new, |buf, (mut prow, &r)| {
+            match prow.as_slice_mut() {
+                Some(p) => {
+                    buf.clear();
+                    buf.extend_from_slice(p);
+                    plan_row(buf, col, r, inv_eps, p);
+                }
+                None => prow
+                    .iter_mut()
+                    .zip(col)
+                    .for_each(|(v, w)| *v = ((r + w - *v) * inv_eps).exp()),
+            }
         });
     cost
 }

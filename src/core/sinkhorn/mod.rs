@@ -18,7 +18,7 @@ mod multiscale;
 mod sparse;
 mod stabilized;
 
-use crate::core::cost::CostKernel;
+use crate::core::cost::{CostKernel, NextColumns};
 use crate::core::error::{check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
 pub use multiscale::sinkhorn_points;
@@ -209,18 +209,10 @@ impl Side {
             },
             omega,
         );
-        if omega == 1.0 {
-            self.potential
-                .iter_mut()
-                .zip(softmin)
-                .for_each(|(p, s)| *p = lam * s);
-        } else {
-            let w = omega * lam;
-            self.potential
-                .iter_mut()
-                .zip(softmin)
-                .for_each(|(p, s)| *p = (1.0 - omega) * *p + w * s);
-        }
+        self.potential
+            .iter_mut()
+            .zip(softmin)
+            .for_each(|(p, &s)| *p = relaxed(*p, s, lam, omega));
         omega
     }
 
@@ -249,6 +241,16 @@ impl Side {
     /// `log(target/w)` of one entry: `−φ/ρ`, or 0 for an exact side.
     fn log_target(&self, potential: f64) -> f64 {
         self.reach.map_or(0.0, |rho| -potential / rho)
+    }
+}
+
+/// `φ + ω (λ φ̃ − φ)` of one entry (`λ φ̃` exactly for ω = 1).
+#[inline]
+fn relaxed(potential: f64, softmin: f64, damping: f64, omega: f64) -> f64 {
+    if omega == 1.0 {
+        damping * softmin
+    } else {
+        (1.0 - omega) * potential + (omega * damping) * softmin
     }
 }
 
@@ -616,14 +618,19 @@ fn iterate_alternating<K: CostKernel + ?Sized>(
     let mut relaxation = Relaxation::new(stage.overrelaxation);
     // Marginal error of the `last` side for the current state.
     let mut err_last = f64::INFINITY;
+    // Whether `buf.s_first` already holds the first side's softmin for the current state.
+    let mut have_first = false;
     for k in 0..stage.max_iter {
         interrupt::check()?;
         if err_last != 0.0 && relaxation.wants_projected_error() {
             softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
             last.relax(&buf.s_last, eps, 1.0);
             err_last = 0.0;
+            have_first = false;
         }
-        softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
+        if !have_first {
+            softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
+        }
         if k > 0 {
             let err = first.error(&buf.s_first, eps) + err_last;
             check_error(err, k, eps)?;
@@ -636,8 +643,8 @@ fn iterate_alternating<K: CostKernel + ?Sized>(
         }
         let omega = relaxation.omega();
         first.relax(&buf.s_first, eps, omega);
-        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
-        let used = last.relax(&buf.s_last, eps, omega);
+        let used;
+        (used, have_first) = update_last(kernel, last, first, eps, omega, &mut buf);
         err_last = if used == 1.0 {
             0.0
         } else {
@@ -651,6 +658,38 @@ fn iterate_alternating<K: CostKernel + ?Sized>(
         last.relax(&buf.s_last, eps, 1.0);
     }
     Ok((stage.max_iter, false))
+}
+
+/// The last side's update `φ ← φ + ω (λ φ̃ − φ)` from its softmin against `first`. When the
+/// last side is the rows, the same pass over the kernel also gives the first side's next
+/// softmin (`buf.s_first`), valid unless the dual safeguard changed ω. Returns (the factor used,
+/// whether `buf.s_first` holds that softmin).
+fn update_last<K: CostKernel + ?Sized>(
+    kernel: &K,
+    last: &mut Side,
+    first: &Side,
+    eps: f64,
+    omega: f64,
+    buf: &mut Scratch,
+) -> (f64, bool) {
+    if last.axis != Axis::Rows {
+        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        return (last.relax(&buf.s_last, eps, omega), false);
+    }
+    buf.term.resize(first.potential.len(), 0.0);
+    first.term(eps, &mut buf.term);
+    let fused = {
+        let (lam, pot, lw) = (last.damping(eps), &last.potential, &last.log_weights);
+        let row_term = |i: usize, s: f64| relaxed(pot[i], s, lam, omega) + eps * lw[i];
+        let mut next = NextColumns {
+            row_term: &row_term,
+            shift: &first.potential,
+            out: &mut buf.s_first,
+        };
+        kernel.softmin_rows_fused(&buf.term, pot, eps, &mut buf.s_last, &mut next)
+    };
+    let used = last.relax(&buf.s_last, eps, omega);
+    (used, fused && used == omega)
 }
 
 /// After a relaxed update met `tol`: a plain update of the last side removes its remaining

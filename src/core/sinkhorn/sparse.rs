@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use super::stabilized::{KernelBuilder, KernelStore};
+use super::stabilized::{KernelBuilder, KernelStore, ScalingOf};
 use crate::core::cost::PlanSums;
 use crate::core::neighbours::{cost_from_sq, KdTree};
 
@@ -56,23 +56,13 @@ impl KernelStore for SparseStore {
     }
 
     fn row_products(&self, v: &[f64]) -> Vec<f64> {
-        let v_leaf: Vec<f64> = self.col_order.iter().map(|&j| v[j as usize]).collect();
+        let v_leaf = self.leaf_values(v);
         let sums: Vec<f64> = (0..self.row_order.len())
             .into_par_iter()
             .with_min_len(64)
-            .map(|r| {
-                let (cols, vals) = self.row(r);
-                cols.iter()
-                    .zip(vals)
-                    .map(|(&k, &w)| w * v_leaf[k as usize])
-                    .sum()
-            })
+            .map(|r| self.row_dot(r, &v_leaf))
             .collect();
-        let mut out = vec![0.0; sums.len()];
-        for (r, &i) in self.row_order.iter().enumerate() {
-            out[i as usize] = sums[r];
-        }
-        out
+        Self::unpermute(&self.row_order, &sums)
     }
 
     fn col_products(&self, u: &[f64]) -> Vec<f64> {
@@ -85,20 +75,71 @@ impl KernelStore for SparseStore {
                 |mut acc, r| {
                     let ui = u[self.row_order[r] as usize];
                     if ui != 0.0 {
-                        let (cols, vals) = self.row(r);
-                        for (&k, &w) in cols.iter().zip(vals) {
-                            acc[k as usize] += ui * w;
-                        }
+                        self.row_axpy(r, ui, &mut acc);
                     }
                     acc
                 },
             )
             .reduce(|| vec![0.0; m], add_into);
-        let mut out = vec![0.0; m];
-        for (k, &j) in self.col_order.iter().enumerate() {
-            out[j as usize] = acc[k];
+        Self::unpermute(&self.col_order, &acc)
+    }
+
+    fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
+        let (n, m) = (self.row_order.len(), self.col_order.len());
+        let v_leaf = self.leaf_values(v);
+        let mut sums = vec![0.0; n];
+        let acc = sums
+            .par_iter_mut()
+            .enumerate()
+            .with_min_len(256)
+            .fold(
+                || vec![0.0; m],
+                |mut acc, (r, s)| {
+                    *s = self.row_dot(r, &v_leaf);
+                    let ui = u_of(self.row_order[r] as usize, *s);
+                    if ui != 0.0 {
+                        self.row_axpy(r, ui, &mut acc);
+                    }
+                    acc
+                },
+            )
+            .reduce(|| vec![0.0; m], add_into);
+        (
+            Self::unpermute(&self.row_order, &sums),
+            Self::unpermute(&self.col_order, &acc),
+        )
+    }
+}
+
+impl SparseStore {
+    /// Σ_k K̃_rk v_k over the kept entries of leaf row `r` (`v` in leaf order).
+    fn row_dot(&self, r: usize, v_leaf: &[f64]) -> f64 {
+        let (cols, vals) = self.row(r);
+        cols.iter()
+            .zip(vals)
+            .map(|(&k, &w)| w * v_leaf[k as usize])
+            .sum()
+    }
+
+    /// `acc_k += u K̃_rk` over the kept entries of leaf row `r`.
+    fn row_axpy(&self, r: usize, u: f64, acc: &mut [f64]) {
+        let (cols, vals) = self.row(r);
+        for (&k, &w) in cols.iter().zip(vals) {
+            acc[k as usize] += u * w;
+        }
+    }
+
+    /// Leaf-ordered values back in point order.
+    fn unpermute(order: &[u32], leaf: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; leaf.len()];
+        for (&i, &v) in order.iter().zip(leaf) {
+            out[i as usize] = v;
         }
         out
+    }
+
+    fn leaf_values(&self, v: &[f64]) -> Vec<f64> {
+        self.col_order.iter().map(|&j| v[j as usize]).collect()
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use crate::core::cost::{CostKernel, PlanSums};
+use crate::core::cost::{CostKernel, NextColumns, PlanSums};
 use crate::core::logsumexp::{SUM_MAX, SUM_MIN};
 use crate::core::simd::{exp, mul_add, multiversion, LANES};
 
@@ -186,9 +186,15 @@ pub trait KernelStore: Send + Sync {
     fn row_products(&self, v: &[f64]) -> Vec<f64>;
     /// `s_j = Σ_i K̃_ij u_i`.
     fn col_products(&self, u: &[f64]) -> Vec<f64>;
+    /// Both in one pass: `r_i = Σ_j K̃_ij v_j`, then `s_j = Σ_i K̃_ij u_i` with the row scalings
+    /// `u_i = u_of(i, r_i)` computed from the fresh row products (NaN poisons `s`).
+    fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>);
     /// Stored entries.
     fn entries(&self) -> usize;
 }
+
+/// A row's scaling from its index and its row product, for [`KernelStore::fused_products`].
+pub type ScalingOf<'a> = dyn Fn(usize, f64) -> f64 + Sync + 'a;
 
 /// Builds a [`KernelStore`] for reference potentials, and knows what its zeros may hide.
 pub trait KernelBuilder: Sync {
@@ -240,6 +246,9 @@ impl<T: Stored> KernelStore for DenseStore<T> {
     }
     fn col_products(&self, u: &[f64]) -> Vec<f64> {
         col_products(&self.kernel, u, self.m)
+    }
+    fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
+        fused_products(&self.kernel, v, u_of)
     }
     fn entries(&self) -> usize {
         self.kernel.len()
@@ -374,18 +383,11 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
         eps: f64,
     ) -> Option<Vec<f64>> {
         let drift = self.builder.drift();
-        let mut out = Vec::with_capacity(term.len());
-        for ((t, r), lw) in term.iter().zip(reference).zip(log_w) {
-            let z = (t - r) / eps;
-            // NaN drifts count as beyond the bound.
-            if lw.is_finite()
-                && (z - lw).abs().partial_cmp(&drift) != Some(std::cmp::Ordering::Less)
-            {
-                return None;
-            }
-            out.push(if lw.is_finite() { z.exp() } else { 0.0 });
-        }
-        Some(out)
+        term.iter()
+            .zip(reference)
+            .zip(log_w)
+            .map(|((&t, &r), &lw)| scaling(t, r, lw, eps, drift))
+            .collect()
     }
 
     /// The reference potentials from a side's term (net of its log-weight; zero-weight entries
@@ -425,13 +427,23 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
         }
     }
 
-    /// The softmin of the rows (`rows = true`, `other` = the columns' terms) or of the columns.
-    fn softmin(&self, rows: bool, other: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
+    /// The softmin of the rows (`rows = true`, `other` = the columns' terms) or of the columns;
+    /// with `next` (rows only), also the columns' next softmins in the same pass when it can.
+    /// Returns whether `next.out` was filled.
+    fn softmin(
+        &self,
+        rows: bool,
+        other: &[f64],
+        shift: &[f64],
+        eps: f64,
+        out: &mut [f64],
+        next: Option<&mut NextColumns<'_>>,
+    ) -> bool {
         let mut guard = self.state.lock().expect("not poisoned");
         if !shift.iter().all(|v| v.is_finite()) {
             // No usable reference for this side: one exact pass gives one.
             self.exact(rows, other, shift, eps, out);
-            return;
+            return false;
         }
         if guard.as_ref().is_none_or(|s| s.eps != eps || s.stale) {
             *guard = Some(self.absorb(rows, other, shift, eps, guard.as_ref()));
@@ -448,26 +460,47 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
             // A fresh reference has no drift; only non-finite terms get here.
             self.exact(rows, other, shift, eps, out);
             st.stale = true;
-            return;
+            return false;
         };
-        let (sums, my_ref) = if rows {
-            (st.store.row_products(&scal), &st.p)
-        } else {
-            (st.store.col_products(&scal), &st.q)
-        };
-        let mut safe = true;
-        for ((o, s), r) in out.iter_mut().zip(&sums).zip(my_ref) {
-            if (SUM_MIN..=SUM_MAX).contains(s) {
-                *o = r - eps * s.ln();
-            } else {
-                safe = false;
+        let next = next.filter(|n| rows && n.shift.iter().all(|v| v.is_finite()));
+        let (sums, col_sums) = match &next {
+            Some(n) => {
+                let (sums, cols) = st.store.fused_products(&scal, &self.row_scaling(st, n, eps));
+                (sums, Some(cols))
             }
-        }
-        if !safe {
+            None if rows => (st.store.row_products(&scal), None),
+            None => (st.store.col_products(&scal), None),
+        };
+        let my_ref = if rows { &st.p } else { &st.q };
+        if !finish_softmin(&sums, my_ref, eps, out) {
             // A sum under- or overflowed: the stored kernel no longer represents this state.
             // One exact pass, and a rebuild from the potentials it gives at the next call.
             self.exact(rows, other, shift, eps, out);
             st.stale = true;
+            return false;
+        }
+        match (next, col_sums) {
+            (Some(n), Some(cols)) => finish_softmin(&cols, &st.q, eps, n.out),
+            _ => false,
+        }
+    }
+
+    /// The scaling of row `i` for its next term, from its row product `s` on the stored kernel:
+    /// NaN when the sum left the safe range or the scaling drifted beyond the bound (the fused
+    /// column pass is then void, and the next column softmin runs on its own).
+    fn row_scaling<'a>(
+        &'a self,
+        st: &'a Absorbed<B::Store>,
+        next: &'a NextColumns<'_>,
+        eps: f64,
+    ) -> impl Fn(usize, f64) -> f64 + Sync + 'a {
+        let drift = self.builder.drift();
+        move |i, s| {
+            if !(SUM_MIN..=SUM_MAX).contains(&s) {
+                return f64::NAN;
+            }
+            let term = (next.row_term)(i, st.p[i] - eps * s.ln());
+            scaling(term, st.p[i], self.log_a[i], eps, drift).unwrap_or(f64::NAN)
         }
     }
 
@@ -478,6 +511,31 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
             self.inner.softmin_cols(other, shift, eps, out)
         }
     }
+}
+
+/// The scaling `exp((term − reference)/ε)` of one entry (0 for a zero weight), or `None` when it
+/// drifted `drift` or more from its log-weight `lw` (NaN counts as beyond).
+#[inline]
+fn scaling(term: f64, reference: f64, lw: f64, eps: f64, drift: f64) -> Option<f64> {
+    if !lw.is_finite() {
+        return Some(0.0);
+    }
+    let z = (term - reference) / eps;
+    ((z - lw).abs() < drift).then(|| z.exp())
+}
+
+/// `out = reference − ε log(sums)` when every sum lies in the safe range; false (and `out` partly
+/// written) otherwise.
+fn finish_softmin(sums: &[f64], reference: &[f64], eps: f64, out: &mut [f64]) -> bool {
+    let mut safe = true;
+    for ((o, s), r) in out.iter_mut().zip(sums).zip(reference) {
+        if (SUM_MIN..=SUM_MAX).contains(s) {
+            *o = r - eps * s.ln();
+        } else {
+            safe = false;
+        }
+    }
+    safe
 }
 
 /// Rows per rayon task for a stored n×m kernel.
@@ -493,6 +551,37 @@ fn row_products<T: Stored>(kernel: &[T], v: &[f64]) -> Vec<f64> {
         .with_min_len(rows_per_task(m))
         .map(|row| T::dot(row, v))
         .collect()
+}
+
+/// `r_i = Σ_j K_ij v_j` and `s_j = Σ_i K_ij u_of(i, r_i)` in one pass: each row is read from
+/// memory once and from cache the second time.
+fn fused_products<T: Stored>(kernel: &[T], v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
+    let m = v.len();
+    let mut sums = vec![0.0; kernel.len() / m.max(1)];
+    let cols = kernel
+        .par_chunks(m)
+        .zip(sums.par_iter_mut())
+        .enumerate()
+        .with_min_len(rows_per_task(m))
+        .fold(
+            || vec![0.0; m],
+            |mut acc, (i, (row, s))| {
+                *s = T::dot(row, v);
+                let u = u_of(i, *s);
+                if u != 0.0 {
+                    T::axpy(u, row, &mut acc);
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0; m],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    (sums, cols)
 }
 
 /// `s_j = Σ_i K_ij u_i`, accumulated along the stored rows (per-task column sums, then reduced).
@@ -529,11 +618,22 @@ impl<K: CostKernel + ?Sized, B: KernelBuilder> CostKernel for Stabilized<'_, K, 
     }
 
     fn softmin_rows(&self, col: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
-        self.softmin(true, col, shift, eps, out)
+        self.softmin(true, col, shift, eps, out, None);
     }
 
     fn softmin_cols(&self, row: &[f64], shift: &[f64], eps: f64, out: &mut [f64]) {
-        self.softmin(false, row, shift, eps, out)
+        self.softmin(false, row, shift, eps, out, None);
+    }
+
+    fn softmin_rows_fused(
+        &self,
+        col: &[f64],
+        shift: &[f64],
+        eps: f64,
+        out: &mut [f64],
+        next: &mut NextColumns<'_>,
+    ) -> bool {
+        self.softmin(true, col, shift, eps, out, Some(next))
     }
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums {
