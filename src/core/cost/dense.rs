@@ -49,10 +49,10 @@ impl<'a> DenseCost<'a> {
         } else {
             cost
         };
-        let finite = view
-            .axis_iter(Axis(0))
-            .into_par_iter()
-            .all(|r| r.as_slice().map_or_else(|| r.iter().all(|v| v.is_finite()), all_finite));
+        let finite = view.axis_iter(Axis(0)).into_par_iter().all(|r| {
+            r.as_slice()
+                .map_or_else(|| r.iter().all(|v| v.is_finite()), all_finite)
+        });
         if !finite {
             return Err(OtError::invalid("M", "contains NaN or Inf"));
         }

@@ -111,18 +111,16 @@ pub(crate) fn plan_from_cost(
     cost.axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(row)
-        .for_each_init(Vec::new, |buf, (mut prow, &r)| {
-            match prow.as_slice_mut() {
-                Some(p) => {
-                    buf.clear();
-                    buf.extend_from_slice(p);
-                    plan_row(buf, col, r, inv_eps, p);
-                }
-                None => prow
-                    .iter_mut()
-                    .zip(col)
-                    .for_each(|(v, w)| *v = ((r + w - *v) * inv_eps).exp()),
+        .for_each_init(Vec::new, |buf, (mut prow, &r)| match prow.as_slice_mut() {
+            Some(p) => {
+                buf.clear();
+                buf.extend_from_slice(p);
+                plan_row(buf, col, r, inv_eps, p);
             }
+            None => prow
+                .iter_mut()
+                .zip(col)
+                .for_each(|(v, w)| *v = ((r + w - *v) * inv_eps).exp()),
         });
     cost
 }

@@ -465,7 +465,9 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
         let next = next.filter(|n| rows && n.shift.iter().all(|v| v.is_finite()));
         let (sums, col_sums) = match &next {
             Some(n) => {
-                let (sums, cols) = st.store.fused_products(&scal, &self.row_scaling(st, n, eps));
+                let (sums, cols) = st
+                    .store
+                    .fused_products(&scal, &self.row_scaling(st, n, eps));
                 (sums, Some(cols))
             }
             None if rows => (st.store.row_products(&scal), None),
@@ -555,7 +557,11 @@ fn row_products<T: Stored>(kernel: &[T], v: &[f64]) -> Vec<f64> {
 
 /// `r_i = Σ_j K_ij v_j` and `s_j = Σ_i K_ij u_of(i, r_i)` in one pass: each row is read from
 /// memory once and from cache the second time.
-fn fused_products<T: Stored>(kernel: &[T], v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
+fn fused_products<T: Stored>(
+    kernel: &[T],
+    v: &[f64],
+    u_of: &ScalingOf<'_>,
+) -> (Vec<f64>, Vec<f64>) {
     let m = v.len();
     let mut sums = vec![0.0; kernel.len() / m.max(1)];
     let cols = kernel
@@ -734,6 +740,38 @@ mod tests {
                 max_abs(&plan32, &reference)
             );
         }
+    }
+
+    #[test]
+    fn fused_products_equal_the_two_separate_passes() {
+        let (c, a, b) = problem(37, 29, 5);
+        let k = DenseCost::new(c.view()).unwrap();
+        let builder = DenseBuilder::<_, f64> {
+            inner: &k,
+            element: std::marker::PhantomData,
+        };
+        let store = builder.build(&vec![0.1; 37], &vec![-0.05; 29], 0.07);
+        let v: Vec<f64> = b.iter().map(|w| 2.0 * w).collect();
+        // The row scalings depend on the fresh row products, as in an alternating update.
+        let u_of = |i: usize, r: f64| a[i] / r;
+        let (rows, cols) = store.fused_products(&v, &u_of);
+        let rows_apart = store.row_products(&v);
+        let u: Vec<f64> = rows_apart
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| u_of(i, r))
+            .collect();
+        let cols_apart = store.col_products(&u);
+        let close = |x: &[f64], y: &[f64]| {
+            x.iter()
+                .zip(y)
+                .all(|(p, q)| (p - q).abs() <= 1e-14 * q.abs())
+        };
+        assert!(close(&rows, &rows_apart) && close(&cols, &cols_apart));
+        // A NaN scaling poisons the column products, so the caller falls back.
+        let (_, poisoned) =
+            store.fused_products(&v, &|i, r| if i == 3 { f64::NAN } else { a[i] / r });
+        assert!(poisoned.iter().any(|s| s.is_nan()));
     }
 
     #[test]
