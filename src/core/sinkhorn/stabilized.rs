@@ -42,8 +42,11 @@ pub trait Stored: Copy + Default + Send + Sync + 'static {
 
 #[inline(always)]
 fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let (kc, vc) = (k.chunks_exact(LANES), v.chunks_exact(LANES));
+    // Four independent accumulators per lane: a row that sits in cache is then summed at the
+    // multiply-add throughput instead of one dependent chain's latency.
+    const WIDE: usize = 4 * LANES;
+    let mut acc = [0.0f64; WIDE];
+    let (kc, vc) = (k.chunks_exact(WIDE), v.chunks_exact(WIDE));
     let tail: f64 = kc
         .remainder()
         .iter()
@@ -52,15 +55,20 @@ fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 
         .sum();
     for (k, v) in kc.zip(vc) {
         // Widen the chunk first: the conversion then vectorises with the products.
-        let mut wide = [0.0f64; LANES];
-        for l in 0..LANES {
+        let mut wide = [0.0f64; WIDE];
+        for l in 0..WIDE {
             wide[l] = k[l].into();
         }
-        for l in 0..LANES {
+        for l in 0..WIDE {
             acc[l] = mul_add::<FMA>(wide[l], v[l], acc[l]);
         }
     }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+    let mut lanes = [0.0f64; LANES];
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        *lane = (acc[l] + acc[l + 2 * LANES]) + (acc[l + LANES] + acc[l + 3 * LANES]);
+    }
+    (lanes[0] + lanes[4]) + (lanes[1] + lanes[5]) + (lanes[2] + lanes[6]) + (lanes[3] + lanes[7])
+        + tail
 }
 
 #[inline(always)]
