@@ -49,7 +49,7 @@ pub fn check_finite<'a>(
     }
 }
 
-/// Whether every entry is finite. `x − x` is 0 for a finite `x` and NaN otherwise, so a sum of
+/// Whether every entry is finite. `0·x` is 0 for a finite `x` and NaN otherwise, so a sum of
 /// them tells for a whole slice without a branch per entry (vectorised; a cost matrix of 10⁷
 /// entries is checked at memory speed).
 pub fn all_finite(values: &[f64]) -> bool {
@@ -58,7 +58,7 @@ pub fn all_finite(values: &[f64]) -> bool {
     let tail_finite = chunks.remainder().iter().all(|v| v.is_finite());
     for c in chunks {
         for l in 0..8 {
-            acc[l] += c[l] - c[l];
+            acc[l] += 0.0 * c[l];
         }
     }
     tail_finite && acc.iter().all(|v| *v == 0.0)

@@ -15,6 +15,7 @@ pub(crate) mod relaxation;
 use ndarray::{Array1, ArrayView1};
 
 mod multiscale;
+mod newton;
 mod sparse;
 mod stabilized;
 
@@ -515,7 +516,11 @@ fn solve_target<K: CostKernel + ?Sized>(
             budget.min(RETRY_BUDGET)
         };
         let stage = Stage::new(params, params.eps, loop_tol, attempt_budget);
-        let (iters, claimed) = iterate(kernel, &mut first, &mut last, &stage)?;
+        let (iters, claimed) = if attempt == 0 && newton_applies(params) {
+            iterate_then_newton(kernel, &mut first, &mut last, &stage)?
+        } else {
+            iterate(kernel, &mut first, &mut last, &stage)?
+        };
         n_iter += iters;
         budget -= iters;
         let (rows, cols) = if first.axis == Axis::Rows {
@@ -534,10 +539,51 @@ fn solve_target<K: CostKernel + ?Sized>(
     unreachable!("the loop returns by its fifth attempt")
 }
 
+/// Whether a stalled target stage may switch to Newton steps ([`newton`]): balanced problems
+/// with alternating updates.
+fn newton_applies(params: &SinkhornParams) -> bool {
+    params.reach_a.is_none() && params.reach_b.is_none() && params.update == Update::Alternating
+}
+
+/// Sinkhorn updates at the target ε before Newton steps are tried: far from the solution and
+/// at moderate ε Sinkhorn is the faster method, and most problems converge within them.
+const NEWTON_AFTER: usize = 500;
+/// Newton steps at most (each costs two to a few exact passes over the plan).
+const NEWTON_MAX_STEPS: usize = 50;
+
+/// [`iterate`], switching to Newton steps when [`NEWTON_AFTER`] updates did not reach the
+/// tolerance; Sinkhorn updates then finish with the rest of the budget (a few when Newton
+/// converged, all of it when Newton could not help).
+fn iterate_then_newton<K: CostKernel + ?Sized>(
+    kernel: &K,
+    first: &mut Side,
+    last: &mut Side,
+    stage: &Stage,
+) -> Result<(usize, bool)> {
+    if stage.max_iter <= NEWTON_AFTER {
+        return iterate(kernel, first, last, stage);
+    }
+    let part = |max_iter| Stage { max_iter, ..*stage };
+    let (head, claimed) = iterate(kernel, first, last, &part(NEWTON_AFTER))?;
+    if claimed {
+        return Ok((head, true));
+    }
+    let (rows, cols) = if first.axis == Axis::Rows {
+        (&mut *first, &mut *last)
+    } else {
+        (&mut *last, &mut *first)
+    };
+    let max_steps = (stage.max_iter - head).min(NEWTON_MAX_STEPS);
+    let steps = newton::newton_steps(kernel, rows, cols, stage.eps, stage.tol, max_steps);
+    let (tail, claimed) = iterate(kernel, first, last, &part(stage.max_iter - head - steps))?;
+    Ok((head + steps + tail, claimed))
+}
+
 /// Updates of each retry of [`solve_target`].
 const RETRY_BUDGET: usize = 100;
 
 /// One ε's iteration budget and stopping rule.
+#[derive(Clone, Copy)]
 struct Stage {
     eps: f64,
     tol: f64,

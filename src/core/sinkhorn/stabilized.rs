@@ -67,7 +67,10 @@ fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 
     for (l, lane) in lanes.iter_mut().enumerate() {
         *lane = (acc[l] + acc[l + 2 * LANES]) + (acc[l + LANES] + acc[l + 3 * LANES]);
     }
-    (lanes[0] + lanes[4]) + (lanes[1] + lanes[5]) + (lanes[2] + lanes[6]) + (lanes[3] + lanes[7])
+    (lanes[0] + lanes[4])
+        + (lanes[1] + lanes[5])
+        + (lanes[2] + lanes[6])
+        + (lanes[3] + lanes[7])
         + tail
 }
 
@@ -831,6 +834,10 @@ mod tests {
         let (s64, plan64) = solve(&c, &a, &b, &p, KernelChoice::Stored64);
         assert!(log.converged && s64.converged);
         assert!(plan64.iter().all(|v| v.is_finite()));
-        assert!(max_abs(&plan64, &reference) < 1e-12);
+        assert!(
+            max_abs(&plan64, &reference) < 1e-12,
+            "{log:?} {s64:?} {}",
+            max_abs(&plan64, &reference)
+        );
     }
 }
