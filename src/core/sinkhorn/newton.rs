@@ -25,6 +25,9 @@ const ENTRY_FLOOR: f64 = 1e-30;
 /// The sparse system is only worth solving when the plan keeps at most this many entries per
 /// point on average; denser plans are left to Sinkhorn, which is fast there.
 const MAX_ENTRIES_PER_POINT: usize = 64;
+/// Largest n·m Newton serves: building its sparse system reads every cost entry once per step
+/// (like one log-domain update), which is no longer cheap beyond the dense stored kernels' size.
+const MAX_CELLS: usize = 1 << 26;
 /// Halvings of the step before a direction is given up.
 const BACKTRACKS: usize = 12;
 /// Newton stops after this many consecutive steps that lowered the error by less than 10 %:
@@ -301,6 +304,9 @@ pub(super) fn newton_steps<K: CostKernel + ?Sized>(
     max_steps: usize,
 ) -> usize {
     let (n, m) = kernel.shape();
+    if n.saturating_mul(m) > MAX_CELLS {
+        return 0;
+    }
     let mut here = Point::of(kernel, rows, cols, eps);
     let mut stalls = 0;
     for step in 0..max_steps {
@@ -324,7 +330,7 @@ pub(super) fn newton_steps<K: CostKernel + ?Sized>(
             Some(d) => d,
             None => {
                 // Conjugate gradients cost about `entries` per iteration: ~20 passes' worth.
-                let budget = (20 * n * m / plan.vals.len().max(1)).clamp(100, 40 * (n + m));
+                let budget = (20 * n * m / plan.vals.len().max(1)).clamp(100, 4 * (n + m));
                 conjugate_gradients(&plan, diag, rhs, budget)
             }
         };
