@@ -1,6 +1,6 @@
 """Time to a converged plan: otinverse against POT, OTT-JAX and GeomLoss (run by hand).
 
-    python benches/bench_time_to_tol.py [--cases small|all|large] [--tol 1e-6]
+    python benches/bench_time_to_tol.py [--cases table|small|medium|tiny|large|huge|all] [--tol 1e-6]
 
 Every solver runs in this one process on the same problems (uniform weights, squared Euclidean
 cost scaled to max 1), so the ratios are fair even on a loaded machine; the load is printed.
@@ -13,7 +13,7 @@ are left out (OTT-JAX runs in float64; GeomLoss needs PyTorch, not installed her
 
 Problems: d = 2, N(0, I) against a noisy shifted ring; d = 36, two Gaussian clouds; and the
 large cases, uniform points in the unit square (online cost, only solvers that never store
-the n×m matrix).
+the n×m matrix); the tiny case, 400 uniform points at ε = 1e-5.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from scipy.special import logsumexp
 SMALL = [(1000, 2, 1e-2), (1000, 2, 1e-3), (4000, 2, 1e-2), (1000, 36, 1e-2)]
 MEDIUM = [(4000, 2, 1e-3), (4000, 36, 1e-2)]
 LARGE = [(10_000, 2, 1e-3), (100_000, 2, 3e-5)]
+# Small ε, where Sinkhorn's rate collapses (run with --cases tiny).
+TINY = [(400, 2, 1e-5)]
 # Its truncated kernel would keep ~1.6e9 entries: beyond the memory budget, so the target stage
 # runs on the online kernel from the coarse start (run with --cases huge).
 HUGE = [(100_000, 2, 1e-3)]
@@ -254,7 +256,9 @@ def report(case, rows, tol):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--cases", choices=("small", "medium", "table", "large", "huge", "all"), default="table"
+        "--cases",
+        choices=("small", "medium", "table", "tiny", "large", "huge", "all"),
+        default="table",
     )
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per peer attempt")
@@ -273,7 +277,7 @@ def main():
         rows = dense_case(*case, args.tol, peers, args.budget)
         best = report(case, rows, args.tol)
         summary.append((case, rows[0], best))
-    large = {"large": LARGE, "huge": HUGE, "all": LARGE + HUGE}
+    large = {"tiny": TINY, "large": LARGE, "huge": HUGE, "all": TINY + LARGE + HUGE}
     if args.cases in large:
         for n, d, reg in large[args.cases]:
             rows = large_case(n, reg, args.tol, peers, args.budget)
