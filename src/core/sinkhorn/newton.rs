@@ -8,11 +8,12 @@
 //! method solves the marginal equations `P1 = a`, `Pᵀ1 = b` directly. With `r = P1`, `c = Pᵀ1`,
 //! the dual objective `D(f, g) = ⟨a, f⟩ + ⟨b, g⟩ − ε Σ P_ij` has the gradient `(a − r, b − c)`
 //! and the Hessian `−J/ε`, `J = [[diag r, P], [Pᵀ, diag c]]`, so the Newton step `d` solves
-//! `J d = ε (a − r, b − c)` (Brauer et al., eq. 9). At small ε the plan is numerically sparse:
-//! the system is solved by preconditioned conjugate gradients on the entries of `P` above a
-//! floor (an inexact Newton direction), while `r`, `c` and the marginal error always come from
-//! the exact plan statistics. A step is kept only when it lowers the exact marginal error
-//! (backtracking); otherwise the caller's Sinkhorn updates go on.
+//! `J d = ε (a − r, b − c)`. At small ε the plan is numerically sparse; the system is solved
+//! through its Schur complement on the columns by a dense Cholesky factorisation (up to
+//! [`DIRECT_MAX`] columns), or else by preconditioned conjugate gradients, on the entries of `P`
+//! above a floor, while `r`, `c` and the marginal error always come from the exact plan
+//! statistics. A step is kept only when it lowers the exact marginal error (backtracking);
+//! otherwise the caller's Sinkhorn updates go on.
 
 use rayon::prelude::*;
 
