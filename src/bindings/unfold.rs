@@ -10,7 +10,7 @@ use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
     CovType, ErrorInputs, KerBProjector, McResponse, Measured, OtUnfoldParams, Projection,
-    Response, RichardsonLucyInput, RichardsonLucyParams, TestStatistic,
+    Response, RichardsonLucyInput, RichardsonLucyParams, TestStatistic, UnfoldKernel,
 };
 use crate::core::OtError;
 
@@ -43,6 +43,11 @@ py_options! {
         dr_step: f64 = 1e-3,
         /// `"douglas-rachford"` (eq. 28) or `"exact"`.
         projection: String = "douglas-rachford".to_owned(),
+        /// `"auto"`, `"online"` (m·n exponentials per pass) or `"truncated"` (stabilized
+        /// truncated kernel, one pass over the kept entries).
+        kernel: String = "auto".to_owned(),
+        /// Run the warm start on about this many clusters per side; `None` decides.
+        warm_start_clusters: Option<usize> = None,
     }
 }
 
@@ -64,6 +69,15 @@ impl OtUnfoldOptions {
                 ("exact", Projection::Exact),
             ],
         )?;
+        let kernel = check_choice(
+            "kernel",
+            &self.kernel,
+            &[
+                ("auto", UnfoldKernel::Auto),
+                ("online", UnfoldKernel::Online),
+                ("truncated", UnfoldKernel::Truncated),
+            ],
+        )?;
         Ok(OtUnfoldParams {
             eps: self.reg,
             eps_init: self.reg_init,
@@ -75,6 +89,8 @@ impl OtUnfoldOptions {
             projection,
             p: self.p,
             cost_normalization,
+            kernel,
+            warm_start_clusters: self.warm_start_clusters,
         })
     }
 }
@@ -101,6 +117,16 @@ pub struct OtUnfoldResult {
     converged: bool,
     /// The factor the cost was divided by.
     cost_scale: f64,
+    /// `"online"` or `"truncated"`: the kernel the iterations ran on.
+    kernel: String,
+    /// Mean stored entries per row of the truncated kernel's builds (`None` online).
+    kept_per_row: Option<f64>,
+    /// Builds of the truncated kernel (0 online).
+    kernel_builds: usize,
+    /// Rows and columns of the truncated reductions recomputed exactly (0 online).
+    exact_fallbacks: usize,
+    /// Whether the warm start ran on clusters.
+    coarse_warm_start: bool,
 }
 
 /// Runs the core with `progress(i)` called (with the GIL) after every outer iteration; an
@@ -206,6 +232,14 @@ fn ot_unfold_events<'py>(
         n_iter: it.n_iter,
         converged: it.converged,
         cost_scale: it.cost_scale,
+        kernel: if it.truncation.is_some() { "truncated" } else { "online" }.to_owned(),
+        kept_per_row: it.truncation.as_ref().map(|t| t.mean_kept_per_row()),
+        kernel_builds: it.truncation.as_ref().map_or(0, |t| t.builds),
+        exact_fallbacks: it
+            .truncation
+            .as_ref()
+            .map_or(0, |t| t.exact_rows + t.exact_cols),
+        coarse_warm_start: it.coarse_warm_start,
     })
 }
 

@@ -130,6 +130,8 @@ class OtUnfoldOptions:
     dr_iter: int
     dr_step: float
     projection: str
+    kernel: str
+    warm_start_clusters: int | None
     def __new__(
         cls,
         *,
@@ -143,6 +145,8 @@ class OtUnfoldOptions:
         dr_iter: int = ...,
         dr_step: float = ...,
         projection: str = ...,
+        kernel: str = ...,
+        warm_start_clusters: int | None = ...,
     ) -> OtUnfoldOptions: ...
 
 @final
@@ -157,6 +161,11 @@ class OtUnfoldResult:
     n_iter: int
     converged: bool
     cost_scale: float
+    kernel: str
+    kept_per_row: float | None
+    kernel_builds: int
+    exact_fallbacks: int
+    coarse_warm_start: bool
 
 def ot_unfold_events(
     reco: NDArray[np.float64],

@@ -430,6 +430,14 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     projection : ``"douglas-rachford"`` (eq. 28, the paper's choice) with ``dr_iter`` steps of size
         ``dr_step``, or ``"exact"``: the exact KL projection (closed form for the sampled block
         response, Newton for a general one) — the limit DR converges to.
+    kernel : how the two log-sum-exps of eq. (25) are evaluated: ``"online"`` (m·n exponentials
+        per pass, exact), ``"truncated"`` (a stabilized kernel that stores only the entries above
+        e^−32 of the plan's band, Schmitzer 2019; rows or columns whose truncation bound fails are
+        recomputed exactly), or ``"auto"``: truncated for low-dimensional (d ≤ 3) problems with
+        more than 2^24 response × measured pairs at a ``reg`` whose band is narrow.
+    warm_start_clusters : run the warm start on about this many clusters per side, carried to the
+        points by a c-transform (Feydy's multiscale Sinkhorn); ``None``: on clusters (2048) when
+        the truncated kernel runs on a problem too large to store the warm start's kernel.
     track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
     efficiency : ``"kernel"`` (default) estimates each gen point's efficiency by local-linear
         kernel regression of the reconstruction indicator over the gen points
@@ -447,7 +455,9 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     n_iter_, converged_ (None when ``tol`` is None), history_ (dict: ``objective`` εKL(P|K̃) of
     the iterate in raw cost units, ``sigma_change``, ``kerb_residual`` ‖Bz‖/‖z‖, ``weights`` the
     normalised shape after each iteration (n_iter, L), ``w2`` when tracked), cost_scale_,
-    problem_ (the coerced :class:`UnfoldingProblem`).
+    problem_ (the coerced :class:`UnfoldingProblem`), kernel_info_ (dict: ``kernel`` the one the
+    iterations ran on, ``kept_per_row`` mean stored entries per row of the truncated kernel,
+    ``builds``, ``exact_fallbacks`` rows and columns recomputed exactly, ``coarse_warm_start``).
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -461,6 +471,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         "projection": [StrOptions({"douglas-rachford", "exact"})],
         "dr_iter": [Interval(Integral, 0, None, closed="left")],
         "dr_step": [Interval(Real, 0, None, closed="neither")],
+        "kernel": [StrOptions({"auto", "online", "truncated"})],
+        "warm_start_clusters": [Interval(Integral, 1, None, closed="left"), None],
         "track_w2": ["boolean"],
         "efficiency": [StrOptions({"kernel", "sample"})],
         "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
@@ -479,6 +491,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         projection="douglas-rachford",
         dr_iter=25,
         dr_step=1e-3,
+        kernel="auto",
+        warm_start_clusters=None,
         track_w2=False,
         efficiency="kernel",
         efficiency_bandwidth=None,
@@ -494,6 +508,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         self.projection = projection
         self.dr_iter = dr_iter
         self.dr_step = dr_step
+        self.kernel = kernel
+        self.warm_start_clusters = warm_start_clusters
         self.track_w2 = track_w2
         self.efficiency = efficiency
         self.efficiency_bandwidth = efficiency_bandwidth
@@ -511,6 +527,10 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
             dr_iter=int(self.dr_iter),
             dr_step=float(self.dr_step),
             projection=self.projection,
+            kernel=self.kernel,
+            warm_start_clusters=(
+                None if self.warm_start_clusters is None else int(self.warm_start_clusters)
+            ),
         )
 
     def fit_problem(self, problem):
@@ -543,6 +563,13 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         self.n_iter_ = res.n_iter
         self.converged_ = None if self.tol is None else bool(res.converged)
         self.cost_scale_ = res.cost_scale
+        self.kernel_info_ = {
+            "kernel": res.kernel,
+            "kept_per_row": res.kept_per_row,
+            "builds": res.kernel_builds,
+            "exact_fallbacks": res.exact_fallbacks,
+            "coarse_warm_start": res.coarse_warm_start,
+        }
         self.history_ = {
             "objective": res.objective,
             "sigma_change": res.sigma_change,

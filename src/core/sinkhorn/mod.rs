@@ -24,8 +24,9 @@ use crate::core::error::{check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
 pub use multiscale::sinkhorn_points;
 use relaxation::{safe_factor, HalfStep, Relaxation};
-pub use sparse::SparseBuilder;
-pub use stabilized::{Stabilized, Stored, StoredKernel};
+pub(crate) use multiscale::clusters;
+pub use sparse::{SparseBuilder, SparseStore};
+pub use stabilized::{KernelBuilder, KernelStore, Stabilized, Stored, StoredKernel};
 
 /// How the iterations evaluate the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

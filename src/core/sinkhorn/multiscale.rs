@@ -255,7 +255,7 @@ fn coarse_start(
 
 /// About `count` clusters of the points (k-d tree cells): barycentres, summed weights, and the
 /// cluster of each point.
-fn clusters(
+pub(crate) fn clusters(
     points: &[f64],
     w: ArrayView1<'_, f64>,
     dim: usize,

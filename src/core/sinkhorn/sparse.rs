@@ -169,6 +169,11 @@ impl SparseBuilder {
         }
     }
 
+    /// The truncation threshold `T`: a stored kernel keeps the entries `≥ e^{−T}`.
+    pub fn threshold(&self) -> f64 {
+        TRUNCATION
+    }
+
     /// Calls `visit(r, i, k, j, C_ij, z)` for every pair with `z = (p_i + q_j − C_ij)/ε ≥ −t`,
     /// rows in parallel (by leaf position r of x, point i; leaf position k of y, point j);
     /// `fold` state per task.

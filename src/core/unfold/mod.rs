@@ -11,14 +11,17 @@ pub mod events;
 pub mod ot;
 pub mod projection;
 pub mod richardson_lucy;
+pub mod truncated;
 
 pub use events::{ot_unfold_events, EventUnfoldOutput, McModel, McResponse, Measured};
 pub use ot::{
     ot_unfold, CostNormalization, OtUnfoldInput, OtUnfoldOutput, OtUnfoldParams, Projection,
+    UnfoldKernel,
 };
 pub use projection::{
     douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,
 };
+pub use truncated::TruncationStats;
 pub use richardson_lucy::{
     richardson_lucy, CovType, ErrorInputs, RichardsonLucyInput, RichardsonLucyOutput,
     RichardsonLucyParams, TestStatistic,

@@ -22,10 +22,11 @@
 //! the folded measure is `(1 − φ) Rσ + φ β̄`, the last column of `b` becomes `1 − φ`, and the
 //! KL projection onto the fixed rows just sets them. With φ = 0 and uniform `σ̂` this is eq. (25).
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::projection::{douglas_rachford, exact_kl_projection, KerBProjector, Response};
+use super::truncated::{coarse_points, TruncatedKernel, TruncationStats, COARSE_CLUSTERS};
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::interrupt;
@@ -67,6 +68,24 @@ pub struct OtUnfoldParams {
     pub projection: Projection,
     pub p: f64,
     pub cost_normalization: CostNormalization,
+    /// How the two log-sum-exps of eq. (25) are evaluated.
+    pub kernel: UnfoldKernel,
+    /// Run the warm start on about this many clusters per side and carry it to the points by a
+    /// c-transform; `None` decides (clusters when the truncated kernel runs on a problem whose
+    /// warm start could not store its kernel).
+    pub warm_start_clusters: Option<usize>,
+}
+
+/// The evaluation of the log-sum-exps of eq. (25).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnfoldKernel {
+    /// The truncated kernel where ε is small enough for it to pay (see [`wants_truncation`]),
+    /// else the online one.
+    Auto,
+    /// Online log-domain reductions: m·n exponentials per pass, exact.
+    Online,
+    /// The stabilized truncated kernel of [`super::truncated`]: one pass over the kept entries.
+    Truncated,
 }
 
 impl OtUnfoldParams {
@@ -82,6 +101,8 @@ impl OtUnfoldParams {
             projection: Projection::DouglasRachford,
             p: 2.0,
             cost_normalization: CostNormalization::Max,
+            kernel: UnfoldKernel::Auto,
+            warm_start_clusters: None,
         }
     }
 
@@ -94,6 +115,9 @@ impl OtUnfoldParams {
         }
         if self.max_iter < 1 {
             return Err(OtError::invalid("max_iter", "must be at least 1"));
+        }
+        if self.warm_start_clusters == Some(0) {
+            return Err(OtError::invalid("warm_start_clusters", "must be at least 1"));
         }
         if let Some(t) = self.tol {
             if !(t.is_finite() && t >= 0.0) {
@@ -137,6 +161,10 @@ pub struct OtUnfoldOutput {
     pub converged: bool,
     /// The factor the cost was divided by.
     pub cost_scale: f64,
+    /// What the truncated kernel did (`None` on the online kernel).
+    pub truncation: Option<TruncationStats>,
+    /// Whether the warm start ran on clusters.
+    pub coarse_warm_start: bool,
 }
 
 /// The discrete problem of eq. (21) with the optional fakes and reference measure.
@@ -250,6 +278,9 @@ struct Scalings {
 /// Validated inputs in the form the iteration uses.
 struct Prepared {
     kernel: PointCost,
+    /// The normalised response (and fake) rows and measured points of `kernel`.
+    rows: Array2<f64>,
+    cols: Array2<f64>,
     projector: KerBProjector,
     /// log ν (normalised), n.
     log_nu: Vec<f64>,
@@ -338,13 +369,12 @@ fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Result<Prepared
         ));
     }
     let s = cost_scale.powf(1.0 / params.p);
-    let kernel = PointCost::new(
-        rows.mapv(|v| v / s).view(),
-        yp.mapv(|v| v / s).view(),
-        params.p,
-    )?;
+    let (rows, cols) = (rows.mapv(|v| v / s), yp.mapv(|v| v / s));
+    let kernel = PointCost::new(rows.view(), cols.view(), params.p)?;
     Ok(Prepared {
         kernel,
+        rows,
+        cols,
         projector: KerBProjector::new(response)?,
         log_nu,
         fake_mass,
@@ -374,14 +404,28 @@ pub fn ot_unfold(
     a0[..m].iter_mut().for_each(|a| *a *= 1.0 - pr.phi);
     a0[m..].copy_from_slice(&pr.fake_mass);
     let nu = Array1::from_iter(pr.log_nu.iter().map(|v| v.exp()));
-    let log_u_w = warm_start_scaling(
-        &pr.kernel,
-        &a0,
-        nu.view(),
-        pr.raw_max_cost / pr.cost_scale,
-        params,
-    )
-    .map_or_else(|| warm_start_log(&pr.kernel, &a0, nu.view(), params), Ok)?;
+    let truncated = wants_truncation(&pr, params);
+    let n = pr.cols.nrows();
+    let clusters = params.warm_start_clusters.or_else(|| {
+        (truncated && (m + f).saturating_mul(n) > SCALING_MAX_ENTRIES).then_some(COARSE_CLUSTERS)
+    });
+    let log_u_w = match clusters {
+        Some(count) => coarse_warm_start(&pr, &a0, nu.view(), count, params)?,
+        None => warm_start(&pr.kernel, &a0, nu.view(), pr.raw_max_cost / pr.cost_scale, params)?.0,
+    };
+    let mut reductions = if truncated {
+        let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
+        Reductions::Truncated(TruncatedKernel::new(
+            pr.rows.view(),
+            pr.cols.view(),
+            params.p,
+            &pr.log_nu,
+            params.eps,
+            &terms,
+        )?)
+    } else {
+        Reductions::Online(&pr.kernel, params.eps)
+    };
     // log u = [log u_w; log σ⁰] (eq. 27).
     let log_u = log_u_w
         .into_iter()
@@ -397,12 +441,15 @@ pub fn ot_unfold(
         n_iter: 0,
         converged: false,
         cost_scale: pr.cost_scale,
+        truncation: None,
+        coarse_warm_start: clusters.is_some(),
     };
     let mut history = Vec::new();
     let mut work = Workspace::new(pr.kernel.shape());
     for it in 0..params.max_iter {
         interrupt::check()?;
-        let new_sigma = outer_iteration(&pr, params, &mut state, &mut work, &mut out)?;
+        let new_sigma =
+            outer_iteration(&pr, params, &mut reductions, &mut state, &mut work, &mut out)?;
         if !new_sigma.iter().all(|v| v.is_finite()) || !state.log_u.iter().all(|v| v.is_finite()) {
             return Err(OtError::Numerical(format!(
                 "non-finite iterate at outer iteration {it} (ε = {:e})",
@@ -427,7 +474,62 @@ pub fn ot_unfold(
         }
     }
     out.sigma_history = Array2::from_shape_vec((out.n_iter, l), history).expect("n_iter rows of L");
+    if let Reductions::Truncated(k) = reductions {
+        out.truncation = Some(k.stats);
+    }
     Ok(out)
+}
+
+/// The two log-sum-exps of eq. (25), on the online cost or the truncated kernel.
+enum Reductions<'k> {
+    Online(&'k PointCost, f64),
+    Truncated(TruncatedKernel<'k>),
+}
+
+impl Reductions<'_> {
+    fn softmin_rows(&mut self, col: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
+        match self {
+            Reductions::Online(k, eps) => {
+                k.softmin_rows(col, shift, *eps, out);
+                Ok(())
+            }
+            Reductions::Truncated(k) => k.softmin_rows(col, shift, out),
+        }
+    }
+
+    fn softmin_cols(&mut self, row: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
+        match self {
+            Reductions::Online(k, eps) => {
+                k.softmin_cols(row, shift, *eps, out);
+                Ok(())
+            }
+            Reductions::Truncated(k) => k.softmin_cols(row, shift, out),
+        }
+    }
+}
+
+/// Largest dimension `Auto` truncates in: the k-d tree prunes well only in low d.
+const TRUNCATED_MAX_DIM: usize = 3;
+/// Largest share of the cost's range the kept band `C ≤ Tε` may cover per dimension for `Auto`
+/// to truncate: above it the kernel keeps too much to pay for its builds.
+const TRUNCATED_MAX_BAND: f64 = 0.125;
+
+/// Whether the truncated kernel runs: on request, or under `Auto` for low-dimensional problems
+/// too large for the stored warm start (m·n > [`SCALING_MAX_ENTRIES`]) at an ε whose band
+/// `|y − y'| ≤ (Tε)^{1/p}` (T = 32) is narrow against the points' diameter.
+fn wants_truncation(pr: &Prepared, params: &OtUnfoldParams) -> bool {
+    match params.kernel {
+        UnfoldKernel::Online => false,
+        UnfoldKernel::Truncated => true,
+        UnfoldKernel::Auto => {
+            let (m, n) = (pr.rows.nrows(), pr.cols.nrows());
+            let max_c = pr.raw_max_cost / pr.cost_scale;
+            let band = 2.0 * (32.0 * params.eps / max_c).powf(1.0 / params.p);
+            pr.rows.ncols() <= TRUNCATED_MAX_DIM
+                && m.saturating_mul(n) > SCALING_MAX_ENTRIES
+                && band <= TRUNCATED_MAX_BAND
+        }
+    }
 }
 
 /// Buffers of the softmin reductions, reused across iterations.
@@ -458,6 +560,7 @@ impl Workspace {
 fn outer_iteration(
     pr: &Prepared,
     params: &OtUnfoldParams,
+    reductions: &mut Reductions<'_>,
     state: &mut Scalings,
     w: &mut Workspace,
     out: &mut OtUnfoldOutput,
@@ -471,8 +574,7 @@ fn outer_iteration(
         .iter_mut()
         .zip(&state.log_u[..rows])
         .for_each(|(t, lu)| *t = eps * lu);
-    pr.kernel
-        .softmin_cols(&w.term_rows, &w.shift_cols, eps, &mut w.out_cols);
+    reductions.softmin_cols(&w.term_rows, &w.shift_cols, &mut w.out_cols)?;
     w.shift_cols.copy_from_slice(&w.out_cols);
     let log_v_w: Vec<f64> = pr
         .log_nu
@@ -494,8 +596,7 @@ fn outer_iteration(
         .iter_mut()
         .zip(&log_v_w)
         .for_each(|(t, lv)| *t = eps * lv);
-    pr.kernel
-        .softmin_rows(&w.term_cols, &w.shift_rows, eps, &mut w.out_rows);
+    reductions.softmin_rows(&w.term_cols, &w.shift_rows, &mut w.out_rows)?;
     w.shift_rows.copy_from_slice(&w.out_rows);
     let log_kv: Vec<f64> = w
         .out_rows
@@ -590,7 +691,7 @@ fn warm_start_scaling(
     nu: ArrayView1<'_, f64>,
     max_c: f64,
     params: &OtUnfoldParams,
-) -> Option<Vec<f64>> {
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let (m, n) = kernel.shape();
     let e0 = params.eps_init;
     if max_c / e0 > SCALING_MAX_EXPONENT || m.saturating_mul(n) > SCALING_MAX_ENTRIES {
@@ -614,9 +715,9 @@ fn warm_start_scaling(
             .zip(a0.iter().zip(&kv))
             .for_each(|(ui, (a, s))| *ui = a / s);
     }
-    u.iter()
-        .all(|x| x.is_finite() && *x > 0.0)
-        .then(|| u.iter().map(|x| x.ln()).collect())
+    let positive = |x: &Vec<f64>| x.iter().all(|x| x.is_finite() && *x > 0.0);
+    let ln = |x: &Vec<f64>| x.iter().map(|x| x.ln()).collect();
+    (positive(&u) && positive(&v)).then(|| (ln(&u), ln(&v)))
 }
 
 /// `out = K v` for a row-major K with `v.len()` columns.
@@ -647,19 +748,20 @@ fn mat_t_vec(k: &[f64], u: &[f64], n: usize) -> Vec<f64> {
         )
 }
 
-/// The warm start in the log domain with the classical Sinkhorn (any ε_init): `log u`.
+/// The warm start in the log domain with the classical Sinkhorn (any ε_init): `(log u, log v)`.
 fn warm_start_log(
     kernel: &PointCost,
     a0: &[f64],
     nu: ArrayView1<'_, f64>,
     params: &OtUnfoldParams,
-) -> Result<Vec<f64>> {
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (m, n) = kernel.shape();
     let e0 = params.eps_init;
     // The classical solver updates g first, so the first u-update (from v = 1) is done here and the
     // remaining n_init_iter − 1 by `sinkhorn`.
     let mut f = vec![0.0; m];
-    kernel.softmin_rows(&vec![0.0; n], &vec![0.0; m], e0, &mut f);
+    let mut g = vec![0.0; n];
+    kernel.softmin_rows(&g, &vec![0.0; m], e0, &mut f);
     if params.n_init_iter > 1 {
         let mut sp = SinkhornParams::new(e0);
         sp.max_iter = params.n_init_iter - 1;
@@ -676,9 +778,57 @@ fn warm_start_log(
             Some((ArrayView1::from(&f[..]), ArrayView1::from(&g0[..]))),
         )?;
         f = out.f.to_vec();
+        g = out.g.to_vec();
     }
-    // log u = log a + f/ε_init (the classical P = a b e^{(f+g−C)/ε}).
-    Ok(a0.iter().zip(&f).map(|(a, fi)| a.ln() + fi / e0).collect())
+    // log u = log a + f/ε_init, log v = log ν + g/ε_init (the classical P = a ν e^{(f+g−C)/ε}).
+    let log_u = a0.iter().zip(&f).map(|(a, fi)| a.ln() + fi / e0).collect();
+    let log_v = nu.iter().zip(&g).map(|(b, gj)| b.ln() + gj / e0).collect();
+    Ok((log_u, log_v))
+}
+
+/// The warm start (eq. 26–27): `(log u, log v)`, in the scaling domain where it can, else in
+/// the log domain.
+fn warm_start(
+    kernel: &PointCost,
+    a0: &[f64],
+    nu: ArrayView1<'_, f64>,
+    max_c: f64,
+    params: &OtUnfoldParams,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    warm_start_scaling(kernel, a0, nu, max_c, params)
+        .map_or_else(|| warm_start_log(kernel, a0, nu, params), Ok)
+}
+
+/// The warm start on about `count` clusters per side (barycentres, summed weights), carried to
+/// the points by its last u-update against the coarse columns, `u_i = a_i / Σ_d K(y_i, c_d) v_d`
+/// — a c-transform, as in Feydy's multiscale Sinkhorn. At ε_init the kernel is too wide to
+/// truncate, and the clusters' error in the cost (their radius times the distance) is far below
+/// ε_init. Returns `log u` of the rows.
+fn coarse_warm_start(
+    pr: &Prepared,
+    a0: &[f64],
+    nu: ArrayView1<'_, f64>,
+    count: usize,
+    params: &OtUnfoldParams,
+) -> Result<Vec<f64>> {
+    let (cx, ca) = coarse_points(pr.rows.view(), ArrayView1::from(a0), count);
+    // Rows without mass (a zero response row) keep log u = −∞, as at the points.
+    let keep: Vec<usize> = (0..ca.len()).filter(|&c| ca[c] > 0.0).collect();
+    let (cx, ca) = (cx.select(Axis(0), &keep), ca.select(Axis(0), &keep));
+    let (cy, cb) = coarse_points(pr.cols.view(), nu, count);
+    let coarse = PointCost::new(cx.view(), cy.view(), params.p)?;
+    let max_c = pr.raw_max_cost / pr.cost_scale;
+    let (_, log_v) = warm_start(&coarse, ca.as_slice().expect("owned"), cb.view(), max_c, params)?;
+    let e0 = params.eps_init;
+    let terms: Vec<f64> = log_v.iter().map(|lv| e0 * lv).collect();
+    let mut out = vec![0.0; a0.len()];
+    PointCost::new(pr.rows.view(), cy.view(), params.p)?.softmin_rows(
+        &terms,
+        &vec![0.0; a0.len()],
+        e0,
+        &mut out,
+    );
+    Ok(a0.iter().zip(&out).map(|(a, o)| a.ln() + o / e0).collect())
 }
 
 fn log_sum_exp(v: &[f64]) -> f64 {
