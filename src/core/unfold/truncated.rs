@@ -67,15 +67,17 @@ pub struct TruncatedKernel<'k> {
     rows: ArrayView2<'k, f64>,
     cols: ArrayView2<'k, f64>,
     p_exp: f64,
-    log_nu: &'k [f64],
     builder: SparseBuilder,
     eps: f64,
     store: SparseStore,
     p: Vec<f64>,
     q: Vec<f64>,
-    /// The last row softmin: the row reference of the next build.
+    /// The last outputs of the two reductions: the references of the next build.
     last_rows: Vec<f64>,
-    stale: bool,
+    last_cols: Vec<f64>,
+    /// Rebuild at the next column reduction (a column scaling drifted, or many reductions
+    /// failed the truncation check).
+    pending: bool,
     pub stats: TruncationStats,
 }
 
@@ -86,7 +88,7 @@ impl<'k> TruncatedKernel<'k> {
         rows: ArrayView2<'k, f64>,
         cols: ArrayView2<'k, f64>,
         p_exp: f64,
-        log_nu: &'k [f64],
+        log_nu: &[f64],
         eps: f64,
         row_terms: &[f64],
     ) -> Result<Self> {
@@ -96,6 +98,7 @@ impl<'k> TruncatedKernel<'k> {
         let q = coarse_softmin(cols, rows, row_terms, p_exp, eps)?;
         let col_terms: Vec<f64> = q.iter().zip(log_nu).map(|(q, l)| q + eps * l).collect();
         let p = coarse_softmin(rows, cols, &col_terms, p_exp, eps)?;
+        let p = row_reference(&p, Some(row_terms));
         let store = builder.build(&p, &q, eps);
         let stats = TruncationStats {
             builds: 1,
@@ -107,52 +110,44 @@ impl<'k> TruncatedKernel<'k> {
             rows,
             cols,
             p_exp,
-            log_nu,
             builder,
             eps,
             store,
             last_rows: p.clone(),
+            last_cols: q.clone(),
             p,
             q,
-            stale: false,
+            pending: false,
             stats,
         })
     }
 
-    /// Stored entries per row of the current kernel.
-    pub fn kept_per_row(&self) -> f64 {
-        self.store.entries() as f64 / self.rows.nrows().max(1) as f64
-    }
-
-    fn rebuild(&mut self, col_terms: &[f64]) {
-        self.q = col_terms
-            .iter()
-            .zip(self.log_nu)
-            .map(|(t, l)| t - self.eps * l)
-            .collect();
-        self.p = self.last_rows.clone();
+    /// Builds the kernel for the last outputs of the reductions.
+    fn rebuild(&mut self, row_terms: Option<&[f64]>) {
+        self.p = row_reference(&self.last_rows, row_terms);
+        self.q = self.last_cols.clone();
         self.store = self.builder.build(&self.p, &self.q, self.eps);
         self.stats.builds += 1;
         self.stats.entries += self.store.entries();
-        self.stale = false;
+        self.pending = false;
     }
 
-    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`; rebuilds first when a column scaling drifted.
+    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`; flags a rebuild when a column scaling
+    /// drifted from its weight.
     pub fn softmin_rows(&mut self, col: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
         let eps = self.eps;
-        let drifted = col
-            .iter()
-            .zip(&self.q)
-            .zip(self.log_nu)
-            .any(|((t, q), l)| ((t - q) / eps - l).abs() > DRIFT);
-        if drifted || self.stale {
-            self.rebuild(col);
+        if self.pending {
+            self.rebuild(None);
         }
         let (scal, top) = scalings(col, &self.q, eps);
         let sums = self.store.row_products(&scal);
         let bad = finish(self.builder.threshold(), &sums, &scal, &self.p, top, eps, out);
+        if std::env::var("OTI_DEBUG").is_ok() {
+            eprintln!("rows: bad {} of {} top {top} entries {}", bad.len(), out.len(), self.store.entries());
+        }
         if !bad.is_empty() {
             self.stats.exact_rows += bad.len();
+            self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
             let sub = PointCost::new(self.rows.select(Axis(0), &bad).view(), self.cols, self.p_exp)?;
             let shifts: Vec<f64> = bad.iter().map(|&i| shift[i]).collect();
             let mut exact = vec![0.0; bad.len()];
@@ -163,22 +158,46 @@ impl<'k> TruncatedKernel<'k> {
         Ok(())
     }
 
-    /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`.
+    /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`; rebuilds first when flagged.
     pub fn softmin_cols(&mut self, row: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
         let eps = self.eps;
+        if self.pending {
+            self.rebuild(Some(row));
+        }
         let (scal, top) = scalings(row, &self.p, eps);
         let sums = self.store.col_products(&scal);
         let bad = finish(self.builder.threshold(), &sums, &scal, &self.q, top, eps, out);
+        if std::env::var("OTI_DEBUG").is_ok() {
+            let su: f64 = scal.iter().sum();
+            eprintln!("cols: bad {} of {}; sum scal {su:e} top {top}", bad.len(), out.len());
+        }
         if !bad.is_empty() {
             self.stats.exact_cols += bad.len();
-            self.stale |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
+            self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
             let sub = PointCost::new(self.rows, self.cols.select(Axis(0), &bad).view(), self.p_exp)?;
             let shifts: Vec<f64> = bad.iter().map(|&j| shift[j]).collect();
             let mut exact = vec![0.0; bad.len()];
             sub.softmin_cols(row, &shifts, eps, &mut exact);
             bad.iter().zip(&exact).for_each(|(&j, v)| out[j] = *v);
         }
+        // The drift of the column scalings `ν_j e^{(out_j − q_j)/ε}` the next row reduction uses.
+        self.pending |= out.iter().zip(&self.q).any(|(o, q)| ((o - q) / eps).abs() > DRIFT);
+        self.last_cols.copy_from_slice(out);
         Ok(())
+    }
+}
+
+/// The row reference from the last row softmin `p`, never below the row's term when it is given:
+/// `ũ_i = exp((t_i − p_i)/ε)` is then the row's mass, at most 1 for a consistent pair of
+/// references, and an estimated reference may miss that (raising it only keeps more entries).
+fn row_reference(p: &[f64], row_terms: Option<&[f64]>) -> Vec<f64> {
+    match row_terms {
+        None => p.to_vec(),
+        Some(t) => p
+            .iter()
+            .zip(t)
+            .map(|(p, t)| if t.is_finite() { p.max(*t) } else { *p })
+            .collect(),
     }
 }
 
