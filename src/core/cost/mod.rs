@@ -23,6 +23,7 @@ pub use dense::DenseCost;
 pub use grid::GridCost;
 pub use patches::{PatchCost, PlanMoments};
 pub use points::PointCost;
+pub(crate) use points::points_row_sum;
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
 #[derive(Clone, Debug, PartialEq)]

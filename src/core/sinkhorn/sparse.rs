@@ -158,6 +158,9 @@ pub struct SparseBuilder {
 }
 
 impl SparseBuilder {
+    /// The truncation threshold `T`: a stored kernel keeps the entries `≥ e^{−T}`.
+    pub const THRESHOLD: f64 = TRUNCATION;
+
     /// `x`, `y` row-major with `dim` coordinates per point; `mass` is the plan's mass |a|.
     pub fn new(x: &[f64], y: &[f64], dim: usize, p: f64, mass: f64) -> Self {
         let (n, m) = (x.len() / dim, y.len() / dim);
@@ -169,10 +172,6 @@ impl SparseBuilder {
         }
     }
 
-    /// The truncation threshold `T`: a stored kernel keeps the entries `≥ e^{−T}`.
-    pub fn threshold(&self) -> f64 {
-        TRUNCATION
-    }
 
     /// Calls `visit(r, i, k, j, C_ij, z)` for every pair with `z = (p_i + q_j − C_ij)/ε ≥ −t`,
     /// rows in parallel (by leaf position r of x, point i; leaf position k of y, point j);

@@ -7,6 +7,7 @@
 //!   projector onto `ker B` without a dense matrix, and the Wright omega function.
 //! * [`richardson_lucy`]: the binned Richardson–Lucy / iterative Bayesian unfolding baseline.
 
+mod band;
 pub mod events;
 pub mod ot;
 pub mod projection;

@@ -26,7 +26,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::Result;
-use crate::core::logsumexp::SUM_MAX;
+use super::band::Band;
+use crate::core::logsumexp::{SUM_MAX, SUM_MIN};
 use crate::core::sinkhorn::{clusters, KernelBuilder, KernelStore, SparseBuilder, SparseStore};
 
 /// Largest drift `τ` of a column scaling from its weight (units of ε) before the kernel is
@@ -61,22 +62,94 @@ impl TruncationStats {
     }
 }
 
+/// Where the kept entries live: stored (any dimension) or, in 1-D, recomputed over sorted
+/// ranges (see [`super::band`]).
+enum Backend {
+    /// The builder and its kernel (none before the first build).
+    Stored(SparseBuilder, Option<SparseStore>),
+    Band(Band),
+}
+
+impl Backend {
+    fn new(rows: ArrayView2<'_, f64>, cols: ArrayView2<'_, f64>, p_exp: f64) -> Self {
+        let flat = |v: ArrayView2<'_, f64>| v.as_standard_layout().iter().copied().collect();
+        let (xs, ys): (Vec<f64>, Vec<f64>) = (flat(rows), flat(cols));
+        if rows.ncols() == 1 {
+            Backend::Band(Band::new(&xs, &ys, p_exp))
+        } else {
+            Backend::Stored(SparseBuilder::new(&xs, &ys, rows.ncols(), p_exp, 1.0), None)
+        }
+    }
+
+    /// Keeps the entries `(p_i + q_j − C_ij)/ε ≥ −T`; returns how many.
+    fn build(&mut self, p: &[f64], q: &[f64], eps: f64) -> usize {
+        match self {
+            Backend::Stored(builder, store) => store.insert(builder.build(p, q, eps)).entries(),
+            Backend::Band(band) => {
+                band.set_ranges(p, q, eps, SparseBuilder::THRESHOLD);
+                band.entries()
+            }
+        }
+    }
+
+    /// `L_k = log Σ_{l kept} exp((ref_k + t_l − C_kl)/ε)` along rows (`rows`) or columns, for
+    /// the terms `t` of the other side with their reference `other_ref`.
+    fn log_sums(
+        &self,
+        rows: bool,
+        t: &[f64],
+        (other_ref, reference): (&[f64], &[f64]),
+        eps: f64,
+    ) -> Vec<f64> {
+        match self {
+            Backend::Stored(_, store) => {
+                let store = store.as_ref().expect("built at construction");
+                let (scal, top) = scalings(t, other_ref, eps);
+                let sums = if rows {
+                    store.row_products(&scal)
+                } else {
+                    store.col_products(&scal)
+                };
+                sums.iter().map(|s| top + s.ln()).collect()
+            }
+            Backend::Band(band) => {
+                // The reference is the stabiliser: the sums are near 1 while it fits.
+                let sums = if rows {
+                    band.row_sums(t, reference, eps)
+                } else {
+                    band.col_sums(t, reference, eps)
+                };
+                sums.iter()
+                    .map(|s| {
+                        if (SUM_MIN..=SUM_MAX).contains(s) {
+                            s.ln()
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
 /// The reductions of eq. (25) on a truncated kernel between the (normalised) response rows and
 /// the measured points.
 pub struct TruncatedKernel<'k> {
     rows: ArrayView2<'k, f64>,
     cols: ArrayView2<'k, f64>,
     p_exp: f64,
-    builder: SparseBuilder,
+    backend: Backend,
     eps: f64,
-    store: SparseStore,
     p: Vec<f64>,
     q: Vec<f64>,
     /// The last outputs of the two reductions: the references of the next build.
     last_rows: Vec<f64>,
     last_cols: Vec<f64>,
-    /// Rebuild at the next column reduction (a column scaling drifted, or many reductions
-    /// failed the truncation check).
+    /// The last row terms (`ε log u`), which bound the row references from below.
+    last_row_terms: Vec<f64>,
+    /// Rebuild at the next reduction (a column scaling drifted, or many reductions failed the
+    /// truncation check).
     pending: bool,
     pub stats: TruncationStats,
 }
@@ -92,113 +165,116 @@ impl<'k> TruncatedKernel<'k> {
         eps: f64,
         row_terms: &[f64],
     ) -> Result<Self> {
-        let flat = |v: ArrayView2<'_, f64>| v.as_standard_layout().iter().copied().collect();
-        let (xs, ys): (Vec<f64>, Vec<f64>) = (flat(rows), flat(cols));
-        let builder = SparseBuilder::new(&xs, &ys, rows.ncols(), p_exp, 1.0);
         let q = coarse_softmin(cols, rows, row_terms, p_exp, eps)?;
         let col_terms: Vec<f64> = q.iter().zip(log_nu).map(|(q, l)| q + eps * l).collect();
         let p = coarse_softmin(rows, cols, &col_terms, p_exp, eps)?;
-        let p = row_reference(&p, Some(row_terms));
-        let store = builder.build(&p, &q, eps);
-        let stats = TruncationStats {
-            builds: 1,
-            entries: store.entries(),
-            rows: rows.nrows(),
-            ..Default::default()
-        };
-        Ok(TruncatedKernel {
+        let mut kernel = TruncatedKernel {
             rows,
             cols,
             p_exp,
-            builder,
+            backend: Backend::new(rows, cols, p_exp),
             eps,
-            store,
-            last_rows: p.clone(),
-            last_cols: q.clone(),
-            p,
-            q,
-            pending: false,
-            stats,
-        })
+            p: Vec::new(),
+            q: Vec::new(),
+            last_rows: p,
+            last_cols: q,
+            last_row_terms: row_terms.to_vec(),
+            pending: true,
+            stats: TruncationStats {
+                rows: rows.nrows(),
+                ..Default::default()
+            },
+        };
+        kernel.rebuild();
+        Ok(kernel)
     }
 
     /// Builds the kernel for the last outputs of the reductions.
-    fn rebuild(&mut self, row_terms: Option<&[f64]>) {
-        self.p = row_reference(&self.last_rows, row_terms);
+    fn rebuild(&mut self) {
+        self.p = row_reference(&self.last_rows, &self.last_row_terms);
         self.q = self.last_cols.clone();
-        self.store = self.builder.build(&self.p, &self.q, self.eps);
+        self.stats.entries += self.backend.build(&self.p, &self.q, self.eps);
         self.stats.builds += 1;
-        self.stats.entries += self.store.entries();
         self.pending = false;
     }
 
-    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`; flags a rebuild when a column scaling
-    /// drifted from its weight.
+    /// `out_i = −ε log Σ_j exp((col_j − C_ij)/ε)`.
     pub fn softmin_rows(&mut self, col: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
-        let eps = self.eps;
         if self.pending {
-            self.rebuild(None);
+            self.rebuild();
         }
-        let (scal, top) = scalings(col, &self.q, eps);
-        let sums = self.store.row_products(&scal);
-        let bad = finish(self.builder.threshold(), &sums, &scal, &self.p, top, eps, out);
-        if std::env::var("OTI_DEBUG").is_ok() {
-            eprintln!("rows: bad {} of {} top {top} entries {}", bad.len(), out.len(), self.store.entries());
-        }
+        let eps = self.eps;
+        let refs = (&self.q[..], &self.p[..]);
+        let logs = self.backend.log_sums(true, col, refs, eps);
+        let bad = finish(&logs, col, refs, eps, out);
         if !bad.is_empty() {
             self.stats.exact_rows += bad.len();
             self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
-            let sub = PointCost::new(self.rows.select(Axis(0), &bad).view(), self.cols, self.p_exp)?;
-            let shifts: Vec<f64> = bad.iter().map(|&i| shift[i]).collect();
-            let mut exact = vec![0.0; bad.len()];
-            sub.softmin_rows(col, &shifts, eps, &mut exact);
-            bad.iter().zip(&exact).for_each(|(&i, v)| out[i] = *v);
+            let rows = self.rows.select(Axis(0), &bad);
+            exact_softmin(&PointCost::new(rows.view(), self.cols, self.p_exp)?, true, col, shift, &bad, eps, out);
         }
         self.last_rows.copy_from_slice(out);
         Ok(())
     }
 
-    /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`; rebuilds first when flagged.
+    /// `out_j = −ε log Σ_i exp((row_i − C_ij)/ε)`; flags a rebuild when the column scalings
+    /// `ν_j e^{(out_j − q_j)/ε}` the next row reduction uses drifted from their weights.
     pub fn softmin_cols(&mut self, row: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
-        let eps = self.eps;
+        self.last_row_terms.copy_from_slice(row);
         if self.pending {
-            self.rebuild(Some(row));
+            self.rebuild();
         }
-        let (scal, top) = scalings(row, &self.p, eps);
-        let sums = self.store.col_products(&scal);
-        let bad = finish(self.builder.threshold(), &sums, &scal, &self.q, top, eps, out);
+        let eps = self.eps;
+        let refs = (&self.p[..], &self.q[..]);
+        let logs = self.backend.log_sums(false, row, refs, eps);
+        let bad = finish(&logs, row, refs, eps, out);
         if std::env::var("OTI_DEBUG").is_ok() {
-            let su: f64 = scal.iter().sum();
-            eprintln!("cols: bad {} of {}; sum scal {su:e} top {top}", bad.len(), out.len());
+            let fin = logs.iter().filter(|l| l.is_finite()).count();
+            let (scal, top) = scalings(row, refs.0, eps);
+            let mn = logs.iter().cloned().fold(f64::INFINITY, f64::min);
+            eprintln!("cols bad {} finite {fin} top {top} sumscal {:e} minlog {mn}", bad.len(), scal.iter().sum::<f64>());
         }
         if !bad.is_empty() {
             self.stats.exact_cols += bad.len();
             self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
-            let sub = PointCost::new(self.rows, self.cols.select(Axis(0), &bad).view(), self.p_exp)?;
-            let shifts: Vec<f64> = bad.iter().map(|&j| shift[j]).collect();
-            let mut exact = vec![0.0; bad.len()];
-            sub.softmin_cols(row, &shifts, eps, &mut exact);
-            bad.iter().zip(&exact).for_each(|(&j, v)| out[j] = *v);
+            let cols = self.cols.select(Axis(0), &bad);
+            exact_softmin(&PointCost::new(self.rows, cols.view(), self.p_exp)?, false, row, shift, &bad, eps, out);
         }
-        // The drift of the column scalings `ν_j e^{(out_j − q_j)/ε}` the next row reduction uses.
         self.pending |= out.iter().zip(&self.q).any(|(o, q)| ((o - q) / eps).abs() > DRIFT);
         self.last_cols.copy_from_slice(out);
         Ok(())
     }
 }
 
-/// The row reference from the last row softmin `p`, never below the row's term when it is given:
-/// `ũ_i = exp((t_i − p_i)/ε)` is then the row's mass, at most 1 for a consistent pair of
-/// references, and an estimated reference may miss that (raising it only keeps more entries).
-fn row_reference(p: &[f64], row_terms: Option<&[f64]>) -> Vec<f64> {
-    match row_terms {
-        None => p.to_vec(),
-        Some(t) => p
-            .iter()
-            .zip(t)
-            .map(|(p, t)| if t.is_finite() { p.max(*t) } else { *p })
-            .collect(),
+/// The reductions `bad` of `out` recomputed on the online cost `sub` (those rows, or columns,
+/// against the whole other side).
+fn exact_softmin(
+    sub: &PointCost,
+    rows: bool,
+    t: &[f64],
+    shift: &[f64],
+    bad: &[usize],
+    eps: f64,
+    out: &mut [f64],
+) {
+    let shifts: Vec<f64> = bad.iter().map(|&k| shift[k]).collect();
+    let mut exact = vec![0.0; bad.len()];
+    if rows {
+        sub.softmin_rows(t, &shifts, eps, &mut exact);
+    } else {
+        sub.softmin_cols(t, &shifts, eps, &mut exact);
     }
+    bad.iter().zip(&exact).for_each(|(&k, v)| out[k] = *v);
+}
+
+/// The row reference: the last row softmin `p`, never below the row's term: `ũ_i =
+/// exp((t_i − p_i)/ε)` is then the row's mass, at most 1 for a consistent pair of references,
+/// which an estimated reference may miss (raising it only keeps more entries).
+fn row_reference(p: &[f64], row_terms: &[f64]) -> Vec<f64> {
+    p.iter()
+        .zip(row_terms)
+        .map(|(p, t)| if t.is_finite() { p.max(*t) } else { *p })
+        .collect()
 }
 
 /// The scalings `exp((t − r)/ε − top)` of one side, normalised so the largest is 1, and `top`.
@@ -216,22 +292,23 @@ fn scalings(term: &[f64], reference: &[f64], eps: f64) -> (Vec<f64>, f64) {
     (scal, top)
 }
 
-/// `out = reference − ε (top + log sums)` where the kept sum bounds the dropped part
-/// (`e^{−T} Σ scal`) with room `e^{MARGIN}`; returns the indices that fail.
+/// `out_k = ref_k − ε L_k` from the kept log-sums `L`, where `L` bounds the dropped part: a
+/// dropped entry has `(ref_k + other_ref_l − C_kl)/ε < −T`, so the dropped sum is below
+/// `e^{−T} Σ_l exp((t_l − other_ref_l)/ε)`, and `L_k` must exceed that by `e^{MARGIN}`.
+/// Returns the indices that fail.
 fn finish(
-    threshold: f64,
-    sums: &[f64],
-    scal: &[f64],
-    reference: &[f64],
-    top: f64,
+    logs: &[f64],
+    t: &[f64],
+    (other_ref, reference): (&[f64], &[f64]),
     eps: f64,
     out: &mut [f64],
 ) -> Vec<usize> {
-    let floor = scal.iter().sum::<f64>() * (MARGIN - threshold).exp();
+    let (scal, top) = scalings(t, other_ref, eps);
+    let floor = MARGIN - SparseBuilder::THRESHOLD + top + scal.iter().sum::<f64>().ln();
     let mut bad = Vec::new();
-    for (k, ((o, s), r)) in out.iter_mut().zip(sums).zip(reference).enumerate() {
-        if top.is_finite() && *s >= floor && *s <= SUM_MAX {
-            *o = r - eps * (top + s.ln());
+    for (k, ((o, l), r)) in out.iter_mut().zip(logs).zip(reference).enumerate() {
+        if l.is_finite() && *l >= floor {
+            *o = r - eps * l;
         } else {
             bad.push(k);
         }
