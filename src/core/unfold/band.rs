@@ -10,10 +10,27 @@
 //! last `j` with `p_i + q_j − C_ij ≥ −Tε`, found by a branch-and-bound descent of a max-tree over
 //! q (bound: the largest q of a node minus the cost to its interval). The ranges are then made
 //! monotone in the rows (a superset), so the rows that keep a column are contiguous too.
+//!
+//! For the squared cost the sums need few exponentials: a block of sorted rows around `c`
+//! whose ranges stay within distance `B` of `c` and whose offsets `δ_i = x_i − c` are at most
+//! `h` shares them (the univariate fast Gauss transform, Greengard & Strain 1991, with a Taylor
+//! expansion): with `d_j = y_j − c`,
+//!
+//! `Σ_j e^{(t_j − (x_i − y_j)²)/ε} = e^{−δ_i²/ε} Σ_k (2δ_i/ε)^k/k! · Σ_j e^{(t_j − d_j²)/ε} d_j^k`,
+//!
+//! one exponential per (block, kept column) and R moments, then R terms per row. With
+//! `ρ = 2hB/ε ≤ 1` the series truncated after R = 16 terms has relative error below
+//! `e^{2ρ} ρ^R/R! < 4e-13` (every term of the sum is positive and `e^{2δd/ε} ≥ e^{−ρ}`).
 
 use rayon::prelude::*;
 
 use crate::core::cost::points_row_sum;
+use crate::core::logsumexp::{accumulate_exp, SUM_MAX, SUM_MIN};
+
+/// Largest `ρ = 2hB/ε` of a block of the squared-cost sums.
+const BLOCK_RHO: f64 = 1.0;
+/// Terms of the Taylor series of a block.
+const TERMS: usize = 16;
 
 /// Sorted rows and columns of a 1-D problem and the kept range of each.
 pub struct Band {
@@ -26,6 +43,10 @@ pub struct Band {
     row_ranges: Vec<(usize, usize)>,
     /// Kept rows of each sorted column.
     col_ranges: Vec<(usize, usize)>,
+    /// ε of the ranges, and the blocks of sorted rows / columns of the squared cost's series.
+    eps: f64,
+    row_blocks: Vec<(usize, usize)>,
+    col_blocks: Vec<(usize, usize)>,
 }
 
 fn sorted(points: &[f64]) -> (Vec<usize>, Vec<f64>) {
@@ -47,6 +68,9 @@ impl Band {
             p_exp,
             row_ranges: Vec::new(),
             col_ranges: Vec::new(),
+            eps: 1.0,
+            row_blocks: Vec::new(),
+            col_blocks: Vec::new(),
         }
     }
 
@@ -103,31 +127,195 @@ impl Band {
             })
             .collect();
         self.row_ranges = ranges;
+        self.eps = eps;
+        if self.p_exp == 2.0 {
+            self.row_blocks = blocks(&self.rows, &self.row_ranges, &self.cols, eps);
+            self.col_blocks = blocks(&self.cols, &self.col_ranges, &self.rows, eps);
+        }
     }
 
-    /// `s_i = Σ_{j kept} exp((shift_i + col_j − C_ij)/ε)` per row (original order).
-    pub fn row_sums(&self, col: &[f64], shift: &[f64], eps: f64) -> Vec<f64> {
-        sums(
-            (&self.row_order, &self.rows, &self.row_ranges),
-            (&self.col_order, &self.cols),
-            col,
-            shift,
-            eps,
-            self.p_exp,
-        )
+    /// `L_i = log Σ_{j kept} exp((shift_i + col_j − C_ij)/ε)` per row (original order; NaN
+    /// when the sum leaves the safe range).
+    pub fn row_log_sums(&self, col: &[f64], shift: &[f64], eps: f64) -> Vec<f64> {
+        let side = (&self.row_order[..], &self.rows[..], &self.row_ranges[..]);
+        let other = (&self.col_order[..], &self.cols[..]);
+        self.log_sums(side, &self.row_blocks, other, col, shift, eps)
     }
 
-    /// `s_j = Σ_{i kept} exp((shift_j + row_i − C_ij)/ε)` per column (original order).
-    pub fn col_sums(&self, row: &[f64], shift: &[f64], eps: f64) -> Vec<f64> {
-        sums(
-            (&self.col_order, &self.cols, &self.col_ranges),
-            (&self.row_order, &self.rows),
-            row,
-            shift,
-            eps,
-            self.p_exp,
-        )
+    /// `L_j = log Σ_{i kept} exp((shift_j + row_i − C_ij)/ε)` per column (original order).
+    pub fn col_log_sums(&self, row: &[f64], shift: &[f64], eps: f64) -> Vec<f64> {
+        let side = (&self.col_order[..], &self.cols[..], &self.col_ranges[..]);
+        let other = (&self.row_order[..], &self.rows[..]);
+        self.log_sums(side, &self.col_blocks, other, row, shift, eps)
     }
+
+    fn log_sums(
+        &self,
+        side: Side<'_>,
+        blocks: &[(usize, usize)],
+        (other_order, other): (&[usize], &[f64]),
+        terms: &[f64],
+        shift: &[f64],
+        eps: f64,
+    ) -> Vec<f64> {
+        let t_sorted: Vec<f64> = other_order.iter().map(|&j| terms[j]).collect();
+        let sorted = if self.p_exp == 2.0 && eps == self.eps {
+            series_log_sums(side, blocks, other, &t_sorted, shift, eps)
+        } else {
+            direct_log_sums(side, other, &t_sorted, shift, eps, self.p_exp)
+        };
+        let mut out = vec![0.0; sorted.len()];
+        side.0.iter().zip(&sorted).for_each(|(&i, s)| out[i] = *s);
+        out
+    }
+}
+
+/// One side of the band: sorted order, sorted coordinates, kept ranges.
+type Side<'a> = (&'a [usize], &'a [f64], &'a [(usize, usize)]);
+
+/// Blocks of consecutive sorted points whose series converges fast: `ρ = 2hB/ε ≤ BLOCK_RHO`,
+/// `h` the largest offset from the block's centre, `B` the largest distance from the centre to
+/// the block's kept range (the union of its points' monotone ranges).
+fn blocks(coords: &[f64], ranges: &[(usize, usize)], other: &[f64], eps: f64) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < coords.len() {
+        let mut end = start + 1;
+        while end < coords.len() {
+            let (lo, hi) = (ranges[start].0, ranges[end].1);
+            let c = 0.5 * (coords[start] + coords[end]);
+            let h = 0.5 * (coords[end] - coords[start]);
+            let reach = if lo < hi {
+                (other[lo] - c).abs().max((other[hi - 1] - c).abs())
+            } else {
+                0.0
+            };
+            if 2.0 * h * reach / eps > BLOCK_RHO {
+                break;
+            }
+            end += 1;
+        }
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
+/// The log-sums by blocks with the Taylor series of the module documentation.
+fn series_log_sums(
+    (order, coords, ranges): Side<'_>,
+    blocks: &[(usize, usize)],
+    other: &[f64],
+    t: &[f64],
+    shift: &[f64],
+    eps: f64,
+) -> Vec<f64> {
+    let per_block: Vec<Vec<f64>> = blocks
+        .par_iter()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(cost, acc), &(start, end)| {
+                let (lo, hi) = (ranges[start].0, ranges[end - 1].1);
+                if lo >= hi {
+                    return vec![f64::NAN; end - start];
+                }
+                let c = 0.5 * (coords[start] + coords[end - 1]);
+                let scale = (other[lo] - c).abs().max((other[hi - 1] - c).abs()).max(1e-300);
+                let (ys, ts) = (&other[lo..hi], &t[lo..hi]);
+                cost.clear();
+                cost.extend(ys.iter().map(|y| (y - c) * (y - c)));
+                let top = ts
+                    .iter()
+                    .zip(cost.iter())
+                    .map(|(t, c)| t - c)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                acc.clear();
+                acc.resize(hi - lo, 0.0);
+                accumulate_exp(cost, ts, -top, 1.0 / eps, acc);
+                let moments = moments(acc, ys, c, scale);
+                (start..end)
+                    .map(|r| {
+                        let delta = coords[r] - c;
+                        let s = 2.0 * delta * scale / eps;
+                        let (mut term, mut sum) = (1.0, 0.0);
+                        for (k, m) in moments.iter().enumerate() {
+                            sum += term * m;
+                            term *= s / (k + 1) as f64;
+                        }
+                        (top + shift[order[r]] - delta * delta) / eps + sum.ln()
+                    })
+                    .collect()
+            },
+        )
+        .collect();
+    per_block.into_iter().flatten().collect()
+}
+
+/// `M_k = Σ_j a_j ((y_j − c)/scale)^k`, k < TERMS, four columns at a time.
+fn moments(a: &[f64], ys: &[f64], c: f64, scale: f64) -> [f64; TERMS] {
+    let inv = 1.0 / scale;
+    let mut acc = [[0.0f64; 4]; TERMS];
+    let (ac, yc) = (a.chunks_exact(4), ys.chunks_exact(4));
+    let (at, yt) = (ac.remainder(), yc.remainder());
+    for (a4, y4) in ac.zip(yc) {
+        let mut p = [a4[0], a4[1], a4[2], a4[3]];
+        let d = [
+            (y4[0] - c) * inv,
+            (y4[1] - c) * inv,
+            (y4[2] - c) * inv,
+            (y4[3] - c) * inv,
+        ];
+        for row in acc.iter_mut() {
+            for l in 0..4 {
+                row[l] += p[l];
+                p[l] *= d[l];
+            }
+        }
+    }
+    let mut out = [0.0; TERMS];
+    for (o, row) in out.iter_mut().zip(&acc) {
+        *o = row.iter().sum();
+    }
+    for (a, y) in at.iter().zip(yt) {
+        let (mut p, d) = (*a, (y - c) * inv);
+        for o in out.iter_mut() {
+            *o += p;
+            p *= d;
+        }
+    }
+    out
+}
+
+/// The log-sums exponential by exponential over the kept ranges (any exponent p).
+fn direct_log_sums(
+    (order, coords, ranges): Side<'_>,
+    other: &[f64],
+    t: &[f64],
+    shift: &[f64],
+    eps: f64,
+    p: f64,
+) -> Vec<f64> {
+    let inv_eps = 1.0 / eps;
+    (0..coords.len())
+        .into_par_iter()
+        .with_min_len(16)
+        .map_init(
+            || vec![0.0; 256],
+            |tile, r| {
+                let (lo, hi) = ranges[r];
+                if lo >= hi {
+                    return f64::NAN;
+                }
+                let sh = shift[order[r]];
+                let s = points_row_sum(&[coords[r]], &other[lo..hi], &t[lo..hi], sh, inv_eps, p, false, tile);
+                if (SUM_MIN..=SUM_MAX).contains(&s) {
+                    s.ln()
+                } else {
+                    f64::NAN
+                }
+            },
+        )
+        .collect()
 }
 
 fn cost(d: f64, p: f64) -> f64 {
@@ -136,46 +324,6 @@ fn cost(d: f64, p: f64) -> f64 {
     } else {
         d.abs().powf(p)
     }
-}
-
-/// The shifted sums over the kept ranges of one side (`to` the side reduced over).
-fn sums(
-    (order, coords, ranges): (&[usize], &[f64], &[(usize, usize)]),
-    (other_order, other): (&[usize], &[f64]),
-    terms: &[f64],
-    shift: &[f64],
-    eps: f64,
-    p: f64,
-) -> Vec<f64> {
-    let t_sorted: Vec<f64> = other_order.iter().map(|&j| terms[j]).collect();
-    let inv_eps = 1.0 / eps;
-    let sorted: Vec<f64> = (0..coords.len())
-        .into_par_iter()
-        .with_min_len(16)
-        .map_init(
-            || vec![0.0; 256],
-            |tile, r| {
-                let (lo, hi) = ranges[r];
-                if lo >= hi {
-                    return 0.0;
-                }
-                let s = shift[order[r]];
-                points_row_sum(
-                    &[coords[r]],
-                    &other[lo..hi],
-                    &t_sorted[lo..hi],
-                    s,
-                    inv_eps,
-                    p,
-                    false,
-                    tile,
-                )
-            },
-        )
-        .collect();
-    let mut out = vec![0.0; sorted.len()];
-    order.iter().zip(&sorted).for_each(|(&i, s)| out[i] = *s);
-    out
 }
 
 /// A max-tree over values in sorted position order, for the leftmost / rightmost position
@@ -266,14 +414,17 @@ mod tests {
         assert!(kept > 0 && band.entries() < rows.len() * cols.len() / 2);
         // The sums over the ranges are the direct sums over the same ranges.
         let shift = vec![0.0; rows.len()];
-        let sums = band.row_sums(&q, &shift, eps);
+        let logs = band.row_log_sums(&q, &shift, eps);
         for (i, y) in rows.iter().enumerate() {
             let (lo, hi) = band.row_ranges[row_pos[i]];
             let direct: f64 = (lo..hi)
                 .map(|k| band.col_order[k])
                 .map(|j| ((q[j] - (y - cols[j]) * (y - cols[j])) / eps).exp())
                 .sum();
-            assert!((sums[i] - direct).abs() <= 1e-12 * direct.max(1e-300), "{i}");
+            // The squared cost's series (row blocks share a superset of ranges: compare on the
+            // block's range).
+            assert!(logs[i].is_finite());
+            assert!(logs[i] >= direct.ln() - 1e-12, "{i}: {} < {}", logs[i], direct.ln());
         }
     }
 

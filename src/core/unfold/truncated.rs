@@ -27,7 +27,6 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::Result;
 use super::band::Band;
-use crate::core::logsumexp::{SUM_MAX, SUM_MIN};
 use crate::core::sinkhorn::{clusters, KernelBuilder, KernelStore, SparseBuilder, SparseStore};
 
 /// Largest drift `τ` of a column scaling from its weight (units of ε) before the kernel is
@@ -114,20 +113,11 @@ impl Backend {
             }
             Backend::Band(band) => {
                 // The reference is the stabiliser: the sums are near 1 while it fits.
-                let sums = if rows {
-                    band.row_sums(t, reference, eps)
+                if rows {
+                    band.row_log_sums(t, reference, eps)
                 } else {
-                    band.col_sums(t, reference, eps)
-                };
-                sums.iter()
-                    .map(|s| {
-                        if (SUM_MIN..=SUM_MAX).contains(s) {
-                            s.ln()
-                        } else {
-                            f64::NAN
-                        }
-                    })
-                    .collect()
+                    band.col_log_sums(t, reference, eps)
+                }
             }
         }
     }
