@@ -232,7 +232,12 @@ fn ot_unfold_events<'py>(
         n_iter: it.n_iter,
         converged: it.converged,
         cost_scale: it.cost_scale,
-        kernel: if it.truncation.is_some() { "truncated" } else { "online" }.to_owned(),
+        kernel: if it.truncation.is_some() {
+            "truncated"
+        } else {
+            "online"
+        }
+        .to_owned(),
         kept_per_row: it.truncation.as_ref().map(|t| t.mean_kept_per_row()),
         kernel_builds: it.truncation.as_ref().map_or(0, |t| t.builds),
         exact_fallbacks: it

@@ -22,8 +22,8 @@ use crate::core::logsumexp::plan_row;
 pub use dense::DenseCost;
 pub use grid::GridCost;
 pub use patches::{PatchCost, PlanMoments};
-pub use points::PointCost;
 pub(crate) use points::points_row_sum;
+pub use points::PointCost;
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
 #[derive(Clone, Debug, PartialEq)]

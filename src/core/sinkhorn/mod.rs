@@ -22,9 +22,9 @@ mod stabilized;
 use crate::core::cost::{CostKernel, NextColumns};
 use crate::core::error::{check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
+pub(crate) use multiscale::clusters;
 pub use multiscale::sinkhorn_points;
 use relaxation::{safe_factor, HalfStep, Relaxation};
-pub(crate) use multiscale::clusters;
 pub use sparse::{SparseBuilder, SparseStore};
 pub use stabilized::{KernelBuilder, KernelStore, Stabilized, Stored, StoredKernel};
 

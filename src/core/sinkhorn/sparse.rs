@@ -172,7 +172,6 @@ impl SparseBuilder {
         }
     }
 
-
     /// Calls `visit(r, i, k, j, C_ij, z)` for every pair with `z = (p_i + q_j − C_ij)/ε ≥ −t`,
     /// rows in parallel (by leaf position r of x, point i; leaf position k of y, point j);
     /// `fold` state per task.

@@ -176,7 +176,12 @@ type Side<'a> = (&'a [usize], &'a [f64], &'a [(usize, usize)]);
 /// Blocks of consecutive sorted points whose series converges fast: `ρ = 2hB/ε ≤ BLOCK_RHO`,
 /// `h` the largest offset from the block's centre, `B` the largest distance from the centre to
 /// the block's kept range (the union of its points' monotone ranges).
-fn blocks(coords: &[f64], ranges: &[(usize, usize)], other: &[f64], eps: f64) -> Vec<(usize, usize)> {
+fn blocks(
+    coords: &[f64],
+    ranges: &[(usize, usize)],
+    other: &[f64],
+    eps: f64,
+) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < coords.len() {
@@ -220,7 +225,10 @@ fn series_log_sums(
                     return vec![f64::NAN; end - start];
                 }
                 let c = 0.5 * (coords[start] + coords[end - 1]);
-                let scale = (other[lo] - c).abs().max((other[hi - 1] - c).abs()).max(1e-300);
+                let scale = (other[lo] - c)
+                    .abs()
+                    .max((other[hi - 1] - c).abs())
+                    .max(1e-300);
                 let (ys, ts) = (&other[lo..hi], &t[lo..hi]);
                 cost.clear();
                 cost.extend(ys.iter().map(|y| (y - c) * (y - c)));
@@ -307,7 +315,16 @@ fn direct_log_sums(
                     return f64::NAN;
                 }
                 let sh = shift[order[r]];
-                let s = points_row_sum(&[coords[r]], &other[lo..hi], &t[lo..hi], sh, inv_eps, p, false, tile);
+                let s = points_row_sum(
+                    &[coords[r]],
+                    &other[lo..hi],
+                    &t[lo..hi],
+                    sh,
+                    inv_eps,
+                    p,
+                    false,
+                    tile,
+                );
                 if (SUM_MIN..=SUM_MAX).contains(&s) {
                     s.ln()
                 } else {
@@ -424,7 +441,12 @@ mod tests {
             // The squared cost's series (row blocks share a superset of ranges: compare on the
             // block's range).
             assert!(logs[i].is_finite());
-            assert!(logs[i] >= direct.ln() - 1e-12, "{i}: {} < {}", logs[i], direct.ln());
+            assert!(
+                logs[i] >= direct.ln() - 1e-12,
+                "{i}: {} < {}",
+                logs[i],
+                direct.ln()
+            );
         }
     }
 

@@ -289,7 +289,10 @@ impl McModel {
         let mut sigma = Array1::zeros(l);
         let tau_sum: f64 = tau.sum();
         let (mut seen_sigma, mut seen_w) = (0.0, 0.0);
+        // A mask, not `seen.contains`: that made every call O(L²), minutes at L = 10⁵.
+        let mut is_seen = vec![false; l];
         for (&k, t) in self.seen.iter().zip(tau) {
+            is_seen[k] = true;
             sigma[k] = signal * t / tau_sum / self.efficiency[k];
             seen_sigma += sigma[k];
             seen_w += self.mc_weight[k];
@@ -300,7 +303,7 @@ impl McModel {
             0.0
         };
         for k in 0..l {
-            if self.efficiency[k] == 0.0 || !self.seen.contains(&k) && self.mc_weight[k] > 0.0 {
+            if self.efficiency[k] == 0.0 || !is_seen[k] && self.mc_weight[k] > 0.0 {
                 sigma[k] = self.mc_weight[k] * scale;
             }
         }

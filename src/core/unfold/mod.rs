@@ -22,8 +22,8 @@ pub use ot::{
 pub use projection::{
     douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,
 };
-pub use truncated::TruncationStats;
 pub use richardson_lucy::{
     richardson_lucy, CovType, ErrorInputs, RichardsonLucyInput, RichardsonLucyOutput,
     RichardsonLucyParams, TestStatistic,
 };
+pub use truncated::TruncationStats;

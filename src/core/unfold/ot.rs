@@ -117,7 +117,10 @@ impl OtUnfoldParams {
             return Err(OtError::invalid("max_iter", "must be at least 1"));
         }
         if self.warm_start_clusters == Some(0) {
-            return Err(OtError::invalid("warm_start_clusters", "must be at least 1"));
+            return Err(OtError::invalid(
+                "warm_start_clusters",
+                "must be at least 1",
+            ));
         }
         if let Some(t) = self.tol {
             if !(t.is_finite() && t >= 0.0) {
@@ -247,24 +250,43 @@ fn fixed_rows(
     Ok((pts.to_owned(), w.iter().map(|v| v / nu_mass).collect(), phi))
 }
 
-/// `max_ij |y_i − y'_j|^p` (exact, one parallel pass).
+/// `max_ij |y_i − y'_j|^p`, exact. By the triangle inequality no `y'` is farther from `y_i`
+/// than `|y_i − c| + R` (`c` the centroid of the `y'`, `R` their largest distance to it), so the
+/// rows are scanned from the largest bound down, only while it beats the best pair so far —
+/// usually a handful of rows instead of all m·n pairs.
 fn max_cost(y: ArrayView2<'_, f64>, yp: ArrayView2<'_, f64>, p: f64) -> f64 {
-    let max_sq = (0..y.nrows())
-        .into_par_iter()
-        .map(|i| {
-            let yi = y.row(i);
-            yp.rows()
-                .into_iter()
-                .map(|r| {
-                    r.iter()
-                        .zip(yi.iter())
-                        .map(|(a, b)| (a - b) * (a - b))
-                        .sum::<f64>()
-                })
-                .fold(0.0, f64::max)
-        })
-        .reduce(|| 0.0, f64::max);
-    max_sq.powf(0.5 * p)
+    let sq = |a: ArrayView1<'_, f64>, b: ArrayView1<'_, f64>| -> f64 {
+        a.iter().zip(b.iter()).map(|(u, v)| (u - v) * (u - v)).sum()
+    };
+    let Some(c) = yp.mean_axis(Axis(0)) else {
+        return 0.0;
+    };
+    let radius = yp
+        .rows()
+        .into_iter()
+        .map(|r| sq(r, c.view()))
+        .fold(0.0, f64::max)
+        .sqrt();
+    let mut rows: Vec<(f64, usize)> = y
+        .rows()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (sq(r, c.view()).sqrt(), i))
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut best: f64 = 0.0;
+    for (dist, i) in rows {
+        if (dist + radius).powi(2) <= best {
+            break;
+        }
+        let yi = y.row(i);
+        let far = (0..yp.nrows())
+            .into_par_iter()
+            .map(|j| sq(yi, yp.row(j)))
+            .reduce(|| 0.0, f64::max);
+        best = best.max(far);
+    }
+    best.powf(0.5 * p)
 }
 
 /// The state of eq. (25) in log coordinates: `log u = [log u_w (m); log u_f (f); log u_s (L)]`
@@ -411,7 +433,16 @@ pub fn ot_unfold(
     });
     let log_u_w = match clusters {
         Some(count) => coarse_warm_start(&pr, &a0, nu.view(), count, params)?,
-        None => warm_start(&pr.kernel, &a0, nu.view(), pr.raw_max_cost / pr.cost_scale, params)?.0,
+        None => {
+            warm_start(
+                &pr.kernel,
+                &a0,
+                nu.view(),
+                pr.raw_max_cost / pr.cost_scale,
+                params,
+            )?
+            .0
+        }
     };
     let mut reductions = if truncated {
         let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
@@ -448,8 +479,14 @@ pub fn ot_unfold(
     let mut work = Workspace::new(pr.kernel.shape());
     for it in 0..params.max_iter {
         interrupt::check()?;
-        let new_sigma =
-            outer_iteration(&pr, params, &mut reductions, &mut state, &mut work, &mut out)?;
+        let new_sigma = outer_iteration(
+            &pr,
+            params,
+            &mut reductions,
+            &mut state,
+            &mut work,
+            &mut out,
+        )?;
         if !new_sigma.iter().all(|v| v.is_finite()) || !state.log_u.iter().all(|v| v.is_finite()) {
             return Err(OtError::Numerical(format!(
                 "non-finite iterate at outer iteration {it} (ε = {:e})",
@@ -818,7 +855,13 @@ fn coarse_warm_start(
     let (cy, cb) = coarse_points(pr.cols.view(), nu, count);
     let coarse = PointCost::new(cx.view(), cy.view(), params.p)?;
     let max_c = pr.raw_max_cost / pr.cost_scale;
-    let (_, log_v) = warm_start(&coarse, ca.as_slice().expect("owned"), cb.view(), max_c, params)?;
+    let (_, log_v) = warm_start(
+        &coarse,
+        ca.as_slice().expect("owned"),
+        cb.view(),
+        max_c,
+        params,
+    )?;
     let e0 = params.eps_init;
     let terms: Vec<f64> = log_v.iter().map(|lv| e0 * lv).collect();
     let mut out = vec![0.0; a0.len()];

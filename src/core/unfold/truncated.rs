@@ -24,9 +24,9 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
+use super::band::Band;
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::Result;
-use super::band::Band;
 use crate::core::sinkhorn::{clusters, KernelBuilder, KernelStore, SparseBuilder, SparseStore};
 
 /// Largest drift `τ` of a column scaling from its weight (units of ε) before the kernel is
@@ -201,7 +201,15 @@ impl<'k> TruncatedKernel<'k> {
             self.stats.exact_rows += bad.len();
             self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
             let rows = self.rows.select(Axis(0), &bad);
-            exact_softmin(&PointCost::new(rows.view(), self.cols, self.p_exp)?, true, col, shift, &bad, eps, out);
+            exact_softmin(
+                &PointCost::new(rows.view(), self.cols, self.p_exp)?,
+                true,
+                col,
+                shift,
+                &bad,
+                eps,
+                out,
+            );
         }
         self.last_rows.copy_from_slice(out);
         Ok(())
@@ -218,19 +226,24 @@ impl<'k> TruncatedKernel<'k> {
         let refs = (&self.p[..], &self.q[..]);
         let logs = self.backend.log_sums(false, row, refs, eps);
         let bad = finish(&logs, row, refs, eps, out);
-        if std::env::var("OTI_DEBUG").is_ok() {
-            let fin = logs.iter().filter(|l| l.is_finite()).count();
-            let (scal, top) = scalings(row, refs.0, eps);
-            let mn = logs.iter().cloned().fold(f64::INFINITY, f64::min);
-            eprintln!("cols bad {} finite {fin} top {top} sumscal {:e} minlog {mn}", bad.len(), scal.iter().sum::<f64>());
-        }
         if !bad.is_empty() {
             self.stats.exact_cols += bad.len();
             self.pending |= bad.len() as f64 > STALE_SHARE * out.len() as f64;
             let cols = self.cols.select(Axis(0), &bad);
-            exact_softmin(&PointCost::new(self.rows, cols.view(), self.p_exp)?, false, row, shift, &bad, eps, out);
+            exact_softmin(
+                &PointCost::new(self.rows, cols.view(), self.p_exp)?,
+                false,
+                row,
+                shift,
+                &bad,
+                eps,
+                out,
+            );
         }
-        self.pending |= out.iter().zip(&self.q).any(|(o, q)| ((o - q) / eps).abs() > DRIFT);
+        self.pending |= out
+            .iter()
+            .zip(&self.q)
+            .any(|(o, q)| ((o - q) / eps).abs() > DRIFT);
         self.last_cols.copy_from_slice(out);
         Ok(())
     }
