@@ -429,24 +429,42 @@ mod tests {
             }
         }
         assert!(kept > 0 && band.entries() < rows.len() * cols.len() / 2);
-        // The sums over the ranges are the direct sums over the same ranges.
-        let shift = vec![0.0; rows.len()];
-        let logs = band.row_log_sums(&q, &shift, eps);
+    }
+
+    #[test]
+    fn block_series_gives_the_direct_sums() {
+        let mut next = crate::core::testing::uniform(7);
+        let rows: Vec<f64> = (0..200).map(|_| next()).collect();
+        let cols: Vec<f64> = (0..300).map(|_| next()).collect();
+        let (eps, p, q) = (2e-3, vec![0.0; 200], vec![0.0; 300]);
+        let t: Vec<f64> = (0..300).map(|_| 0.05 * next()).collect();
+        let shift: Vec<f64> = (0..200).map(|_| -0.01 * next()).collect();
+        let mut band = Band::new(&rows, &cols, 2.0);
+        // Every entry kept: each row's range is the whole of its block's.
+        band.set_ranges(&p, &q, eps, 1e9);
+        assert!(band.row_blocks.len() > 1);
+        let series = band.row_log_sums(&t, &shift, eps);
         for (i, y) in rows.iter().enumerate() {
-            let (lo, hi) = band.row_ranges[row_pos[i]];
-            let direct: f64 = (lo..hi)
-                .map(|k| band.col_order[k])
-                .map(|j| ((q[j] - (y - cols[j]) * (y - cols[j])) / eps).exp())
+            let direct: f64 = cols
+                .iter()
+                .zip(&t)
+                .map(|(c, tj)| ((shift[i] + tj - (y - c) * (y - c)) / eps).exp())
                 .sum();
-            // The squared cost's series (row blocks share a superset of ranges: compare on the
-            // block's range).
-            assert!(logs[i].is_finite());
             assert!(
-                logs[i] >= direct.ln() - 1e-12,
-                "{i}: {} < {}",
-                logs[i],
+                (series[i] - direct.ln()).abs() < 1e-12,
+                "{i}: {} vs {}",
+                series[i],
                 direct.ln()
             );
+        }
+        let cols_series = band.col_log_sums(&shift, &t, eps);
+        for (j, c) in cols.iter().enumerate() {
+            let direct: f64 = rows
+                .iter()
+                .zip(&shift)
+                .map(|(y, s)| ((t[j] + s - (y - c) * (y - c)) / eps).exp())
+                .sum();
+            assert!((cols_series[j] - direct.ln()).abs() < 1e-12, "{j}");
         }
     }
 

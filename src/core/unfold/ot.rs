@@ -446,14 +446,14 @@ pub fn ot_unfold(
     };
     let mut reductions = if truncated {
         let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
-        Reductions::Truncated(TruncatedKernel::new(
+        Reductions::Truncated(Box::new(TruncatedKernel::new(
             pr.rows.view(),
             pr.cols.view(),
             params.p,
             &pr.log_nu,
             params.eps,
             &terms,
-        )?)
+        )?))
     } else {
         Reductions::Online(&pr.kernel, params.eps)
     };
@@ -520,7 +520,7 @@ pub fn ot_unfold(
 /// The two log-sum-exps of eq. (25), on the online cost or the truncated kernel.
 enum Reductions<'k> {
     Online(&'k PointCost, f64),
-    Truncated(TruncatedKernel<'k>),
+    Truncated(Box<TruncatedKernel<'k>>),
 }
 
 impl Reductions<'_> {
