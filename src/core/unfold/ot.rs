@@ -419,44 +419,7 @@ pub fn ot_unfold(
     let m = pr.projector.response().n_response();
     let l = pr.projector.response().n_gen();
     let f = pr.fake_mass.len();
-    // Warm start, eq. (26)–(27): classical Sinkhorn between [(1 − φ)Rσ⁰; φβ̄] and ν at ε_init,
-    // started like the reference code from v = 1 with a u-update.
-    let mut a0 = vec![0.0; m + f];
-    pr.projector.response().apply(&pr.sigma0, &mut a0[..m]);
-    a0[..m].iter_mut().for_each(|a| *a *= 1.0 - pr.phi);
-    a0[m..].copy_from_slice(&pr.fake_mass);
-    let nu = Array1::from_iter(pr.log_nu.iter().map(|v| v.exp()));
-    let truncated = wants_truncation(&pr, params);
-    let n = pr.cols.nrows();
-    let clusters = params.warm_start_clusters.or_else(|| {
-        (truncated && (m + f).saturating_mul(n) > SCALING_MAX_ENTRIES).then_some(COARSE_CLUSTERS)
-    });
-    let log_u_w = match clusters {
-        Some(count) => coarse_warm_start(&pr, &a0, nu.view(), count, params)?,
-        None => {
-            warm_start(
-                &pr.kernel,
-                &a0,
-                nu.view(),
-                pr.raw_max_cost / pr.cost_scale,
-                params,
-            )?
-            .0
-        }
-    };
-    let mut reductions = if truncated {
-        let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
-        Reductions::Truncated(Box::new(TruncatedKernel::new(
-            pr.rows.view(),
-            pr.cols.view(),
-            params.p,
-            &pr.log_nu,
-            params.eps,
-            &terms,
-        )?))
-    } else {
-        Reductions::Online(&pr.kernel, params.eps)
-    };
+    let (log_u_w, mut reductions, coarse) = start(&pr, params)?;
     // log u = [log u_w; log σ⁰] (eq. 27).
     let log_u = log_u_w
         .into_iter()
@@ -473,7 +436,7 @@ pub fn ot_unfold(
         converged: false,
         cost_scale: pr.cost_scale,
         truncation: None,
-        coarse_warm_start: clusters.is_some(),
+        coarse_warm_start: coarse,
     };
     let mut history = Vec::new();
     let mut work = Workspace::new(pr.kernel.shape());
@@ -515,6 +478,55 @@ pub fn ot_unfold(
         out.truncation = Some(k.stats);
     }
     Ok(out)
+}
+
+/// The warm start, eq. (26)–(27) (`log u` of the response and fake rows), the reductions the
+/// iterations run on, and whether the warm start ran on clusters.
+fn start<'p>(
+    pr: &'p Prepared,
+    params: &OtUnfoldParams,
+) -> Result<(Vec<f64>, Reductions<'p>, bool)> {
+    let m = pr.projector.response().n_response();
+    let f = pr.fake_mass.len();
+    // Warm start, eq. (26)–(27): classical Sinkhorn between [(1 − φ)Rσ⁰; φβ̄] and ν at ε_init,
+    // started like the reference code from v = 1 with a u-update.
+    let mut a0 = vec![0.0; m + f];
+    pr.projector.response().apply(&pr.sigma0, &mut a0[..m]);
+    a0[..m].iter_mut().for_each(|a| *a *= 1.0 - pr.phi);
+    a0[m..].copy_from_slice(&pr.fake_mass);
+    let nu = Array1::from_iter(pr.log_nu.iter().map(|v| v.exp()));
+    let truncated = wants_truncation(pr, params);
+    let n = pr.cols.nrows();
+    let clusters = params.warm_start_clusters.or_else(|| {
+        (truncated && (m + f).saturating_mul(n) > SCALING_MAX_ENTRIES).then_some(COARSE_CLUSTERS)
+    });
+    let log_u_w = match clusters {
+        Some(count) => coarse_warm_start(pr, &a0, nu.view(), count, params)?,
+        None => {
+            warm_start(
+                &pr.kernel,
+                &a0,
+                nu.view(),
+                pr.raw_max_cost / pr.cost_scale,
+                params,
+            )?
+            .0
+        }
+    };
+    let reductions = if truncated {
+        let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
+        Reductions::Truncated(Box::new(TruncatedKernel::new(
+            pr.rows.view(),
+            pr.cols.view(),
+            params.p,
+            &pr.log_nu,
+            params.eps,
+            &terms,
+        )?))
+    } else {
+        Reductions::Online(&pr.kernel, params.eps)
+    };
+    Ok((log_u_w, reductions, clusters.is_some()))
 }
 
 /// The two log-sum-exps of eq. (25), on the online cost or the truncated kernel.
