@@ -516,12 +516,9 @@ fn solve_target<K: CostKernel + ?Sized>(
         } else {
             budget.min(RETRY_BUDGET)
         };
-        let stage = Stage::new(params, params.eps, loop_tol, attempt_budget);
-        let (iters, claimed) = if attempt == 0 && newton_applies(params) {
-            iterate_then_newton(kernel, &mut first, &mut last, &stage)?
-        } else {
-            iterate(kernel, &mut first, &mut last, &stage)?
-        };
+        let mut stage = Stage::new(params, params.eps, loop_tol, attempt_budget);
+        stage.newton = attempt == 0 && newton_applies(params);
+        let (iters, claimed) = iterate(kernel, &mut first, &mut last, &stage)?;
         n_iter += iters;
         budget -= iters;
         let (rows, cols) = if first.axis == Axis::Rows {
@@ -552,40 +549,29 @@ const NEWTON_AFTER: usize = 500;
 /// Newton steps at most (each costs two to a few exact passes over the plan).
 const NEWTON_MAX_STEPS: usize = 50;
 
-/// [`iterate`], switching to Newton steps when [`NEWTON_AFTER`] updates did not reach the
-/// tolerance; Sinkhorn updates then finish with the rest of the budget (a few when Newton
-/// converged, all of it when Newton could not help).
-fn iterate_then_newton<K: CostKernel + ?Sized>(
+/// Newton steps from the current state of a stalled stage (0 when the kernel cannot serve them).
+fn newton_pause<K: CostKernel + ?Sized>(
     kernel: &K,
     first: &mut Side,
     last: &mut Side,
     stage: &Stage,
-) -> Result<(usize, bool)> {
-    if stage.max_iter <= NEWTON_AFTER {
-        return iterate(kernel, first, last, stage);
-    }
-    let part = |max_iter| Stage { max_iter, ..*stage };
-    let (head, claimed) = iterate(kernel, first, last, &part(NEWTON_AFTER))?;
-    if claimed {
-        return Ok((head, true));
-    }
+) -> usize {
     let (rows, cols) = if first.axis == Axis::Rows {
-        (&mut *first, &mut *last)
+        (first, last)
     } else {
-        (&mut *last, &mut *first)
+        (last, first)
     };
-    let max_steps = (stage.max_iter - head).min(NEWTON_MAX_STEPS);
-    let steps = newton::newton_steps(kernel, rows, cols, stage.eps, stage.tol, max_steps);
-    let (tail, claimed) = iterate(kernel, first, last, &part(stage.max_iter - head - steps))?;
-    Ok((head + steps + tail, claimed))
+    let max_steps = (stage.max_iter - NEWTON_AFTER).min(NEWTON_MAX_STEPS);
+    newton::newton_steps(kernel, rows, cols, stage.eps, stage.tol, max_steps)
 }
 
 /// Updates of each retry of [`solve_target`].
 const RETRY_BUDGET: usize = 100;
 
 /// One ε's iteration budget and stopping rule.
-#[derive(Clone, Copy)]
 struct Stage {
+    /// Whether the iteration may switch to Newton steps after [`NEWTON_AFTER`] updates.
+    newton: bool,
     eps: f64,
     tol: f64,
     max_iter: usize,
@@ -596,6 +582,7 @@ struct Stage {
 impl Stage {
     fn new(params: &SinkhornParams, eps: f64, tol: f64, max_iter: usize) -> Self {
         Stage {
+            newton: false,
             eps,
             tol,
             max_iter,
@@ -667,8 +654,22 @@ fn iterate_alternating<K: CostKernel + ?Sized>(
     let mut err_last = f64::INFINITY;
     // Whether `buf.s_first` already holds the first side's softmin for the current state.
     let mut have_first = false;
+    // Newton steps taken; they count against the budget like updates.
+    let mut newton = 0;
     for k in 0..stage.max_iter {
+        if k + newton >= stage.max_iter {
+            break;
+        }
         interrupt::check()?;
+        if stage.newton && k == NEWTON_AFTER {
+            let steps = newton_pause(kernel, first, last, stage);
+            if steps > 0 {
+                // New potentials: the relaxation's rate estimates and both softmins are stale.
+                newton += steps;
+                relaxation = Relaxation::new(stage.overrelaxation);
+                (err_last, have_first) = (f64::INFINITY, false);
+            }
+        }
         if err_last != 0.0 && relaxation.wants_projected_error() {
             softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
             last.relax(&buf.s_last, eps, 1.0);
@@ -684,7 +685,7 @@ fn iterate_alternating<K: CostKernel + ?Sized>(
             if err <= stage.tol
                 && (err_last == 0.0 || finish_plain(kernel, first, last, eps, &mut buf, stage.tol)?)
             {
-                return Ok((k, true));
+                return Ok((k + newton, true));
             }
             relaxation.observe(err);
         }

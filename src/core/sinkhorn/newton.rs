@@ -305,7 +305,7 @@ pub(super) fn newton_steps<K: CostKernel + ?Sized>(
     max_steps: usize,
 ) -> usize {
     let (n, m) = kernel.shape();
-    if n.saturating_mul(m) > MAX_CELLS {
+    if n.saturating_mul(m) > MAX_CELLS || !kernel.cost_row(0, &mut vec![0.0; m]) {
         return 0;
     }
     let mut here = Point::of(kernel, rows, cols, eps);
