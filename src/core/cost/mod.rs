@@ -8,11 +8,14 @@
 //! * [`GridCost`]: the squared Euclidean cost on a regular 1-D or 2-D grid, applied as two
 //!   separable 1-D passes.
 //! * [`PatchCost`]: `|x_i − y_j|²` for patch clouds, from a register-blocked `x·yᵀ` micro-kernel.
+//! * [`TruncatedPatchCost`]: the same on the support that matters at one small ε, for the
+//!   warm-started solves of the patch prior.
 
 mod dense;
 mod grid;
 mod patches;
 mod points;
+mod truncated_patches;
 
 use ndarray::{Array2, Axis};
 use rayon::prelude::*;
@@ -24,6 +27,7 @@ pub use grid::GridCost;
 pub use patches::{PatchCost, PlanMoments};
 pub(crate) use points::points_row_sum;
 pub use points::PointCost;
+pub use truncated_patches::TruncatedPatchCost;
 
 /// Sums of the plan `P_ij = exp((row_i + col_j − C_ij)/ε)`.
 #[derive(Clone, Debug, PartialEq)]

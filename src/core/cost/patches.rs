@@ -14,18 +14,18 @@ use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, su
 use crate::core::simd::{dot, exp, mul_add, multiversion, LANES};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
-const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
+pub(super) const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
 /// Columns per tile: a ROWS×TILE block of costs stays in L1 while its exponentials are summed.
-const TILE: usize = 256;
+pub(super) const TILE: usize = 256;
 /// Row blocks per task of the softmin pass (see `softmin_clouds`).
 const PANEL: usize = 8;
 
 /// One patch cloud in the two layouts the micro-kernel needs.
 pub struct Cloud {
-    n: usize,
-    d: usize,
+    pub(super) n: usize,
+    pub(super) d: usize,
     /// n×d, row-major: the broadcast side.
-    rows: Vec<f64>,
+    pub(super) rows: Vec<f64>,
     /// d×n_pad, zero-padded to a multiple of [`LANES`]: the vector side.
     cols: Vec<f64>,
     n_pad: usize,
@@ -190,7 +190,7 @@ fn softmin_clouds(from: &Cloud, to: &Cloud, col: &[f64], shift: &[f64], eps: f64
 
 /// Row `i0 + r` of [`softmin_clouds`] evaluated exactly, in two passes with the true max shift:
 /// the fallback when the guessed shift left the sum unusable.
-fn softmin_exact_row(
+pub(super) fn softmin_exact_row(
     from: &Cloud,
     i0: usize,
     r: usize,
@@ -225,8 +225,8 @@ fn softmin_exact_row(
 
 /// `C_ij = |x_i − y_j|²` for two patch clouds of the same dimension, never stored.
 pub struct PatchCost {
-    x: Cloud,
-    y: Cloud,
+    pub(super) x: Cloud,
+    pub(super) y: Cloud,
 }
 
 /// What one extra pass over the plan gives besides the Sinkhorn output.

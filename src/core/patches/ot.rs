@@ -4,9 +4,9 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::extract::{extract_patches, fold_patches};
-use crate::core::cost::PatchCost;
+use crate::core::cost::{PatchCost, TruncatedPatchCost};
 use crate::core::error::{OtError, Result};
-use crate::core::sinkhorn::{sinkhorn, SinkhornOutput, SinkhornParams};
+use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams};
 
 /// Result of [`patch_ot`].
 #[derive(Clone, Debug)]
@@ -21,7 +21,10 @@ pub struct PatchOt {
 }
 
 /// Solves OT between patch clouds `x` (weights `a`) and `y` (weights `b`) with
-/// Sinkhorn on [`PatchCost`], then takes the patch gradient in one more tiled pass.
+/// Sinkhorn on [`PatchCost`], then takes the patch gradient in one more tiled pass. With
+/// `params.kernel` `Auto` (and positive weights) the updates at the target ε, the plan's
+/// statistics and the gradient run on one [`TruncatedPatchCost`] built at the first of them;
+/// `Log` keeps every pass on the online kernel.
 pub fn patch_ot(
     x: ArrayView2<'_, f64>,
     a: ArrayView1<'_, f64>,
@@ -31,7 +34,21 @@ pub fn patch_ot(
     init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
 ) -> Result<PatchOt> {
     let kernel = PatchCost::new(x, y)?;
-    let out = sinkhorn(&kernel, a, b, params, init)?;
+    let truncated = match params.kernel {
+        KernelChoice::Auto => {
+            TruncatedPatchCost::new(&kernel, &a.to_vec(), &b.to_vec(), params.eps)
+        }
+        _ => None,
+    };
+    let out = match &truncated {
+        Some(t) => {
+            // The truncated kernel is the representation: the driver must not wrap it again.
+            let mut on_support = params.clone();
+            on_support.kernel = KernelChoice::Log;
+            sinkhorn(t, a, b, &on_support, init)?
+        }
+        None => sinkhorn(&kernel, a, b, params, init)?,
+    };
     let eps = params.eps;
     // Row/column terms f + ε log a, g + ε log b of the plan convention.
     let row: Vec<f64> = out
@@ -46,7 +63,10 @@ pub fn patch_ot(
         .zip(b.iter())
         .map(|(g, w)| g + eps * w.ln())
         .collect();
-    let mom = kernel.moments(&row, &col, eps);
+    let mom = match &truncated {
+        Some(t) => t.moments(&row, &col, eps),
+        None => kernel.moments(&row, &col, eps),
+    };
     let d = x.ncols();
     let mut gradient = Array2::zeros((x.nrows(), d));
     gradient
