@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use super::patches::{plan_tile, softmin_exact_row, sq_dist_block, Cloud, ROWS, TILE};
 use super::{CostKernel, PatchCost, PlanMoments, PlanSums};
 use crate::core::logsumexp::{plan_row_sums, softmin_exact, sum_exp};
+use crate::core::simd::{multiversion, LANES};
 
 /// `R`: what the dropped entries may contribute, relative to the kept ones, is below `e^{−R}`.
 const EXACT: f64 = 40.0;
@@ -345,6 +346,80 @@ impl<'k> TruncatedPatchCost<'k> {
     }
 }
 
+#[inline(always)]
+fn tile_minima_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    col_min: &mut [f64],
+) -> f64 {
+    let mut lo = [f64::INFINITY; LANES];
+    let mut chunks = col_min.chunks_exact_mut(LANES);
+    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let (ct, wt) = (cc.remainder(), wc.remainder());
+    for ((q, c), w) in (&mut chunks).zip(cc).zip(wc) {
+        for l in 0..LANES {
+            let (u, v) = (c[l] - w[l], c[l] - row);
+            lo[l] = if u < lo[l] { u } else { lo[l] };
+            q[l] = if v < q[l] { v } else { q[l] };
+        }
+    }
+    let mut p = lo.iter().fold(f64::INFINITY, |a, &b| a.min(b));
+    for ((q, c), w) in chunks.into_remainder().iter_mut().zip(ct).zip(wt) {
+        p = p.min(c - w);
+        *q = q.min(c - row);
+    }
+    p
+}
+
+multiversion! {
+    /// `min_j (cost_j − col_j)` of one cost row, and `col_min_j ← min(col_min_j, cost_j − row)`.
+    pub fn tile_minima(cost: &[f64], col: &[f64], row: f64, col_min: &mut [f64]) -> f64 => tile_minima_generic
+}
+
+#[inline(always)]
+fn tile_keep_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    col_min: &[f64],
+    row: f64,
+    row_min: f64,
+    reach: f64,
+    j0: usize,
+    kept: &mut Vec<(u32, f64)>,
+) {
+    let test =
+        |j: usize| cost[j] - col[j] - row_min <= reach || cost[j] - row - col_min[j] <= reach;
+    let full = cost.len() / LANES * LANES;
+    for start in (0..full).step_by(LANES) {
+        // Most chunks of 8 hold no kept entry: one vectorised test decides.
+        let mut lo = [0.0; LANES];
+        for l in 0..LANES {
+            let j = start + l;
+            let (u, v) = (cost[j] - col[j] - row_min, cost[j] - row - col_min[j]);
+            lo[l] = if u < v { u } else { v };
+        }
+        if lo.iter().fold(f64::INFINITY, |a, &b| a.min(b)) <= reach {
+            kept.extend(
+                (start..start + LANES)
+                    .filter(|&j| test(j))
+                    .map(|j| ((j0 + j) as u32, cost[j])),
+            );
+        }
+    }
+    kept.extend(
+        (full..cost.len())
+            .filter(|&j| test(j))
+            .map(|j| ((j0 + j) as u32, cost[j])),
+    );
+}
+
+multiversion! {
+    /// Appends `(j0 + j, cost_j)` for the entries of one cost row within `reach` of its row's
+    /// or its column's best match.
+    pub fn tile_keep(cost: &[f64], col: &[f64], col_min: &[f64], row: f64, row_min: f64, reach: f64, j0: usize, kept: &mut Vec<(u32, f64)>) => tile_keep_generic
+}
+
 /// `p_i = min_j (C_ij − col_j)` and `q_j = min_i (C_ij − row_i)`, in one pass over the pairs.
 fn minima(x: &Cloud, y: &Cloud, row: &[f64], col: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let m = y.n;
@@ -361,11 +436,9 @@ fn minima(x: &Cloud, y: &Cloud, row: &[f64], col: &[f64]) -> (Vec<f64>, Vec<f64>
                     sq_dist_block(x, i0, y, j0, len, &mut tile);
                     for (r, p) in rm.iter_mut().enumerate() {
                         let c = &tile[r * TILE..r * TILE + len];
-                        let ri = row[i0 + r];
-                        for ((q, &cij), w) in acc[j0..j0 + len].iter_mut().zip(c).zip(&col[j0..]) {
-                            *p = p.min(cij - w);
-                            *q = q.min(cij - ri);
-                        }
+                        let tile_min =
+                            tile_minima(c, &col[j0..j0 + len], row[i0 + r], &mut acc[j0..j0 + len]);
+                        *p = p.min(tile_min);
                     }
                 }
                 (acc, tile)
@@ -413,15 +486,9 @@ fn keep(
                     sq_dist_block(x, i0, y, j0, len, tile);
                     for (r, line) in kept.iter_mut().enumerate() {
                         let i = i0 + r;
-                        let c = &tile[r * TILE..r * TILE + len];
-                        for (jj, &cij) in c.iter().enumerate() {
-                            let j = j0 + jj;
-                            if cij - col[j] - row_min[i] <= reach
-                                || cij - row[i] - col_min[j] <= reach
-                            {
-                                line.push((j as u32, cij));
-                            }
-                        }
+                        let (c, cols) = (&tile[r * TILE..r * TILE + len], j0..j0 + len);
+                        let (w, q) = (&col[cols.clone()], &col_min[cols]);
+                        tile_keep(c, w, q, row[i], row_min[i], reach, j0, line);
                     }
                 }
                 total.fetch_add(kept.iter().map(Vec::len).sum(), Ordering::Relaxed);
