@@ -104,6 +104,51 @@ def test_fused_softmin_matches_dense_formula():
     np.testing.assert_allclose(testing.patch_softmin(x, y, col, reg), expected, rtol=1e-12)
 
 
+def _texture_prior_problem():
+    """A 30×30 grass crop against 400 reference patches of the texture elsewhere, 6×6 patches:
+    at the prior's ε = 4e-4 a plan row has a handful of entries above e^-40 of its largest."""
+    import skimage.data
+
+    texture = skimage.data.grass().astype(np.float64) / 255.0
+    rng = np.random.default_rng(3)
+    image = texture[:30, :30] + 0.02 * rng.standard_normal((30, 30))
+    patches = _core.extract_patches(np.ascontiguousarray(texture[256:300, 256:300]), 6)
+    return image, np.ascontiguousarray(patches[rng.choice(len(patches), 400, replace=False)])
+
+
+@pytest.mark.parametrize("reach", [None, 0.01])
+def test_truncated_patch_kernel_gives_the_online_kernels_solves(reach):
+    # kernel="auto" runs the updates, statistics and gradient of the prior on a truncated
+    # support, "log" on the online kernel: the same solves to rounding, from a cold start
+    # (ε-scaling, first descent step) and warm-started after the image moved (later steps).
+    image, ref = _texture_prior_problem()
+    warm = None
+    for step, max_iter in enumerate((50, 5, 300)):
+        runs = {}
+        for kernel in ("log", "auto"):
+            options = _core.SinkhornOptions(
+                reg=4e-4,
+                reach_b=reach,
+                max_iter=max_iter,
+                tol=1e-3,
+                eps_scaling=None if warm else 0.25,
+                kernel=kernel,
+            )
+            f0, g0 = warm if warm else (None, None)
+            runs[kernel] = _core.patch_prior(image + 0.01 * step, ref, 6, options, f0, g0)
+        log, auto = runs["log"], runs["auto"]
+        assert auto.sinkhorn.n_iter == log.sinkhorn.n_iter
+        assert auto.sinkhorn.converged == log.sinkhorn.converged
+        assert auto.sinkhorn.marginal_error == pytest.approx(log.sinkhorn.marginal_error, rel=1e-9)
+        assert auto.value == pytest.approx(log.value, rel=1e-12)
+        np.testing.assert_allclose(auto.sinkhorn.f, log.sinkhorn.f, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(auto.sinkhorn.g, log.sinkhorn.g, rtol=0, atol=1e-12)
+        scale = np.abs(log.gradient).max()
+        np.testing.assert_allclose(auto.gradient, log.gradient, rtol=0, atol=1e-11 * scale)
+        np.testing.assert_allclose(auto.received, log.received, rtol=0, atol=1e-12)
+        warm = (log.sinkhorn.f, log.sinkhorn.g)
+
+
 # ------------------------------------------------------------------------- marginals, outliers
 def test_row_marginal_is_exact_after_final_step():
     a, x, b, y = _clouds(40, 60, 36, 6)
