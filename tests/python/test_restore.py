@@ -149,6 +149,27 @@ def test_truncated_patch_kernel_gives_the_online_kernels_solves(reach):
         warm = (log.sinkhorn.f, log.sinkhorn.g)
 
 
+def test_restorer_kernels_give_the_same_restoration():
+    # A few Adam steps on grass at the prior's ε: the truncated kernel ("auto") and the online one
+    # give the same image, OT values and final solve (the descent amplifies rounding slowly).
+    import skimage.data
+
+    texture = skimage.data.grass().astype(np.float64) / 255.0
+    runs = {}
+    for kernel in ("log", "auto"):
+        est = WPPRestorer(
+            n_reference_patches=300, max_iter=4, random_state=0, sinkhorn_kernel=kernel
+        ).fit(texture[256:320, 256:320])
+        runs[kernel] = est.restore(est.degrade(texture[:36, :36]))
+    log, auto = runs["log"], runs["auto"]
+    np.testing.assert_allclose(auto.image, log.image, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(auto.ot, log.ot, rtol=1e-9)
+    assert auto.sinkhorn_n_iter == log.sinkhorn_n_iter
+    np.testing.assert_allclose(auto.sinkhorn_marginal_error, log.sinkhorn_marginal_error, rtol=1e-6)
+    for r_auto, r_log in zip(auto.received_mass, log.received_mass, strict=True):
+        np.testing.assert_allclose(r_auto, r_log, rtol=0, atol=1e-12)
+
+
 # ------------------------------------------------------------------------- marginals, outliers
 def test_row_marginal_is_exact_after_final_step():
     a, x, b, y = _clouds(40, 60, 36, 6)
@@ -466,6 +487,7 @@ def test_fully_unbalanced_gradient_matches_finite_differences():
         (dict(forward_model="blur"), "forward_model"),
         (dict(sinkhorn_eps_scaling=1.5), "sinkhorn_eps_scaling"),
         (dict(sinkhorn_final_max_iter=0), "sinkhorn_final_max_iter"),
+        (dict(sinkhorn_kernel="stored"), "sinkhorn_kernel"),
     ],
 )
 def test_bad_hyper_parameters(params, name):
