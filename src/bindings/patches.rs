@@ -61,7 +61,9 @@ pub struct PatchPriorResult {
 /// OT between the uniform measure on the patches of `image` and the uniform measure on the
 /// reference patches (the rows of `reference_patches`), with the gradient with respect to the
 /// pixels. `options.reach_a` relaxes the image's side and `options.reach_b` the reference's
-/// (both `None`: balanced OT_ε; only `reach_b`: the semi-unbalanced OT_{ε,ρ}).
+/// (both `None`: balanced OT_ε; only `reach_b`: the semi-unbalanced OT_{ε,ρ}). `options.kernel`
+/// `"auto"` runs the solve at `reg` and the gradient on a certified truncated support, `"log"`
+/// on the online kernel over all pairs.
 #[pyfunction]
 #[pyo3(signature = (image, reference_patches, patch_size, options, f_init=None, g_init=None))]
 fn patch_prior(
