@@ -192,13 +192,17 @@ def _large_row(name, measured, gen, reco, **kw):
     return est, t
 
 
-def large(L=100_000):
-    print(f"\n## Large problems, 25 iterations, paper's settings (load average {os.getloadavg()})")
+def _large_header():
     print(
         "| problem | m × n | kernel | kept entries per row | builds | exact fallbacks | "
         "coarse warm start | iterations | fit (s) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+
+
+def large(L=100_000):
+    print(f"\n## Large problems, 25 iterations, paper's settings (load average {os.getloadavg()})")
+    _large_header()
     d = make_unfolding_1d(
         L=L, M=1, M_measured=3, L_measured=L, random_state=np.random.RandomState(0)
     )
@@ -213,11 +217,7 @@ def agreement(L=10_000):
         f"\n## L = {L}, 1-D: default (truncated, coarse warm start) vs online with the point-level "
         f"warm start (load average {os.getloadavg()})"
     )
-    print(
-        "| problem | m × n | kernel | kept entries per row | builds | exact fallbacks | "
-        "coarse warm start | iterations | fit (s) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+    _large_header()
     d = make_unfolding_1d(
         L=L, M=1, M_measured=3, L_measured=L, random_state=np.random.RandomState(0)
     )

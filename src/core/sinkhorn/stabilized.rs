@@ -24,7 +24,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, NextColumns, PlanSums};
-use crate::core::logsumexp::{SUM_MAX, SUM_MIN};
+use crate::core::logsumexp::{plan_row, SUM_MAX, SUM_MIN};
 use crate::core::simd::{exp, mul_add, multiversion, LANES};
 
 /// Element type of a stored kernel: f64, or f32 for half the memory traffic (sums are always
@@ -132,16 +132,6 @@ fn axpy_f32_generic<const FMA: bool>(u: f64, k: &[f32], acc: &mut [f64]) {
     axpy_generic::<FMA, f32>(u, k, acc)
 }
 #[inline(always)]
-fn fill_f64_generic<const FMA: bool>(
-    cost: &[f64],
-    col: &[f64],
-    row: f64,
-    inv_eps: f64,
-    out: &mut [f64],
-) {
-    fill_generic::<FMA, f64>(cost, col, row, inv_eps, out, |v| v)
-}
-#[inline(always)]
 fn fill_f32_generic<const FMA: bool>(
     cost: &[f64],
     col: &[f64],
@@ -159,7 +149,6 @@ multiversion! { pub fn dot_f64(k: &[f64], v: &[f64]) -> f64 => dot_f64_generic }
 multiversion! { pub fn dot_f32(k: &[f32], v: &[f64]) -> f64 => dot_f32_generic }
 multiversion! { pub fn axpy_f64(u: f64, k: &[f64], acc: &mut [f64]) => axpy_f64_generic }
 multiversion! { pub fn axpy_f32(u: f64, k: &[f32], acc: &mut [f64]) => axpy_f32_generic }
-multiversion! { pub fn fill_f64(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f64]) => fill_f64_generic }
 multiversion! { pub fn fill_f32(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f32]) => fill_f32_generic }
 
 impl Stored for f64 {
@@ -172,7 +161,9 @@ impl Stored for f64 {
         axpy_f64(u, k, acc)
     }
     fn fill(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f64]) {
-        fill_f64(cost, col, row, inv_eps, out)
+        // The plan's own row: entries beyond f64's range are 0 or infinite (never clamped), so
+        // a sum they spoil leaves the safe range and that softmin goes to the exact kernel.
+        plan_row(cost, col, row, inv_eps, out)
     }
 }
 
