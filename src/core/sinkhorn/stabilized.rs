@@ -188,9 +188,20 @@ pub trait KernelStore: Send + Sync {
     fn row_products(&self, v: &[f64]) -> Vec<f64>;
     /// `s_j = Σ_i K̃_ij u_i`.
     fn col_products(&self, u: &[f64]) -> Vec<f64>;
-    /// Both in one pass: `r_i = Σ_j K̃_ij v_j`, then `s_j = Σ_i K̃_ij u_i` with the row scalings
-    /// `u_i = u_of(i, r_i)` computed from the fresh row products (NaN poisons `s`).
-    fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>);
+    /// `r_i = Σ_j K̃_ij v_j`, then `s_j = Σ_i K̃_ij u_i` with the row scalings
+    /// `u_i = u_of(i, r_i)` computed from the fresh row products (NaN poisons `s`). Two passes
+    /// here; a store whose rows stay in cache between the two overrides it with one.
+    fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
+        let sums = self.row_products(v);
+        let u: Vec<f64> = sums
+            .par_iter()
+            .enumerate()
+            .with_min_len(4096)
+            .map(|(i, &s)| u_of(i, s))
+            .collect();
+        let cols = self.col_products(&u);
+        (sums, cols)
+    }
     /// Stored entries.
     fn entries(&self) -> usize;
 }
