@@ -240,6 +240,18 @@ impl Side {
         marginal_distance(entries, self.mass, self.reach.is_some())
     }
 
+    /// [`marginal_distance`] of a plan marginal (computed from the plan itself) to this side's
+    /// target.
+    fn plan_error(&self, marginal: &[f64]) -> f64 {
+        let entries = marginal
+            .iter()
+            .zip(&self.weights)
+            .zip(&self.potential)
+            .filter(|((_, w), _)| **w > 0.0)
+            .map(|((r, w), p)| (*w, (r / w).ln(), self.log_target(*p)));
+        marginal_distance(entries, self.mass, self.reach.is_some())
+    }
+
     /// `log(target/w)` of one entry: `−φ/ρ`, or 0 for an exact side.
     fn log_target(&self, potential: f64) -> f64 {
         self.reach.map_or(0.0, |rho| -potential / rho)
@@ -821,16 +833,7 @@ fn finish<K: CostKernel + ?Sized>(
         + entropic
         + relaxation(rows, &sums.row_sums)
         + relaxation(cols, &sums.col_sums);
-    let marginal_error = |s: &Side, marginal: &[f64]| {
-        let entries = marginal
-            .iter()
-            .zip(&s.weights)
-            .zip(&s.potential)
-            .filter(|((_, w), _)| **w > 0.0)
-            .map(|((r, w), p)| (*w, (r / w).ln(), s.log_target(*p)));
-        marginal_distance(entries, s.mass, s.reach.is_some())
-    };
-    let error = marginal_error(rows, &sums.row_sums) + marginal_error(cols, &sums.col_sums);
+    let error = rows.plan_error(&sums.row_sums) + cols.plan_error(&sums.col_sums);
     if !(error.is_finite() && sums.transport_cost.is_finite() && objective.is_finite()) {
         return Err(OtError::Numerical(format!(
             "non-finite plan statistics (ε = {eps:e})"

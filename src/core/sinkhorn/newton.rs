@@ -259,8 +259,7 @@ fn cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64]) -> Option<()> {
 }
 
 /// The exact plan statistics Newton needs at one point: the terms (potentials with the
-/// log-weights folded in), the marginals and their L1 error (the sum over both sides of each
-/// marginal's distance to its weights, relative to their mass).
+/// log-weights folded in), the marginals and their error, as [`super::finish`] reports it.
 struct Point {
     row_term: Vec<f64>,
     col_term: Vec<f64>,
@@ -276,14 +275,7 @@ impl Point {
         rows.term(eps, &mut row_term);
         cols.term(eps, &mut col_term);
         let sums = kernel.plan_sums(&row_term, &col_term, eps);
-        let distance = |m: &[f64], s: &Side| {
-            m.iter()
-                .zip(&s.weights)
-                .map(|(m, w)| (m - w).abs())
-                .sum::<f64>()
-                / s.mass
-        };
-        let error = distance(&sums.row_sums, rows) + distance(&sums.col_sums, cols);
+        let error = rows.plan_error(&sums.row_sums) + cols.plan_error(&sums.col_sums);
         Point {
             row_term,
             col_term,
@@ -392,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn the_direct_direction_solves_the_newton_system() {
+    fn both_directions_solve_the_newton_system() {
         // A 5×4 plan with one empty row (a zero weight) and a balanced right-hand side.
         let mut next = uniform(9);
         let (n, m) = (5, 4);
@@ -420,6 +412,17 @@ mod tests {
         );
         let rhs = plan.apply((&r, &c), &d_true.0, &d_true.1);
         let (x, y) = schur_direction(&plan, (&r, &c), &rhs).unwrap();
+        let back = plan.apply((&r, &c), &x, &y);
+        let residual = back.0.iter().zip(&rhs.0).chain(back.1.iter().zip(&rhs.1));
+        assert!(
+            residual.clone().all(|(u, v)| (u - v).abs() < 1e-9),
+            "{:?}",
+            residual.collect::<Vec<_>>()
+        );
+        assert_eq!(x[2], 0.0);
+        // Conjugate gradients (the path beyond DIRECT_MAX columns) on the same, small and well
+        // conditioned system: the same residual.
+        let (x, y) = conjugate_gradients(&plan, (&r, &c), rhs.clone(), 4 * (n + m));
         let back = plan.apply((&r, &c), &x, &y);
         let residual = back.0.iter().zip(&rhs.0).chain(back.1.iter().zip(&rhs.1));
         assert!(
