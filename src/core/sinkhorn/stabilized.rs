@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, NextColumns, PlanSums};
 use crate::core::logsumexp::{plan_row, SUM_MAX, SUM_MIN};
-use crate::core::simd::{exp, mul_add, multiversion, LANES};
+use crate::core::simd::{axpy_widening, dot_widening, exp, mul_add, multiversion, LANES};
 
 /// Element type of a stored kernel: f64, or f32 for half the memory traffic (sums are always
 /// accumulated in f64).
@@ -41,7 +41,7 @@ pub trait Stored: Copy + Default + Send + Sync + 'static {
 }
 
 #[inline(always)]
-fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 {
+fn dot_f64_generic<const FMA: bool>(k: &[f64], v: &[f64]) -> f64 {
     // Four independent accumulators per lane: a row that sits in cache is then summed at the
     // multiply-add throughput instead of one dependent chain's latency.
     const WIDE: usize = 4 * LANES;
@@ -51,16 +51,11 @@ fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 
         .remainder()
         .iter()
         .zip(vc.remainder())
-        .map(|(&k, v)| k.into() * v)
+        .map(|(&k, v)| k * v)
         .sum();
     for (k, v) in kc.zip(vc) {
-        // Widen the chunk first: the conversion then vectorises with the products.
-        let mut wide = [0.0f64; WIDE];
         for l in 0..WIDE {
-            wide[l] = k[l].into();
-        }
-        for l in 0..WIDE {
-            acc[l] = mul_add::<FMA>(wide[l], v[l], acc[l]);
+            acc[l] = mul_add::<FMA>(k[l], v[l], acc[l]);
         }
     }
     let mut lanes = [0.0f64; LANES];
@@ -75,21 +70,17 @@ fn dot_generic<const FMA: bool, T: Copy + Into<f64>>(k: &[T], v: &[f64]) -> f64 
 }
 
 #[inline(always)]
-fn axpy_generic<const FMA: bool, T: Copy + Into<f64>>(u: f64, k: &[T], acc: &mut [f64]) {
+fn axpy_f64_generic<const FMA: bool>(u: f64, k: &[f64], acc: &mut [f64]) {
     let mut ac = acc.chunks_exact_mut(LANES);
     let kc = k.chunks_exact(LANES);
     let kt = kc.remainder();
     for (a, k) in (&mut ac).zip(kc) {
-        let mut wide = [0.0f64; LANES];
         for l in 0..LANES {
-            wide[l] = k[l].into();
-        }
-        for l in 0..LANES {
-            a[l] = mul_add::<FMA>(u, wide[l], a[l]);
+            a[l] = mul_add::<FMA>(u, k[l], a[l]);
         }
     }
     for (a, &k) in ac.into_remainder().iter_mut().zip(kt) {
-        *a = mul_add::<FMA>(u, k.into(), *a);
+        *a = mul_add::<FMA>(u, k, *a);
     }
 }
 
@@ -116,22 +107,6 @@ fn fill_generic<const FMA: bool, T: Copy>(
 }
 
 #[inline(always)]
-fn dot_f64_generic<const FMA: bool>(k: &[f64], v: &[f64]) -> f64 {
-    dot_generic::<FMA, f64>(k, v)
-}
-#[inline(always)]
-fn dot_f32_generic<const FMA: bool>(k: &[f32], v: &[f64]) -> f64 {
-    dot_generic::<FMA, f32>(k, v)
-}
-#[inline(always)]
-fn axpy_f64_generic<const FMA: bool>(u: f64, k: &[f64], acc: &mut [f64]) {
-    axpy_generic::<FMA, f64>(u, k, acc)
-}
-#[inline(always)]
-fn axpy_f32_generic<const FMA: bool>(u: f64, k: &[f32], acc: &mut [f64]) {
-    axpy_generic::<FMA, f32>(u, k, acc)
-}
-#[inline(always)]
 fn fill_f32_generic<const FMA: bool>(
     cost: &[f64],
     col: &[f64],
@@ -146,9 +121,7 @@ fn fill_f32_generic<const FMA: bool>(
 }
 
 multiversion! { pub fn dot_f64(k: &[f64], v: &[f64]) -> f64 => dot_f64_generic }
-multiversion! { pub fn dot_f32(k: &[f32], v: &[f64]) -> f64 => dot_f32_generic }
 multiversion! { pub fn axpy_f64(u: f64, k: &[f64], acc: &mut [f64]) => axpy_f64_generic }
-multiversion! { pub fn axpy_f32(u: f64, k: &[f32], acc: &mut [f64]) => axpy_f32_generic }
 multiversion! { pub fn fill_f32(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f32]) => fill_f32_generic }
 
 impl Stored for f64 {
@@ -172,10 +145,10 @@ impl Stored for f32 {
     // still below e^{−37} ≈ 1e-16 of the reference.
     const DRIFT: f64 = 25.0;
     fn dot(k: &[f32], v: &[f64]) -> f64 {
-        dot_f32(k, v)
+        dot_widening(k, v)
     }
     fn axpy(u: f64, k: &[f32], acc: &mut [f64]) {
-        axpy_f32(u, k, acc)
+        axpy_widening(u, k, acc)
     }
     fn fill(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, out: &mut [f32]) {
         fill_f32(cost, col, row, inv_eps, out)
@@ -668,6 +641,10 @@ impl<K: CostKernel + ?Sized, B: KernelBuilder> CostKernel for Stabilized<'_, K, 
 
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64> {
         self.inner.plan(row, col, eps)
+    }
+
+    fn plan_with_sums(&self, row: &[f64], col: &[f64], eps: f64) -> (Array2<f64>, PlanSums) {
+        self.inner.plan_with_sums(row, col, eps)
     }
 
     fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {
