@@ -44,7 +44,9 @@ class SinkhornResult:
         coarse levels first: the level's number of points, its ε, its iterations and the mean
         stored kernel entries per row. Empty for a single-level solve.
     plan : ndarray
-        The transport plan, computed on first access.
+        The transport plan whose ``marginal_error`` is reported: returned with the solution by
+        ``sinkhorn`` (computed in the pass that measures that error), computed on first access
+        by ``sinkhorn_points``.
     """
 
     def __init__(self, solved: _core.SinkhornResult, *, reg: float, plan_fn):
@@ -58,10 +60,13 @@ class SinkhornResult:
         self.stages = solved.stages
         self.reg = reg
         self._plan_fn = plan_fn
+        self._plan = solved.plan
 
-    @cached_property
+    @property
     def plan(self) -> np.ndarray:
-        return self._plan_fn(self.f, self.g)
+        if self._plan is None:
+            self._plan = self._plan_fn(self.f, self.g)
+        return self._plan
 
     def __repr__(self) -> str:
         return (
@@ -186,7 +191,9 @@ def sinkhorn(
     options = _options(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, kernel
     )
-    solved = _core.sinkhorn_dense(a, b, M, options, *_warm_start(f_init, g_init))
+    solved = _core.sinkhorn_dense(
+        a, b, M, options, *_warm_start(f_init, g_init), with_plan=True
+    )
 
     def plan_fn(f, g):
         return _core.plan_dense(f + reg * _log(a), g + reg * _log(b), M, reg)

@@ -81,6 +81,7 @@ impl SinkhornOptions {
             stage_iter: self.stage_iter,
             overrelaxation: self.overrelaxation,
             kernel,
+            keep_plan: false,
         })
     }
 }
@@ -106,6 +107,8 @@ pub struct SinkhornResult {
     /// kept_per_row)``: the level's number of points (rows), its ε, its iterations and the mean
     /// stored kernel entries per row. Empty for a single-level solve.
     stages: Vec<(usize, f64, usize, f64)>,
+    /// The plan whose marginal error this is, when the solve was asked for it (``with_plan``).
+    plan: Option<Py<PyArray2<f64>>>,
 }
 
 impl SinkhornResult {
@@ -124,6 +127,7 @@ impl SinkhornResult {
                 .iter()
                 .map(|s| (s.points, s.eps, s.n_iter, s.kept_per_row))
                 .collect(),
+            plan: out.plan.map(|p| p.into_pyarray(py).unbind()),
         }
     }
 }
@@ -151,6 +155,7 @@ pub(super) fn init_pair<'a>(
 }
 
 /// Builds the kernel and solves with the GIL released, answering Ctrl-C.
+#[allow(clippy::too_many_arguments)]
 fn solve<K: CostKernel>(
     py: Python<'_>,
     kernel: impl FnOnce() -> Result<K, OtError> + Send,
@@ -159,17 +164,21 @@ fn solve<K: CostKernel>(
     options: &SinkhornOptions,
     f_init: &Option<PyReadonlyArray1<'_, f64>>,
     g_init: &Option<PyReadonlyArray1<'_, f64>>,
+    with_plan: bool,
 ) -> PyResult<SinkhornResult> {
-    let params = options.params().map_err(CoreError)?;
+    let mut params = options.params().map_err(CoreError)?;
+    params.keep_plan = with_plan;
     let init = init_pair(f_init, g_init).map_err(CoreError)?;
     let (a, b) = (a.as_array(), b.as_array());
     let out = run_interruptible(py, || sinkhorn(&kernel()?, a, b, &params, init))?;
     Ok(SinkhornResult::new(py, out))
 }
 
-/// Sinkhorn on a dense cost matrix (any strides, borrowed).
+/// Sinkhorn on a dense cost matrix (any strides, borrowed); with ``with_plan``, the result
+/// carries the plan, computed in the pass that measures its marginal error.
 #[pyfunction]
-#[pyo3(signature = (a, b, cost, options, f_init=None, g_init=None))]
+#[pyo3(signature = (a, b, cost, options, f_init=None, g_init=None, *, with_plan=false))]
+#[allow(clippy::too_many_arguments)]
 fn sinkhorn_dense(
     py: Python<'_>,
     a: PyReadonlyArray1<'_, f64>,
@@ -178,6 +187,7 @@ fn sinkhorn_dense(
     options: &SinkhornOptions,
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
+    with_plan: bool,
 ) -> PyResult<SinkhornResult> {
     let view = cost.as_array();
     solve(
@@ -188,6 +198,7 @@ fn sinkhorn_dense(
         options,
         &f_init,
         &g_init,
+        with_plan,
     )
 }
 

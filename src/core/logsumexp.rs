@@ -70,34 +70,57 @@ multiversion! {
     pub fn accumulate_exp(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, acc: &mut [f64]) => accumulate_exp_generic
 }
 
+/// One row of `P_ij = exp((row + col_j − C_ij)/ε)`: adds it to `col_sums`, returns
+/// (Σ_j P_ij, Σ_j C_ij P_ij), and with `WRITE` also stores it in `out` (with `f64::exp`'s range,
+/// as [`plan_row`], so the sums are exactly those of the stored row).
 #[inline(always)]
-fn plan_row_generic<const FMA: bool>(
+fn plan_row_generic<const FMA: bool, const WRITE: bool>(
     cost: &[f64],
     col: &[f64],
     row: f64,
     inv_eps: f64,
     col_sums: &mut [f64],
+    out: &mut [f64],
 ) -> (f64, f64) {
+    let entry = |z: f64| {
+        if WRITE {
+            exp_unclamped::<FMA>(z)
+        } else {
+            exp::<FMA>(z)
+        }
+    };
     let (mut mass, mut transport) = ([0.0f64; LANES], [0.0f64; LANES]);
     let mut sum_chunks = col_sums.chunks_exact_mut(LANES);
+    let mut out_chunks = out.chunks_exact_mut(LANES);
     let (cost_chunks, col_chunks) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
     let (cost_tail, col_tail) = (cost_chunks.remainder(), col_chunks.remainder());
     for ((s, c), w) in (&mut sum_chunks).zip(cost_chunks).zip(col_chunks) {
+        let mut p = [0.0f64; LANES];
         for l in 0..LANES {
-            let p = exp::<FMA>((w[l] + row - c[l]) * inv_eps);
-            s[l] += p;
-            mass[l] += p;
-            transport[l] += p * c[l];
+            p[l] = entry((w[l] + row - c[l]) * inv_eps);
+            s[l] += p[l];
+            mass[l] += p[l];
+            transport[l] += p[l] * c[l];
+        }
+        if WRITE {
+            out_chunks
+                .next()
+                .expect("out has the row's length")
+                .copy_from_slice(&p);
         }
     }
     let (mut mass, mut transport) = (mass.iter().sum::<f64>(), transport.iter().sum::<f64>());
+    let mut out_tail = out_chunks.into_remainder().iter_mut();
     for ((s, &c), w) in sum_chunks
         .into_remainder()
         .iter_mut()
         .zip(cost_tail)
         .zip(col_tail)
     {
-        let p = exp::<FMA>((w + row - c) * inv_eps);
+        let p = entry((w + row - c) * inv_eps);
+        if WRITE {
+            *out_tail.next().expect("out has the row's length") = p;
+        }
         *s += p;
         mass += p;
         transport += p * c;
@@ -105,9 +128,37 @@ fn plan_row_generic<const FMA: bool>(
     (mass, transport)
 }
 
+#[inline(always)]
+fn plan_row_sums_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    col_sums: &mut [f64],
+) -> (f64, f64) {
+    plan_row_generic::<FMA, false>(cost, col, row, inv_eps, col_sums, &mut [])
+}
+
+#[inline(always)]
+fn plan_row_with_sums_generic<const FMA: bool>(
+    cost: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    col_sums: &mut [f64],
+    out: &mut [f64],
+) -> (f64, f64) {
+    plan_row_generic::<FMA, true>(cost, col, row, inv_eps, col_sums, out)
+}
+
 multiversion! {
     /// One row of `P_ij = exp((row + col_j − C_ij)/ε)`: adds it to `col_sums`, returns (Σ_j P_ij, Σ_j C_ij P_ij).
-    pub fn plan_row_sums(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64]) -> (f64, f64) => plan_row_generic
+    pub fn plan_row_sums(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64]) -> (f64, f64) => plan_row_sums_generic
+}
+
+multiversion! {
+    /// [`plan_row_sums`] that also writes the row into `out` (the plan and its statistics in one pass).
+    pub fn plan_row_with_sums(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64], out: &mut [f64]) -> (f64, f64) => plan_row_with_sums_generic
 }
 
 /// `exp(z)` with `f64::exp`'s range: 0 below e^{−708} and ∞ above e^{709}, where the

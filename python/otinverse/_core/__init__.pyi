@@ -74,6 +74,8 @@ class SinkhornResult:
     def converged(self) -> bool: ...
     @property
     def stages(self) -> list[tuple[int, float, int, float]]: ...
+    @property
+    def plan(self) -> NDArray[np.float64] | None: ...
 
 def sinkhorn_dense(
     a: NDArray[np.float64],
@@ -82,6 +84,8 @@ def sinkhorn_dense(
     options: SinkhornOptions,
     f_init: NDArray[np.float64] | None = None,
     g_init: NDArray[np.float64] | None = None,
+    *,
+    with_plan: bool = False,
 ) -> SinkhornResult: ...
 def sinkhorn_points(
     a: NDArray[np.float64],

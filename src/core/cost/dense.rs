@@ -6,7 +6,8 @@ use rayon::prelude::*;
 use super::{add_into, rows_per_task, CostKernel, PlanSums};
 use crate::core::error::{all_finite, OtError, Result};
 use crate::core::logsumexp::{
-    accumulate_exp, finish_shifted, plan_row, plan_row_sums, softmin_exact, sum_exp,
+    accumulate_exp, finish_shifted, plan_row, plan_row_sums, plan_row_with_sums, softmin_exact,
+    sum_exp,
 };
 
 /// Row `i` of `c` as a slice: borrowed when contiguous, gathered into `buf` otherwise.
@@ -77,6 +78,70 @@ impl<'a> DenseCost<'a> {
                 *o = finish_shifted(s, shift[i], eps)
                     .unwrap_or_else(|| softmin_exact(row, col, eps));
             });
+    }
+
+    /// Row sums, column sums and `⟨C, P⟩` of the plan, along the stored view's rows; with
+    /// `plan` (shaped as the view), the plan's entries are written there in the same pass.
+    fn plan_pass(
+        &self,
+        row: &[f64],
+        col: &[f64],
+        eps: f64,
+        plan: Option<&mut Array2<f64>>,
+    ) -> PlanSums {
+        // Work on the stored view V (= C or Cᵀ) and swap the roles back at the end.
+        let (vrow, vcol) = if self.transposed {
+            (col, row)
+        } else {
+            (row, col)
+        };
+        let v = &self.view;
+        let (n, m) = v.dim();
+        let inv_eps = 1.0 / eps;
+        let mut sums_v_rows = vec![0.0; n];
+        type Acc = (Vec<f64>, f64, Vec<f64>);
+        let init = || (vec![0.0; m], 0.0, Vec::new());
+        let visit =
+            |(mut acc, t, mut buf): Acc, i: usize, rs: &mut f64, out: Option<&mut [f64]>| {
+                let cost = row_of(v, i, &mut buf);
+                let (mass, c) = match out {
+                    Some(out) => plan_row_with_sums(cost, vcol, vrow[i], inv_eps, &mut acc, out),
+                    None => plan_row_sums(cost, vcol, vrow[i], inv_eps, &mut acc),
+                };
+                *rs = mass;
+                (acc, t + c, buf)
+            };
+        let rows = sums_v_rows
+            .par_iter_mut()
+            .enumerate()
+            .with_min_len(rows_per_task(m));
+        let parts: Vec<Acc> = match plan {
+            Some(p) => rows
+                .zip(p.axis_iter_mut(Axis(0)))
+                .fold(init, |st, ((i, rs), mut prow)| {
+                    let out = prow.as_slice_mut().expect("a fresh array is contiguous");
+                    visit(st, i, rs, Some(out))
+                })
+                .collect(),
+            None => rows
+                .fold(init, |st, (i, rs)| visit(st, i, rs, None))
+                .collect(),
+        };
+        let (sums_v_cols, transport) = parts
+            .into_iter()
+            .fold((vec![0.0; m], 0.0), |(a, t), (b, c, _)| {
+                (add_into(a, b), t + c)
+            });
+        let (row_sums, col_sums) = if self.transposed {
+            (sums_v_cols, sums_v_rows)
+        } else {
+            (sums_v_rows, sums_v_cols)
+        };
+        PlanSums {
+            row_sums,
+            col_sums,
+            transport_cost: transport,
+        }
     }
 
     /// `out_j = −ε log Σ_i exp((row_i − V_ij)/ε)`: accumulated row by row so the matrix is read
@@ -151,44 +216,20 @@ impl CostKernel for DenseCost<'_> {
     }
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> PlanSums {
-        // Work on the stored view V (= C or Cᵀ) and swap the roles back at the end.
-        let (vrow, vcol) = if self.transposed {
-            (col, row)
-        } else {
-            (row, col)
-        };
-        let v = &self.view;
-        let (n, m) = v.dim();
-        let inv_eps = 1.0 / eps;
-        let mut sums_v_rows = vec![0.0; n];
-        let (sums_v_cols, transport) = sums_v_rows
-            .par_iter_mut()
-            .enumerate()
-            .with_min_len(rows_per_task(m))
-            .fold(
-                || (vec![0.0; m], 0.0, Vec::new()),
-                |(mut acc, t, mut buf), (i, rs)| {
-                    let (mass, cost) =
-                        plan_row_sums(row_of(v, i, &mut buf), vcol, vrow[i], inv_eps, &mut acc);
-                    *rs = mass;
-                    (acc, t + cost, buf)
-                },
-            )
-            .map(|(acc, t, _)| (acc, t))
-            .reduce(
-                || (vec![0.0; m], 0.0),
-                |a, b| (add_into(a.0, b.0), a.1 + b.1),
-            );
-        let (row_sums, col_sums) = if self.transposed {
-            (sums_v_cols, sums_v_rows)
-        } else {
-            (sums_v_rows, sums_v_cols)
-        };
-        PlanSums {
-            row_sums,
-            col_sums,
-            transport_cost: transport,
-        }
+        self.plan_pass(row, col, eps, None)
+    }
+
+    fn plan_with_sums(&self, row: &[f64], col: &[f64], eps: f64) -> (Array2<f64>, PlanSums) {
+        let mut p = Array2::zeros(self.view.dim());
+        let sums = self.plan_pass(row, col, eps, Some(&mut p));
+        (
+            if self.transposed {
+                p.reversed_axes()
+            } else {
+                p
+            },
+            sums,
+        )
     }
 
     fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {
@@ -284,6 +325,17 @@ mod tests {
             assert!((plan.sum_axis(Axis(0)).to_vec().iter().zip(&sums.col_sums))
                 .all(|(a, b)| (a - b).abs() < 1e-12));
             assert!(((&plan * &c).sum() - sums.transport_cost).abs() < 1e-12);
+            // The one-pass plan and statistics: the same plan, and the sums of its own entries.
+            let (one_pass, its_sums) = k.plan_with_sums(&row, &col, eps);
+            assert_eq!(one_pass, plan);
+            assert_eq!(one_pass.sum_axis(Axis(1)).to_vec().len(), 7);
+            for (s, t) in [
+                (&its_sums.row_sums, &sums.row_sums),
+                (&its_sums.col_sums, &sums.col_sums),
+            ] {
+                assert!(s.iter().zip(t).all(|(a, b)| (a - b).abs() < 1e-14));
+            }
+            assert!((its_sums.transport_cost - sums.transport_cost).abs() < 1e-14);
         }
     }
 }

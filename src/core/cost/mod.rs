@@ -86,6 +86,12 @@ pub trait CostKernel: Sync {
     /// The dense plan `P_ij = exp((row_i + col_j − C_ij)/ε)` (zero weights give exact zeros).
     fn plan(&self, row: &[f64], col: &[f64], eps: f64) -> Array2<f64>;
 
+    /// [`Self::plan`] and [`Self::plan_sums`] together; a kernel that can computes both in one
+    /// pass, the sums then being those of the returned entries.
+    fn plan_with_sums(&self, row: &[f64], col: &[f64], eps: f64) -> (Array2<f64>, PlanSums) {
+        (self.plan(row, col, eps), self.plan_sums(row, col, eps))
+    }
+
     /// Writes row `i` of the cost into `out` (length m) and returns true when this kernel can
     /// give its entries one row at a time (stored kernels are built from them); false otherwise.
     fn cost_row(&self, _i: usize, _out: &mut [f64]) -> bool {

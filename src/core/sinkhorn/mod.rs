@@ -12,7 +12,7 @@
 
 pub(crate) mod relaxation;
 
-use ndarray::{Array1, ArrayView1};
+use ndarray::{Array1, Array2, ArrayView1};
 
 mod multiscale;
 mod newton;
@@ -32,8 +32,8 @@ pub use stabilized::{KernelBuilder, KernelStore, Stabilized, Stored, StoredKerne
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelChoice {
     /// The stored kernel when the cost can be materialised within [`STORED_BUDGET`] bytes and
-    /// the iterations are many: f64, or f32 when only f32 fits and `tol` allows it (see
-    /// [`F32_MIN_TOL`]); else the log domain.
+    /// the iterations are many: f32 when `tol` allows it (see [`F32_MIN_TOL`]), else f64; the
+    /// log domain when neither fits.
     Auto,
     /// Log-domain softmins, `2·n·m` exponentials per iteration: exact, memory O(n + m) beyond the cost.
     Log,
@@ -87,6 +87,9 @@ pub struct SinkhornParams {
     pub overrelaxation: bool,
     /// The kernel representation of the iterations.
     pub kernel: KernelChoice,
+    /// Return the plan in [`SinkhornOutput::plan`], computed in the pass that gives the final
+    /// statistics (one pass over the kernel instead of two for a caller that wants it).
+    pub keep_plan: bool,
 }
 
 impl SinkhornParams {
@@ -102,6 +105,7 @@ impl SinkhornParams {
             stage_iter: None,
             overrelaxation: true,
             kernel: KernelChoice::Auto,
+            keep_plan: false,
         }
     }
 
@@ -155,6 +159,8 @@ pub struct SinkhornOutput {
     pub converged: bool,
     /// The stages of a multiscale solve (coarse levels first), empty for a single-level one.
     pub stages: Vec<StageReport>,
+    /// The plan whose statistics these are, when [`SinkhornParams::keep_plan`] asked for it.
+    pub plan: Option<Array2<f64>>,
 }
 
 /// One ε stage of a multiscale solve.
@@ -388,13 +394,13 @@ fn choose_kernel((n, m): (usize, usize), params: &SinkhornParams) -> KernelChoic
         return KernelChoice::Log;
     }
     let entries = n.saturating_mul(m);
-    // f64 first: widening f32 entries costs more than the memory traffic it saves (measured per
-    // iteration on two cores: 18.0 ms in f64 against 27.5 ms in f32 at 7000², 6.3 against 7.4 ms
-    // at 4000²); f32 serves problems that fit only in f32.
-    if entries.saturating_mul(8) <= STORED_BUDGET {
-        KernelChoice::Stored64
-    } else if params.tol >= F32_MIN_TOL && entries.saturating_mul(4) <= STORED_BUDGET {
+    // f32 first: it halves the bytes each update reads (the widening products run at the same
+    // bandwidth-bound speed per byte as f64 ones), and a stage its rounding keeps above `tol`
+    // is finished in f64 (see `sinkhorn`).
+    if params.tol >= F32_MIN_TOL && entries.saturating_mul(4) <= STORED_BUDGET {
         KernelChoice::Stored32
+    } else if entries.saturating_mul(8) <= STORED_BUDGET {
+        KernelChoice::Stored64
     } else {
         KernelChoice::Log
     }
@@ -538,7 +544,7 @@ fn solve_target<K: CostKernel + ?Sized>(
         } else {
             (&last, &first)
         };
-        let out = finish(kernel, rows, cols, params.eps, n_iter, params.tol)?;
+        let out = finish(kernel, rows, cols, params, n_iter)?;
         if out.converged || !claimed || budget == 0 || attempt == 4 {
             return Ok(out);
         }
@@ -798,20 +804,26 @@ fn iterate_symmetric<K: CostKernel + ?Sized>(
     Ok((stage.max_iter, false))
 }
 
-/// Transport cost, objective and marginal error of the final potentials, from one pass over the plan.
+/// Transport cost, objective and marginal error of the final potentials, from one pass over the
+/// plan (which is kept when `params.keep_plan` asks for it).
 fn finish<K: CostKernel + ?Sized>(
     kernel: &K,
     rows: &Side,
     cols: &Side,
-    eps: f64,
+    params: &SinkhornParams,
     n_iter: usize,
-    tol: f64,
 ) -> Result<SinkhornOutput> {
+    let eps = params.eps;
     let mut row_term = vec![0.0; rows.potential.len()];
     let mut col_term = vec![0.0; cols.potential.len()];
     rows.term(eps, &mut row_term);
     cols.term(eps, &mut col_term);
-    let sums = kernel.plan_sums(&row_term, &col_term, eps);
+    let (plan, sums) = if params.keep_plan {
+        let (plan, sums) = kernel.plan_with_sums(&row_term, &col_term, eps);
+        (Some(plan), sums)
+    } else {
+        (None, kernel.plan_sums(&row_term, &col_term, eps))
+    };
     interrupt::check()?;
     // Σ P log(P/(a⊗b)) = (Σ_i r_i f_i + Σ_j c_j g_j − ⟨C,P⟩)/ε.
     let dot = |s: &[f64], p: &[f64]| s.iter().zip(p).map(|(x, y)| x * y).sum::<f64>();
@@ -846,8 +858,9 @@ fn finish<K: CostKernel + ?Sized>(
         objective,
         n_iter,
         marginal_error: error,
-        converged: error <= tol,
+        converged: error <= params.tol,
         stages: Vec::new(),
+        plan,
     })
 }
 
