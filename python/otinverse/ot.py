@@ -176,7 +176,8 @@ def sinkhorn(
         when the scalings grow). ``"sparse"`` (``sinkhorn_points`` only) keeps the kernel
         entries above e^-32 of the current duals, found with a k-d tree, and anneals ε from
         clusters of the points (coarse-to-fine). ``"auto"`` stores the kernel when it fits in
-        512 MiB (float64, or float32 when only that fits and ``tol >= 1e-6``), and picks
+        512 MiB (float32 when ``tol >= 1e-6``, finishing in float64 if its rounding keeps the
+        plan's error above ``tol``; float64 otherwise), and picks
         ``"sparse"`` for point clouds in d <= 3 whose dense kernel does not fit. Every choice
         reports the marginal error of the exact plan.
 
