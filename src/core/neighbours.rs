@@ -170,6 +170,74 @@ impl KdTree {
         }
     }
 
+    /// Calls `visit(start, end)` for every leaf, in leaf order, that may hold a point within
+    /// reach of some point of the box `[lo, hi]`: its box-to-box cost is at most `reach` plus
+    /// the leaf's largest `node_max` value (the same test as [`Self::for_candidates`], for a
+    /// whole cluster of query points at once).
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_leaves_near_box(
+        &self,
+        lo: &[f64],
+        hi: &[f64],
+        p: f64,
+        reach: f64,
+        node_max: &[f64],
+        stack: &mut Vec<u32>,
+        mut visit: impl FnMut(usize, usize),
+    ) {
+        let d = self.dim;
+        stack.clear();
+        stack.push(0);
+        while let Some(id) = stack.pop() {
+            let id = id as usize;
+            let bound = reach + node_max[id];
+            if bound < 0.0 {
+                continue;
+            }
+            let (blo, bhi) = (
+                &self.boxes[2 * d * id..2 * d * id + d],
+                &self.boxes[2 * d * id + d..2 * d * (id + 1)],
+            );
+            let mut r2 = 0.0;
+            for k in 0..d {
+                let t = (blo[k] - hi[k]).max(lo[k] - bhi[k]).max(0.0);
+                r2 += t * t;
+            }
+            if cost_from_sq(r2, p) > bound {
+                continue;
+            }
+            let node = self.nodes[id];
+            if node.left == 0 {
+                visit(node.start as usize, node.end as usize);
+            } else {
+                // Right first: the left subtree (lower leaf positions) is popped first.
+                stack.push(node.right);
+                stack.push(node.left);
+            }
+        }
+    }
+
+    /// The leaves in leaf order, as (range of leaf positions, lower corner, upper corner).
+    pub fn leaves(&self) -> Vec<(usize, usize, &[f64], &[f64])> {
+        let d = self.dim;
+        let mut out: Vec<_> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, node)| node.left == 0)
+            .map(|(id, node)| {
+                (
+                    node.start as usize,
+                    node.end as usize,
+                    &self.boxes[2 * d * id..2 * d * id + d],
+                    &self.boxes[2 * d * id + d..2 * d * (id + 1)],
+                )
+            })
+            .collect();
+        out.sort_by_key(|leaf| leaf.0);
+        out
+    }
+
     /// The clusters at `depth` (or the leaves above it): each as the range of leaf positions it covers.
     pub fn clusters(&self, depth: u32) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
@@ -241,6 +309,29 @@ mod tests {
                 assert_eq!(found, expected);
             }
         }
+        // The leaves near a box cover every point within reach of any point in it.
+        let (lo, hi) = ([0.2, 0.6], [0.35, 0.75]);
+        let mut covered = vec![false; m];
+        let mut last = 0;
+        tree.for_leaves_near_box(&lo, &hi, 2.0, 0.01, &node_max, &mut stack, |s, e| {
+            assert!(s >= last, "leaves come in leaf order");
+            last = e;
+            covered[s..e].iter_mut().for_each(|c| *c = true);
+        });
+        let mut inner = crate::core::testing::uniform(7);
+        for _ in 0..200 {
+            let x = [lo[0] + 0.15 * inner(), lo[1] + 0.15 * inner()];
+            for k in 0..m {
+                let s =
+                    (x[0] - tree.coords[2 * k]).powi(2) + (x[1] - tree.coords[2 * k + 1]).powi(2);
+                if s <= 0.01 + g_leaf[k] {
+                    assert!(covered[k], "point {k} within reach of {x:?} missed");
+                }
+            }
+        }
+        let leaves = tree.leaves();
+        assert_eq!(leaves.iter().map(|l| l.1 - l.0).sum::<usize>(), m);
+        assert!(leaves.windows(2).all(|w| w[0].1 == w[1].0));
         let clusters = tree.clusters(tree.depth_for(8));
         assert_eq!(clusters.len(), 8);
         assert_eq!(clusters.iter().map(|(s, e)| e - s).sum::<usize>(), m);
