@@ -165,18 +165,28 @@ pub trait KernelStore: Send + Sync {
     /// `u_i = u_of(i, r_i)` computed from the fresh row products (NaN poisons `s`). Two passes
     /// here; a store whose rows stay in cache between the two overrides it with one.
     fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
-        let sums = self.row_products(v);
-        let u: Vec<f64> = sums
-            .par_iter()
-            .enumerate()
-            .with_min_len(4096)
-            .map(|(i, &s)| u_of(i, s))
-            .collect();
-        let cols = self.col_products(&u);
-        (sums, cols)
+        two_pass_products(self, v, u_of)
     }
     /// Stored entries.
     fn entries(&self) -> usize;
+}
+
+/// [`KernelStore::fused_products`] as two passes: the row products, the scalings, the column
+/// products.
+pub(super) fn two_pass_products<S: KernelStore + ?Sized>(
+    store: &S,
+    v: &[f64],
+    u_of: &ScalingOf<'_>,
+) -> (Vec<f64>, Vec<f64>) {
+    let sums = store.row_products(v);
+    let u: Vec<f64> = sums
+        .par_iter()
+        .enumerate()
+        .with_min_len(4096)
+        .map(|(i, &s)| u_of(i, s))
+        .collect();
+    let cols = store.col_products(&u);
+    (sums, cols)
 }
 
 /// A row's scaling from its index and its row product, for [`KernelStore::fused_products`].
@@ -393,24 +403,25 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
     }
 
     /// Absorbs the current duals: this side's reference is its current potential `shift`, the
-    /// other side's is recovered from its term; then the kernel is rebuilt at `eps`.
+    /// other side's is recovered from its term; then the kernel is rebuilt at `eps`. The
+    /// previous store is dropped first, so two stores never coexist.
     fn absorb(
         &self,
         rows: bool,
         other: &[f64],
         shift: &[f64],
         eps: f64,
-        previous: Option<&Absorbed<B::Store>>,
-    ) -> Absorbed<B::Store> {
+        state: &mut Option<Absorbed<B::Store>>,
+    ) {
+        let previous = state.take().map(|s| if rows { s.q } else { s.p });
         let log_other = if rows { &self.log_b } else { &self.log_a };
-        let prev_other = previous.map(|s| if rows { &s.q[..] } else { &s.p[..] });
-        let theirs = Self::reference(other, log_other, eps, prev_other);
+        let theirs = Self::reference(other, log_other, eps, previous.as_deref());
         let mine = shift.to_vec();
-        if rows {
+        *state = Some(if rows {
             self.build(mine, theirs, eps)
         } else {
             self.build(theirs, mine, eps)
-        }
+        });
     }
 
     /// The softmin of the rows (`rows = true`, `other` = the columns' terms) or of the columns;
@@ -432,13 +443,13 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
             return false;
         }
         if guard.as_ref().is_none_or(|s| s.eps != eps || s.stale) {
-            *guard = Some(self.absorb(rows, other, shift, eps, guard.as_ref()));
+            self.absorb(rows, other, shift, eps, &mut guard);
         }
         let log_other = if rows { &self.log_b } else { &self.log_a };
         let their_ref = |st: &Absorbed<B::Store>| if rows { st.q.clone() } else { st.p.clone() };
         let mut scal = self.scalings(other, &their_ref(guard.as_ref().unwrap()), log_other, eps);
         if scal.is_none() {
-            *guard = Some(self.absorb(rows, other, shift, eps, guard.as_ref()));
+            self.absorb(rows, other, shift, eps, &mut guard);
             scal = self.scalings(other, &their_ref(guard.as_ref().unwrap()), log_other, eps);
         }
         let st = guard.as_mut().expect("built above");
