@@ -14,6 +14,7 @@ pub(crate) mod relaxation;
 
 use ndarray::{Array1, Array2, ArrayView1};
 
+mod blocks;
 mod multiscale;
 mod newton;
 mod sparse;

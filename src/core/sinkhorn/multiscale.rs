@@ -4,10 +4,11 @@
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use super::sparse::{SparseBuilder, SPARSE_BUDGET};
-use super::stabilized::Stabilized;
+use super::blocks::BlockBuilder;
+use super::stabilized::{Stabilized, Stored};
 use super::{
-    sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, StageReport, Update, STORED_BUDGET,
+    sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, StageReport, Update, F32_MIN_TOL,
+    STORED_BUDGET,
 };
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_weights, Result};
@@ -19,7 +20,7 @@ const SPARSE_MAX_DIM: usize = 3;
 const COARSENING: usize = 16;
 /// Largest fraction of the n·m entries a truncated stage may keep: above it the stage runs on
 /// the coarse level.
-const SPARSE_FRACTION: f64 = 0.125;
+const SPARSE_FRACTION: f64 = 0.02;
 /// Largest coarse level solved without truncation (entries).
 const DENSE_COARSE: usize = 4_000_000;
 
@@ -48,10 +49,34 @@ pub fn sinkhorn_points(
     params: &SinkhornParams,
     init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
 ) -> Result<SinkhornOutput> {
-    solve_points(x, y, p, a, b, params, init, SPARSE_BUDGET as f64)
+    solve_points(x, y, p, a, b, params, init, truncated_budget() as f64)
 }
 
-/// [`sinkhorn_points`] with the largest number of entries a truncated kernel may store.
+/// Bytes a truncated kernel may store: half the memory the system reports available (Linux),
+/// at least 1 GiB; 2 GiB where that is unknown.
+fn truncated_budget() -> usize {
+    const GIB: usize = 1 << 30;
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    available.map_or(2 * GIB, |bytes| (bytes / 2).max(GIB))
+}
+
+/// Bytes per stored entry of the truncated kernel: f32 when `tol` allows it (as for the dense
+/// stored kernel, [`F32_MIN_TOL`]).
+fn entry_bytes(params: &SinkhornParams) -> f64 {
+    if params.tol >= F32_MIN_TOL {
+        4.0
+    } else {
+        8.0
+    }
+}
+
+/// [`sinkhorn_points`] with the largest number of bytes a truncated kernel may store.
 #[allow(clippy::too_many_arguments)]
 fn solve_points(
     x: ArrayView2<'_, f64>,
@@ -69,23 +94,26 @@ fn solve_points(
         return sinkhorn(&kernel, a, b, params, init);
     }
     params.validate()?;
-    let mass = check_weights("a", a.iter())?;
+    check_weights("a", a.iter())?;
     check_weights("b", b.iter())?;
     let flat = |v: ArrayView2<'_, f64>| v.as_standard_layout().iter().copied().collect::<Vec<_>>();
-    let (xs, ys) = (flat(x), flat(y));
-    let builder = SparseBuilder::new(&xs, &ys, x.ncols(), p, mass);
-    let (a_vec, b_vec) = (a.to_vec(), b.to_vec());
-    let sparse = Stabilized::with_builder(&kernel, builder, &a_vec, &b_vec);
-    let q = params.eps_scaling.unwrap_or(0.5);
-    let mut stage = params.clone();
-    stage.kernel = KernelChoice::Log; // `sparse` is the kernel itself
-    stage.eps_scaling = None;
-    let (mut f, mut g, schedule, mut reports) = match init {
-        Some((f, g)) => (f.to_owned(), g.to_owned(), Vec::new(), Vec::new()),
-        None => coarse_start(&xs, &ys, x.ncols(), p, a, b, &kernel, params, q, budget)?,
+    let level = Level {
+        kernel: &kernel,
+        xs: flat(x),
+        ys: flat(y),
+        dim: x.ncols(),
+        p,
+        a,
+        b,
     };
-    let mut n_iter: usize = reports.iter().map(|r: &StageReport| r.n_iter).sum();
-    if kept_entries(&xs, &ys, x.ncols(), p, params.eps) > budget {
+    let q = params.eps_scaling.unwrap_or(0.5);
+    let (f, g, schedule, mut reports) = match init {
+        Some((f, g)) => (f.to_owned(), g.to_owned(), Vec::new(), Vec::new()),
+        None => coarse_start(&level, params, q, budget)?,
+    };
+    let n_iter: usize = reports.iter().map(|r: &StageReport| r.n_iter).sum();
+    let kept = kept_entries(&level.xs, &level.ys, level.dim, p, params.eps);
+    if kept * entry_bytes(params) > budget {
         // Too many entries to store even at the target: the online kernel finishes from the
         // coarse start.
         let mut fine = params.clone();
@@ -98,26 +126,90 @@ fn solve_points(
         out.stages = reports;
         return Ok(out);
     }
-    // Intermediate stages only prepare the next one's start: their statistics are not returned,
-    // so they come from the stored kernel instead of the plan's full support.
-    sparse.set_exact_statistics(false);
-    for eps in schedule {
-        stage.eps = eps;
-        stage.tol = params.tol.max(1e-3);
-        stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
-        let out = sinkhorn(&sparse, a, b, &stage, Some((f.view(), g.view())))?;
-        reports.push(report(n, eps, out.n_iter, sparse.entries()));
-        (f, g, n_iter) = (out.f, out.g, n_iter + out.n_iter);
-    }
-    sparse.set_exact_statistics(true);
-    stage.eps = params.eps;
-    stage.tol = params.tol;
-    stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
-    let mut out = sinkhorn(&sparse, a, b, &stage, Some((f.view(), g.view())))?;
-    reports.push(report(n, params.eps, out.n_iter, sparse.entries()));
-    out.n_iter += n_iter;
+    let start = Start { f, g, n_iter };
+    let mut out = if params.tol >= F32_MIN_TOL {
+        let out = level.truncated::<f32>(params, start, &schedule, &mut reports)?;
+        if out.converged || out.n_iter >= params.max_iter {
+            out
+        } else {
+            // The f32 rounding held the plan's error above `tol`: the last updates in f64.
+            let start = Start {
+                f: out.f,
+                g: out.g,
+                n_iter: out.n_iter,
+            };
+            level.truncated::<f64>(params, start, &[], &mut reports)?
+        }
+    } else {
+        level.truncated::<f64>(params, start, &schedule, &mut reports)?
+    };
     out.stages = reports;
     Ok(out)
+}
+
+/// One level of a multiscale solve: the points, their weights and their online cost.
+struct Level<'l> {
+    kernel: &'l PointCost,
+    /// Row-major coordinates.
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+    dim: usize,
+    p: f64,
+    a: ArrayView1<'l, f64>,
+    b: ArrayView1<'l, f64>,
+}
+
+/// Potentials to start from, and the updates already spent on them.
+struct Start {
+    f: Array1<f64>,
+    g: Array1<f64>,
+    n_iter: usize,
+}
+
+impl Level<'_> {
+    /// The ε stages `schedule`, then the target, on the block-sparse truncated kernel with
+    /// entries of type `T`; each stage's report is appended to `reports`. The returned
+    /// `n_iter` counts `start.n_iter` too.
+    fn truncated<T: Stored>(
+        &self,
+        params: &SinkhornParams,
+        start: Start,
+        schedule: &[f64],
+        reports: &mut Vec<StageReport>,
+    ) -> Result<SinkhornOutput> {
+        let (n, _) = self.kernel.shape();
+        let mass: f64 = self.a.sum();
+        let builder = BlockBuilder::<T>::new(&self.xs, &self.ys, self.dim, self.p, mass);
+        let (a_vec, b_vec) = (self.a.to_vec(), self.b.to_vec());
+        let sparse = Stabilized::with_builder(self.kernel, builder, &a_vec, &b_vec);
+        let Start {
+            mut f,
+            mut g,
+            mut n_iter,
+        } = start;
+        let mut stage = params.clone();
+        stage.kernel = KernelChoice::Log; // `sparse` is the kernel itself
+        stage.eps_scaling = None;
+        // Intermediate stages only prepare the next one's start: their statistics are not
+        // returned, so they come from the stored kernel instead of the plan's full support.
+        sparse.set_exact_statistics(false);
+        for &eps in schedule {
+            stage.eps = eps;
+            stage.tol = params.tol.max(1e-3);
+            stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
+            let out = sinkhorn(&sparse, self.a, self.b, &stage, Some((f.view(), g.view())))?;
+            reports.push(report(n, eps, out.n_iter, sparse.entries()));
+            (f, g, n_iter) = (out.f, out.g, n_iter + out.n_iter);
+        }
+        sparse.set_exact_statistics(true);
+        stage.eps = params.eps;
+        stage.tol = params.tol;
+        stage.max_iter = params.max_iter.saturating_sub(n_iter).max(1);
+        let mut out = sinkhorn(&sparse, self.a, self.b, &stage, Some((f.view(), g.view())))?;
+        reports.push(report(n, params.eps, out.n_iter, sparse.entries()));
+        out.n_iter += n_iter;
+        Ok(out)
+    }
 }
 
 fn report(points: usize, eps: f64, n_iter: usize, entries: usize) -> StageReport {
@@ -182,21 +274,25 @@ type CoarseStart = (Array1<f64>, Array1<f64>, Vec<f64>, Vec<StageReport>);
 /// carries the potentials to the points at the first ε the truncated kernel can afford.
 #[allow(clippy::too_many_arguments)]
 fn coarse_start(
-    xs: &[f64],
-    ys: &[f64],
-    dim: usize,
-    p: f64,
-    a: ArrayView1<'_, f64>,
-    b: ArrayView1<'_, f64>,
-    kernel: &PointCost,
+    level: &Level<'_>,
     params: &SinkhornParams,
     q: f64,
     budget: f64,
 ) -> Result<CoarseStart> {
+    let Level {
+        kernel,
+        xs,
+        ys,
+        dim,
+        p,
+        a,
+        b,
+    } = level;
+    let (dim, p, a, b) = (*dim, *p, *a, *b);
     let stages = schedule(kernel.diameter(), params.eps, q);
     // Truncation pays once it drops most entries; above that the clusters are cheaper.
     let (n, m) = kernel.shape();
-    let affordable = budget.min(SPARSE_FRACTION * n as f64 * m as f64);
+    let affordable = (budget / entry_bytes(params)).min(SPARSE_FRACTION * n as f64 * m as f64);
     let first_fine = stages
         .iter()
         .position(|&e| kept_entries(xs, ys, dim, p, e) <= affordable)
@@ -300,7 +396,8 @@ mod tests {
         a /= a.sum();
         let b = Array1::from_elem(m, 1.0 / m as f64);
         let k = PointCost::new(x.view(), y.view(), 2.0).unwrap();
-        for (eps, budget) in [(1e-3, 1e12), (1e-3, 2e4), (2e-4, 5e3)] {
+        // Budgets in bytes of f64 entries (tol 1e-9).
+        for (eps, budget) in [(1e-3, 8e12), (1e-3, 1.6e5), (2e-4, 4e4)] {
             let mut params = SinkhornParams::new(eps);
             params.tol = 1e-9;
             params.max_iter = 100_000;

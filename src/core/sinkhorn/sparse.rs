@@ -30,8 +30,6 @@ use crate::core::neighbours::{cost_from_sq, KdTree};
 const TRUNCATION: f64 = 32.0;
 /// Absorption bound `τ` of the truncated kernel: dropped entries stay below `e^{2τ−T}` ≈ 1e-10.
 const SPARSE_DRIFT: f64 = 5.0;
-/// Largest number of stored entries (12 bytes each) a stage may keep.
-pub const SPARSE_BUDGET: usize = 150_000_000;
 
 /// Rows of kept entries in compressed form; rows in the x tree's leaf order, columns as leaf
 /// positions of the y tree (so nearby rows touch nearby columns).
