@@ -82,6 +82,84 @@ fn exp_reduced<const FMA: bool>(r: f64) -> f64 {
     f(f(q3, r4, q2), r8, f(q1, r4, q0))
 }
 
+/// Branch-free `ln x` for positive normal `x`, within a few ulp of `f64::ln` (other inputs give
+/// unspecified values: callers check their range). Like [`exp`], for loops over [`LANES`]-wide
+/// chunks: `x = 2^e m` with `m` in [√½, √2), and `ln m = 2 atanh(s)`, `s = (m − 1)/(m + 1)`,
+/// by its odd series to `s^19` (`s² ≤ 0.0295`, truncation below 1e-17).
+#[inline(always)]
+pub fn ln<const FMA: bool>(x: f64) -> f64 {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    const ONE: u64 = 0x3ff0_0000_0000_0000;
+    // 2^52 + 1023: adding the biased exponent field to it as mantissa bits gives e + 2^52 + 1023.
+    const EXP_BIAS: f64 = 4_503_599_627_371_519.0;
+    let bits = x.to_bits();
+    let m = f64::from_bits((bits & MANTISSA) | ONE);
+    let e = f64::from_bits((bits >> 52) | 0x4330_0000_0000_0000) - EXP_BIAS;
+    let big = m > std::f64::consts::SQRT_2;
+    let m = if big { 0.5 * m } else { m };
+    let e = if big { e + 1.0 } else { e };
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let f = mul_add::<FMA>;
+    const C: [f64; 10] = [
+        1.0,
+        1.0 / 3.0,
+        1.0 / 5.0,
+        1.0 / 7.0,
+        1.0 / 9.0,
+        1.0 / 11.0,
+        1.0 / 13.0,
+        1.0 / 15.0,
+        1.0 / 17.0,
+        1.0 / 19.0,
+    ];
+    let z2 = z * z;
+    let z4 = z2 * z2;
+    let z8 = z4 * z4;
+    let q0 = f(f(C[3], z, C[2]), z2, f(C[1], z, C[0]));
+    let q1 = f(f(C[7], z, C[6]), z2, f(C[5], z, C[4]));
+    let q2 = f(C[9], z, C[8]);
+    let series = f(q2, z8, f(q1, z4, q0));
+    let ln_m = 2.0 * s * series;
+    f(e, LN2_HI, f(e, LN2_LO, ln_m))
+}
+
+/// Branch-free `e^x − 1`, accurate near 0 (where `exp(x) − 1` cancels): the series `x Σ x^k/(k+1)!`
+/// for |x| ≤ ln2/2, `exp(x) − 1` beyond (cancellation costs at most a few ulp there).
+#[inline(always)]
+pub fn expm1<const FMA: bool>(x: f64) -> f64 {
+    const C: [f64; 13] = [
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5_040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0,
+    ];
+    let f = mul_add::<FMA>;
+    let r = x;
+    let r2 = r * r;
+    let r4 = r2 * r2;
+    let r8 = r4 * r4;
+    let q0 = f(f(C[3], r, C[2]), r2, f(C[1], r, C[0]));
+    let q1 = f(f(C[7], r, C[6]), r2, f(C[5], r, C[4]));
+    let q2 = f(f(C[11], r, C[10]), r2, f(C[9], r, C[8]));
+    let small = r * f(f(C[12], r4, q2), r8, f(q1, r4, q0));
+    let large = exp::<FMA>(x) - 1.0;
+    if x.abs() <= 0.5 * std::f64::consts::LN_2 {
+        small
+    } else {
+        large
+    }
+}
+
 /// Compiles `$generic` for baseline, AVX2+FMA and AVX-512F and dispatches on the running CPU;
 /// `$generic` takes `<const FMA: bool>`, true on the variants whose CPU has fused multiply-add.
 macro_rules! multiversion {
@@ -296,6 +374,41 @@ mod tests {
         assert!(exp::<false>(f64::NAN).is_nan());
         assert!(exp::<false>(-1e300) < 1e-300);
         assert!(exp::<false>(1e300).is_finite());
+    }
+
+    #[test]
+    fn ln_and_expm1_match_std_to_a_few_ulp() {
+        let (mut worst_ln, mut worst_expm1): (f64, f64) = (0.0, 0.0);
+        let mut x: f64 = 1e-300;
+        while x < 1e300 {
+            for y in [x, x * 1.5, x * 0.75, 1.0 + x.min(1e-3)] {
+                for v in [ln::<false>(y), ln::<true>(y)] {
+                    let err = (v - y.ln()).abs() / y.ln().abs().max(1e-300);
+                    worst_ln = worst_ln.max(if y.ln() == 0.0 { v.abs() } else { err });
+                }
+            }
+            x *= 1.37;
+        }
+        assert!(worst_ln < 4e-16, "ln: worst relative error {worst_ln}");
+        let mut x = -40.0;
+        while x < 40.0 {
+            for y in [x, x * 1e-9, x * 1e-3] {
+                for v in [expm1::<false>(y), expm1::<true>(y)] {
+                    let exact = y.exp_m1();
+                    let err = if exact == 0.0 {
+                        v.abs()
+                    } else {
+                        (v - exact).abs() / exact.abs()
+                    };
+                    worst_expm1 = worst_expm1.max(err);
+                }
+            }
+            x += 0.0731;
+        }
+        assert!(
+            worst_expm1 < 1e-15,
+            "expm1: worst relative error {worst_expm1}"
+        );
     }
 
     #[test]

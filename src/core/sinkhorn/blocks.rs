@@ -149,7 +149,9 @@ impl<T: Stored> KernelStore for BlockStore<T> {
         // Each row is read once: its product, its scaling, then its share of the columns while
         // it is still in cache (a block's rows share their runs, so the slices of `v_leaf` and
         // of the accumulator they touch stay in cache too).
-        let parts: Vec<(Vec<f64>, Vec<(usize, f64)>)> = (0..self.blocks.len())
+        // Per task: its column accumulator and its rows' (point, product).
+        type Part = (Vec<f64>, Vec<(usize, f64)>);
+        let parts: Vec<Part> = (0..self.blocks.len())
             .into_par_iter()
             .fold(
                 || (vec![0.0; m], Vec::new()),
@@ -324,16 +326,17 @@ impl<T: Stored> KernelBuilder for BlockBuilder<T> {
             .fold(
                 || (vec![0.0; m], Vec::new(), 0.0, Vec::new()),
                 |(mut acc, mut rows, mut transport, mut cost), block| {
-                    for r in block.rows.0..block.rows.1 {
+                    let (start, end) = block.rows;
+                    for (r, &pr) in (start..end).zip(&p_leaf[start..end]) {
                         let mut mass = 0.0;
-                        if p_leaf[r].is_finite() {
+                        if pr.is_finite() {
                             for &(s, e) in &block.runs {
                                 let (s, e) = (s as usize, e as usize);
                                 self.cost_run(r, s, e, &mut cost);
                                 let (ms, tc) = plan_row_sums(
                                     &cost,
                                     &q_leaf[s..e],
-                                    p_leaf[r],
+                                    pr,
                                     inv_eps,
                                     &mut acc[s..e],
                                 );

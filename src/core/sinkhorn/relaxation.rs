@@ -18,6 +18,8 @@
 //!   (SOR theory), so the relaxed rate alone cannot tell a factor that is too large. At doubling
 //!   intervals a short run of plain updates is compared with it, and the faster one is kept.
 
+use crate::core::simd::{exp, expm1, multiversion, LANES};
+
 /// Plain iterations before θ is first estimated, and the window of each rate estimate.
 const WARMUP: usize = 20;
 const WINDOW: usize = 10;
@@ -131,7 +133,7 @@ impl Relaxation {
 
     /// Whether the next observed error must be a projected one.
     pub(crate) fn wants_projected_error(&self) -> bool {
-        self.omega > 1.0 && (self.since_switch + 1) % WINDOW == 0
+        self.omega > 1.0 && (self.since_switch + 1).is_multiple_of(WINDOW)
     }
 
     /// Records the marginal error after a full iteration and adapts ω.
@@ -153,7 +155,7 @@ impl Relaxation {
         }
         self.since_switch += 1;
         self.unprobed += 1;
-        if self.since_switch % WINDOW != 0 {
+        if !self.since_switch.is_multiple_of(WINDOW) {
             return;
         }
         self.errors.push(err);
@@ -165,7 +167,7 @@ impl Relaxation {
             ) {
                 self.fail();
             }
-        } else if since > self.judged_after && since % PERIOD == 0 {
+        } else if since > self.judged_after && since.is_multiple_of(PERIOD) {
             // Plain Sinkhorn slows down as it converges, so later stretches are not compared
             // with the rate measured at the switch; they only have to make progress.
             let observed = rate(&self.errors, PERIOD / WINDOW).powf(1.0 / PERIOD as f64);
@@ -296,6 +298,10 @@ impl HalfStep<'_> {
     /// relaxed one. The plan's row sums are `w e^{(φ − φ̃)/ε}`; written with `expm1` so the
     /// second-order gain near the fixed point is not lost to cancellation.
     fn dual_gain(&self, omega: f64) -> f64 {
+        if self.reach.is_none() {
+            let args = [omega * self.damping, omega, self.eps];
+            return exact_dual_gain(self.weights, self.potential, self.softmin, args);
+        }
         let mut gain = 0.0;
         for ((&w, &p), &s) in self.weights.iter().zip(self.potential).zip(self.softmin) {
             if w == 0.0 {
@@ -312,6 +318,49 @@ impl HalfStep<'_> {
         gain
     }
 }
+
+/// [`HalfStep::dual_gain`] of an exact side, vectorised: `args` = (ωλ, ω, ε).
+#[inline(always)]
+fn exact_dual_gain_generic<const FMA: bool>(
+    weights: &[f64],
+    potential: &[f64],
+    softmin: &[f64],
+    args: [f64; 3],
+) -> f64 {
+    let [omega_lam, omega, eps] = args;
+    let inv_eps = 1.0 / eps;
+    let entry = |w: f64, p: f64, s: f64| {
+        let step = omega_lam * s - omega * p;
+        let marginal = w * exp::<FMA>((p - s) * inv_eps);
+        let gain = w * step - eps * marginal * expm1::<FMA>(step * inv_eps);
+        if w == 0.0 {
+            0.0
+        } else {
+            gain
+        }
+    };
+    let mut acc = [0.0f64; LANES];
+    let (wc, pc, sc) = (
+        weights.chunks_exact(LANES),
+        potential.chunks_exact(LANES),
+        softmin.chunks_exact(LANES),
+    );
+    let tail: f64 = (wc
+        .remainder()
+        .iter()
+        .zip(pc.remainder())
+        .zip(sc.remainder()))
+    .map(|((&w, &p), &s)| entry(w, p, s))
+    .sum();
+    for ((w, p), s) in wc.zip(pc).zip(sc) {
+        for l in 0..LANES {
+            acc[l] += entry(w[l], p[l], s[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+multiversion! { pub fn exact_dual_gain(weights: &[f64], potential: &[f64], softmin: &[f64], args: [f64; 3]) -> f64 => exact_dual_gain_generic }
 
 /// The largest factor in `[1, omega]` (to bisection accuracy) whose half-step does not decrease
 /// the dual objective. ω = 1 maximises the dual over this side exactly, so it is always safe.

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, NextColumns, PlanSums};
 use crate::core::logsumexp::{plan_row, SUM_MAX, SUM_MIN};
-use crate::core::simd::{axpy_widening, dot_widening, exp, mul_add, multiversion, LANES};
+use crate::core::simd::{axpy_widening, dot_widening, exp, ln, mul_add, multiversion, LANES};
 
 /// Element type of a stored kernel: f64, or f32 for half the memory traffic (sums are always
 /// accumulated in f64).
@@ -378,12 +378,8 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
         log_w: &[f64],
         eps: f64,
     ) -> Option<Vec<f64>> {
-        let drift = self.builder.drift();
-        term.iter()
-            .zip(reference)
-            .zip(log_w)
-            .map(|((&t, &r), &lw)| scaling(t, r, lw, eps, drift))
-            .collect()
+        let mut out = vec![0.0; term.len()];
+        scalings_into(term, reference, log_w, eps, self.builder.drift(), &mut out).then_some(out)
     }
 
     /// The reference potentials from a side's term (net of its log-weight; zero-weight entries
@@ -523,19 +519,79 @@ fn scaling(term: f64, reference: f64, lw: f64, eps: f64, drift: f64) -> Option<f
     ((z - lw).abs() < drift).then(|| z.exp())
 }
 
-/// `out = reference − ε log(sums)` when every sum lies in the safe range; false (and `out` partly
-/// written) otherwise.
-fn finish_softmin(sums: &[f64], reference: &[f64], eps: f64, out: &mut [f64]) -> bool {
+/// `out = reference − ε log(sums)` when every sum lies in the safe range; false (and `out`
+/// unspecified) otherwise.
+#[inline(always)]
+fn finish_softmin_generic<const FMA: bool>(
+    sums: &[f64],
+    reference: &[f64],
+    eps: f64,
+    out: &mut [f64],
+) -> bool {
     let mut safe = true;
-    for ((o, s), r) in out.iter_mut().zip(sums).zip(reference) {
-        if (SUM_MIN..=SUM_MAX).contains(s) {
-            *o = r - eps * s.ln();
-        } else {
-            safe = false;
+    let entry = |s: f64, r: f64, safe: &mut bool| {
+        *safe &= (SUM_MIN..=SUM_MAX).contains(&s);
+        r - eps * ln::<FMA>(s)
+    };
+    let mut oc = out.chunks_exact_mut(LANES);
+    let (sc, rc) = (sums.chunks_exact(LANES), reference.chunks_exact(LANES));
+    let (st, rt) = (sc.remainder(), rc.remainder());
+    for ((o, s), r) in (&mut oc).zip(sc).zip(rc) {
+        for l in 0..LANES {
+            o[l] = entry(s[l], r[l], &mut safe);
         }
+    }
+    for ((o, &s), &r) in oc.into_remainder().iter_mut().zip(st).zip(rt) {
+        *o = entry(s, r, &mut safe);
     }
     safe
 }
+
+multiversion! { pub fn finish_softmin(sums: &[f64], reference: &[f64], eps: f64, out: &mut [f64]) -> bool => finish_softmin_generic }
+
+/// `out_k` = [`scaling`] of each entry; false when one drifted beyond `drift` (then `out` is
+/// unspecified).
+#[inline(always)]
+fn scalings_generic<const FMA: bool>(
+    term: &[f64],
+    reference: &[f64],
+    log_w: &[f64],
+    eps: f64,
+    drift: f64,
+    out: &mut [f64],
+) -> bool {
+    let inv_eps = 1.0 / eps;
+    let mut ok = true;
+    let entry = |t: f64, r: f64, lw: f64, ok: &mut bool| {
+        let z = (t - r) * inv_eps;
+        let weighted = lw.is_finite();
+        // NaN fails the comparison, as in `scaling`.
+        *ok &= !weighted || (z - lw).abs() < drift;
+        if weighted {
+            exp::<FMA>(z)
+        } else {
+            0.0
+        }
+    };
+    let mut oc = out.chunks_exact_mut(LANES);
+    let (tc, rc, wc) = (
+        term.chunks_exact(LANES),
+        reference.chunks_exact(LANES),
+        log_w.chunks_exact(LANES),
+    );
+    let (tt, rt, wt) = (tc.remainder(), rc.remainder(), wc.remainder());
+    for (((o, t), r), w) in (&mut oc).zip(tc).zip(rc).zip(wc) {
+        for l in 0..LANES {
+            o[l] = entry(t[l], r[l], w[l], &mut ok);
+        }
+    }
+    for (((o, &t), &r), &w) in oc.into_remainder().iter_mut().zip(tt).zip(rt).zip(wt) {
+        *o = entry(t, r, w, &mut ok);
+    }
+    ok
+}
+
+multiversion! { pub fn scalings_into(term: &[f64], reference: &[f64], log_w: &[f64], eps: f64, drift: f64, out: &mut [f64]) -> bool => scalings_generic }
 
 /// Rows per rayon task for a stored n×m kernel.
 fn rows_per_task(m: usize) -> usize {
