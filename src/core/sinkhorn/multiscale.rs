@@ -18,8 +18,9 @@ use crate::core::neighbours::KdTree;
 const SPARSE_MAX_DIM: usize = 3;
 /// Points per coarse cluster.
 const COARSENING: usize = 16;
-/// Largest fraction of the n·m entries a truncated stage may keep: above it the stage runs on
-/// the coarse level.
+/// Largest fraction of the n·m entries an intermediate truncated stage may keep: above it the
+/// stage runs on the coarse level (at 10⁵ points, stages of 10⁹ entries cost more than the
+/// coarse level's whole ε-scaling: 68 s against 41 s at ε = 3e-5 with 12.5 % here).
 const SPARSE_FRACTION: f64 = 0.02;
 /// Largest coarse level solved without truncation (entries).
 const DENSE_COARSE: usize = 4_000_000;
@@ -272,7 +273,6 @@ type CoarseStart = (Array1<f64>, Array1<f64>, Vec<f64>, Vec<StageReport>);
 
 /// Solves the stages where the kernel is too dense to truncate on clusters of the points, and
 /// carries the potentials to the points at the first ε the truncated kernel can afford.
-#[allow(clippy::too_many_arguments)]
 fn coarse_start(
     level: &Level<'_>,
     params: &SinkhornParams,
