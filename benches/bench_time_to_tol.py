@@ -33,8 +33,8 @@ MEDIUM = [(4000, 2, 1e-3), (4000, 36, 1e-2)]
 LARGE = [(10_000, 2, 1e-3), (100_000, 2, 3e-5)]
 # Small ε, where Sinkhorn's rate collapses (run with --cases tiny).
 TINY = [(400, 2, 1e-5)]
-# Its truncated kernel would keep ~1.6e9 entries: beyond the memory budget, so the target stage
-# runs on the online kernel from the coarse start (run with --cases huge).
+# Its truncated kernel keeps ~2·10⁹ entries (≈ 8 GB in float32): stored when half the available
+# memory holds it, else the target stage runs on the online kernel (run with --cases huge).
 HUGE = [(100_000, 2, 1e-3)]
 LADDER = (1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
 
