@@ -175,9 +175,9 @@ def sinkhorn(
         (Schmitzer 2019: matrix-vector products, the duals absorbed into the stored kernel
         when the scalings grow). ``"sparse"`` (``sinkhorn_points`` only) keeps the kernel
         entries above e^-32 of the current duals, found with k-d trees cluster by cluster and
-        stored as dense runs per row (float32 when ``tol >= 1e-6``, in up to half the available
+        stored as dense runs per row (float32 when ``tol >= 1e-8``, in up to half the available
         memory), and anneals ε from clusters of the points (coarse-to-fine). ``"auto"`` stores the kernel when it fits in
-        512 MiB (float32 when ``tol >= 1e-6``, finishing in float64 if its rounding keeps the
+        512 MiB (float32 when ``tol >= 1e-8``, finishing in float64 if its rounding keeps the
         plan's error above ``tol``; float64 otherwise), and picks
         ``"sparse"`` for point clouds in d <= 3 whose dense kernel does not fit. Every choice
         reports the marginal error of the exact plan.
