@@ -9,7 +9,6 @@ plan ``P_ij = a_i b_j exp((f_i + g_j - M_ij) / reg)``; POT's ``log_u`` is ``f / 
 from __future__ import annotations
 
 import warnings
-from functools import cached_property
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -176,9 +175,9 @@ def sinkhorn(
         when the scalings grow). ``"sparse"`` (``sinkhorn_points`` only) keeps the kernel
         entries above e^-32 of the current duals, found with k-d trees cluster by cluster and
         stored as dense runs per row (float32 when ``tol >= 1e-8``, in up to half the available
-        memory), and anneals ε from clusters of the points (coarse-to-fine). ``"auto"`` stores the kernel when it fits in
-        512 MiB (float32 when ``tol >= 1e-8``, finishing in float64 if its rounding keeps the
-        plan's error above ``tol``; float64 otherwise), and picks
+        memory), and anneals ε from clusters of the points (coarse-to-fine). ``"auto"`` stores
+        the kernel when it fits in 512 MiB (float32 when ``tol >= 1e-8``, finishing in float64
+        if its rounding keeps the plan's error above ``tol``; float64 otherwise), and picks
         ``"sparse"`` for point clouds in d <= 3 whose dense kernel does not fit. Every choice
         reports the marginal error of the exact plan.
 
@@ -193,9 +192,7 @@ def sinkhorn(
     options = _options(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, kernel
     )
-    solved = _core.sinkhorn_dense(
-        a, b, M, options, *_warm_start(f_init, g_init), with_plan=True
-    )
+    solved = _core.sinkhorn_dense(a, b, M, options, *_warm_start(f_init, g_init), with_plan=True)
 
     def plan_fn(f, g):
         return _core.plan_dense(f + reg * _log(a), g + reg * _log(b), M, reg)
