@@ -160,6 +160,32 @@ pub fn expm1<const FMA: bool>(x: f64) -> f64 {
     }
 }
 
+/// `Σ_k entry(a_k, b_k, c_k)` over three equal-length slices, in [`LANES`]-wide chunks with one
+/// accumulator per lane, so that a branch-free `entry` (built from [`exp`], [`ln`], [`expm1`])
+/// vectorises. For the kernels' `_generic` bodies.
+#[inline(always)]
+pub fn sum_lanes(a: &[f64], b: &[f64], c: &[f64], entry: impl Fn(f64, f64, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let (ac, bc, cc) = (
+        a.chunks_exact(LANES),
+        b.chunks_exact(LANES),
+        c.chunks_exact(LANES),
+    );
+    let tail: f64 = (ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .zip(cc.remainder()))
+    .map(|((&x, &y), &z)| entry(x, y, z))
+    .sum();
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for l in 0..LANES {
+            acc[l] += entry(x[l], y[l], z[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// Compiles `$generic` for baseline, AVX2+FMA and AVX-512F and dispatches on the running CPU;
 /// `$generic` takes `<const FMA: bool>`, true on the variants whose CPU has fused multiply-add.
 macro_rules! multiversion {

@@ -298,25 +298,7 @@ fn exact_distance_generic<const FMA: bool>(
             0.0
         }
     };
-    let mut acc = [0.0f64; simd::LANES];
-    let (wc, pc, sc) = (
-        weights.chunks_exact(simd::LANES),
-        potential.chunks_exact(simd::LANES),
-        softmin.chunks_exact(simd::LANES),
-    );
-    let tail: f64 = (wc
-        .remainder()
-        .iter()
-        .zip(pc.remainder())
-        .zip(sc.remainder()))
-    .map(|((&w, &p), &s)| entry(w, p, s))
-    .sum();
-    for ((w, p), s) in wc.zip(pc).zip(sc) {
-        for l in 0..simd::LANES {
-            acc[l] += entry(w[l], p[l], s[l]);
-        }
-    }
-    acc.iter().sum::<f64>() + tail
+    simd::sum_lanes(weights, potential, softmin, entry)
 }
 
 simd::multiversion! { pub fn exact_distance(weights: &[f64], potential: &[f64], softmin: &[f64], inv_eps: f64) -> f64 => exact_distance_generic }

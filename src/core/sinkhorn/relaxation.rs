@@ -18,7 +18,7 @@
 //!   (SOR theory), so the relaxed rate alone cannot tell a factor that is too large. At doubling
 //!   intervals a short run of plain updates is compared with it, and the faster one is kept.
 
-use crate::core::simd::{exp, expm1, multiversion, LANES};
+use crate::core::simd::{exp, expm1, multiversion, sum_lanes};
 
 /// Plain iterations before θ is first estimated, and the window of each rate estimate.
 const WARMUP: usize = 20;
@@ -339,25 +339,7 @@ fn exact_dual_gain_generic<const FMA: bool>(
             gain
         }
     };
-    let mut acc = [0.0f64; LANES];
-    let (wc, pc, sc) = (
-        weights.chunks_exact(LANES),
-        potential.chunks_exact(LANES),
-        softmin.chunks_exact(LANES),
-    );
-    let tail: f64 = (wc
-        .remainder()
-        .iter()
-        .zip(pc.remainder())
-        .zip(sc.remainder()))
-    .map(|((&w, &p), &s)| entry(w, p, s))
-    .sum();
-    for ((w, p), s) in wc.zip(pc).zip(sc) {
-        for l in 0..LANES {
-            acc[l] += entry(w[l], p[l], s[l]);
-        }
-    }
-    acc.iter().sum::<f64>() + tail
+    sum_lanes(weights, potential, softmin, entry)
 }
 
 multiversion! { pub fn exact_dual_gain(weights: &[f64], potential: &[f64], softmin: &[f64], args: [f64; 3]) -> f64 => exact_dual_gain_generic }
