@@ -191,6 +191,11 @@ def test_plans_agree_with_pot_where_pot_converges(problem, eps_scaling):
                 numItermax=20_000, log=True,
             )  # fmt: skip
             pot_converged = log["err"][-1] <= 1e-13 if log["err"] else False
+            # POT's unbalanced Sinkhorn scales exp(-M/reg), whose entries underflow to exact
+            # zeros beyond M/reg ≈ 708: it then converges to a wrong plan (found with
+            # max M/reg = 1000: a zero where the optimum holds 0.0135, objective 139.65 against
+            # ours 138.64).
+            assume((M / reg).max() < 700)
     assume(ours.converged and pot_converged and np.isfinite(ref).all())
     mass = max(a.sum(), b.sum())
     np.testing.assert_allclose(ours.plan, ref, atol=1e-6 * mass)

@@ -51,10 +51,15 @@ pub struct BlockStore<T> {
 }
 
 impl<T: Stored> BlockStore<T> {
-    fn block_vals(&self, b: usize) -> &[T] {
+    /// The rows of block `b`: each leaf row position with its stored values (empty when the
+    /// block keeps no runs — every row is visited, so products stay aligned with the rows).
+    fn block_rows(&self, b: usize) -> impl Iterator<Item = (usize, &[T])> + '_ {
         let block = &self.blocks[b];
-        let len = (block.rows.1 - block.rows.0) * block.width;
-        &self.vals[self.offsets[b]..self.offsets[b] + len]
+        let (start, width, offset) = (block.rows.0, block.width, self.offsets[b]);
+        (start..block.rows.1).map(move |r| {
+            let at = offset + (r - start) * width;
+            (r, &self.vals[at..at + width])
+        })
     }
 
     /// Σ_k K̃_rk v_k for one stored row (`v` in y leaf order).
@@ -88,11 +93,9 @@ impl<T: Stored> BlockStore<T> {
         (0..self.blocks.len())
             .into_par_iter()
             .flat_map_iter(|b| {
-                let block = &self.blocks[b];
-                let vals = self.block_vals(b);
-                vals.chunks_exact(block.width.max(1))
-                    .take(block.rows.1 - block.rows.0)
-                    .map(|row| Self::row_dot(&block.runs, row, v_leaf))
+                let runs = &self.blocks[b].runs;
+                self.block_rows(b)
+                    .map(|(_, row)| Self::row_dot(runs, row, v_leaf))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -125,12 +128,11 @@ impl<T: Stored> KernelStore for BlockStore<T> {
             .fold(
                 || vec![0.0; m],
                 |mut acc, b| {
-                    let block = &self.blocks[b];
-                    let rows = self.block_vals(b).chunks_exact(block.width.max(1));
-                    for (r, row) in (block.rows.0..block.rows.1).zip(rows) {
+                    let runs = &self.blocks[b].runs;
+                    for (r, row) in self.block_rows(b) {
                         let ui = u[self.row_order[r] as usize];
                         if ui != 0.0 {
-                            Self::row_axpy(&block.runs, row, ui, &mut acc);
+                            Self::row_axpy(runs, row, ui, &mut acc);
                         }
                     }
                     acc
@@ -156,15 +158,14 @@ impl<T: Stored> KernelStore for BlockStore<T> {
             .fold(
                 || (vec![0.0; m], Vec::new()),
                 |(mut acc, mut sums), b| {
-                    let block = &self.blocks[b];
-                    let rows = self.block_vals(b).chunks_exact(block.width.max(1));
-                    for (r, row) in (block.rows.0..block.rows.1).zip(rows) {
+                    let runs = &self.blocks[b].runs;
+                    for (r, row) in self.block_rows(b) {
                         let i = self.row_order[r] as usize;
-                        let s = Self::row_dot(&block.runs, row, &v_leaf);
+                        let s = Self::row_dot(runs, row, &v_leaf);
                         sums.push((i, s));
                         let ui = u_of(i, s);
                         if ui != 0.0 {
-                            Self::row_axpy(&block.runs, row, ui, &mut acc);
+                            Self::row_axpy(runs, row, ui, &mut acc);
                         }
                     }
                     (acc, sums)
@@ -415,6 +416,40 @@ mod tests {
     fn block_products_match_the_dense_kernel() {
         check_products::<f64>(1e-13);
         check_products::<f32>(1e-6);
+    }
+
+    #[test]
+    fn rows_without_entries_keep_their_place() {
+        // Half the rows lie far beyond reach of every column: their blocks keep no runs, and
+        // every product must still land on its own row.
+        let (n, m, eps) = (64, 50, 1e-2);
+        let mut next = uniform(13);
+        let xs: Vec<f64> = (0..n)
+            .flat_map(|i| {
+                let far = if i % 2 == 0 { 100.0 } else { 0.0 };
+                [far + 0.1 * next(), far + 0.1 * next()]
+            })
+            .collect();
+        let ys: Vec<f64> = (0..2 * m).map(|_| 0.1 * next()).collect();
+        let (p, q, v) = (vec![0.0; n], vec![0.0; m], vec![1.0; m]);
+        let store = BlockBuilder::<f64>::new(&xs, &ys, 2, 2.0, 1.0).build(&p, &q, eps);
+        assert!(store.blocks.iter().any(|b| b.runs.is_empty()));
+        let rows = store.row_products(&v);
+        let (fused, _) = store.fused_products(&v, &|_, _| 1.0);
+        for i in 0..n {
+            let exact: f64 = (0..m)
+                .map(|j| {
+                    let c =
+                        (xs[2 * i] - ys[2 * j]).powi(2) + (xs[2 * i + 1] - ys[2 * j + 1]).powi(2);
+                    (-c / eps).exp()
+                })
+                .sum();
+            assert!(
+                (rows[i] - exact).abs() <= 1e-12 * exact.max(1e-300),
+                "row {i}"
+            );
+            assert_eq!(fused[i], rows[i]);
+        }
     }
 
     #[test]
