@@ -113,24 +113,9 @@ impl KdTree {
         out
     }
 
-    /// Squared distance from `x` to the box of node `id`.
-    #[inline]
-    fn box_distance2(&self, id: usize, x: &[f64]) -> f64 {
-        let d = self.dim;
-        let (lo, hi) = (
-            &self.boxes[2 * d * id..2 * d * id + d],
-            &self.boxes[2 * d * id + d..2 * d * (id + 1)],
-        );
-        let mut s = 0.0;
-        for k in 0..d {
-            let t = (lo[k] - x[k]).max(x[k] - hi[k]).max(0.0);
-            s += t * t;
-        }
-        s
-    }
-
     /// Calls `visit(k, |x − y_k|²)` for every point (by leaf position `k`) of every leaf whose
-    /// box may hold a point with `|x − y|^p ≤ reach + node_max` (`node_max` from [`Self::node_max`]).
+    /// box may hold a point with `|x − y|^p ≤ reach + node_max` (`node_max` from [`Self::node_max`]):
+    /// the leaves near the degenerate box `[x, x]`.
     pub fn for_candidates(
         &self,
         x: &[f64],
@@ -141,25 +126,8 @@ impl KdTree {
         mut visit: impl FnMut(usize, f64),
     ) {
         let d = self.dim;
-        stack.clear();
-        stack.push(0);
-        while let Some(id) = stack.pop() {
-            let id = id as usize;
-            let bound = reach + node_max[id];
-            if bound < 0.0 {
-                continue;
-            }
-            let r2 = self.box_distance2(id, x);
-            if cost_from_sq(r2, p) > bound {
-                continue;
-            }
-            let node = self.nodes[id];
-            if node.left != 0 {
-                stack.push(node.left);
-                stack.push(node.right);
-                continue;
-            }
-            for k in node.start as usize..node.end as usize {
+        self.for_leaves_near_box(x, x, p, reach, node_max, stack, |start, end| {
+            for k in start..end {
                 let y = &self.coords[k * d..(k + 1) * d];
                 let mut s = 0.0;
                 for (a, b) in x.iter().zip(y) {
@@ -167,13 +135,12 @@ impl KdTree {
                 }
                 visit(k, s);
             }
-        }
+        });
     }
 
     /// Calls `visit(start, end)` for every leaf, in leaf order, that may hold a point within
     /// reach of some point of the box `[lo, hi]`: its box-to-box cost is at most `reach` plus
-    /// the leaf's largest `node_max` value (the same test as [`Self::for_candidates`], for a
-    /// whole cluster of query points at once).
+    /// the leaf's largest `node_max` value (for a single point, `lo = hi` = the point).
     #[allow(clippy::too_many_arguments)]
     pub fn for_leaves_near_box(
         &self,
@@ -262,6 +229,20 @@ impl KdTree {
     pub fn dim(&self) -> usize {
         self.dim
     }
+}
+
+/// `v` (point order) in the leaf order `order` (a tree's [`KdTree::order`]).
+pub fn to_leaf_order(order: &[u32], v: &[f64]) -> Vec<f64> {
+    order.iter().map(|&i| v[i as usize]).collect()
+}
+
+/// Leaf-ordered values back in point order: the inverse of [`to_leaf_order`].
+pub fn to_point_order(order: &[u32], leaf: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; leaf.len()];
+    for (&i, &v) in order.iter().zip(leaf) {
+        out[i as usize] = v;
+    }
+    out
 }
 
 /// `|x − y|^p` from `|x − y|²`.

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::stabilized::{two_pass_products, KernelBuilder, KernelStore, ScalingOf, Stored};
 use crate::core::cost::{add_into, PlanSums};
 use crate::core::logsumexp::plan_row_sums;
-use crate::core::neighbours::{cost_from_sq, KdTree};
+use crate::core::neighbours::{cost_from_sq, to_leaf_order, to_point_order, KdTree};
 
 /// Truncation threshold `T`: blocks that cannot hold an entry `≥ e^{−T}` of the reference are dropped.
 const TRUNCATION: f64 = 32.0;
@@ -84,10 +84,6 @@ impl<T: Stored> BlockStore<T> {
         }
     }
 
-    fn leaf_values(&self, v: &[f64]) -> Vec<f64> {
-        self.col_order.iter().map(|&j| v[j as usize]).collect()
-    }
-
     /// The row products in x leaf order, block by block.
     fn leaf_row_products(&self, v_leaf: &[f64]) -> Vec<f64> {
         (0..self.blocks.len())
@@ -102,23 +98,14 @@ impl<T: Stored> BlockStore<T> {
     }
 }
 
-/// Leaf-ordered values back in point order.
-fn unpermute(order: &[u32], leaf: &[f64]) -> Vec<f64> {
-    let mut out = vec![0.0; leaf.len()];
-    for (&i, &v) in order.iter().zip(leaf) {
-        out[i as usize] = v;
-    }
-    out
-}
-
 impl<T: Stored> KernelStore for BlockStore<T> {
     fn entries(&self) -> usize {
         self.vals.len()
     }
 
     fn row_products(&self, v: &[f64]) -> Vec<f64> {
-        let sums = self.leaf_row_products(&self.leaf_values(v));
-        unpermute(&self.row_order, &sums)
+        let sums = self.leaf_row_products(&to_leaf_order(&self.col_order, v));
+        to_point_order(&self.row_order, &sums)
     }
 
     fn col_products(&self, u: &[f64]) -> Vec<f64> {
@@ -139,7 +126,7 @@ impl<T: Stored> KernelStore for BlockStore<T> {
                 },
             )
             .reduce(|| vec![0.0; m], add_into);
-        unpermute(&self.col_order, &acc)
+        to_point_order(&self.col_order, &acc)
     }
 
     fn fused_products(&self, v: &[f64], u_of: &ScalingOf<'_>) -> (Vec<f64>, Vec<f64>) {
@@ -147,7 +134,7 @@ impl<T: Stored> KernelStore for BlockStore<T> {
             return two_pass_products(self, v, u_of);
         }
         let m = self.col_order.len();
-        let v_leaf = self.leaf_values(v);
+        let v_leaf = to_leaf_order(&self.col_order, v);
         // Each row is read once: its product, its scaling, then its share of the columns while
         // it is still in cache (a block's rows share their runs, so the slices of `v_leaf` and
         // of the accumulator they touch stay in cache too).
@@ -180,7 +167,7 @@ impl<T: Stored> KernelStore for BlockStore<T> {
                 sums[i] = s;
             }
         }
-        (sums, unpermute(&self.col_order, &acc))
+        (sums, to_point_order(&self.col_order, &acc))
     }
 }
 
@@ -255,10 +242,6 @@ impl<T: Stored> BlockBuilder<T> {
             cost_from_sq(sq, self.p)
         }));
     }
-
-    fn leaf_order(order: &[u32], v: &[f64]) -> Vec<f64> {
-        order.iter().map(|&i| v[i as usize]).collect()
-    }
 }
 
 impl<T: Stored> KernelBuilder for BlockBuilder<T> {
@@ -269,8 +252,8 @@ impl<T: Stored> KernelBuilder for BlockBuilder<T> {
     }
 
     fn build(&self, p: &[f64], q: &[f64], eps: f64) -> BlockStore<T> {
-        let p_leaf = Self::leaf_order(&self.x_tree.order, p);
-        let q_leaf = Self::leaf_order(&self.y_tree.order, q);
+        let p_leaf = to_leaf_order(&self.x_tree.order, p);
+        let q_leaf = to_leaf_order(&self.y_tree.order, q);
         let blocks = self.blocks(&p_leaf, &q_leaf, eps, TRUNCATION);
         let mut offsets = Vec::with_capacity(blocks.len());
         let mut total = 0;
@@ -316,8 +299,8 @@ impl<T: Stored> KernelBuilder for BlockBuilder<T> {
     }
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> Option<PlanSums> {
-        let p_leaf = Self::leaf_order(&self.x_tree.order, row);
-        let q_leaf = Self::leaf_order(&self.y_tree.order, col);
+        let p_leaf = to_leaf_order(&self.x_tree.order, row);
+        let q_leaf = to_leaf_order(&self.y_tree.order, col);
         let blocks = self.blocks(&p_leaf, &q_leaf, eps, self.eval_threshold);
         let m = q_leaf.len();
         let inv_eps = 1.0 / eps;
@@ -362,8 +345,8 @@ impl<T: Stored> KernelBuilder for BlockBuilder<T> {
             transport_cost += transport;
         }
         Some(PlanSums {
-            row_sums: unpermute(&self.x_tree.order, &row_leaf),
-            col_sums: unpermute(&self.y_tree.order, &col_leaf),
+            row_sums: to_point_order(&self.x_tree.order, &row_leaf),
+            col_sums: to_point_order(&self.y_tree.order, &col_leaf),
             transport_cost,
         })
     }

@@ -23,8 +23,8 @@
 use rayon::prelude::*;
 
 use super::stabilized::{KernelBuilder, KernelStore};
-use crate::core::cost::PlanSums;
-use crate::core::neighbours::{cost_from_sq, KdTree};
+use crate::core::cost::{add_into, PlanSums};
+use crate::core::neighbours::{cost_from_sq, to_leaf_order, to_point_order, KdTree};
 
 /// Truncation threshold `T` of the iterations: entries below `e^{−T}` of the reference are dropped.
 const TRUNCATION: f64 = 32.0;
@@ -57,13 +57,13 @@ impl KernelStore for SparseStore {
     }
 
     fn row_products(&self, v: &[f64]) -> Vec<f64> {
-        let v_leaf = self.leaf_values(v);
+        let v_leaf = to_leaf_order(&self.col_order, v);
         let sums: Vec<f64> = (0..self.row_order.len())
             .into_par_iter()
             .with_min_len(64)
             .map(|r| self.row_dot(r, &v_leaf))
             .collect();
-        Self::unpermute(&self.row_order, &sums)
+        to_point_order(&self.row_order, &sums)
     }
 
     fn col_products(&self, u: &[f64]) -> Vec<f64> {
@@ -82,7 +82,7 @@ impl KernelStore for SparseStore {
                 },
             )
             .reduce(|| vec![0.0; m], add_into);
-        Self::unpermute(&self.col_order, &acc)
+        to_point_order(&self.col_order, &acc)
     }
 }
 
@@ -103,24 +103,6 @@ impl SparseStore {
             acc[k as usize] += u * w;
         }
     }
-
-    /// Leaf-ordered values back in point order.
-    fn unpermute(order: &[u32], leaf: &[f64]) -> Vec<f64> {
-        let mut out = vec![0.0; leaf.len()];
-        for (&i, &v) in order.iter().zip(leaf) {
-            out[i as usize] = v;
-        }
-        out
-    }
-
-    fn leaf_values(&self, v: &[f64]) -> Vec<f64> {
-        self.col_order.iter().map(|&j| v[j as usize]).collect()
-    }
-}
-
-fn add_into(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
-    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-    a
 }
 
 /// Builds truncated kernels between two point clouds with the cost `|x − y|^p`.
@@ -160,7 +142,7 @@ impl SparseBuilder {
         visit: impl Fn(&mut A, usize, usize, usize, f64, f64) + Sync + Send,
     ) -> Vec<A> {
         let d = self.x_tree.dim();
-        let q_leaf: Vec<f64> = self.y_tree.order.iter().map(|&j| q[j as usize]).collect();
+        let q_leaf = to_leaf_order(&self.y_tree.order, q);
         let node_max = self.y_tree.node_max(&q_leaf);
         let n = self.x_tree.len();
         (0..n)
@@ -279,16 +261,12 @@ impl KernelBuilder for SparseBuilder {
             for (i, s) in rows {
                 row_sums[i] += s;
             }
-            col_leaf.iter_mut().zip(&cols).for_each(|(a, b)| *a += b);
+            col_leaf = add_into(col_leaf, cols);
             transport_cost += cost;
-        }
-        let mut col_sums = vec![0.0; m];
-        for (k, &j) in self.y_tree.order.iter().enumerate() {
-            col_sums[j as usize] = col_leaf[k];
         }
         Some(PlanSums {
             row_sums,
-            col_sums,
+            col_sums: to_point_order(&self.y_tree.order, &col_leaf),
             transport_cost,
         })
     }
