@@ -411,25 +411,24 @@ mod tests {
             (0..m).map(|_| next()).collect(),
         );
         let rhs = plan.apply((&r, &c), &d_true.0, &d_true.1);
-        let (x, y) = schur_direction(&plan, (&r, &c), &rhs).unwrap();
-        let back = plan.apply((&r, &c), &x, &y);
-        let residual = back.0.iter().zip(&rhs.0).chain(back.1.iter().zip(&rhs.1));
-        assert!(
-            residual.clone().all(|(u, v)| (u - v).abs() < 1e-9),
-            "{:?}",
-            residual.collect::<Vec<_>>()
-        );
-        assert_eq!(x[2], 0.0);
+        let solves = |(x, y): (Vec<f64>, Vec<f64>)| {
+            let back = plan.apply((&r, &c), &x, &y);
+            let residual = back.0.iter().zip(&rhs.0).chain(back.1.iter().zip(&rhs.1));
+            assert!(
+                residual.clone().all(|(u, v)| (u - v).abs() < 1e-9),
+                "{:?}",
+                residual.collect::<Vec<_>>()
+            );
+            assert_eq!(x[2], 0.0);
+        };
+        solves(schur_direction(&plan, (&r, &c), &rhs).unwrap());
         // Conjugate gradients (the path beyond DIRECT_MAX columns) on the same, small and well
         // conditioned system: the same residual.
-        let (x, y) = conjugate_gradients(&plan, (&r, &c), rhs.clone(), 4 * (n + m));
-        let back = plan.apply((&r, &c), &x, &y);
-        let residual = back.0.iter().zip(&rhs.0).chain(back.1.iter().zip(&rhs.1));
-        assert!(
-            residual.clone().all(|(u, v)| (u - v).abs() < 1e-9),
-            "{:?}",
-            residual.collect::<Vec<_>>()
-        );
-        assert_eq!(x[2], 0.0);
+        solves(conjugate_gradients(
+            &plan,
+            (&r, &c),
+            rhs.clone(),
+            4 * (n + m),
+        ));
     }
 }
