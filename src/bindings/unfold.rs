@@ -270,6 +270,21 @@ impl PyKerBProjector {
         Ok(PyKerBProjector { inner })
     }
 
+    /// The sampled response: detector row i belongs to gen point `owner[i]` (grouped in order)
+    /// with the share `shares[i]` of its MC weight.
+    #[staticmethod]
+    fn sampled(
+        owner: PyReadonlyArray1<'_, usize>,
+        shares: PyReadonlyArray1<'_, f64>,
+        n_gen: usize,
+    ) -> PyResult<Self> {
+        let owner = owner.as_array().to_vec();
+        let response =
+            Response::new_samples(&owner, shares.as_array().to_vec(), n_gen).map_err(CoreError)?;
+        let inner = KerBProjector::new(response).map_err(CoreError)?;
+        Ok(PyKerBProjector { inner })
+    }
+
     /// The orthogonal projection of `x` (m + L).
     fn orthogonal<'py>(
         &self,

@@ -94,29 +94,41 @@ def test_wright_omega_matches_scipy_on_the_whole_range():
     assert np.all(np.abs(ours - ref) <= 1e-13 * np.abs(ref))
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_kerb_projector_matches_qr_projector(dense):
-    L, M = 7, 3
+RESPONSE_KINDS = ["blocks", "sampled", "dense"]
+
+
+def response_and_projector(kind, L, M, rng):
+    """A response R (as a dense NumPy reference) and the core's projector for it: ``blocks`` (M
+    equal samples per gen point), ``sampled`` (the real MC's layout: 1 to 2M samples per gen
+    point with unequal weights, the sampled form of the core) or ``dense`` (a general
+    column-stochastic response: the Woodbury + Cholesky path)."""
+    if kind == "blocks":
+        return block_response(L, M), testing.KerBProjector(None, n_gen=L, per_point=M)
+    if kind == "dense":
+        R = rng.random((L * M, L)) * (rng.random((L * M, L)) < 0.4) + block_response(L, M)
+        R /= R.sum(axis=0)
+        return R, testing.KerBProjector(R, n_gen=L, per_point=M)
+    owner = np.repeat(np.arange(L), rng.integers(1, 2 * M + 1, L)).astype(np.uintp)
+    shares = rng.random(owner.size) + 0.05
+    shares /= np.bincount(owner, weights=shares)[owner]
+    R = np.zeros((owner.size, L))
+    R[np.arange(owner.size), owner] = shares
+    return R, testing.KerBProjector.sampled(owner, shares, L)
+
+
+@pytest.mark.parametrize("kind", RESPONSE_KINDS)
+def test_kerb_projector_matches_qr_projector(kind):
     rng = np.random.default_rng(1)
-    R = block_response(L, M)
-    if dense:  # a general column-stochastic response (Woodbury + Cholesky path)
-        R = rng.random((L * M, L))
-        R /= R.sum(axis=0)
-    x = rng.standard_normal(L * M + L)
-    ours = testing.KerBProjector(R if dense else None, n_gen=L, per_point=M).orthogonal(x)
-    np.testing.assert_allclose(ours, kerb_projector(R) @ x, rtol=0, atol=1e-13)
+    R, projector = response_and_projector(kind, 7, 3, rng)
+    x = rng.standard_normal(sum(R.shape))
+    np.testing.assert_allclose(projector.orthogonal(x), kerb_projector(R) @ x, rtol=0, atol=1e-13)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_douglas_rachford_matches_numpy_and_lands_in_ker_b(dense):
-    L, M = 9, 2
+@pytest.mark.parametrize("kind", RESPONSE_KINDS)
+def test_douglas_rachford_matches_numpy_and_lands_in_ker_b(kind):
     rng = np.random.default_rng(2)
-    R = block_response(L, M)
-    if dense:
-        R = rng.random((L * M, L))
-        R /= R.sum(axis=0)
-    log_w = np.log(rng.random(L * M + L) / (L * M))
-    projector = testing.KerBProjector(R if dense else None, n_gen=L, per_point=M)
+    R, projector = response_and_projector(kind, 9, 2, rng)
+    log_w = np.log(rng.random(sum(R.shape)) / R.shape[0])
     ours = projector.douglas_rachford(log_w, 1e-3, 25)
     ref = numpy_dr_projection(log_w, kerb_projector(R), 1e-3, 25)
     assert max_rel(ours, ref) < 1e-12
@@ -202,7 +214,7 @@ def test_richardson_lucy_matches_numpy_ibu_with_efficiencies():
 
 def test_rl_unfolder_binning_matches_reference_histograms():
     d = make_unfolding_1d(L=40, M=2, L_measured=40, random_state=5)
-    est = oi.RichardsonLucyUnfolder(n_bins=14, n_iter=7).fit(d.measured, gen=d.gen, reco=d.reco)
+    est = oi.RichardsonLucyUnfolder(n_bins=14, max_iter=7).fit(d.measured, gen=d.gen, reco=d.reco)
     y = d.reco.reshape(-1)
     _, edges = np.histogram(y, 14)
     idx = np.digitize(y, edges)
@@ -250,7 +262,7 @@ def test_reduced_2d_jet_mass_reference_numbers():
     ot_w2 = oi.OTUnfolder(max_iter=30).fit(d.measured, **kw).w2_to_measured()
     assert ot_w2 <= 1.10  # reference 1.006
     for n_bins in (8, 10, 14, 18):  # n_bin = 64, 100, 196, 324
-        rl = oi.RichardsonLucyUnfolder(n_bins=n_bins, n_iter=30).fit(d.measured, **kw)
+        rl = oi.RichardsonLucyUnfolder(n_bins=n_bins, max_iter=30).fit(d.measured, **kw)
         assert ot_w2 < rl.w2_to_measured()
 
 
@@ -269,7 +281,7 @@ def test_tol_runs_until_the_change_is_small_and_does_not_get_worse():
 # Estimator contract, observables, tracking, progress bar
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "est", [oi.OTUnfolder(reg=1e-4, max_iter=7), oi.RichardsonLucyUnfolder(n_bins=10, n_iter=3)]
+    "est", [oi.OTUnfolder(reg=1e-4, max_iter=7), oi.RichardsonLucyUnfolder(n_bins=10, max_iter=3)]
 )
 def test_clone_get_set_params(est):
     params = est.get_params()
@@ -292,7 +304,7 @@ def test_fold_expectation_and_w2_tracking(capsys):
     assert est.expectation(lambda x: x[:, 0]) == pytest.approx(est.normalized_weights_ @ gen)
     m2 = est.expectation(lambda x: x**2)
     assert m2.shape == (1,) and m2[0] == pytest.approx(est.normalized_weights_ @ gen**2)
-    rl = oi.RichardsonLucyUnfolder(n_bins=10, n_iter=4, track_w2=True).fit(
+    rl = oi.RichardsonLucyUnfolder(n_bins=10, max_iter=4, track_w2=True).fit(
         measured, gen=gen, reco=reco
     )
     assert rl.history_["w2"].shape == (4,)
@@ -383,17 +395,13 @@ def test_bad_richardson_lucy_arguments():
 # ---------------------------------------------------------------------------------------------
 # The exact projection option (closed form for blocks, Newton for a general response)
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dense", [False, True])
-def test_exact_projection_satisfies_the_kkt_conditions(dense):
-    L, M = 9, 3
+@pytest.mark.parametrize("kind", RESPONSE_KINDS)
+def test_exact_projection_satisfies_the_kkt_conditions(kind):
     rng = np.random.default_rng(6)
-    R = block_response(L, M)
-    if dense:
-        R = rng.random((L * M, L)) * (rng.random((L * M, L)) < 0.4) + block_response(L, M)
-        R /= R.sum(axis=0)
-    log_w = np.log(rng.random(L * M + L) / (L * M))
-    z = testing.KerBProjector(R if dense else None, n_gen=L, per_point=M).exact(log_w)
-    m = L * M
+    R, projector = response_and_projector(kind, 9, 3, rng)
+    m = R.shape[0]
+    log_w = np.log(rng.random(sum(R.shape)) / m)
+    z = projector.exact(log_w)
     # In ker B, and stationary: Rᵀ log(z_w/w_w) + log(z_s/w_s) = 0.
     np.testing.assert_allclose(z[:m], R @ z[m:], rtol=1e-14)
     grad = R.T @ (np.log(z[:m]) - log_w[:m]) + np.log(z[m:]) - log_w[m:]

@@ -86,14 +86,15 @@ def test_inefficiency_nan_rows_equal_mask_and_give_efficiencies():
 
 @pytest.mark.parametrize("efficiency", ["sample", "kernel"])
 def test_ot_with_inefficiency_matches_numpy_on_the_normalised_response(efficiency):
-    # Seen points: R̄ normalised over reconstructed samples, reference τ̂ ∝ ε, σ = τ/ε, with ε
-    # the fractions of reconstructed samples or the kernel-smoothed efficiency.
+    # Seen points: R̄ normalised over reconstructed samples, reference τ̂ ∝ w f (the fractions
+    # of reconstructed samples: the MC's reconstructed events), σ = τ/ε with ε the fractions or
+    # the kernel-smoothed efficiency.
     gen, reco, measured = small_1d(L=10, M=3, n=30, seed=7)
     mask = np.ones((10, 3), bool)
     mask[[1, 4, 4, 7], [0, 1, 2, 2]] = False
     est = oi.OTUnfolder(max_iter=6, efficiency=efficiency)
     est.fit(measured, gen=gen, reco=reco, reco_mask=mask)
-    eff = mask.mean(1)
+    fraction = eff = mask.mean(1)
     if efficiency == "kernel":
         assert np.abs(est.efficiency_ - eff).max() > 0.05
         eff = est.efficiency_
@@ -102,7 +103,14 @@ def test_ot_with_inefficiency_matches_numpy_on_the_normalised_response(efficienc
     rows = np.flatnonzero(mask.reshape(-1))
     R[np.arange(len(rows)), rows // 3] = 1.0 / mask.sum(1)[rows // 3]
     tau = numpy_ot_unfold_fakes(
-        reco.reshape(-1)[rows], R, measured, np.ones(30), np.empty(0), np.empty(0), eff, n_iter=6
+        reco.reshape(-1)[rows],
+        R,
+        measured,
+        np.ones(30),
+        np.empty(0),
+        np.empty(0),
+        fraction,
+        n_iter=6,
     )
     sigma = tau / eff
     np.testing.assert_allclose(est.normalized_weights_, sigma / sigma.sum(), rtol=1e-9)
@@ -130,7 +138,7 @@ def test_richardson_lucy_with_background_is_the_em_update():
 def test_plain_problem_is_unchanged_by_unit_weights_and_a_full_mask():
     d = oi.datasets.make_unfolding_1d(L=40, M=2, L_measured=40, random_state=3)
     kw = dict(gen=d.gen, reco=d.reco)
-    for est in (oi.OTUnfolder(max_iter=10), oi.RichardsonLucyUnfolder(n_bins=10, n_iter=5)):
+    for est in (oi.OTUnfolder(max_iter=10), oi.RichardsonLucyUnfolder(n_bins=10, max_iter=5)):
         a = clone(est).fit(d.measured, **kw)
         b = clone(est).fit(
             d.measured,
@@ -152,7 +160,7 @@ def test_absolute_counts_track_the_true_number_of_events():
         3000, L=60, M=20, efficiency=lambda x: 0.7 + 0.2 * x, fake_fraction=0.1, random_state=4
     )
     kw = dict(gen=d.gen, reco=d.reco, fakes=d.fakes, fake_weight=d.fake_weight)
-    for est in (oi.OTUnfolder(), oi.RichardsonLucyUnfolder(n_bins=20, n_iter=10)):
+    for est in (oi.OTUnfolder(), oi.RichardsonLucyUnfolder(n_bins=20, max_iter=10)):
         total = est.fit(d.measured, **kw).weights_.sum()
         assert abs(total - d.n_true) < 4 * np.sqrt(d.n_true), (type(est).__name__, total)
 
@@ -160,7 +168,7 @@ def test_absolute_counts_track_the_true_number_of_events():
 # ---------------------------------------------------------------------------------------------
 # scikit-learn contract
 # ---------------------------------------------------------------------------------------------
-ESTIMATORS = [oi.OTUnfolder(max_iter=5), oi.RichardsonLucyUnfolder(n_bins=8, n_iter=4)]
+ESTIMATORS = [oi.OTUnfolder(max_iter=5), oi.RichardsonLucyUnfolder(n_bins=8, max_iter=4)]
 
 
 @pytest.mark.parametrize("est", ESTIMATORS)

@@ -46,6 +46,10 @@ class KerBProjector:
     def __new__(
         cls, response: NDArray[np.float64] | None, *, n_gen: int, per_point: int
     ) -> KerBProjector: ...
+    @staticmethod
+    def sampled(
+        owner: NDArray[np.uintp], shares: NDArray[np.float64], n_gen: int
+    ) -> KerBProjector: ...
     def orthogonal(self, x: NDArray[np.float64]) -> NDArray[np.float64]: ...
     def douglas_rachford(
         self, log_w: NDArray[np.float64], dr_step: float, dr_iter: int

@@ -8,17 +8,26 @@
 //! a placeholder value for a missing reco partner); in the dense form a response `R` (m×L)
 //! whose column sums are the efficiencies, with gen weights `w_k`.
 //!
-//! With `ε_k` the weighted fraction of reconstructed samples (or the column sum of `R`) and
-//! `R̄` the response normalised over reconstructed samples, the folded measure is
-//! `ν_σ = Σ_k σ_k ε_k R̄(·|x_k) + β` (β: fakes). Writing `τ_k ∝ σ_k ε_k` (the gen-level
-//! distribution of the *reconstructed* signal), the detector part is `(1 − φ) R̄τ` with
-//! φ = |β| / |ν|: eq. (21) for τ on the gen points with ε_k > 0, with the reference measure
-//! `τ̂_k ∝ w_k ε_k` (the MC's own reconstructed distribution). Then
+//! With `f_k` the weighted fraction of gen point k's samples that were reconstructed (or the
+//! column sum of `R`) and `R̄` the response normalised over reconstructed samples, the folded
+//! measure is `ν_σ = Σ_k σ_k ε_k R̄(·|x_k) + β` (β: fakes). Writing `τ_k ∝ σ_k ε_k` (the
+//! gen-level distribution of the *reconstructed* signal), the detector part is `(1 − φ) R̄τ`
+//! with φ = |β| / |ν|: eq. (21) for τ on the gen points with a reconstructed sample, with the
+//! reference measure `τ̂_k ∝ w_k f_k` (the MC's own reconstructed events, as weighted). Then
 //! `σ_k = (|ν| − |β|) τ_k / ε_k` are events: their sum estimates the number of true events.
-//! Gen points with MC weight but no reconstructed sample are not seen by the data; they keep
-//! the MC's share relative to the seen points, `σ_k = w_k Σ_seen σ / Σ_seen w` (an acceptance
-//! extrapolation by the MC, as in IBU's efficiency correction). Gen points of zero MC weight get
-//! σ_k = 0.
+//!
+//! The efficiency ε_k is either the fraction f_k itself, or a given smooth estimate ε̂(x_k) (the
+//! estimators' default: with one sample per event, f_k is 1 at every reconstructed point and
+//! says nothing about ε). The two differ in the gen points without a reconstructed sample:
+//! * with a smooth ε̂, those points get σ_k = 0: the seen points sample the MC with density
+//!   ∝ ε(x) p_MC(x), so their weights τ_k/ε̂(x_k) already estimate the whole truth, seen and
+//!   unseen events alike (the inverse-probability weighting of an efficiency correction; giving
+//!   the unseen points a share as well would count their mass twice);
+//! * with per-point fractions (M samples per gen point, the paper's layout), a point with no
+//!   reconstructed sample has f_k = 0 and cannot be corrected: it keeps the MC's share relative
+//!   to the seen points, `σ_k = w_k Σ_seen σ / Σ_seen w` (an acceptance extrapolation by the MC).
+//!
+//! Gen points of zero MC weight get σ_k = 0.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
@@ -47,8 +56,12 @@ pub enum McResponse<'a> {
 /// detector level, and the weights the result is expressed in.
 #[derive(Clone, Debug)]
 pub struct McModel {
-    /// Reconstruction probability ε_k of every gen point (L).
+    /// Reconstruction probability ε_k of every gen point (L): the fraction below, or a given
+    /// smooth estimate.
     pub efficiency: Array1<f64>,
+    /// The weighted fraction of each gen point's samples that were reconstructed (L): its
+    /// detector-level MC weight is `w_k · fraction_k` (the column sum for a dense response).
+    pub fraction: Array1<f64>,
     /// MC weight w_k of every gen point (L): the gen weight times the sum of its sample weights
     /// divided by M (so unit weights give w_k = 1).
     pub mc_weight: Array1<f64>,
@@ -58,6 +71,10 @@ pub struct McModel {
     pub rows: Vec<usize>,
     /// Column-normalised response on `rows` × `seen`.
     pub response: Response,
+    /// Whether gen points not seen at detector level get the MC's share of the unfolded events
+    /// (per-point efficiencies) or none (a smooth efficiency, whose 1/ε̂ on the seen points
+    /// already carries their mass; module docs).
+    pub extrapolate_unseen: bool,
 }
 
 fn check_gen_weight(gen_weight: Option<ArrayView1<'_, f64>>, l: usize) -> Result<Array1<f64>> {
@@ -147,8 +164,8 @@ impl McModel {
         };
         let mut efficiency = Array1::zeros(l);
         let mut mc_weight = Array1::zeros(l);
-        let (mut seen, mut rows, mut entries) = (Vec::new(), Vec::new(), Vec::new());
-        let mut uniform_blocks = true;
+        let (mut seen, mut rows, mut owner, mut shares) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for k in 0..l {
             let sk = sw.row(k);
             let total: f64 = sk.sum();
@@ -160,29 +177,27 @@ impl McModel {
             if total > 0.0 {
                 efficiency[k] = reco / total;
             }
-            uniform_blocks &= reco == total && sk.iter().all(|v| *v == sk[0]) && total > 0.0;
             if reco > 0.0 && gw[k] > 0.0 {
                 let col = seen.len();
                 seen.push(k);
                 for j in (0..per_point).filter(|&j| reco_ok[k * per_point + j] && sk[j] > 0.0) {
-                    entries.push((rows.len(), col, sk[j] / reco));
+                    owner.push(col);
+                    shares.push(sk[j] / reco);
                     rows.push(k * per_point + j);
                 }
             }
         }
-        let response = if uniform_blocks && seen.len() == l {
-            Response::new_blocks(l, per_point)?
-        } else {
-            let mut r = Array2::zeros((rows.len(), seen.len()));
-            entries.iter().for_each(|&(i, k, v)| r[(i, k)] = v);
-            Response::new_dense(r)?
-        };
+        // Each detector sample belongs to one gen point whatever the counts and weights: the
+        // response stays in its sampled form (O(m + L)), never a dense m×L matrix.
+        let response = Response::new_samples(&owner, shares, seen.len())?;
         Ok(McModel {
+            fraction: efficiency.clone(),
             efficiency,
             mc_weight,
             seen,
             rows,
             response,
+            extrapolate_unseen: true,
         })
     }
 
@@ -234,11 +249,13 @@ impl McModel {
         });
         let efficiency = efficiency.mapv(|e| e.min(1.0));
         Ok(McModel {
+            fraction: efficiency.clone(),
             efficiency,
             mc_weight: gw,
             seen,
             rows,
             response: Response::new_dense(rbar)?,
+            extrapolate_unseen: true,
         })
     }
 
@@ -270,6 +287,7 @@ impl McModel {
             ));
         }
         self.efficiency.assign(&efficiency);
+        self.extrapolate_unseen = false;
         Ok(())
     }
 
@@ -278,7 +296,7 @@ impl McModel {
     fn is_plain(&self) -> bool {
         let w0 = self.mc_weight[0];
         self.seen.len() == self.mc_weight.len()
-            && self.efficiency.iter().all(|e| *e == 1.0)
+            && self.fraction.iter().all(|e| *e == 1.0)
             && self.mc_weight.iter().all(|w| *w == w0)
     }
 
@@ -297,7 +315,7 @@ impl McModel {
             seen_sigma += sigma[k];
             seen_w += self.mc_weight[k];
         }
-        let scale = if seen_w > 0.0 {
+        let scale = if seen_w > 0.0 && self.extrapolate_unseen {
             seen_sigma / seen_w
         } else {
             0.0
@@ -386,7 +404,7 @@ pub fn ot_unfold_events(
                 ));
             }
             Ok(Array1::from_iter(
-                model.seen.iter().map(|&k| p[k] * model.efficiency[k]),
+                model.seen.iter().map(|&k| p[k] * model.fraction[k]),
             ))
         })
         .transpose()?;
@@ -395,7 +413,7 @@ pub fn ot_unfold_events(
             model
                 .seen
                 .iter()
-                .map(|&k| model.mc_weight[k] * model.efficiency[k]),
+                .map(|&k| model.mc_weight[k] * model.fraction[k]),
         )
     });
     let input = OtUnfoldInput {
@@ -458,11 +476,36 @@ mod tests {
         assert_eq!(smoothed.efficiency, given);
         assert_eq!(smoothed.seen, plain.seen); // point 2 has no sample: still unseen
         assert_eq!(smoothed.rows, plain.rows);
-        // σ = signal τ/ε on the seen points; the unseen one keeps the MC share.
+        assert_eq!(smoothed.fraction, plain.fraction);
+        // σ = signal τ/ε on the seen points; the unseen one gets nothing from a smooth ε (the
+        // seen points' 1/ε already carries it), the MC's share from per-point fractions.
         let tau = Array1::from(vec![0.5, 0.5]);
         let sigma = smoothed.events_from_tau(tau.view(), 10.0);
         assert!((sigma[0] - 5.0 / 0.9).abs() < 1e-12 && (sigma[1] - 5.0 / 0.7).abs() < 1e-12);
-        assert!((sigma[2] - (sigma[0] + sigma[1]) / 2.0).abs() < 1e-12);
+        assert_eq!(sigma[2], 0.0);
+        let sigma = plain.events_from_tau(tau.view(), 10.0);
+        assert!((sigma[0] - 5.0).abs() < 1e-12 && (sigma[1] - 10.0).abs() < 1e-12);
+        assert!((sigma[2] - 7.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn weighted_samples_keep_the_sampled_response() {
+        // Unequal sample weights and an inefficient point: still one run of rows per gen point.
+        let sample_weight =
+            Array2::from_shape_vec((3, 2), vec![1.0, 3.0, 2.0, 1.0, 1.0, 1.0]).unwrap();
+        let mc = McResponse::Samples {
+            per_point: 2,
+            sample_weight: Some(sample_weight.view()),
+            efficiency: None,
+        };
+        let m = McModel::new(samples().view(), &mc, 3, None).unwrap();
+        assert_eq!(m.rows, vec![0, 1, 2]);
+        let Response::Samples { offsets, weights } = &m.response else {
+            panic!("expected the sampled response, got {:?}", m.response);
+        };
+        assert_eq!(offsets, &vec![0, 2, 3]);
+        assert_eq!(weights, &vec![0.25, 0.75, 1.0]);
+        assert_eq!(m.fraction.to_vec(), vec![1.0, 2.0 / 3.0, 0.0]);
     }
 
     #[test]

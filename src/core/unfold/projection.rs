@@ -1,24 +1,33 @@
-//! The KL projection onto `ker B = {(w, s) : w = R s}` by Douglas–Rachford splitting (Craig, Faktor, Nachman,
-//! eq. 28), with the pieces it needs:
+//! The KL projection onto `ker B = {(w, s) : w = R s}` by Douglas–Rachford splitting (Craig,
+//! Faktor, Nachman, eq. 28), with the pieces it needs:
 //!
-//! * [`Response`]: the column-stochastic response `R` (m×L), either the sampled block form
-//!   `R_ik = 1/M` (M consecutive detector samples per gen point) or a dense matrix.
+//! * [`Response`]: the column-stochastic response `R` (m×L), either the sampled form — each
+//!   detector sample belongs to exactly one gen point, which owns a run of consecutive rows with
+//!   any number of samples (0 excluded) and any positive weights — or a dense matrix.
 //! * [`KerBProjector`]: the orthogonal projector `Π = I − Bᵀ(BBᵀ)⁻¹B` onto `ker B`,
 //!   `B = [I_m, −R]`, applied without forming any (m+L)×(m+L) matrix: `Πx = (x_w − t, x_s + Rᵀt)`
-//!   with `t = (I + RRᵀ)⁻¹(x_w − R x_s)`. For blocks `I + RRᵀ` is block diagonal with rank-one
-//!   blocks (O(m+L) per application); for a dense R, Woodbury turns the m×m solve into one with
-//!   the L×L matrix `I + RᵀR`, factored once by Cholesky.
+//!   with `t = (I + RRᵀ)⁻¹(x_w − R x_s)`. For the sampled form `I + RRᵀ` is block diagonal with
+//!   rank-one blocks `I + r_k r_kᵀ` whatever the samples' number and weights (O(m+L) per
+//!   application); for a dense R, Woodbury turns the m×m solve into one with the L×L matrix
+//!   `I + RᵀR`, factored once by Cholesky.
 //! * [`wright_omega`]: ω(t) = W₀(eᵗ), the overflow-free form of the Lambert W in eq. (28).
 
 use ndarray::Array2;
+use rayon::prelude::*;
 
 use crate::core::error::{OtError, Result};
+use crate::core::simd;
 
 /// The response matrix `R` (m×L, columns sum to one, eq. 18).
 #[derive(Clone, Debug)]
 pub enum Response {
-    /// `R_ik = 1/M` for `i ∈ [kM, (k+1)M)`: M detector samples of each of the L gen points.
-    Blocks { n_gen: usize, per_point: usize },
+    /// The sampled response: gen point k owns the rows `offsets[k]..offsets[k + 1]` (at least
+    /// one), with entries `R_ik = weights[i]` summing to one over the run (the samples' shares of
+    /// their gen point's MC weight; `1/M` for M equally weighted samples, eq. 18).
+    Samples {
+        offsets: Vec<usize>,
+        weights: Vec<f64>,
+    },
     /// A dense m×L matrix.
     Dense(Array2<f64>),
 }
@@ -59,17 +68,59 @@ impl Response {
         Ok(Response::Dense(r))
     }
 
+    /// M equally weighted samples for each of `n_gen` gen points, in consecutive rows.
     pub fn new_blocks(n_gen: usize, per_point: usize) -> Result<Self> {
         if n_gen == 0 || per_point == 0 {
             return Err(OtError::shape("reco", format!("needs at least one gen point and one sample each, got L={n_gen}, M={per_point}")));
         }
-        Ok(Response::Blocks { n_gen, per_point })
+        let offsets = (0..=n_gen).map(|k| k * per_point).collect();
+        let weights = vec![1.0 / per_point as f64; n_gen * per_point];
+        Ok(Response::Samples { offsets, weights })
+    }
+
+    /// The sampled response from each detector row's gen point (`owner`, non-decreasing: the
+    /// samples of a gen point are consecutive rows) and its share `weights` of that gen point's
+    /// MC weight (positive, summing to one per gen point).
+    pub fn new_samples(owner: &[usize], weights: Vec<f64>, n_gen: usize) -> Result<Self> {
+        if owner.len() != weights.len() || owner.is_empty() {
+            return Err(OtError::shape(
+                "reco",
+                format!("{} sample rows for {} weights", owner.len(), weights.len()),
+            ));
+        }
+        let mut offsets = vec![0; n_gen + 1];
+        for (i, &k) in owner.iter().enumerate() {
+            if k >= n_gen || (i > 0 && k < owner[i - 1]) {
+                return Err(OtError::invalid(
+                    "reco",
+                    format!("sample row {i} belongs to gen point {k}: rows must be grouped by gen point in order"),
+                ));
+            }
+            offsets[k + 1] += 1;
+        }
+        for k in 0..n_gen {
+            offsets[k + 1] += offsets[k];
+        }
+        for k in 0..n_gen {
+            let run = &weights[offsets[k]..offsets[k + 1]];
+            let total: f64 = run.iter().sum();
+            if run.is_empty()
+                || run.iter().any(|w| !w.is_finite() || *w <= 0.0)
+                || (total - 1.0).abs() > 1e-8
+            {
+                return Err(OtError::invalid(
+                    "sample_weight",
+                    format!("gen point {k}: its samples' shares must be positive and sum to one, got {total} over {} samples", run.len()),
+                ));
+            }
+        }
+        Ok(Response::Samples { offsets, weights })
     }
 
     /// m, the number of detector-level response points.
     pub fn n_response(&self) -> usize {
         match self {
-            Response::Blocks { n_gen, per_point } => n_gen * per_point,
+            Response::Samples { weights, .. } => weights.len(),
             Response::Dense(r) => r.nrows(),
         }
     }
@@ -77,18 +128,27 @@ impl Response {
     /// L, the number of gen points.
     pub fn n_gen(&self) -> usize {
         match self {
-            Response::Blocks { n_gen, .. } => *n_gen,
+            Response::Samples { offsets, .. } => offsets.len() - 1,
             Response::Dense(r) => r.ncols(),
         }
+    }
+
+    /// The runs of rows of the sampled form, one per gen point, with their weights.
+    fn runs<'a>(
+        offsets: &'a [usize],
+        weights: &'a [f64],
+    ) -> impl Iterator<Item = (std::ops::Range<usize>, &'a [f64])> + 'a {
+        offsets
+            .windows(2)
+            .map(move |w| (w[0]..w[1], &weights[w[0]..w[1]]))
     }
 
     /// `out = R s`.
     pub fn apply(&self, s: &[f64], out: &mut [f64]) {
         match self {
-            Response::Blocks { per_point, .. } => {
-                let w = 1.0 / *per_point as f64;
-                for (block, sk) in out.chunks_exact_mut(*per_point).zip(s) {
-                    block.fill(sk * w);
+            Response::Samples { offsets, weights } => {
+                for ((rows, r), sk) in Self::runs(offsets, weights).zip(s) {
+                    out[rows].iter_mut().zip(r).for_each(|(o, ri)| *o = ri * sk);
                 }
             }
             Response::Dense(r) => {
@@ -102,10 +162,9 @@ impl Response {
     /// `out = Rᵀ w`.
     pub fn apply_t(&self, w: &[f64], out: &mut [f64]) {
         match self {
-            Response::Blocks { per_point, .. } => {
-                let inv = 1.0 / *per_point as f64;
-                for (o, block) in out.iter_mut().zip(w.chunks_exact(*per_point)) {
-                    *o = block.iter().sum::<f64>() * inv;
+            Response::Samples { offsets, weights } => {
+                for (o, (rows, r)) in out.iter_mut().zip(Self::runs(offsets, weights)) {
+                    *o = w[rows].iter().zip(r).map(|(a, b)| a * b).sum();
                 }
             }
             Response::Dense(r) => {
@@ -123,21 +182,33 @@ impl Response {
 /// The orthogonal projector onto `ker B`, `B = [I_m, −R]` (the first step of eq. 28).
 pub struct KerBProjector {
     response: Response,
-    /// Lower Cholesky factor of `I_L + RᵀR` (dense responses only, for Woodbury).
-    chol: Option<Array2<f64>>,
+    factor: Factor,
+}
+
+/// What applying `(I + RRᵀ)⁻¹` needs, computed once per response.
+enum Factor {
+    /// Sampled form: `(I + r rᵀ)⁻¹ = I − r rᵀ/(1 + |r|²)` on each gen point's run of rows;
+    /// `1/(1 + |r_k|²)` per gen point.
+    Runs(Vec<f64>),
+    /// Dense form: the lower Cholesky factor of `I_L + RᵀR` (for Woodbury).
+    Woodbury(Array2<f64>),
 }
 
 impl KerBProjector {
     pub fn new(response: Response) -> Result<Self> {
-        let chol = match &response {
-            Response::Blocks { .. } => None,
+        let factor = match &response {
+            Response::Samples { offsets, weights } => Factor::Runs(
+                Response::runs(offsets, weights)
+                    .map(|(_, r)| 1.0 / (1.0 + r.iter().map(|v| v * v).sum::<f64>()))
+                    .collect(),
+            ),
             Response::Dense(r) => {
                 let mut g = r.t().dot(r);
                 g.diag_mut().iter_mut().for_each(|v| *v += 1.0);
-                Some(cholesky(g)?)
+                Factor::Woodbury(cholesky(g)?)
             }
         };
-        Ok(KerBProjector { response, chol })
+        Ok(KerBProjector { response, factor })
     }
 
     pub fn response(&self) -> &Response {
@@ -161,17 +232,17 @@ impl KerBProjector {
         // r = B x = x_w − R x_s, kept in ow.
         self.response.apply(xs, ow);
         ow.iter_mut().zip(xw).for_each(|(o, w)| *o = w - *o);
-        match (&self.response, &self.chol) {
-            (Response::Blocks { per_point, .. }, _) => {
-                // (I + c 11ᵀ)⁻¹ = I − c/(1 + cM) 11ᵀ per block, c = 1/M²: c/(1+cM) = 1/(M(M+1)).
-                let mm = *per_point as f64;
-                let c = 1.0 / (mm * (mm + 1.0));
-                for block in ow.chunks_exact_mut(*per_point) {
-                    let s: f64 = block.iter().sum::<f64>() * c;
-                    block.iter_mut().for_each(|v| *v -= s);
+        match (&self.response, &self.factor) {
+            (Response::Samples { offsets, weights }, Factor::Runs(inv)) => {
+                // Every sample belongs to one gen point, so I + RRᵀ is block diagonal with the
+                // rank-one blocks I + r_k r_kᵀ (Sherman–Morrison per block).
+                for ((rows, r), c) in Response::runs(offsets, weights).zip(inv) {
+                    let block = &mut ow[rows];
+                    let s: f64 = block.iter().zip(r).map(|(b, ri)| b * ri).sum::<f64>() * c;
+                    block.iter_mut().zip(r).for_each(|(b, ri)| *b -= ri * s);
                 }
             }
-            (Response::Dense(r), Some(chol)) => {
+            (Response::Dense(r), Factor::Woodbury(chol)) => {
                 // Woodbury: (I + RRᵀ)⁻¹ r = r − R (I + RᵀR)⁻¹ Rᵀ r.
                 self.response.apply_t(ow, os);
                 cholesky_solve(chol, os);
@@ -179,7 +250,7 @@ impl KerBProjector {
                     *o -= row.iter().zip(os.iter()).map(|(a, b)| a * b).sum::<f64>();
                 }
             }
-            (Response::Dense(_), None) => unreachable!("dense responses always carry their factor"),
+            _ => unreachable!("the factor is built from the same response"),
         }
         // ow holds t now.
         self.response.apply_t(ow, os);
@@ -291,6 +362,61 @@ pub fn wright_omega(t: f64) -> f64 {
     w
 }
 
+/// Entries per parallel task of a Douglas–Rachford update.
+const DR_CHUNK: usize = 8192;
+
+/// ω(t) without branches, for vector lanes: the regions and Fritsch–Shafer–Crowley steps of
+/// [`wright_omega`] with every region's guess computed and the right one selected, and always two
+/// steps (the second changes a converged value by at most an ulp).
+#[inline(always)]
+fn wright_omega_lane<const FMA: bool>(t: f64) -> f64 {
+    let lt = simd::ln::<FMA>(if t > 1.0 { t } else { 1.0 });
+    let tiny = simd::exp::<FMA>(t);
+    let guess = if t < -2.0 {
+        tiny
+    } else if t < 1.0 {
+        simd::exp::<FMA>(2.0 * (t - 1.0) / 3.0)
+    } else {
+        t - lt + lt / t
+    };
+    let step = |w: f64| {
+        let r = t - w - simd::ln::<FMA>(w);
+        let wp1 = w + 1.0;
+        let q = 2.0 * wp1 * (wp1 + 2.0 / 3.0 * r);
+        w * (1.0 + r / wp1 * (q - r) / (q - 2.0 * r))
+    };
+    let w = step(step(guess));
+    // e^t is ω to double precision below −50 (and 0 where it underflows); ω(t) = t above 1e20.
+    let w = if t < -50.0 { tiny } else { w };
+    let w = if t < -708.0 { 0.0 } else { w };
+    if t > 1e20 {
+        t
+    } else {
+        w
+    }
+}
+
+#[inline(always)]
+fn dr_update_generic<const FMA: bool>(
+    log_w: &[f64],
+    y: &[f64],
+    x: &mut [f64],
+    z: &mut [f64],
+    tau: f64,
+) {
+    let (log_tau, inv_tau) = (tau.ln(), 1.0 / tau);
+    for (((x, z), y), lw) in x.iter_mut().zip(z.iter_mut()).zip(y).zip(log_w) {
+        *z = tau * wright_omega_lane::<FMA>(lw - log_tau + (2.0 * y - *x) * inv_tau);
+        *x += *z - y;
+    }
+}
+
+simd::multiversion! {
+    /// One Douglas–Rachford update of eq. (28) after `y = Πx`: `z = τ ω(log w − log τ +
+    /// (2y − x)/τ)`, `x ← x + z − y`.
+    pub fn dr_update(log_w: &[f64], y: &[f64], x: &mut [f64], z: &mut [f64], tau: f64) => dr_update_generic
+}
+
 /// `Proj^KL_{ker B}(w)` by Douglas–Rachford splitting, eq. (28), from `log w`:
 /// `y = Πx`, `z = τ ω(log w − log τ + (2y − x)/τ)`, `x ← x + z − y`, starting at `x = w`;
 /// returns `z` (the iterate of the KL prox, which is positive), with exact zeros (ω underflow)
@@ -300,14 +426,12 @@ pub fn douglas_rachford(proj: &KerBProjector, log_w: &[f64], tau: f64, n_iter: u
     let mut x: Vec<f64> = log_w.iter().map(|v| v.exp()).collect();
     let mut z = x.clone();
     let mut y = vec![0.0; n];
-    let log_tau = tau.ln();
-    let inv_tau = 1.0 / tau;
     for _ in 0..n_iter {
         proj.project(&x, &mut y);
-        for i in 0..n {
-            z[i] = tau * wright_omega(log_w[i] - log_tau + (2.0 * y[i] - x[i]) * inv_tau);
-            x[i] += z[i] - y[i];
-        }
+        x.par_chunks_mut(DR_CHUNK)
+            .zip(z.par_chunks_mut(DR_CHUNK))
+            .zip(y.par_chunks(DR_CHUNK).zip(log_w.par_chunks(DR_CHUNK)))
+            .for_each(|((x, z), (y, lw))| dr_update(lw, y, x, z, tau));
     }
     let min_pos = z
         .iter()
@@ -324,7 +448,9 @@ pub fn douglas_rachford(proj: &KerBProjector, log_w: &[f64], tau: f64, n_iter: u
 
 /// The exact `Proj^KL_{ker B}(a)` from `log a`: `z = (R s, s)` with `s` minimising the convex
 /// `KL(Rs | a_w) + KL(s | a_s)` (stationarity: `Rᵀ log(Rs/a_w) + log(s/a_s) = 0`).
-/// For the block response this is closed-form, `log s_k = ½(log a_s,k + mean_{i∈k} log(M a_w,i))`;
+/// For the sampled response it is closed form per gen point (`Σ_i r_i = 1` over its run):
+/// `log s_k = ½(log a_s,k + Σ_{i∈k} r_i (log a_w,i − log r_i))` (`½(log a_s,k + mean log(M a_w,i))`
+/// for M equal samples);
 /// for a dense response it is Newton's method on `s` (Hessian `Rᵀdiag(1/Rs)R + diag(1/s)`, L×L
 /// Cholesky) with step halving to keep `s > 0` and the objective decreasing.
 pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f64>> {
@@ -333,17 +459,18 @@ pub fn exact_kl_projection(proj: &KerBProjector, log_a: &[f64]) -> Result<Vec<f6
     let l = response.n_gen();
     let (log_aw, log_as) = log_a.split_at(m);
     let s: Vec<f64> = match response {
-        Response::Blocks { per_point, .. } => {
-            let mm = *per_point as f64;
-            log_as
-                .iter()
-                .zip(log_aw.chunks_exact(*per_point))
-                .map(|(las, block)| {
-                    let mean = block.iter().sum::<f64>() / mm + mm.ln();
-                    (0.5 * (las + mean)).exp()
-                })
-                .collect()
-        }
+        Response::Samples { offsets, weights } => log_as
+            .iter()
+            .zip(Response::runs(offsets, weights))
+            .map(|(las, (rows, r))| {
+                let mean: f64 = log_aw[rows]
+                    .iter()
+                    .zip(r)
+                    .map(|(la, ri)| ri * (la - ri.ln()))
+                    .sum();
+                (0.5 * (las + mean)).exp()
+            })
+            .collect(),
         Response::Dense(r) => {
             let a_s: Vec<f64> = log_as.iter().map(|v| v.exp()).collect();
             let objective = |s: &[f64], w: &[f64]| -> f64 {
@@ -463,6 +590,61 @@ mod tests {
         }
     }
 
+    /// A sampled response with 0–3 samples per gen point of unequal weights (gen points 2 and
+    /// 5 are absent: only seen points enter the response), as the sampled and the dense form.
+    fn ragged() -> (Response, Response) {
+        let owner = [0, 0, 0, 1, 2, 2, 3, 4, 4];
+        let raw = [1.0, 2.0, 0.5, 1.0, 0.3, 0.7, 4.0, 1.0, 1.0];
+        let mut weights = raw.to_vec();
+        for k in 0..5 {
+            let total: f64 = (0..9).filter(|&i| owner[i] == k).map(|i| raw[i]).sum();
+            (0..9)
+                .filter(|&i| owner[i] == k)
+                .for_each(|i| weights[i] = raw[i] / total);
+        }
+        let mut dense = Array2::zeros((9, 5));
+        for (i, &k) in owner.iter().enumerate() {
+            dense[(i, k)] = weights[i];
+        }
+        (
+            Response::new_samples(&owner, weights, 5).unwrap(),
+            Response::new_dense(dense).unwrap(),
+        )
+    }
+
+    #[test]
+    fn sampled_and_woodbury_projectors_agree_on_unequal_runs() {
+        let (samples, dense) = ragged();
+        let (a, b) = (
+            KerBProjector::new(samples).unwrap(),
+            KerBProjector::new(dense).unwrap(),
+        );
+        let x: Vec<f64> = (0..14).map(|i| ((i * 5 % 13) as f64).cos()).collect();
+        let (mut pa, mut pb) = (vec![0.0; 14], vec![0.0; 14]);
+        a.project(&x, &mut pa);
+        b.project(&x, &mut pb);
+        for (p, q) in pa.iter().zip(&pb) {
+            assert!((p - q).abs() < 1e-14, "{p} vs {q}");
+        }
+        assert!(a.residual(&pa) < 1e-14);
+        let log_x: Vec<f64> = x.iter().map(|v| v - 2.0).collect();
+        let (za, zb) = (
+            exact_kl_projection(&a, &log_x).unwrap(),
+            exact_kl_projection(&b, &log_x).unwrap(),
+        );
+        for (p, q) in za.iter().zip(&zb) {
+            assert!((p - q).abs() <= 1e-13 * p.abs(), "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn sampled_response_rejects_unordered_rows_and_bad_shares() {
+        assert!(Response::new_samples(&[0, 1, 0], vec![0.5, 1.0, 0.5], 2).is_err());
+        assert!(Response::new_samples(&[0, 0], vec![0.5, 0.4], 1).is_err());
+        assert!(Response::new_samples(&[0, 2], vec![1.0, 1.0], 3).is_err()); // point 1 empty
+        assert!(Response::new_samples(&[0, 0], vec![1.0, 0.0], 1).is_err());
+    }
+
     #[test]
     fn closed_form_and_newton_exact_projections_agree() {
         let (l, m) = (6, 4);
@@ -477,6 +659,37 @@ mod tests {
             assert!((p - q).abs() <= 1e-13 * p.abs(), "{p} vs {q}");
         }
         assert!(blocks.residual(&a) < 1e-15);
+    }
+
+    #[test]
+    fn vectorised_wright_omega_equals_the_scalar_one() {
+        let t: Vec<f64> = (-4000..=4000)
+            .map(|i| i as f64 * 0.37)
+            .chain([
+                -800.0,
+                -50.5,
+                -2.0,
+                1.0,
+                1e21,
+                f64::NEG_INFINITY,
+                f64::INFINITY,
+            ])
+            .collect();
+        let (mut x, mut z) = (vec![0.0; t.len()], vec![0.0; t.len()]);
+        // With y = x = 0 and τ = 1 the update's argument is log_w itself.
+        dr_update(&t, &vec![0.0; t.len()], &mut x, &mut z, 1.0);
+        for (t, w) in t.iter().zip(&z) {
+            let expected = wright_omega(*t);
+            if *t < -708.0 {
+                assert!(*w == 0.0 && expected < 1e-307, "t={t}"); // subnormal e^t flushed to 0
+                continue;
+            }
+            assert!(
+                (w - expected).abs() <= 1e-14 * expected.abs() || w == &expected,
+                "t={t}: {w} vs {expected}"
+            );
+        }
+        assert!(z[z.len() - 1].is_infinite() && z[z.len() - 2] == 0.0);
     }
 
     #[test]

@@ -222,10 +222,15 @@ impl<'k> TruncatedKernel<'k> {
     /// `ν_j e^{(out_j − q_j)/ε}` the next row reduction uses drifted from their weights.
     pub fn softmin_cols(&mut self, row: &[f64], shift: &[f64], out: &mut [f64]) -> Result<()> {
         self.last_row_terms.copy_from_slice(row);
-        if self.pending {
+        // The bound on the dropped part sums every row's scaling: a single row term that rose
+        // far above its reference (a row whose scaling the projection changed a lot, such as a
+        // fake row far from the data) would fail the check of every column at once and send
+        // the whole reduction to the online cost. New references are far cheaper.
+        let eps = self.eps;
+        let drifted = row.iter().zip(&self.p).any(|(t, p)| (t - p) / eps > DRIFT);
+        if self.pending || drifted {
             self.rebuild();
         }
-        let eps = self.eps;
         let refs = (&self.p[..], &self.q[..]);
         let logs = self.backend.log_sums(false, row, refs, eps);
         let bad = finish(&logs, row, refs, eps, out);
