@@ -42,7 +42,7 @@ def efficiency(x):
 def make_estimator(name, eff="kernel"):
     if name == "ot":
         return oi.OTUnfolder(max_iter=25, efficiency=eff)
-    return oi.RichardsonLucyUnfolder(n_bins=28, n_iter=10, bin_range=(-1.8, 1.8), efficiency=eff)
+    return oi.RichardsonLucyUnfolder(n_bins=28, max_iter=10, bin_range=(-1.8, 1.8), efficiency=eff)
 
 
 def fit_kwargs(d):

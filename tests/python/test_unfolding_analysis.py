@@ -80,7 +80,7 @@ def test_full_efficiency_is_unchanged_by_the_kernel_model():
     "make",
     [
         lambda: oi.OTUnfolder(max_iter=25),
-        lambda: oi.RichardsonLucyUnfolder(n_bins=28, n_iter=10, bin_range=(-1.8, 1.8)),
+        lambda: oi.RichardsonLucyUnfolder(n_bins=28, max_iter=10, bin_range=(-1.8, 1.8)),
     ],
 )
 def test_kernel_efficiency_is_used_and_counts_true_events(make):
@@ -137,7 +137,7 @@ def _closure_setup():
 def test_closure_test_numbers_follow_from_the_binned_result():
     _, data, kw = _closure_setup()
     res = closure_test(
-        oi.RichardsonLucyUnfolder(n_bins=28, n_iter=5), data.measured, n_replicas=8, **kw
+        oi.RichardsonLucyUnfolder(n_bins=28, max_iter=5), data.measured, n_replicas=8, **kw
     )
     dev = res.unfolded.values - res.truth
     assert res.bias2 == pytest.approx((dev**2).sum())
@@ -155,8 +155,8 @@ def d_in_range(truth):
 
 def test_scan_of_iterations_trades_bias_for_variance():
     _, data, kw = _closure_setup()
-    est = oi.RichardsonLucyUnfolder(n_bins=28, n_iter=1, bin_range=(-1.8, 1.8))
-    res = scan(est, "n_iter", [1, 4, 100], data.measured, n_replicas=8, **kw)
+    est = oi.RichardsonLucyUnfolder(n_bins=28, max_iter=1, bin_range=(-1.8, 1.8))
+    res = scan(est, "max_iter", [1, 4, 100], data.measured, n_replicas=8, **kw)
     assert res.bias2[0] > res.bias2[-1]  # one iteration stays near the flat prior
     assert res.variance[0] < res.variance[-1]  # many iterations fit the fluctuations
     assert res.best in (1, 4, 100) and res.mse.min() == res.mse[res.values.index(res.best)]
@@ -166,7 +166,7 @@ def test_scan_of_iterations_trades_bias_for_variance():
 
 def test_plots_return_axes_with_the_data():
     _, data, kw = _closure_setup()
-    est = oi.RichardsonLucyUnfolder(n_bins=28, n_iter=4, bin_range=(-1.8, 1.8))
+    est = oi.RichardsonLucyUnfolder(n_bins=28, max_iter=4, bin_range=(-1.8, 1.8))
     res = closure_test(est, data.measured, n_replicas=6, **kw)
     main, ratio = plot_unfolded(res.unfolded, res.truth)
     assert len(main.containers) == 1 and len(ratio.containers) == 1
@@ -176,7 +176,7 @@ def test_plots_return_axes_with_the_data():
     np.testing.assert_allclose(heights, 2 * res.unfolded.std)
     ax = plot_correlation(res.unfolded)
     np.testing.assert_allclose(ax.collections[0].get_array().reshape(5, 5), res.unfolded.corr)
-    s = scan(est, "n_iter", [1, 4], data.measured, n_replicas=4, **kw)
+    s = scan(est, "max_iter", [1, 4], data.measured, n_replicas=4, **kw)
     ax = plot_scan(s)
     np.testing.assert_allclose(ax.lines[2].get_ydata(), s.mse)
     matplotlib.pyplot.close("all")

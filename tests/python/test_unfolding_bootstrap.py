@@ -48,7 +48,7 @@ def test_dask_local_cluster_gives_the_serial_replicas(capsys):
 def test_histogram_and_expectation_helpers():
     d = small_events(1)
     res = bootstrap(
-        oi.RichardsonLucyUnfolder(n_bins=10, n_iter=4, bin_range=(-2, 2)),
+        oi.RichardsonLucyUnfolder(n_bins=10, max_iter=4, bin_range=(-2, 2)),
         d.measured,
         n_replicas=40,
         random_state=1,
@@ -86,7 +86,7 @@ def test_absolute_normalisation_within_its_bootstrap_error():
         1500, L=40, M=20, efficiency=lambda x: 0.7 + 0.2 * x, fake_fraction=0.1, random_state=9
     )
     # The error of the total combines the data and the MC (response) bootstrap.
-    for est in (oi.OTUnfolder(max_iter=15), oi.RichardsonLucyUnfolder(n_bins=16, n_iter=6)):
+    for est in (oi.OTUnfolder(max_iter=15), oi.RichardsonLucyUnfolder(n_bins=16, max_iter=6)):
         kw = dict(n_replicas=25, random_state=0, progress=False, **fit_kwargs(d))
         total, data_err = bootstrap(est, d.measured, **kw).total()
         mc_err = bootstrap(est, d.measured, source="mc", **kw).total()[1]

@@ -1,7 +1,7 @@
 """Choosing the regularisation: closure tests and bias/variance scans.
 
-Both the OT unfolding (ε = ``reg`` and the iteration count ``max_iter``) and Richardson–Lucy
-(``n_iter``) are regularised: few iterations stay close to the MC prior (bias), many fit the
+Both the OT unfolding (ε = ``reg``) and Richardson–Lucy are regularised by their iteration count
+``max_iter``: few iterations stay close to the MC prior (bias), many fit the
 statistical fluctuations of the data (variance). A **closure test** unfolds pseudo-data whose
 truth is known — an independent MC sample, or the MC reweighted to a different truth — and
 compares the binned result with that truth. A **scan** repeats it over a hyper-parameter and
@@ -143,8 +143,8 @@ class ScanResult:
 
 def scan(estimator, param, values, pseudo_data, truth, *, bins, **closure_kwargs):
     """Closure tests (:func:`closure_test`, same keyword arguments) of ``estimator`` with the
-    hyper-parameter ``param`` set to each of ``values`` (e.g. ``"max_iter"``, ``"reg"`` or RL's
-    ``"n_iter"``); the same bootstrap seeds at every value, so differences are not noise of the
+    hyper-parameter ``param`` set to each of ``values`` (e.g. ``"max_iter"`` or ``"reg"``); the
+    same bootstrap seeds at every value, so differences are not noise of the
     replicas. Returns a :class:`ScanResult`; see the module docs for how to choose."""
     values = list(values)
     if not values:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from numbers import Integral, Real
 from typing import ClassVar
@@ -40,7 +41,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
@@ -414,8 +415,11 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     The problem of eq. (21) is solved for the gen-level distribution τ of the *reconstructed*
     signal (τ_k ∝ σ_k ε_k), whose folded measure ``(1 − φ)Rτ + φβ`` (φ: the fakes' share of the
     measured mass) is matched to the data; the reference measure of the KL term is the MC's own
-    τ̂_k ∝ w_k ε_k. Then ``σ_k = (N_measured − N_fakes) τ_k / ε_k`` are events. Gen points with
-    MC weight but no reconstructed sample keep the MC's share relative to the others.
+    τ̂_k ∝ w_k f_k (f_k: the reconstructed share of point k's samples, its MC events that the
+    data can see). Then ``σ_k = (N_measured − N_fakes) τ_k / ε_k`` are events (inverse-probability
+    weighting); gen points without a reconstructed sample get σ_k = 0 with the default smooth
+    efficiency — the seen points' 1/ε̂ already carries their mass — and the MC's share relative
+    to the others with ``efficiency="sample"``.
 
     Parameters
     ----------
@@ -441,9 +445,14 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
     track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
     efficiency : ``"kernel"`` (default) estimates each gen point's efficiency by local-linear
         kernel regression of the reconstruction indicator over the gen points
-        (:func:`~otinverse.unfolding.efficiency.smoothed_efficiency`), ``"sample"`` by its own
-        fraction of reconstructed samples (noisy with few samples per point, and the 1/ε
-        correction then biases the event counts upwards). Only for a sampled response; a fully
+        (:func:`~otinverse.unfolding.efficiency.smoothed_efficiency`); ``"sample"`` by its own
+        fraction of reconstructed samples, for the paper's layout of M ≫ 1 samples per gen
+        point. The default is the one that is unbiased on a physics MC (one detector sample per
+        event, 10–45 % lost): there the fraction is 1 at every reconstructed event and 0 at the
+        others, so ``"sample"`` never corrects the x-dependence of the efficiency and gives the
+        lost events the MC's shape (measured: +10 % in the total, the lowest-efficiency bins
+        several times the truth), while the smooth ε̂ is within the statistical errors of the
+        truth (``benches/bench_unfolding.py realistic``). Only for a sampled response; a fully
         reconstructed MC is unchanged either way.
     efficiency_bandwidth : the kernel's width in standard deviations of the gen points (default
         Scott's rule L^(−1/(d+4))).
@@ -632,27 +641,46 @@ def _bin_index(points, edges, counts):
     return flat
 
 
-def _binned_response(problem, edges, counts, n_bin):
-    """R̄ (n_bin + 1, L): rows = bins, the last the out-of-range (under/overflow) bin; column
-    sums = efficiencies. Also the effective number of MC samples per gen point."""
+def _binned_entries(problem, edges, counts, n_bin):
+    """The binned response as entries ``(bins, cols, values)`` of R̄ (n_bin + 1, L): rows =
+    bins, the last the out-of-range (under/overflow) bin; column sums = the reconstructed shares
+    f_k. Also the effective number of MC samples per gen point."""
     p = problem
     n_gen = p.n_gen
-    rbar = np.zeros((n_bin + 1, n_gen))
     if p.response is None:
         reco = ~np.isnan(p.points[:, 0])
         q = p.sample_fractions()
-        cols = np.repeat(np.arange(n_gen), p.per_point)
-        bins = np.full(p.points.shape[0], n_bin)
+        cols = np.repeat(np.arange(n_gen), p.per_point)[reco]
         b = _bin_index(p.points[reco], edges, counts)
-        bins[reco] = np.where(b >= 0, b, n_bin)
-        np.add.at(rbar, (bins[reco], cols[reco]), q[reco])
+        bins = np.where(b >= 0, b, n_bin)
+        values = q[reco]
         s = np.ones((n_gen, p.per_point)) if p.sample_weight is None else p.sample_weight
         n_mc = s.sum(1) ** 2 / np.maximum((s**2).sum(1), 1e-300)
     else:
         b = _bin_index(p.points, edges, counts)
-        np.add.at(rbar, np.where(b >= 0, b, n_bin), p.response)
+        bins, cols = np.nonzero(p.response)
+        values = p.response[bins, cols]
+        bins = np.where(b[bins] >= 0, b[bins], n_bin)
         n_mc = np.full(n_gen, np.inf)
-    return rbar, n_mc
+    return (bins, cols, values), n_mc
+
+
+_DENSE_RESPONSE_BUDGET = 2 << 30  # bytes of one (bins × gen points) response
+
+
+def _dense_binned_response(entries, n_bin, n_gen):
+    """R̄ (n_bin + 1, L) with one column per gen point, after checking that it fits."""
+    size = (n_bin + 1) * n_gen * 8
+    if size > _DENSE_RESPONSE_BUDGET:
+        raise MemoryError(
+            f"RichardsonLucyUnfolder: a response with one column per gen point needs "
+            f"{size / 2**30:.1f} GiB ({n_bin + 1} bins × {n_gen} gen points, several copies); "
+            "unfold into truth bins instead (gen_bins=...), the usual binned response"
+        )
+    bins, cols, values = entries
+    rbar = np.zeros((n_bin + 1, n_gen))
+    np.add.at(rbar, (bins, cols), values)
+    return rbar
 
 
 def _binned_counts(points, weights, edges, counts, n_bin):
@@ -660,14 +688,34 @@ def _binned_counts(points, weights, edges, counts, n_bin):
     return np.bincount(np.where(b >= 0, b, n_bin), weights=weights, minlength=n_bin + 1)
 
 
-def _extrapolate_unseen(unfolded, seen, mc_weight):
-    """Gen points not seen at detector level keep the MC's share relative to the seen ones."""
+def _events_on_all_points(unfolded, seen, mc_weight, extrapolate):
+    """The unfolded events of the seen gen points on all L points: the unseen ones get nothing
+    when a smooth efficiency corrected the seen ones (their 1/ε̂ already carries that mass), or
+    with per-point fractions the MC's share relative to the seen ones (the core's rule, see
+    :class:`OTUnfolder`)."""
     out = np.zeros_like(mc_weight, dtype=float)
     out[seen] = unfolded
     unseen = ~seen & (mc_weight > 0)
-    if unseen.any():
+    if extrapolate and unseen.any():
         out[unseen] = mc_weight[unseen] * unfolded.sum() / mc_weight[seen].sum()
     return out
+
+
+@dataclass(frozen=True)
+class _Causes:
+    """The causes of a binned unfolding: their response (n_bin + 1, c) and starting counts (c,),
+    the effective MC events behind each column (c,), the efficiency of every gen point (L,),
+    how their unfolded counts become events on the gen points (``spread``: (c,) → (L,)) and
+    their covariances a matrix over the causes' space (``embed``), and the truth bins' edges
+    (None for one cause per gen point)."""
+
+    response: np.ndarray
+    prior: np.ndarray
+    n_mc: np.ndarray
+    efficiency: np.ndarray
+    spread: Callable[[np.ndarray], np.ndarray]
+    embed: Callable[[np.ndarray], np.ndarray]
+    edges: list | None
 
 
 class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
@@ -682,23 +730,34 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
     counted in ``n_measured_outside_`` and reported by a warning, never dropped silently.
     ``R̄ ← (1−ε_bin)R̄ + ε_bin/n_bin`` and ``ν̄`` likewise (the paper's perturbation); fakes are
     binned into a known background (the EM update with background, see :func:`richardson_lucy`).
-    ``n_iter`` iterations from the MC prior, or fewer with the stopping rule ``ts`` (``"ks"`` or
+    ``max_iter`` iterations from the MC prior, or fewer with the stopping rule ``ts`` (``"ks"`` or
     ``"chi2"`` below ``ts_stopping``, as pyunfold). ``cov_type`` (``"multinomial"`` or
     ``"poisson"``) also propagates pyunfold's errors: ``covariance_`` from the data (√n) and
     ``mc_covariance_`` from the MC statistics of the response.
 
-    Attributes: weights_ (L,) in events, normalized_weights_, efficiency_, mc_weight_, n_iter_,
-    history_ (``weights`` shapes (n_iter, L), ``ts``, ``w2`` when tracked), binned_response_
-    (n_bin, L), binned_measured_ (n_bin,) normalised, bin_edges_, n_measured_outside_,
-    covariance_ and mc_covariance_ (L, L) when ``cov_type`` is set.
+    The causes are, by default (``gen_bins=None``), the gen points themselves — the paper's
+    comparison, where each gen point has several detector samples. For a physics MC (one
+    detector sample per event), pass ``gen_bins`` (as ``n_bins``, over the range of the gen
+    points): the causes are then truth bins, the response the usual (reco bin × truth bin)
+    matrix whose column sums are the efficiency histogram, and each truth bin's unfolded events
+    are shared among its gen points — reconstructed or not — by their MC weights. One cause per
+    gen point needs a dense (bins × gen points) matrix; past 2 GiB it raises ``MemoryError``.
 
-    ``efficiency`` and ``efficiency_bandwidth``: as :class:`OTUnfolder` (the smoothed efficiency
-    rescales each gen point's column of the binned response).
+    Attributes: weights_ (L,) in events, normalized_weights_, efficiency_ (L), mc_weight_,
+    n_iter_, history_ (``weights`` shapes (n_iter, L), ``ts``, ``w2`` when tracked),
+    binned_response_ (n_bin, causes), binned_measured_ (n_bin,) normalised, bin_edges_,
+    gen_bin_edges_ (None for one cause per gen point), n_measured_outside_, covariance_ and
+    mc_covariance_ (causes × causes: L × L, or truth bins) when ``cov_type`` is set.
+
+    ``efficiency`` and ``efficiency_bandwidth``: as :class:`OTUnfolder`, for one cause per gen
+    point (the smoothed efficiency rescales each gen point's column of the binned response);
+    truth bins use the efficiency histogram. ``n_iter`` is the deprecated name of ``max_iter``.
     """
 
     _parameter_constraints: ClassVar[dict] = {
         "n_bins": [Interval(Integral, 1, None, closed="left"), "array-like"],
-        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "gen_bins": [Interval(Integral, 1, None, closed="left"), "array-like", None],
         "eps_bin": [Interval(Real, 0, 1, closed="left")],
         "bin_range": ["array-like", None],
         "ts": [StrOptions({"ks", "chi2"}), None],
@@ -708,14 +767,16 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         "efficiency": [StrOptions({"kernel", "sample"})],
         "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
         "verbose": ["verbose"],
+        "n_iter": [Interval(Integral, 1, None, closed="left"), Hidden(StrOptions({"deprecated"}))],
     }
 
     def __init__(
         self,
         n_bins=28,
-        n_iter=25,
+        max_iter=25,
         eps_bin=1e-40,
         bin_range=None,
+        gen_bins=None,
         ts=None,
         ts_stopping=0.01,
         cov_type=None,
@@ -723,11 +784,13 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         efficiency="kernel",
         efficiency_bandwidth=None,
         verbose=False,
+        n_iter="deprecated",
     ):
         self.n_bins = n_bins
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.eps_bin = eps_bin
         self.bin_range = bin_range
+        self.gen_bins = gen_bins
         self.ts = ts
         self.ts_stopping = ts_stopping
         self.cov_type = cov_type
@@ -735,26 +798,30 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         self.efficiency = efficiency
         self.efficiency_bandwidth = efficiency_bandwidth
         self.verbose = verbose
+        self.n_iter = n_iter
 
     def fit_problem(self, problem):
         _validate_hyperparameters(self)
         p = problem
+        max_iter = self._iterations()
         reco_rows = p.points if p.response is not None else p.points[~np.isnan(p.points[:, 0])]
         if reco_rows.shape[0] == 0:
             raise InvalidArgumentError("reco: no sample is reconstructed")
         edges, counts = _bin_edges(reco_rows, self.n_bins, self.bin_range)
         n_bin = int(np.prod(counts))
-        rbar, n_mc = _binned_response(p, edges, counts, n_bin)
-        smoothed = self._smoothed_efficiency(p)
-        if smoothed is not None:  # columns keep their detector shape, with sums ε̃_k
-            fraction = rbar.sum(axis=0)
-            rbar *= np.divide(smoothed, fraction, out=np.zeros_like(fraction), where=fraction > 0)
+        entries, n_mc = _binned_entries(p, edges, counts, n_bin)
+        mc_weight = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
+        if p.sample_weight is not None:
+            mc_weight = mc_weight * p.sample_weight.mean(axis=1)
+        make_causes = self._gen_point_causes if self.gen_bins is None else self._truth_bin_causes
+        causes = make_causes(p, entries, n_bin, n_mc, mc_weight)
         nubar = _binned_counts(p.measured, p.measured_weight, edges, counts, n_bin)
         background = None
         if p.fakes is not None:
             background = _binned_counts(p.fakes, p.fake_weight, edges, counts, n_bin)
-        rows = np.arange(n_bin + 1) if rbar[n_bin].any() else np.arange(n_bin)
-        self.n_measured_outside_ = 0.0 if rbar[n_bin].any() else float(nubar[n_bin])
+        outside_has_response = causes.response[n_bin].any()
+        rows = np.arange(n_bin + 1) if outside_has_response else np.arange(n_bin)
+        self.n_measured_outside_ = 0.0 if outside_has_response else float(nubar[n_bin])
         if self.n_measured_outside_ > 0:
             warnings.warn(
                 f"RichardsonLucyUnfolder: {self.n_measured_outside_:g} measured events lie outside "
@@ -762,35 +829,109 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        mc_weight = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
-        if p.sample_weight is not None:
-            mc_weight = mc_weight * p.sample_weight.mean(axis=1)
-        seen = (rbar.sum(axis=0) > 0) & (mc_weight > 0)
-        eff = rbar.sum(axis=0) if smoothed is None else smoothed
-        prior = None if p.prior is None else p.prior[seen]
         nu, res = self._unfold(
-            rbar[rows][:, seen], nubar[rows], background, rows, prior, n_mc[seen]
+            causes.response[rows],
+            nubar[rows],
+            background,
+            rows,
+            causes.prior,
+            causes.n_mc,
+            max_iter,
         )
-        unfolded = res.unfolded
         self.problem_ = p
-        self.efficiency_ = eff
+        self.efficiency_ = causes.efficiency
         self.mc_weight_ = mc_weight
-        self.weights_ = _extrapolate_unseen(unfolded, seen, mc_weight)
+        self.weights_ = causes.spread(res.unfolded)
         self.n_iter_ = res.n_iter
         shapes = np.zeros((res.n_iter, p.n_gen))
         for i, h in enumerate(res.history):
-            s = _extrapolate_unseen(h, seen, mc_weight)
+            s = causes.spread(h)
             shapes[i] = s / s.sum()
-        self.binned_response_ = rbar[:n_bin]
+        self.binned_response_ = causes.response[:n_bin]
         self.binned_measured_ = nu[:n_bin]
         self.bin_edges_ = edges
+        self.gen_bin_edges_ = causes.edges
         self.history_ = {"weights": shapes, "ts": res.ts_values}
         if self.cov_type is not None:
-            self.covariance_ = self._embed(res.stat_cov, seen)
-            self.mc_covariance_ = self._embed(res.sys_cov, seen)
+            self.covariance_ = causes.embed(res.stat_cov)
+            self.mc_covariance_ = causes.embed(res.sys_cov)
         if self.track_w2:
             self.history_["w2"] = self._track_w2(shapes)
         return self
+
+    def _iterations(self):
+        if isinstance(self.n_iter, str):
+            return int(self.max_iter)
+        warnings.warn(
+            "RichardsonLucyUnfolder(n_iter=...) is deprecated and will be removed: use max_iter "
+            "(the same iteration budget, named as in OTUnfolder)",
+            FutureWarning,
+            stacklevel=4,
+        )
+        return int(self.n_iter)
+
+    def _gen_point_causes(self, p, entries, n_bin, n_mc, mc_weight):
+        """One cause per gen point (the paper's comparison), columns scaled to the smoothed
+        efficiency when there is one."""
+        rbar = _dense_binned_response(entries, n_bin, p.n_gen)
+        fraction = rbar.sum(axis=0)
+        smoothed = self._smoothed_efficiency(p)
+        eff = fraction if smoothed is None else smoothed
+        if smoothed is not None:  # columns keep their detector shape, with sums ε̃_k
+            rbar *= np.divide(smoothed, fraction, out=np.zeros_like(fraction), where=fraction > 0)
+        seen = (fraction > 0) & (mc_weight > 0)
+        # The causes' starting counts: the truth-level prior (default the MC's) as the seen
+        # points carry it, p_k f_k / ε_k (as the OT unfolder's reference τ̂ = w f, divided by ε).
+        truth_prior = mc_weight if p.prior is None else p.prior
+        ratio = np.divide(fraction, eff, out=np.zeros_like(eff), where=eff > 0)
+        extrapolate = smoothed is None
+        return _Causes(
+            response=rbar[:, seen],
+            prior=(truth_prior * ratio)[seen],
+            n_mc=n_mc[seen],
+            efficiency=eff,
+            spread=lambda u: _events_on_all_points(u, seen, mc_weight, extrapolate),
+            embed=lambda cov: self._embed(cov, seen),
+            edges=None,
+        )
+
+    def _truth_bin_causes(self, p, entries, n_bin, n_mc, mc_weight):
+        """One cause per truth bin (``gen_bins``): the usual response matrix, whose column sums
+        are the efficiency histogram; each bin's unfolded events are shared among its gen points
+        by their MC weights."""
+        gen_edges, gen_counts = _bin_edges(p.gen, self.gen_bins, None)
+        cause = _bin_index(p.gen, gen_edges, gen_counts)
+        n_causes = int(np.prod(gen_counts))
+        bins, cols, values = entries
+        W = np.bincount(cause, mc_weight, n_causes)
+        flat = np.bincount(
+            bins * n_causes + cause[cols], values * mc_weight[cols], (n_bin + 1) * n_causes
+        )
+        R = np.divide(
+            flat.reshape(n_bin + 1, n_causes), W, out=np.zeros((n_bin + 1, n_causes)), where=W > 0
+        )
+        efficiency = R.sum(axis=0)
+        seen = efficiency > 0
+        prior = np.bincount(cause, mc_weight if p.prior is None else p.prior, n_causes)
+        # Kish's effective number of MC events per bin (the response's statistical errors).
+        w2 = np.bincount(cause, mc_weight**2 / np.maximum(n_mc, 1e-300), n_causes)
+        n_eff = np.divide(W**2, w2, out=np.zeros(n_causes), where=w2 > 0)
+
+        def spread(u):
+            per_bin = _events_on_all_points(u, seen, W, extrapolate=True)
+            return np.divide(
+                per_bin[cause] * mc_weight, W[cause], out=np.zeros(p.n_gen), where=W[cause] > 0
+            )
+
+        return _Causes(
+            response=R[:, seen],
+            prior=prior[seen],
+            n_mc=n_eff[seen],
+            efficiency=efficiency[cause],
+            spread=spread,
+            embed=lambda cov: self._embed(cov, seen),
+            edges=gen_edges,
+        )
 
     @staticmethod
     def _embed(cov, seen):
@@ -798,7 +939,7 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         out[np.ix_(seen, seen)] = cov
         return out
 
-    def _unfold(self, rbar, nubar, background, rows, prior, n_mc):
+    def _unfold(self, rbar, nubar, background, rows, prior, n_mc, max_iter):
         """Runs the core on the seen causes; returns (normalised binned data, core result)."""
         n_rows = rows.size
         eps_bin = float(self.eps_bin)
@@ -810,13 +951,13 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         bg = None if background is None else background[rows]
         eff = rbar.sum(axis=0)
         options = _core.RichardsonLucyOptions(
-            max_iter=int(self.n_iter),
+            max_iter=max_iter,
             ts=self.ts,
             ts_stopping=float(self.ts_stopping),
             cov_type=self.cov_type,
         )
         eff_err = np.where(np.isfinite(n_mc), eff / np.sqrt(n_mc), 0.0)
-        bar, _ = self._progress(self.n_iter, "Richardson-Lucy")
+        bar, _ = self._progress(max_iter, "Richardson-Lucy")
         res = _core.richardson_lucy_binned(
             np.ascontiguousarray(rbar),
             nu_pert,
