@@ -438,7 +438,8 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         per pass, exact), ``"truncated"`` (a stabilized kernel that stores only the entries above
         e^−32 of the plan's band, Schmitzer 2019; rows or columns whose truncation bound fails are
         recomputed exactly), or ``"auto"``: truncated for low-dimensional (d ≤ 3) problems with
-        more than 2^24 response × measured pairs at a ``reg`` whose band is narrow.
+        more than 2^24 response × measured pairs (2^20 in 1-D, where the kernel stores nothing)
+        at a ``reg`` whose band is narrow.
     warm_start_clusters : run the warm start on about this many clusters per side, carried to the
         points by a c-transform (Feydy's multiscale Sinkhorn); ``None``: on clusters (2048) when
         the truncated kernel runs on a problem too large to store the warm start's kernel.

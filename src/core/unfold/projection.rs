@@ -226,36 +226,29 @@ impl KerBProjector {
 
     /// `out = Π x` with `Πx = (x_w − t, x_s + Rᵀ t)`, `t = (I + RRᵀ)⁻¹ (x_w − R x_s)`.
     pub fn project(&self, x: &[f64], out: &mut [f64]) {
-        let m = self.response.n_response();
-        let (xw, xs) = x.split_at(m);
-        let (ow, os) = out.split_at_mut(m);
-        // r = B x = x_w − R x_s, kept in ow.
-        self.response.apply(xs, ow);
-        ow.iter_mut().zip(xw).for_each(|(o, w)| *o = w - *o);
         match (&self.response, &self.factor) {
             (Response::Samples { offsets, weights }, Factor::Runs(inv)) => {
-                // Every sample belongs to one gen point, so I + RRᵀ is block diagonal with the
-                // rank-one blocks I + r_k r_kᵀ (Sherman–Morrison per block).
-                for ((rows, r), c) in Response::runs(offsets, weights).zip(inv) {
-                    let block = &mut ow[rows];
-                    let s: f64 = block.iter().zip(r).map(|(b, ri)| b * ri).sum::<f64>() * c;
-                    block.iter_mut().zip(r).for_each(|(b, ri)| *b -= ri * s);
-                }
+                project_samples(offsets, weights, inv, x, out)
             }
             (Response::Dense(r), Factor::Woodbury(chol)) => {
-                // Woodbury: (I + RRᵀ)⁻¹ r = r − R (I + RᵀR)⁻¹ Rᵀ r.
+                let m = r.nrows();
+                let (xw, xs) = x.split_at(m);
+                let (ow, os) = out.split_at_mut(m);
+                // ow = B x = x_w − R x_s, then Woodbury: (I + RRᵀ)⁻¹ b = b − R (I + RᵀR)⁻¹ Rᵀ b.
+                self.response.apply(xs, ow);
+                ow.iter_mut().zip(xw).for_each(|(o, w)| *o = w - *o);
                 self.response.apply_t(ow, os);
                 cholesky_solve(chol, os);
                 for (o, row) in ow.iter_mut().zip(r.rows()) {
                     *o -= row.iter().zip(os.iter()).map(|(a, b)| a * b).sum::<f64>();
                 }
+                // ow holds t now.
+                self.response.apply_t(ow, os);
+                os.iter_mut().zip(xs).for_each(|(o, s)| *o += s);
+                ow.iter_mut().zip(xw).for_each(|(o, w)| *o = w - *o);
             }
             _ => unreachable!("the factor is built from the same response"),
         }
-        // ow holds t now.
-        self.response.apply_t(ow, os);
-        os.iter_mut().zip(xs).for_each(|(o, s)| *o += s);
-        ow.iter_mut().zip(xw).for_each(|(o, w)| *o = w - *o);
     }
 
     /// `‖B z‖ / ‖z‖`, how far `z` is from `ker B`.
@@ -267,6 +260,49 @@ impl KerBProjector {
         let den: f64 = z.iter().map(|v| v * v).sum();
         (num / den).sqrt()
     }
+}
+
+/// Gen points per parallel task of the sampled projection.
+const PROJECT_GROUP: usize = 4096;
+
+/// `Π x` for the sampled response, one fused pass per gen point, in parallel over groups of
+/// gen points (their rows are contiguous). Every sample belongs to one gen point, so
+/// `I + RRᵀ` is block diagonal with the rank-one blocks `I + r_k r_kᵀ`: with `b = x_w − r_k x_s`,
+/// `t = b − r_k (r_k·b)/(1 + |r_k|²)` (Sherman–Morrison), `out = (x_w − t, x_s + r_k·t)`.
+fn project_samples(offsets: &[usize], weights: &[f64], inv: &[f64], x: &[f64], out: &mut [f64]) {
+    let (m, l) = (weights.len(), inv.len());
+    let (xw, xs) = x.split_at(m);
+    let (mut ow, mut os) = out.split_at_mut(m);
+    let mut tasks = Vec::with_capacity(l.div_ceil(PROJECT_GROUP));
+    for g0 in (0..l).step_by(PROJECT_GROUP) {
+        let g1 = (g0 + PROJECT_GROUP).min(l);
+        let (w_part, w_rest) = std::mem::take(&mut ow).split_at_mut(offsets[g1] - offsets[g0]);
+        let (s_part, s_rest) = std::mem::take(&mut os).split_at_mut(g1 - g0);
+        (ow, os) = (w_rest, s_rest);
+        tasks.push((g0, w_part, s_part));
+    }
+    tasks.into_par_iter().for_each(|(g0, ow, os)| {
+        let base = offsets[g0];
+        for (j, o_s) in os.iter_mut().enumerate() {
+            let k = g0 + j;
+            let (lo, hi) = (offsets[k], offsets[k + 1]);
+            let (r, x_w, o_w) = (&weights[lo..hi], &xw[lo..hi], &mut ow[lo - base..hi - base]);
+            let x_s = xs[k];
+            let mut rb = 0.0;
+            for ((o, w), ri) in o_w.iter_mut().zip(x_w).zip(r) {
+                *o = w - ri * x_s;
+                rb += ri * *o;
+            }
+            let s = rb * inv[k];
+            let mut rt = 0.0;
+            for ((o, w), ri) in o_w.iter_mut().zip(x_w).zip(r) {
+                let t = *o - ri * s;
+                rt += ri * t;
+                *o = w - t;
+            }
+            *o_s = x_s + rt;
+        }
+    });
 }
 
 /// In-place lower Cholesky factor of a symmetric positive definite matrix.
