@@ -24,6 +24,7 @@ __all__ = [
     "make_texture_denoising",
     "make_unfolding_1d",
     "make_unfolding_1d_events",
+    "make_unfolding_mc",
 ]
 
 
@@ -189,6 +190,123 @@ def make_unfolding_1d_events(
         truth_cdf=_truth_cdf,
         truth_mean=sum(w * c for w, c in _MIXTURE),
     )
+
+
+# The realistic problem: the data's truth differs from the MC's (shifted and wider, as when a
+# measurement is the reason for the analysis), per axis.
+_MC_TRUTH = (0.0, 1.0)  # mean, sd
+_DATA_TRUTH = ((0.2, 1.2), (-0.1, 0.9))  # (mean, sd) of axes 0 and 1
+_PROPOSAL_SD = 1.3  # weighted MC: drawn from a wider proposal, weights undo it
+
+
+def make_unfolding_mc(
+    n_mc=100_000,
+    n_data=25_000,
+    *,
+    n_dims=1,
+    efficiency=(0.55, 0.9),
+    smearing=0.3,
+    fake_fraction=0.1,
+    weighted=True,
+    random_state=None,
+):
+    """An unfolding problem in a physics analysis's layout: one (gen, reco) pair per MC event,
+    some events not reconstructed, event weights, fakes.
+
+    MC truth N(0, 1) per axis; data truth N(0.2, 1.2²) (axis 0) and N(−0.1, 0.9²) (axis 1).
+    Each event is reconstructed with probability ``ε(x) = lo + (hi − lo) Φ(x_0)`` (``efficiency =
+    (lo, hi)``, rising with the first gen coordinate; ``None`` for 1) at ``y = x + N(0,
+    smearing²)``; a lost event's reco row is NaN (OmniFold's placeholder). With ``weighted``, the
+    MC is drawn from N(0, 1.3²) with weights that bring it back to N(0, 1) (a generator's event
+    weights, 0.4–1.3), normalised to mean 1. Fakes (reco-only events, N(0, 1.5²) per axis) make
+    up ``fake_fraction`` of the measured events on average: the data holds a Poisson number of
+    them, the MC a sample of ``fake_fraction · n_mc`` with ``fake_weight`` scaled to the data's
+    expected fakes. The data: a Poisson(``n_data``) number of true events, reconstructed and
+    smeared alike, plus the fakes.
+
+    Returns a :class:`~sklearn.utils.Bunch` with the arguments of ``fit``: ``measured``,
+    ``gen`` (L,) or (L, d), ``reco`` (NaN where lost), ``gen_weight`` (None unless weighted),
+    ``fakes``, ``fake_weight``; and for checks: ``reco_all`` (every event's smeared value, lost
+    or not: the fully reconstructed MC of an oracle), ``efficiency`` (the callable ε on gen
+    points), ``truth`` (the data's true events), ``n_true`` and ``n_expected`` (= ``n_data``),
+    ``truth_cdf`` (per axis: ``truth_cdf(x, axis=0)``, for expected bin contents).
+    """
+    n_mc = check_int(n_mc, "n_mc", 2)
+    n_data = check_int(n_data, "n_data", 1)
+    d = check_int(n_dims, "n_dims", 1)
+    if d > 2:
+        raise InvalidArgumentError(f"n_dims: must be 1 or 2, got {d}")
+    fake_fraction = float(fake_fraction)
+    if not 0 <= fake_fraction < 1:
+        raise InvalidArgumentError(f"fake_fraction: must lie in [0, 1), got {fake_fraction}")
+    eff = _rising_efficiency(efficiency)
+    rng = check_random_state(random_state)
+    sd = _PROPOSAL_SD if weighted else _MC_TRUTH[1]
+    gen = rng.normal(_MC_TRUTH[0], sd, (n_mc, d))
+    gen_weight = None
+    if weighted:
+        ratio = norm.pdf(gen, *_MC_TRUTH) / norm.pdf(gen, 0.0, sd)
+        gen_weight = ratio.prod(axis=1)
+        gen_weight /= gen_weight.mean()
+    reco_all = gen + rng.normal(0.0, smearing, gen.shape)
+    reco = np.where((rng.random(n_mc) < eff(gen))[:, None], reco_all, np.nan)
+    n_true = rng.poisson(n_data)
+    truth = np.column_stack([rng.normal(m, s, n_true) for m, s in _DATA_TRUTH[:d]])
+    seen = rng.random(n_true) < eff(truth)
+    signal = truth[seen] + rng.normal(0.0, smearing, (int(seen.sum()), d))
+    expected_signal = n_data * _mean_efficiency(eff, d)
+    expected_fakes = fake_fraction / (1 - fake_fraction) * expected_signal
+    data_fakes = rng.normal(0.0, 1.5, (rng.poisson(expected_fakes), d))
+    if fake_fraction:
+        fakes = rng.normal(0.0, 1.5, (max(round(fake_fraction * n_mc), 1), d))
+        fake_weight = np.full(fakes.shape[0], expected_fakes / fakes.shape[0])
+    else:
+        fakes, fake_weight = None, None
+    measured = np.vstack([signal, data_fakes])
+
+    def squeeze(a):
+        return a if a is None or d > 1 else a[:, 0]
+
+    def truth_cdf(x, axis=0):
+        return norm.cdf(x, *_DATA_TRUTH[axis])
+
+    return Bunch(
+        measured=squeeze(measured),
+        measured_weight=np.ones(measured.shape[0]),
+        gen=squeeze(gen),
+        reco=squeeze(reco),
+        gen_weight=gen_weight,
+        fakes=squeeze(fakes),
+        fake_weight=fake_weight,
+        reco_all=squeeze(reco_all),
+        efficiency=lambda x: eff(np.asarray(x, dtype=float).reshape(len(x), -1)),
+        truth=squeeze(truth),
+        n_true=n_true,
+        n_expected=n_data,
+        truth_cdf=truth_cdf,
+    )
+
+
+def _rising_efficiency(efficiency):
+    """ε(x) = lo + (hi − lo) Φ(x_0) on (n, d) gen points, or 1."""
+    if efficiency is None:
+        return lambda x: np.ones(x.shape[0])
+    lo, hi = (float(v) for v in efficiency)
+    if not 0 < lo <= hi <= 1:
+        raise InvalidArgumentError(
+            f"efficiency: expected (low, high) with 0 < low <= high <= 1, got {efficiency!r}"
+        )
+    return lambda x: lo + (hi - lo) * norm.cdf(x[:, 0])
+
+
+def _mean_efficiency(eff, d):
+    """The data's mean efficiency (its truth along axis 0 decides it)."""
+    m, s = _DATA_TRUTH[0]
+    grid = np.linspace(m - 8 * s, m + 8 * s, 4001)
+    dens = norm.pdf(grid, m, s)
+    points = np.zeros((grid.size, d))
+    points[:, 0] = grid
+    return float((eff(points) * dens).sum() / dens.sum())
 
 
 def _fix_outliers(block):
