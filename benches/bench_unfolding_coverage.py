@@ -214,7 +214,9 @@ def realistic(n_experiments=200, n_replicas=15, name="ot"):
     )
     print("| quantity | pull mean | pull std |")
     print("|---|---|---|")
-    labels = ["total"] + [f"bin [{a:+.1f}, {b:+.1f}]" for a, b in itertools.pairwise(REALISTIC_EDGES)]
+    labels = ["total"] + [
+        f"bin [{a:+.1f}, {b:+.1f}]" for a, b in itertools.pairwise(REALISTIC_EDGES)
+    ]
     for j, label in enumerate(labels):
         p = pulls[:, j]
         print(
