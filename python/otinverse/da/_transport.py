@@ -22,8 +22,8 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .ground_cost import GROUND_COSTS, ground_cost
-from .ot import sinkhorn
+from ..costs._ground_cost import GROUND_COSTS, ground_cost
+from ..solvers._sinkhorn import sinkhorn
 
 __all__ = ["EMDTransport", "SinkhornTransport"]
 

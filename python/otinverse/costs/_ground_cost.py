@@ -14,8 +14,8 @@ import numbers
 
 import numpy as np
 
-from . import _core
-from ._validation import as_points, check_int
+from .. import _core
+from .._validation import as_points, check_int
 
 __all__ = ["GROUND_COSTS", "grid_cost", "grid_points", "ground_cost"]
 

@@ -19,9 +19,9 @@ import scipy.sparse.linalg as spla
 from scipy import ndimage
 from sklearn.exceptions import ConvergenceWarning
 
-from ._core import InvalidArgumentError
-from ._validation import check_int, check_option, check_real, check_scalar_positive
-from .operators import LinearOperator
+from .._core import InvalidArgumentError
+from .._validation import check_int, check_option, check_real, check_scalar_positive
+from ._operators import LinearOperator
 
 __all__ = ["penalized_least_squares"]
 

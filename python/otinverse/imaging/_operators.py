@@ -24,9 +24,9 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from sklearn.utils import check_random_state
 
-from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_int, check_option, check_real
-from .restore import gaussian_kernel
+from .._core import InvalidArgumentError
+from .._validation import as_float_array, check_int, check_option, check_real
+from ._restore import gaussian_kernel
 
 __all__ = [
     "BlurSubsampleOperator",

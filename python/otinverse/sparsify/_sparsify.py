@@ -45,9 +45,9 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _core
-from ._core import InvalidArgumentError
-from ._validation import as_float_array, check_int, check_real
+from .. import _core
+from .._core import InvalidArgumentError
+from .._validation import as_float_array, check_int, check_real
 
 __all__ = ["EntropicSparsifier", "StarClusterClassifier", "count_peaks"]
 

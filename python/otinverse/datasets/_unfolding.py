@@ -11,10 +11,10 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.utils import Bunch, check_random_state
 
-from ._core import InvalidArgumentError
-from ._validation import check_int, check_option
-from .datasets_stars import make_star_patches
-from .datasets_textures import make_gaussian_texture, make_texture_denoising
+from .._core import InvalidArgumentError
+from .._validation import check_int, check_option
+from ._stars import make_star_patches
+from ._textures import make_gaussian_texture, make_texture_denoising
 
 __all__ = [
     "load_jet_mass",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from ._core import InvalidArgumentError
+from .._core import InvalidArgumentError
 
 __all__ = ["make_star_groups", "make_star_patches", "star_psf"]
 

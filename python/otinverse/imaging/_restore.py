@@ -38,9 +38,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import _core
-from ._core import InvalidArgumentError
-from ._validation import as_float_array
+from .. import _core
+from .._core import InvalidArgumentError
+from .._validation import as_float_array
 
 __all__ = [
     "WPPRestoration",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._core import InvalidArgumentError
-from ._validation import as_points, as_weights
-from .ot import wasserstein
+from .._core import InvalidArgumentError
+from .._validation import as_points, as_weights
+from ._sinkhorn import wasserstein
 
 __all__ = ["wasserstein2_squared"]
 

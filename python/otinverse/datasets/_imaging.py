@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage, special
 from sklearn.utils import check_random_state
 
-from ._validation import check_int, check_scalar_positive
+from .._validation import check_int, check_scalar_positive
 
 __all__ = ["born_wolf_psf", "make_ellipse_phantoms", "make_filaments"]
 

@@ -11,9 +11,9 @@ import numbers
 import numpy as np
 from sklearn.utils import Bunch, check_random_state
 
-from . import _core
-from ._core import InvalidArgumentError
-from ._validation import check_int, check_real, check_scalar_positive
+from .. import _core
+from .._core import InvalidArgumentError
+from .._validation import check_int, check_real, check_scalar_positive
 
 __all__ = ["make_gaussian_texture", "make_texture_denoising"]
 

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _core
-from ._validation import as_float_array, as_points, as_weights
+from .. import _core
+from .._validation import as_float_array, as_points, as_weights
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points", "wasserstein"]
 

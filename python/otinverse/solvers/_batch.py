@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from . import _core
-from ._validation import as_float_array, check_int, check_real, check_scalar_positive
+from .. import _core
+from .._validation import as_float_array, check_int, check_real, check_scalar_positive
 
 __all__ = ["sinkhorn_batch"]
 

@@ -26,10 +26,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
-from .batch import sinkhorn_batch
-from .ground_cost import GROUND_COSTS, grid_points, ground_cost
-from .mixture import BernoulliMixture
-from .transport import EMDTransport, SinkhornTransport
+from ..costs._ground_cost import GROUND_COSTS, grid_points, ground_cost
+from ..da._transport import EMDTransport, SinkhornTransport
+from ..solvers._batch import sinkhorn_batch
+from ._mixture import BernoulliMixture
 
 __all__ = ["OTClassifier"]
 

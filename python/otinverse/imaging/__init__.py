@@ -1,0 +1,25 @@
+"""Imaging inverse problems: known forward operators, the penalised-least-squares baseline and
+restoration with a Wasserstein patch prior (Mignon et al.)."""
+
+from ._operators import (
+    BlurSubsampleOperator,
+    CartesianMaskOperator,
+    ConvolutionOperator,
+    LinearOperator,
+    cartesian_line_mask,
+)
+from ._pls import penalized_least_squares
+from ._restore import WPPRestoration, WPPRestorer, add_defects, gaussian_kernel
+
+__all__ = [
+    "BlurSubsampleOperator",
+    "CartesianMaskOperator",
+    "ConvolutionOperator",
+    "LinearOperator",
+    "WPPRestoration",
+    "WPPRestorer",
+    "add_defects",
+    "cartesian_line_mask",
+    "gaussian_kernel",
+    "penalized_least_squares",
+]
