@@ -11,6 +11,26 @@ def sq_cost(x, y):
     return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
 
 
+def correlate_valid(image, kernel, stride):
+    """``out[r, c] = Σ_{u,v} kernel[u, v] image[stride·r + u, stride·c + v]`` (valid positions),
+    by direct summation: the reference for the FFT-based ``BlurSubsampleOperator``."""
+    k = kernel.shape[0]
+    h, w = ((n - k) // stride + 1 for n in image.shape)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (k, k))[::stride, ::stride][:h, :w]
+    return np.einsum("rcuv,uv->rc", windows, kernel)
+
+
+def correlate_valid_adjoint(out, kernel, stride, shape):
+    """Adjoint of :func:`correlate_valid` for an input of ``shape``, by direct scattering."""
+    k = kernel.shape[0]
+    h, w = out.shape
+    image = np.zeros(shape)
+    for u in range(k):
+        for v in range(k):
+            image[u : u + stride * h : stride, v : v + stride * w : stride] += kernel[u, v] * out
+    return image
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)

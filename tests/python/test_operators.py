@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import scipy.signal as sps
+from conftest import correlate_valid_adjoint
 from otinverse import InvalidArgumentError, WPPRestorer
+from otinverse.imaging import gaussian_kernel
 from otinverse.operators import (
     BlurSubsampleOperator,
     CartesianMaskOperator,
@@ -16,7 +18,6 @@ from otinverse.operators import (
     cartesian_line_mask,
 )
 from otinverse.pls import penalized_least_squares
-from otinverse.restore import correlate_valid_adjoint, gaussian_kernel
 from sklearn.exceptions import ConvergenceWarning
 
 

@@ -6,9 +6,10 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from conftest import correlate_valid, correlate_valid_adjoint
 from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
 from otinverse._core import testing
-from otinverse.restore import correlate_valid, correlate_valid_adjoint, gaussian_kernel
+from otinverse.imaging import BlurSubsampleOperator, gaussian_kernel
 from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 from sklearn.base import clone
@@ -268,12 +269,15 @@ def test_blur_operators_are_adjoint_and_match_forward_model():
     # Centre 7.5: symmetric kernel.
     np.testing.assert_allclose(k, k[::-1, ::-1])
     image = rng.random((36, 40))
-    out = correlate_valid(image, k, 4)
+    op = BlurSubsampleOperator(k, 4, image.shape)
+    out = op.apply(image)
     assert out.shape == (6, 7)
     assert out[1, 2] == pytest.approx(np.sum(k * image[4:20, 8:24]))
+    np.testing.assert_allclose(out, correlate_valid(image, k, 4), rtol=0, atol=1e-13)
     r = rng.random(out.shape)
-    assert np.sum(out * r) == pytest.approx(
-        np.sum(image * correlate_valid_adjoint(r, k, 4, image.shape)), rel=1e-12
+    assert np.sum(out * r) == pytest.approx(np.sum(image * op.adjoint(r)), rel=1e-12)
+    np.testing.assert_allclose(
+        op.adjoint(r), correlate_valid_adjoint(r, k, 4, image.shape), rtol=0, atol=1e-13
     )
 
 
@@ -617,10 +621,11 @@ def test_micrographs_match_their_provenance():
 
 def test_micrograph_errors(monkeypatch, tmp_path):
     from otinverse import datasets
+    from otinverse.datasets import _unfolding
 
     with pytest.raises(InvalidArgumentError, match="name"):
         datasets.load_micrograph("granite")
     # As in an installed wheel, which leaves the PNGs out.
-    monkeypatch.setattr(datasets.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(_unfolding.resources, "files", lambda package: tmp_path)
     with pytest.raises(FileNotFoundError, match="not shipped in wheels"):
         datasets.load_micrograph("sic")

@@ -7,9 +7,10 @@ from ._operators import (
     ConvolutionOperator,
     LinearOperator,
     cartesian_line_mask,
+    gaussian_kernel,
 )
 from ._pls import penalized_least_squares
-from ._restore import WPPRestoration, WPPRestorer, add_defects, gaussian_kernel
+from ._restore import WPPRestoration, WPPRestorer, add_defects
 
 __all__ = [
     "BlurSubsampleOperator",

@@ -26,7 +26,6 @@ from sklearn.utils import check_random_state
 
 from .._core import InvalidArgumentError
 from .._validation import as_float_array, check_int, check_option, check_real
-from ._restore import gaussian_kernel
 
 __all__ = [
     "BlurSubsampleOperator",
@@ -34,7 +33,16 @@ __all__ = [
     "ConvolutionOperator",
     "LinearOperator",
     "cartesian_line_mask",
+    "gaussian_kernel",
 ]
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    """Normalised ``size``×``size`` Gaussian centred at ``(size − 1)/2``."""
+    t = np.arange(size) - (size - 1) / 2.0
+    g = np.exp(-(t**2) / (2.0 * sigma**2))
+    k = np.outer(g, g)
+    return k / k.sum()
 
 
 def _check_shape(shape, name: str, minimum: int = 1) -> tuple[int, int]:

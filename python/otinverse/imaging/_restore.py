@@ -41,14 +41,12 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _core
 from .._core import InvalidArgumentError
 from .._validation import as_float_array
+from ._operators import BlurSubsampleOperator, gaussian_kernel
 
 __all__ = [
     "WPPRestoration",
     "WPPRestorer",
     "add_defects",
-    "correlate_valid",
-    "correlate_valid_adjoint",
-    "gaussian_kernel",
 ]
 
 #: λ of Mignon et al. §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
@@ -56,38 +54,6 @@ PAPER_DATA_WEIGHT = 0.006
 #: Patch count N₀ at which ``data_weight=None`` gives PAPER_DATA_WEIGHT (a 640×640 image of 6×6
 #: patches); calibrated, see :meth:`WPPRestorer.default_data_weight`.
 DATA_WEIGHT_PATCHES = 635**2
-
-
-def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
-    """Normalised ``size``×``size`` Gaussian centred at ``(size − 1)/2``."""
-    t = np.arange(size) - (size - 1) / 2.0
-    g = np.exp(-(t**2) / (2.0 * sigma**2))
-    k = np.outer(g, g)
-    return k / k.sum()
-
-
-def _valid_size(n: int, k: int, stride: int) -> int:
-    return (n - k) // stride + 1
-
-
-def correlate_valid(image: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
-    """``out[r, c] = Σ_{u,v} kernel[u, v] image[stride·r + u, stride·c + v]`` (valid positions
-    only)."""
-    k = kernel.shape[0]
-    h, w = _valid_size(image.shape[0], k, stride), _valid_size(image.shape[1], k, stride)
-    windows = np.lib.stride_tricks.sliding_window_view(image, (k, k))[::stride, ::stride][:h, :w]
-    return np.einsum("rcuv,uv->rc", windows, kernel, optimize=True)
-
-
-def correlate_valid_adjoint(out: np.ndarray, kernel: np.ndarray, stride: int, shape) -> np.ndarray:
-    """Adjoint of :func:`correlate_valid` for an input of ``shape``."""
-    k = kernel.shape[0]
-    h, w = out.shape
-    image = np.zeros(shape)
-    for u in range(k):
-        for v in range(k):
-            image[u : u + stride * h : stride, v : v + stride * w : stride] += kernel[u, v] * out
-    return image
 
 
 def add_defects(
@@ -311,17 +277,21 @@ class WPPRestorer(BaseEstimator):
         except InvalidParameterError as exc:
             raise InvalidArgumentError(str(exc)) from None
 
-    def _blur_kernel(self):
-        s = int(self.scale_factor)
-        return gaussian_kernel(4 * s, s / 2.0)
+    def _blur(self, shape):
+        """``S H`` for a high-resolution image of ``shape``."""
+        return BlurSubsampleOperator.from_scale_factor(int(self.scale_factor), shape)
 
+    #: The pyramid's ``A``: a 4×4 Gaussian blur (σ = 1) and ×2 subsampling (Mignon et al., §III).
     _PYRAMID_KERNEL = gaussian_kernel(4, 1.0)
+
+    def _pyramid_step(self, shape):
+        return BlurSubsampleOperator(self._PYRAMID_KERNEL, 2, shape)
 
     def _pyramid(self, image):
         """``[x, A x, A² x, …]`` with ``n_scales`` levels."""
         levels = [image]
         for _ in range(int(self.n_scales) - 1):
-            levels.append(correlate_valid(levels[-1], self._PYRAMID_KERNEL, 2))
+            levels.append(self._pyramid_step(levels[-1].shape).apply(levels[-1]))
         return levels
 
     def _pyramid_shapes(self, shape, name):
@@ -331,7 +301,7 @@ class WPPRestorer(BaseEstimator):
             h, w = shapes[-1]
             if h < 4 or w < 4:
                 break
-            shapes.append((_valid_size(h, 4, 2), _valid_size(w, 4, 2)))
+            shapes.append(((h - 4) // 2 + 1, (w - 4) // 2 + 1))
         if len(shapes) < int(self.n_scales) or min(min(s) for s in shapes) < p:
             raise InvalidArgumentError(
                 f"{name}: a {shape[0]}×{shape[1]} image is too small for {self.n_scales} pyramid "
@@ -350,12 +320,12 @@ class WPPRestorer(BaseEstimator):
     def _forward(self, image):
         if self.forward_model == "identity":
             return image
-        return correlate_valid(image, self._blur_kernel(), int(self.scale_factor))
+        return self._blur(image.shape).apply(image)
 
     def _forward_adjoint(self, residual, shape):
         if self.forward_model == "identity":
             return residual
-        return correlate_valid_adjoint(residual, self._blur_kernel(), int(self.scale_factor), shape)
+        return self._blur(shape).adjoint(residual)
 
     def high_res_shape(self, low_res_shape):
         """Shape of the image whose :meth:`degrade` has ``low_res_shape``."""
@@ -525,9 +495,7 @@ class WPPRestorer(BaseEstimator):
         # Back through the pyramid: grad_x = Σ_ℓ (Aᵀ)^ℓ grad_ℓ, accumulated from the coarsest level.
         total = grads[-1]
         for ell in range(n_levels - 2, -1, -1):
-            total = grads[ell] + correlate_valid_adjoint(
-                total, self._PYRAMID_KERNEL, 2, levels[ell].shape
-            )
+            total = grads[ell] + self._pyramid_step(levels[ell].shape).adjoint(total)
         return float(np.mean(info["ot"])), total / n_levels, info
 
     # ----------------------------------------------------------------------------- prediction
