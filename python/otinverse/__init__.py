@@ -37,8 +37,8 @@ from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __ve
 from .classification import BernoulliMixture, OTClassifier
 from .costs import grid_cost, grid_points, ground_cost
 from .da import EMDTransport, SinkhornTransport
-from .datasets import make_star_groups, make_star_patches
-from .imaging import WPPRestorer, add_defects, penalized_least_squares
+from .datasets import add_defects, make_star_groups, make_star_patches
+from .imaging import WPPRestorer, penalized_least_squares
 from .solvers import (
     SinkhornResult,
     sinkhorn,

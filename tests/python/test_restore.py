@@ -621,11 +621,11 @@ def test_micrographs_match_their_provenance():
 
 def test_micrograph_errors(monkeypatch, tmp_path):
     from otinverse import datasets
-    from otinverse.datasets import _unfolding
+    from otinverse.datasets import _imaging
 
     with pytest.raises(InvalidArgumentError, match="name"):
         datasets.load_micrograph("granite")
     # As in an installed wheel, which leaves the PNGs out.
-    monkeypatch.setattr(_unfolding.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(_imaging.resources, "files", lambda package: tmp_path)
     with pytest.raises(FileNotFoundError, match="not shipped in wheels"):
         datasets.load_micrograph("sic")

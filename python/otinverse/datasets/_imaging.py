@@ -1,4 +1,8 @@
-"""Synthetic images for the deconvolution-microscopy and accelerated-MRI experiments.
+"""Images for the restoration, deconvolution-microscopy and accelerated-MRI experiments.
+
+* :func:`load_micrograph`: the material micrographs of the WPP paper (Hertrich et al.);
+* :func:`add_defects`: a line and a disk pasted into an image (the outlier patches of Mignon
+  et al.'s robustness experiment);
 
 * :func:`make_filaments`: fluorescence-like microtubule networks (smooth random curves and a few
   beads on a dark background), the 2-D analogue of the synthetic microtubules of Sim et al.,
@@ -10,13 +14,21 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import numpy as np
 from scipy import ndimage, special
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 
-from .._validation import check_int, check_scalar_positive
+from .._validation import as_float_array, check_int, check_option, check_scalar_positive
 
-__all__ = ["born_wolf_psf", "make_ellipse_phantoms", "make_filaments"]
+__all__ = [
+    "add_defects",
+    "born_wolf_psf",
+    "load_micrograph",
+    "make_ellipse_phantoms",
+    "make_filaments",
+]
 
 
 def born_wolf_psf(size: int, airy_radius: float) -> np.ndarray:
@@ -101,3 +113,74 @@ def make_ellipse_phantoms(n_images: int, size: int = 64, *, random_state=None) -
             img += rng.uniform(-0.2, 0.4) * ellipse(cy, cx, *axes, rng.uniform(0, np.pi))
         images[i] = np.clip(img, 0.0, 1.0) * ellipse(0, 0, ay, ax, angle)
     return images
+
+
+def add_defects(
+    image,
+    *,
+    line_width: int = 5,
+    line_value: float = 0.0,
+    disk_radius=None,
+    disk_value: float = 1.0,
+):
+    """Pastes a dark horizontal line ``line_width`` px wide (at a third of the height) and a bright
+    disk (centred at two thirds of the height, radius ``disk_radius``, default a tenth of the
+    smaller side) into a copy of ``image``. Returns ``(defective_image, defect_mask)``."""
+    image = as_float_array(image, "image", ndim=2)
+    h, w = image.shape
+    out = np.array(image, dtype=np.float64, copy=True)
+    mask = np.zeros((h, w), dtype=bool)
+    top = h // 3 - line_width // 2
+    mask_line = np.zeros_like(mask)
+    mask_line[max(top, 0) : max(top, 0) + line_width, :] = True
+    out[mask_line] = line_value
+    radius = max(min(h, w) // 10, 1) if disk_radius is None else disk_radius
+    rr, cc = np.mgrid[:h, :w]
+    mask_disk = (rr - 2 * h // 3) ** 2 + (cc - w // 2) ** 2 <= radius**2
+    out[mask_disk] = disk_value
+    return out, mask_line | mask_disk
+
+
+_MICROGRAPHS = {
+    "sic": ("wpp_img_hr.png", "wpp_img_learn.png", "SiC diamonds"),
+    "sandstone": ("wpp_img_hr_FS.png", "wpp_img_learn_FS.png", "Fontainebleau sandstone"),
+}
+
+
+def load_micrograph(name="sic"):
+    """A material micrograph pair of the WPP paper (Hertrich, Houdard, Redenbach, IEEE TCI 2022).
+
+    ``name``: ``"sic"`` (SiC diamonds) or ``"sandstone"`` (Fontainebleau sandstone). Returns a
+    :class:`~sklearn.utils.Bunch` with ``image`` (the 600×600 ground truth to degrade and restore)
+    and ``reference`` (a different 600×600 region of the same material, for
+    :meth:`WPPRestorer.fit <otinverse.WPPRestorer.fit>`), both float64 grey levels in [0, 1]
+    (the 8-bit PNGs divided by 255, as upstream), and ``DESCR``.
+
+    The images come from the MIT-licensed WPP repository and credit the TOMCAT beamline (Swiss
+    Light Source); see ``data/micrographs/PROVENANCE.md``, and cite Hertrich et al. when you use
+    them. They are left out of wheels (also of one pip builds from the sdist); an editable install
+    from a clone of the repository (the README's setup) reads them from the source tree.
+    """
+    from matplotlib.image import imread
+
+    check_option(name, "name", set(_MICROGRAPHS))
+    hr, learn, title = _MICROGRAPHS[name]
+    base = resources.files("otinverse") / "data" / "micrographs"
+    images = []
+    for filename in (hr, learn):
+        entry = base / filename
+        if not entry.is_file():
+            raise FileNotFoundError(
+                f"load_micrograph: {filename} is not installed. The micrographs are not shipped in "
+                "wheels (licence caveat in data/micrographs/PROVENANCE.md); install otinverse from "
+                "a clone of the repository (pip install -e .), which reads them from the source "
+                "tree."
+            )
+        with resources.as_file(entry) as path:
+            # 8-bit grey PNG → float32 k/255; round-trip through the integer to get float64 k/255.
+            images.append(np.rint(imread(path).astype(np.float64) * 255.0) / 255.0)
+    descr = (
+        f"{title}: 2-D slices of a tomographic image (Hertrich et al. 2022, WPP); ground truth "
+        f"{hr} and reference {learn}, 600×600, grey levels in [0, 1]."
+    )
+    return Bunch(image=images[0], reference=images[1], DESCR=descr)

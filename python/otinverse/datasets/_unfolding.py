@@ -1,6 +1,5 @@
-"""Unfolding problems: the 1-D toy generator and the 2-D jet-mass data of Craig, Faktor, Nachman
-(§4.1); star patches; the texture-denoising experiment of Mignon et al. (Fig. 1); the material
-micrographs of the WPP paper (Hertrich et al. 2022) for super-resolution."""
+"""Unfolding problems: the 1-D toy generators and the 2-D jet-mass data of Craig, Faktor,
+Nachman (§4.1)."""
 
 from __future__ import annotations
 
@@ -13,15 +12,9 @@ from sklearn.utils import Bunch, check_random_state
 
 from .._core import InvalidArgumentError
 from .._validation import check_int, check_option
-from ._stars import make_star_patches
-from ._textures import make_gaussian_texture, make_texture_denoising
 
 __all__ = [
     "load_jet_mass",
-    "load_micrograph",
-    "make_gaussian_texture",
-    "make_star_patches",
-    "make_texture_denoising",
     "make_unfolding_1d",
     "make_unfolding_1d_events",
 ]
@@ -257,48 +250,3 @@ def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance=
         truth_weight=tw,
         feature_names=["jet_mass", "groomed_jet_mass"],
     )
-
-
-_MICROGRAPHS = {
-    "sic": ("wpp_img_hr.png", "wpp_img_learn.png", "SiC diamonds"),
-    "sandstone": ("wpp_img_hr_FS.png", "wpp_img_learn_FS.png", "Fontainebleau sandstone"),
-}
-
-
-def load_micrograph(name="sic"):
-    """A material micrograph pair of the WPP paper (Hertrich, Houdard, Redenbach, IEEE TCI 2022).
-
-    ``name``: ``"sic"`` (SiC diamonds) or ``"sandstone"`` (Fontainebleau sandstone). Returns a
-    :class:`~sklearn.utils.Bunch` with ``image`` (the 600×600 ground truth to degrade and restore)
-    and ``reference`` (a different 600×600 region of the same material, for
-    :meth:`WPPRestorer.fit <otinverse.WPPRestorer.fit>`), both float64 grey levels in [0, 1]
-    (the 8-bit PNGs divided by 255, as upstream), and ``DESCR``.
-
-    The images come from the MIT-licensed WPP repository and credit the TOMCAT beamline (Swiss
-    Light Source); see ``data/micrographs/PROVENANCE.md``, and cite Hertrich et al. when you use
-    them. They are left out of wheels (also of one pip builds from the sdist); an editable install
-    from a clone of the repository (the README's setup) reads them from the source tree.
-    """
-    from matplotlib.image import imread
-
-    check_option(name, "name", set(_MICROGRAPHS))
-    hr, learn, title = _MICROGRAPHS[name]
-    base = resources.files("otinverse") / "data" / "micrographs"
-    images = []
-    for filename in (hr, learn):
-        entry = base / filename
-        if not entry.is_file():
-            raise FileNotFoundError(
-                f"load_micrograph: {filename} is not installed. The micrographs are not shipped in "
-                "wheels (licence caveat in data/micrographs/PROVENANCE.md); install otinverse from "
-                "a clone of the repository (pip install -e .), which reads them from the source "
-                "tree."
-            )
-        with resources.as_file(entry) as path:
-            # 8-bit grey PNG → float32 k/255; round-trip through the integer to get float64 k/255.
-            images.append(np.rint(imread(path).astype(np.float64) * 255.0) / 255.0)
-    descr = (
-        f"{title}: 2-D slices of a tomographic image (Hertrich et al. 2022, WPP); ground truth "
-        f"{hr} and reference {learn}, 600×600, grey levels in [0, 1]."
-    )
-    return Bunch(image=images[0], reference=images[1], DESCR=descr)

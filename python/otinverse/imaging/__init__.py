@@ -10,7 +10,7 @@ from ._operators import (
     gaussian_kernel,
 )
 from ._pls import penalized_least_squares
-from ._restore import WPPRestoration, WPPRestorer, add_defects
+from ._restore import WPPRestoration, WPPRestorer
 
 __all__ = [
     "BlurSubsampleOperator",
@@ -19,7 +19,6 @@ __all__ = [
     "LinearOperator",
     "WPPRestoration",
     "WPPRestorer",
-    "add_defects",
     "cartesian_line_mask",
     "gaussian_kernel",
     "penalized_least_squares",

@@ -46,7 +46,6 @@ from ._operators import BlurSubsampleOperator, gaussian_kernel
 __all__ = [
     "WPPRestoration",
     "WPPRestorer",
-    "add_defects",
 ]
 
 #: λ of Mignon et al. §III (the WPP reference code's weighting, λ/2 = 0.003) for 6×6 patches.
@@ -54,32 +53,6 @@ PAPER_DATA_WEIGHT = 0.006
 #: Patch count N₀ at which ``data_weight=None`` gives PAPER_DATA_WEIGHT (a 640×640 image of 6×6
 #: patches); calibrated, see :meth:`WPPRestorer.default_data_weight`.
 DATA_WEIGHT_PATCHES = 635**2
-
-
-def add_defects(
-    image,
-    *,
-    line_width: int = 5,
-    line_value: float = 0.0,
-    disk_radius=None,
-    disk_value: float = 1.0,
-):
-    """Pastes a dark horizontal line ``line_width`` px wide (at a third of the height) and a bright
-    disk (centred at two thirds of the height, radius ``disk_radius``, default a tenth of the
-    smaller side) into a copy of ``image``. Returns ``(defective_image, defect_mask)``."""
-    image = as_float_array(image, "image", ndim=2)
-    h, w = image.shape
-    out = np.array(image, dtype=np.float64, copy=True)
-    mask = np.zeros((h, w), dtype=bool)
-    top = h // 3 - line_width // 2
-    mask_line = np.zeros_like(mask)
-    mask_line[max(top, 0) : max(top, 0) + line_width, :] = True
-    out[mask_line] = line_value
-    radius = max(min(h, w) // 10, 1) if disk_radius is None else disk_radius
-    rr, cc = np.mgrid[:h, :w]
-    mask_disk = (rr - 2 * h // 3) ** 2 + (cc - w // 2) ** 2 <= radius**2
-    out[mask_disk] = disk_value
-    return out, mask_line | mask_disk
 
 
 @dataclass(frozen=True)
