@@ -7,6 +7,7 @@ its own: each attribute is looked up, on access, in the modules that now define 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -17,7 +18,7 @@ import warnings
 #: Old module (under ``otinverse``) → its public home, then the private modules that also hold
 #: the names it used to define (old code may have imported helpers).
 MOVED = {
-    "ot": ("solvers", "solvers._sinkhorn"),
+    "ot": ("solvers", "solvers._sinkhorn", "solvers._exact"),
     "batch": ("solvers", "solvers._batch"),
     "metrics": ("solvers", "solvers._exact"),
     "ground_cost": ("costs", "costs._ground_cost"),
@@ -96,3 +97,40 @@ def install(package: types.ModuleType) -> None:
 def forwarded(name: str) -> types.ModuleType:
     """The old module ``otinverse.<name>`` (for attribute access on the package)."""
     return importlib.import_module(f"{_PACKAGE}.{name}")
+
+
+def points_first(old_order: tuple[str, ...], n_positional: int, is_old=None):
+    """Accepts, for one release, the weights-first positional order ``old_order`` of a function
+    that now takes its ``n_positional`` leading arguments points first and the weights by
+    keyword. A call is in the old order when it passes more positional arguments than the new
+    signature takes, passes a leading name both positionally and by keyword, or when
+    ``is_old(args)`` says so; it is then bound by the old names, with a ``DeprecationWarning``."""
+
+    def decorate(func):
+        new_order = func.__code__.co_varnames[:n_positional]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            old = (
+                len(args) > n_positional
+                or any(name in kwargs for name in new_order[: len(args)])
+                or (is_old is not None and is_old(args))
+            )
+            if not old:
+                return func(*args, **kwargs)
+            if len(args) > len(old_order):
+                raise TypeError(
+                    f"{func.__name__}() takes at most {n_positional} positional arguments"
+                )
+            old_call = ", ".join(old_order[: len(args)])
+            warnings.warn(
+                f"{func.__name__}({old_call}, ...) is deprecated: pass the points first and the "
+                f"weights by keyword, {func.__name__}({', '.join(new_order)}, a=..., b=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return func(**dict(zip(old_order, args, strict=False)), **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -138,7 +138,7 @@ def test_float32_and_fortran_inputs(digits):
 def test_sinkhorn_points_accepts_concave_powers():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(30, 2)), rng.normal(size=(25, 2)) + 0.5
-    res = otinverse.sinkhorn_points(None, x, None, y, 0.05, p=0.5, tol=1e-12, max_iter=100_000)
+    res = otinverse.sinkhorn_points(x, y, 0.05, p=0.5, tol=1e-12, max_iter=100_000)
     M = ot.dist(x, y, metric="euclidean") ** 0.5
     ref = ot.sinkhorn2(np.full(30, 1 / 30), np.full(25, 1 / 25), M, 0.05, stopThr=1e-14,
                        numItermax=100_000, method="sinkhorn_log")  # fmt: skip

@@ -20,7 +20,7 @@ CASES = {
         x, y = rng.random((3000, 2)), rng.random((3000, 2))
         fitted = None
         def long_call():
-            otinverse.sinkhorn_points(None, x, None, y, 1e-3, tol=0.0, max_iter=10**7)
+            otinverse.sinkhorn_points(x, y, 1e-3, tol=0.0, max_iter=10**7)
     """,
     "sinkhorn_points_large_pass": """
         # A single softmin over 10⁵ × 10⁵ online entries takes many seconds: the rows check the
@@ -29,7 +29,7 @@ CASES = {
         x, y = rng.random((100_000, 2)), rng.random((100_000, 2))
         fitted = None
         def long_call():
-            otinverse.sinkhorn_points(None, x, None, y, 1e-3, kernel="log", max_iter=3)
+            otinverse.sinkhorn_points(x, y, 1e-3, kernel="log", max_iter=3)
     """,
     "OTUnfolder.fit": """
         from otinverse.datasets import make_unfolding_1d

@@ -5,6 +5,7 @@ import importlib
 import sys
 import warnings
 
+import numpy as np
 import otinverse
 import pytest
 
@@ -115,3 +116,24 @@ def test_importing_the_old_ground_cost_module_keeps_the_function():
         module = importlib.import_module("otinverse.ground_cost")
     assert module.grid_cost is otinverse.grid_cost
     assert otinverse.ground_cost is otinverse.costs.ground_cost
+
+
+def test_point_cloud_functions_take_the_points_first_and_still_accept_the_old_order(rng):
+    x, y = rng.random((7, 2)), rng.random((5, 2))
+    a, b = rng.random(7) + 0.1, rng.random(5) + 0.1
+    b *= a.sum() / b.sum()
+    new = otinverse.sinkhorn_points(x, y, 0.1, a=a, b=b, tol=1e-12)
+    for old in (
+        lambda: otinverse.sinkhorn_points(a, x, b, y, 0.1, tol=1e-12),
+        lambda: otinverse.sinkhorn_points(a, x, b, y=y, reg=0.1, tol=1e-12),
+    ):
+        with pytest.warns(DeprecationWarning, match=r"sinkhorn_points\(a, x, b"):
+            np.testing.assert_array_equal(old().f, new.f)
+    exact = otinverse.wasserstein(x, y, a=a, b=b)
+    with pytest.warns(DeprecationWarning, match=r"wasserstein\(x, a, y, b"):
+        assert otinverse.wasserstein(x, a, y, b) == exact
+    # wasserstein2_squared is W2² of the normalised measures: wasserstein of unit masses.
+    w2 = otinverse.wasserstein2_squared(x, y, a=a, b=b)
+    assert w2 == pytest.approx(exact / a.sum(), rel=1e-12)
+    with pytest.warns(DeprecationWarning, match=r"wasserstein2_squared\(x, a, y, b"):
+        assert otinverse.wasserstein2_squared(x, a, y, b) == w2

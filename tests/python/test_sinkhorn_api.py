@@ -30,7 +30,7 @@ def test_dense_and_online_paths_give_the_same_potentials(rng, p, reach_b):
     M = np.sqrt(sq_cost(x, y)) ** p
     kw = dict(reach_b=reach_b, tol=1e-12, max_iter=20_000)
     dense = otinverse.sinkhorn(a, b, M, 0.01, **kw)
-    online = otinverse.sinkhorn_points(a, x, b, y, 0.01, p=p, **kw)
+    online = otinverse.sinkhorn_points(x, y, 0.01, a=a, b=b, p=p, **kw)
     assert dense.converged and online.converged
     scale = np.abs(dense.f).max()
     # Same iterations on the same problem: the potentials themselves agree, not only up to a shift.
@@ -111,7 +111,7 @@ def test_float32_and_integer_input_are_accepted(rng):
     ints = otinverse.sinkhorn([1, 2, 3], [3, 3], np.array([[0, 1], [1, 0], [2, 2]]), 0.5)
     assert ints.converged and ints.plan.shape == (3, 2)
     pts = otinverse.sinkhorn_points(
-        None, rng.random((20, 2)).astype(np.float32), None, rng.random((10, 2)), 0.05
+        rng.random((20, 2)).astype(np.float32), rng.random((10, 2)), 0.05
     )
     assert pts.converged
 
@@ -132,7 +132,7 @@ def test_gil_is_released_during_the_kernel(rng):
         time.sleep(0.05)
         before = counter[0]
         start = time.perf_counter()
-        otinverse.sinkhorn_points(None, x, None, y, 1e-3, max_iter=20, tol=0, warn=False)
+        otinverse.sinkhorn_points(x, y, 1e-3, max_iter=20, tol=0, warn=False)
         elapsed = time.perf_counter() - start
         during = counter[0] - before
     finally:
@@ -158,19 +158,19 @@ def test_wasserstein_1d_closed_form_matches_pot(rng, p):
     a, b = rng.random(300), rng.random(200)
     a, b = a / a.sum(), b / b.sum()
     exact = ot.emd2(a, b, np.abs(x[:, None] - y[None, :]) ** p, numItermax=10**7)
-    np.testing.assert_allclose(otinverse.wasserstein(x, a, y, b, p=p), exact, rtol=1e-10)
+    np.testing.assert_allclose(otinverse.wasserstein(x, y, a=a, b=b, p=p), exact, rtol=1e-10)
     np.testing.assert_allclose(ot.wasserstein_1d(x, y, a, b, p=p), exact, rtol=1e-8)
 
 
 def test_wasserstein_in_2d_uses_exact_ot(rng):
     x, y = rng.random((50, 2)), rng.random((40, 2))
     expected = ot.emd2(np.full(50, 1 / 50), np.full(40, 1 / 40), sq_cost(x, y))
-    np.testing.assert_allclose(otinverse.wasserstein(x, None, y, None), expected, rtol=1e-12)
+    np.testing.assert_allclose(otinverse.wasserstein(x, y), expected, rtol=1e-12)
     # Entropic cost decreases to the exact one as reg -> 0. At reg = 1e-4 plain Sinkhorn needs
     # ~4e4 updates for a marginal error of 1e-6, which moves ⟨C, P⟩ by at most 1e-6 · max C.
     costs = [
         otinverse.sinkhorn_points(
-            None, x, None, y, r, eps_scaling=0.5, tol=1e-6, max_iter=100_000
+            x, y, r, eps_scaling=0.5, tol=1e-6, max_iter=100_000
         ).transport_cost
         for r in (1e-2, 1e-3, 1e-4)
     ]

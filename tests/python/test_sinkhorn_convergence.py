@@ -48,10 +48,10 @@ B *= A.sum() / B.sum()
 
 @pytest.mark.parametrize("swap", [False, True], ids=["3x19", "19x3"])
 def test_over_relaxation_is_not_slower_on_the_stalling_example(swap):
-    args = (B, Y, A, X) if not swap else (A, X, B, Y)
+    points, weights = ((Y, X), {"a": B, "b": A}) if not swap else ((X, Y), {"a": A, "b": B})
     kw = dict(tol=1e-12, max_iter=100_000)
-    relaxed = otinverse.sinkhorn_points(*args, 0.05, overrelaxation=True, **kw)
-    plain = otinverse.sinkhorn_points(*args, 0.05, overrelaxation=False, **kw)
+    relaxed = otinverse.sinkhorn_points(*points, 0.05, **weights, overrelaxation=True, **kw)
+    plain = otinverse.sinkhorn_points(*points, 0.05, **weights, overrelaxation=False, **kw)
     assert relaxed.converged and relaxed.marginal_error <= 1e-12
     assert plain.converged
     assert relaxed.n_iter <= 1.2 * plain.n_iter
@@ -66,9 +66,7 @@ def test_over_relaxation_is_not_slower_on_the_stalling_example(swap):
 def test_converged_is_the_reported_error_within_tol(max_iter, reach_b):
     rng = np.random.default_rng(max_iter)
     x, y = rng.normal(size=(40, 2)), rng.normal(size=(30, 2))
-    res = otinverse.sinkhorn_points(
-        None, x, None, y, 0.05, reach_b=reach_b, tol=1e-9, max_iter=max_iter
-    )
+    res = otinverse.sinkhorn_points(x, y, 0.05, reach_b=reach_b, tol=1e-9, max_iter=max_iter)
     assert res.converged == (res.marginal_error <= 1e-9)
 
 
@@ -103,9 +101,10 @@ PLATEAU_B = np.array(
 
 def test_a_plateau_of_the_plain_iteration_does_not_hold_back_the_relaxed_one():
     b = PLATEAU_B * PLATEAU_A.sum() / PLATEAU_B.sum()
-    args = (PLATEAU_A, PLATEAU_X, b, PLATEAU_Y, 0.1)
-    plain = otinverse.sinkhorn_points(*args, tol=1e-9, max_iter=3000, overrelaxation=False)
-    relaxed = otinverse.sinkhorn_points(*args, tol=1e-9, max_iter=3000, overrelaxation=True)
+    args = (PLATEAU_X, PLATEAU_Y, 0.1)
+    kw = {"a": PLATEAU_A, "b": b}
+    plain = otinverse.sinkhorn_points(*args, **kw, tol=1e-9, max_iter=3000, overrelaxation=False)
+    relaxed = otinverse.sinkhorn_points(*args, **kw, tol=1e-9, max_iter=3000, overrelaxation=True)
     assert plain.converged and relaxed.converged
     assert relaxed.n_iter <= 1.25 * plain.n_iter
 
@@ -132,7 +131,7 @@ def test_a_relaxed_target_far_above_its_weights_converges(kernel, overrelaxation
          0.006435800929367985, 0.33643302944564957, 0.7082309390951772]
     )  # fmt: skip
     res = otinverse.sinkhorn_points(
-        a, x, [5.696303325386058e-06], [0.019986627428822432], 0.005623413251903491,
+        x, [0.019986627428822432], 0.005623413251903491, a=a, b=[5.696303325386058e-06],
         reach_a=1.0, reach_b=0.012806496994327185, tol=1e-9, max_iter=1000,
         kernel=kernel, overrelaxation=overrelaxation,
     )  # fmt: skip
@@ -155,10 +154,11 @@ def test_a_stored_f32_kernel_past_f32_range_follows_the_exact_one():
     # iteration to an overflowing plan. Out-of-range entries now send the softmin to the exact
     # kernel.
     kw = dict(reach_b=100.0, tol=1e-6, max_iter=3000, update="symmetric", eps_scaling=0.5)
-    args = ([0.4919225], [0.42851408], [7.42999826e-05], [1.42851408], 0.01)
+    args = ([0.42851408], [1.42851408], 0.01)
+    weights = {"a": [0.4919225], "b": [7.42999826e-05]}
     with pytest.warns(ConvergenceWarning):
-        stored = otinverse.sinkhorn_points(*args, kernel="stored_f32", **kw)
-        exact = otinverse.sinkhorn_points(*args, kernel="log", **kw)
+        stored = otinverse.sinkhorn_points(*args, **weights, kernel="stored_f32", **kw)
+        exact = otinverse.sinkhorn_points(*args, **weights, kernel="log", **kw)
     np.testing.assert_allclose(stored.f, exact.f, rtol=1e-6)
     np.testing.assert_allclose(stored.plan, exact.plan, rtol=1e-4)
 
@@ -172,7 +172,7 @@ def test_tiny_reg_converges_in_few_updates_to_the_entropic_plan(kernel):
     x, y = rng.random((n, 2)) / np.sqrt(2), rng.random((n, 2)) / np.sqrt(2)
     a = np.full(n, 1.0 / n)
     r = otinverse.sinkhorn_points(
-        a, x, a, y, 1e-5, tol=1e-6, max_iter=100_000, eps_scaling=0.5, kernel=kernel
+        x, y, 1e-5, a=a, b=a, tol=1e-6, max_iter=100_000, eps_scaling=0.5, kernel=kernel
     )
     assert r.converged and r.n_iter < 10_000, r
     # Independent of the solver: the Gibbs plan of the returned potentials, from NumPy, has

@@ -85,9 +85,7 @@ def test_points_bad_input_names_the_argument(name, override):
     kw = dict(a=A, x=X, b=B, y=Y, reg=0.1)
     kw.update(override)
     with pytest.raises(InvalidArgumentError, match=rf"\b{name}\b"):
-        otinverse.sinkhorn_points(
-            kw.pop("a"), kw.pop("x"), kw.pop("b"), kw.pop("y"), kw.pop("reg"), **kw
-        )
+        otinverse.sinkhorn_points(kw.pop("x"), kw.pop("y"), kw.pop("reg"), **kw)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +95,7 @@ def test_points_bad_input_names_the_argument(name, override):
         lambda: otinverse.sinkhorn(np.array(["a"] * 6), B, M, 0.1),
         lambda: otinverse.sinkhorn(A, B, M.astype(complex), 0.1),
         lambda: otinverse.sinkhorn(A, B, np.array([[object()] * 5] * 6), 0.1),
-        lambda: otinverse.sinkhorn_points(A, X.astype(bool), B, Y, 0.1),
+        lambda: otinverse.sinkhorn_points(X.astype(bool), Y, 0.1, a=A, b=B),
     ],
 )
 def test_non_numeric_dtype_is_a_type_error(call):
@@ -108,11 +106,11 @@ def test_non_numeric_dtype_is_a_type_error(call):
 
 def test_wasserstein_bad_input():
     with pytest.raises(InvalidArgumentError, match=r"\bb\b"):
-        otinverse.wasserstein(X, A, Y, 2 * B)
+        otinverse.wasserstein(X, Y, a=A, b=2 * B)
     with pytest.raises(InvalidArgumentError, match=r"\bp\b"):
-        otinverse.wasserstein(X, A, Y, B, p=0.9)
+        otinverse.wasserstein(X, Y, a=A, b=B, p=0.9)
     with pytest.raises(InvalidArgumentError, match=r"\by\b"):
-        otinverse.wasserstein(X, A, rng.random((5, 3)), B)
+        otinverse.wasserstein(X, rng.random((5, 3)), a=A, b=B)
 
 
 def test_errors_from_the_core_are_mapped_not_panics():

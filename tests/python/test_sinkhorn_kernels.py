@@ -43,8 +43,8 @@ def test_sparse_multiscale_matches_the_log_domain_and_reports_its_stages(tol):
     x, y = uniform_square(500, 3), uniform_square(400, 4)
     a, b = np.full(500, 1 / 500), np.full(400, 1 / 400)
     kw = dict(max_iter=50_000, eps_scaling=0.5)
-    ref = otinverse.sinkhorn_points(a, x, b, y, 1e-3, kernel="log", tol=1e-10, **kw)
-    res = otinverse.sinkhorn_points(a, x, b, y, 1e-3, kernel="sparse", tol=tol, **kw)
+    ref = otinverse.sinkhorn_points(x, y, 1e-3, a=a, b=b, kernel="log", tol=1e-10, **kw)
+    res = otinverse.sinkhorn_points(x, y, 1e-3, a=a, b=b, kernel="sparse", tol=tol, **kw)
     assert ref.converged and res.converged
     # The reported error is that of the full plan, not of the truncated kernel.
     assert res.marginal_error == pytest.approx(plan_error(res, a, b), rel=1e-6, abs=1e-13)
@@ -62,7 +62,7 @@ def test_tiny_eps_stays_finite_and_honest():
     for kernel in ["stored", "sparse"]:
         kw = dict(tol=1e-6, max_iter=100_000, eps_scaling=0.5, warn=False, kernel=kernel)
         if kernel == "sparse":
-            res = otinverse.sinkhorn_points(None, x, None, y, 1e-5, **kw)
+            res = otinverse.sinkhorn_points(x, y, 1e-5, **kw)
         else:
             res = otinverse.sinkhorn(None, None, M, 1e-5, **kw)
         assert np.isfinite(res.f).all() and np.isfinite(res.g).all()
@@ -80,4 +80,4 @@ def test_unknown_or_misplaced_kernels_name_the_argument():
     with pytest.raises(InvalidArgumentError, match="kernel"):
         otinverse.sinkhorn(None, None, M, 0.1, kernel="sparse")
     with pytest.raises(InvalidArgumentError, match="kernel"):
-        otinverse.sinkhorn_points(None, x, None, x, 0.1, kernel="dense")
+        otinverse.sinkhorn_points(x, x, 0.1, kernel="dense")

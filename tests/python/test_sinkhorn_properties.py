@@ -97,7 +97,9 @@ def solve(problem, dense, **kw):
     kw = {"reach_a": problem.reach_a, "reach_b": problem.reach_b, "max_iter": MAX_ITER, **kw}
     if dense:
         return otinverse.sinkhorn(problem.a, problem.b, problem.cost, problem.reg, **kw)
-    return otinverse.sinkhorn_points(problem.a, problem.x, problem.b, problem.y, problem.reg, **kw)
+    return otinverse.sinkhorn_points(
+        problem.x, problem.y, problem.reg, a=problem.a, b=problem.b, **kw
+    )
 
 
 def plan_marginal_error(problem, res):
@@ -267,5 +269,5 @@ def test_non_convergence_is_a_warning_and_not_a_claim():
     rng = np.random.default_rng(0)
     x, y = rng.random((50, 2)), rng.random((40, 2))
     with pytest.warns(ConvergenceWarning):
-        res = otinverse.sinkhorn_points(None, x, None, y, 1e-4, tol=1e-12, max_iter=5)
+        res = otinverse.sinkhorn_points(x, y, 1e-4, tol=1e-12, max_iter=5)
     assert not res.converged and res.marginal_error > 1e-12

@@ -6,8 +6,8 @@ on the fly (:func:`sinkhorn_points`), and between many pairs of histograms on on
 """
 
 from ._batch import sinkhorn_batch
-from ._exact import wasserstein2_squared
-from ._sinkhorn import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
+from ._exact import wasserstein, wasserstein2_squared
+from ._sinkhorn import SinkhornResult, sinkhorn, sinkhorn_points
 
 __all__ = [
     "SinkhornResult",

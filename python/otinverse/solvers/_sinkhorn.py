@@ -14,9 +14,10 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import _core
-from .._validation import as_float_array, as_points, as_weights
+from .._deprecated import points_first
+from .._validation import as_float_array, as_points
 
-__all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points", "wasserstein"]
+__all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points"]
 
 
 class SinkhornResult:
@@ -200,13 +201,19 @@ def sinkhorn(
     return _finish(solved, reg, plan_fn, warn)
 
 
+def _weights_first(args) -> bool:
+    # sinkhorn_points(a, x, b, y=..., reg=...): the third argument is b (weights), not reg.
+    return len(args) == 3 and (args[2] is None or np.ndim(args[2]) > 0)
+
+
+@points_first(("a", "x", "b", "y", "reg"), 3, _weights_first)
 def sinkhorn_points(
-    a,
     x,
-    b,
     y,
     reg,
     *,
+    a=None,
+    b=None,
     p=2,
     reach_a=None,
     reach_b=None,
@@ -224,7 +231,9 @@ def sinkhorn_points(
 
     The cost matrix is not stored (memory O((n+m)d) for the online kernel, O(kept entries) for
     the truncated one), so 10⁵ × 10⁵ problems fit. ``x`` is (n, d) or (n,) for points on the
-    line; other parameters as in :func:`sinkhorn`. ``p > 0``; ``p < 1`` is a concave cost (for
+    line, ``y`` likewise; the weights ``a``, ``b`` (``None``: uniform) come by keyword, as the
+    points come first (POT's ``empirical_sinkhorn(X_s, X_t, reg, a, b)``); other parameters as
+    in :func:`sinkhorn`. ``p > 0``; ``p < 1`` is a concave cost (for
     ``log1p`` or ``atan`` of the distance, build the matrix with :func:`otinverse.ground_cost`
     and call :func:`sinkhorn`).
     """
@@ -240,33 +249,3 @@ def sinkhorn_points(
         return _core.plan_points(f + reg * _log(a), x, g + reg * _log(b), y, reg, p)
 
     return _finish(solved, reg, plan_fn, warn)
-
-
-def wasserstein(x, a, y, b, p=2) -> float:
-    """Exact optimal transport cost ``min_P <|x - y|^p, P>`` (that is, ``W_p^p``).
-
-    In one dimension the closed form (merged quantile functions) runs in Rust in
-    O((n+m) log(n+m)); otherwise POT's network simplex (``ot.emd2``) solves it. ``a`` and ``b``
-    (``None``: uniform) must have the same total mass; the cost scales with that mass.
-    """
-    x = as_points(x, "x")
-    y = as_points(y, "y")
-    a = as_weights(a, "a", x.shape[0], "x")
-    b = as_weights(b, "b", y.shape[0], "y")
-    mass_a, mass_b = a.sum(), b.sum()
-    if abs(mass_a - mass_b) > 1e-8 * max(mass_a, mass_b):
-        raise _core.InvalidArgumentError(
-            f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b"
-        )
-    if x.shape[1] == 1 and y.shape[1] == 1:
-        return mass_a * _core.wasserstein_1d_cost(
-            np.ascontiguousarray(x[:, 0]), a, np.ascontiguousarray(y[:, 0]), b, p
-        )
-    # POT is imported here, not at module level: it imports every installed tensor backend (JAX,
-    # PyTorch) at import time, which would make ``import otinverse`` load the learning extra's.
-    import ot as pot
-
-    cost = _core.point_cost_matrix(x, y, p)
-    return mass_a * float(
-        pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size))
-    )
