@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import InvalidParameterError
 
 from ._core import InvalidArgumentError, InvalidDtypeError
 
@@ -106,3 +107,15 @@ def check_option(value, name: str, options) -> str:
     if value not in options:
         raise InvalidArgumentError(f"{name}: must be one of {sorted(options)}, got {value!r}")
     return value
+
+
+class ValidatedParams:
+    """Estimator mixin (listed before ``BaseEstimator``): scikit-learn's check of
+    ``_parameter_constraints``, raising :class:`otinverse.InvalidArgumentError` (a ``ValueError``
+    naming the parameter), the one error type for a bad hyper-parameter across the package."""
+
+    def _validate_params(self):
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidArgumentError(str(exc)) from None

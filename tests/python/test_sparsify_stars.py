@@ -1,9 +1,8 @@
-"""The star-cluster benchmark and classifier, the majorize solver, the batched core, and the
-scikit-learn contract of EntropicSparsifier and StarClusterClassifier.
+"""The star-cluster benchmark and classifier, the majorize solver and the batched core
+(scikit-learn's check suite runs in test_estimator_checks.py).
 
-References: a NumPy + POT implementation of Algorithm 2 (log-domain Sinkhorn solves to 1e-13),
-POT's entropic OT values for the objective along the majorize iterates, and scikit-learn's own
-estimator checks.
+References: a NumPy + POT implementation of Algorithm 2 (log-domain Sinkhorn solves to 1e-13)
+and POT's entropic OT values for the objective along the majorize iterates.
 """
 
 import warnings
@@ -16,7 +15,6 @@ from otinverse.datasets_stars import make_star_groups, star_psf
 from otinverse.sparsify import sparsify
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 NU = np.array([3, 2, 0.1, 0.1, 0.1, 1, 2, 3, 2, 1]) / 14.3
 C1 = np.abs(np.arange(10.0)[:, None] - np.arange(10.0)[None, :])
@@ -226,30 +224,3 @@ def test_classifier_bad_inputs():
         clf.predict(X[:, :2])
     with pytest.raises(ValueError, match="Negative values"):
         clf.predict(-X)
-
-
-# ---------------------------------------------------------------- scikit-learn's checks
-SPARSIFIER_FAILURES = {
-    "check_estimators_dtypes": "its integer casts of random data have all-zero rows, and an "
-    "all-zero sample has no mass to normalise into a probability vector (a clear ValueError)",
-    "check_transformer_n_iter": "fit runs no iterations (the sparsifier is stateless); the "
-    "per-sample step counts come from sparse_approximation()",
-}
-
-
-def _estimators():
-    return [
-        EntropicSparsifier(solver="majorize", reg=1.0, sparsity=0.1, max_iter=30),
-        StarClusterClassifier(sparsifier=fast_ot(), threshold=0.5, cv=2),
-    ]
-
-
-def _expected_failures(estimator):
-    return SPARSIFIER_FAILURES if isinstance(estimator, EntropicSparsifier) else {}
-
-
-@parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failures)
-def test_sklearn_contract(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)

@@ -26,6 +26,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from .._validation import ValidatedParams
 from ..costs._ground_cost import GROUND_COSTS, grid_points, ground_cost
 from ..da._transport import EMDTransport, SinkhornTransport
 from ..solvers._batch import sinkhorn_batch
@@ -45,7 +46,7 @@ def _pot():
     return ot
 
 
-class OTClassifier(ClassifierMixin, BaseEstimator):
+class OTClassifier(ValidatedParams, ClassifierMixin, BaseEstimator):
     """Optimal-transport classifier of non-negative images (Barton & Tai).
 
     Parameters

@@ -19,10 +19,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import ValidatedParams
+
 __all__ = ["BernoulliMixture"]
 
 
-class BernoulliMixture(DensityMixin, BaseEstimator):
+class BernoulliMixture(ValidatedParams, DensityMixin, BaseEstimator):
     """Mixture of independent-pixel Bernoullis, ``p(x) = Σ_k π_k Π_d θ_kd^x_d (1−θ_kd)^(1−x_d)``.
 
     ``X`` holds values in [0, 1] (binary, or grey levels read as soft Bernoulli outcomes).

@@ -22,6 +22,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import ValidatedParams
 from ..costs._ground_cost import GROUND_COSTS, ground_cost
 from ..solvers._sinkhorn import sinkhorn
 
@@ -40,7 +41,7 @@ def _pot():
     return ot
 
 
-class _BaseTransport(TransformerMixin, BaseEstimator):
+class _BaseTransport(ValidatedParams, TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "metric": [
             StrOptions(_POT_METRICS | set(GROUND_COSTS)),

@@ -35,12 +35,12 @@ from scipy import ndimage
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._core import InvalidArgumentError
-from .._validation import as_float_array
+from .._validation import ValidatedParams, as_float_array
 from ._operators import BlurSubsampleOperator, gaussian_kernel
 
 __all__ = [
@@ -94,7 +94,7 @@ class WPPRestoration:
     sinkhorn_n_iter: list[int]
 
 
-class WPPRestorer(BaseEstimator):
+class WPPRestorer(ValidatedParams, BaseEstimator):
     """Super-resolution (or denoising) with a (semi-unbalanced) Wasserstein Patch Prior.
 
     Parameters
@@ -242,14 +242,6 @@ class WPPRestorer(BaseEstimator):
         self.sinkhorn_kernel = sinkhorn_kernel
 
     # ----------------------------------------------------------------- validation and operators
-    def _validate_params(self):
-        """Checks the hyper-parameters against ``_parameter_constraints`` (scikit-learn's
-        validation), raising the package's ``InvalidArgumentError`` naming the parameter."""
-        try:
-            super()._validate_params()
-        except InvalidParameterError as exc:
-            raise InvalidArgumentError(str(exc)) from None
-
     def _blur(self, shape):
         """``S H`` for a high-resolution image of ``shape``."""
         return BlurSubsampleOperator.from_scale_factor(int(self.scale_factor), shape)

@@ -47,7 +47,7 @@ from sklearn.utils.validation import (
 
 from .. import _core
 from .._core import InvalidArgumentError
-from .._validation import as_float_array, check_int, check_real
+from .._validation import ValidatedParams, as_float_array, check_int, check_real
 
 __all__ = ["EntropicSparsifier", "StarClusterClassifier", "count_peaks"]
 
@@ -83,7 +83,7 @@ def _options(est, rawson):
     )
 
 
-class EntropicSparsifier(TransformerMixin, BaseEstimator):
+class EntropicSparsifier(ValidatedParams, TransformerMixin, BaseEstimator):
     """Sparse approximation ``argmin_μ OT_ε(μ, ν) + λ H(μ)`` (Rawson & Hultgren, eq. 7).
 
     Parameters
@@ -426,7 +426,7 @@ def _as_candidates(value):
     return tuple(value)
 
 
-class StarClusterClassifier(ClassifierMixin, BaseEstimator):
+class StarClusterClassifier(ValidatedParams, ClassifierMixin, BaseEstimator):
     """Single star (first class) vs blended group / cluster (second class) from the number of
     peaks of each band's sparse image (Rawson & Hultgren, §VI), learnt from labelled patches.
 
