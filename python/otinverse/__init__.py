@@ -40,6 +40,7 @@ from .da import EMDTransport, SinkhornTransport
 from .datasets import add_defects, make_star_groups, make_star_patches
 from .imaging import WPPRestorer, penalized_least_squares
 from .solvers import (
+    BatchSinkhornResult,
     SinkhornResult,
     sinkhorn,
     sinkhorn_batch,
@@ -53,6 +54,7 @@ from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
 _deprecated.install(_sys.modules[__name__])
 
 __all__ = [
+    "BatchSinkhornResult",
     "BernoulliMixture",
     "EMDTransport",
     "EntropicSparsifier",

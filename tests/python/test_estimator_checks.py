@@ -125,7 +125,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("estimator", "param", "fit"), BAD, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(
+    ("estimator", "param", "fit"), BAD, ids=[f"{type(e).__name__}-{p}" for e, p, _ in BAD]
+)
 def test_a_bad_hyperparameter_is_an_invalid_argument_error(estimator, param, fit):
     with pytest.raises(oi.InvalidArgumentError, match=param):
         fit(estimator)

@@ -10,6 +10,7 @@ import otinverse
 import pytest
 
 ALL = {
+    "BatchSinkhornResult",
     "BernoulliMixture",
     "EMDTransport",
     "EntropicSparsifier",
@@ -49,7 +50,15 @@ ALL = {
 }
 
 #: ``otinverse.__all__`` of the flat layout: every name must still resolve on the package.
-FLAT_ALL = ALL - {"classification", "costs", "da", "imaging", "solvers", "unfolding"} | {
+FLAT_ALL = ALL - {
+    "BatchSinkhornResult",
+    "classification",
+    "costs",
+    "da",
+    "imaging",
+    "solvers",
+    "unfolding",
+} | {
     "metrics",
     "operators",
 }

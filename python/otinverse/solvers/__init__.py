@@ -5,11 +5,12 @@ on the fly (:func:`sinkhorn_points`), and between many pairs of histograms on on
 (:func:`sinkhorn_batch`); exact OT (:func:`wasserstein`, :func:`wasserstein2_squared`).
 """
 
-from ._batch import sinkhorn_batch
+from ._batch import BatchSinkhornResult, sinkhorn_batch
 from ._exact import wasserstein, wasserstein2_squared
 from ._sinkhorn import SinkhornResult, sinkhorn, sinkhorn_points
 
 __all__ = [
+    "BatchSinkhornResult",
     "SinkhornResult",
     "sinkhorn",
     "sinkhorn_batch",

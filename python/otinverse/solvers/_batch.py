@@ -14,14 +14,16 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import _core
-from .._validation import as_float_array, check_int, check_real, check_scalar_positive
+from .._validation import as_float_array
 
-__all__ = ["sinkhorn_batch"]
+__all__ = ["BatchSinkhornResult", "sinkhorn_batch"]
+
+BatchSinkhornResult = _core.BatchSinkhornResult
 
 
 def sinkhorn_batch(
     sources, targets, M, reg, *, max_iter=10_000, tol=1e-9, x=None, y=None, warn=True
-) -> _core.BatchSinkhornResult:
+) -> BatchSinkhornResult:
     """Entropic OT of every pair of ``sources`` (N, n) and ``targets`` (K, m) under ``M`` (n, m).
 
     Parameters
@@ -57,11 +59,8 @@ def sinkhorn_batch(
     sources = as_float_array(sources, "sources", ndim=2)
     targets = as_float_array(targets, "targets", ndim=2)
     M = as_float_array(M, "M", ndim=2)
-    options = _core.BatchSinkhornOptions(
-        reg=check_scalar_positive(reg, "reg"),
-        max_iter=check_int(max_iter, "max_iter", 1),
-        tol=check_real(tol, "tol", low=0.0),
-    )
+    # The core checks the values (reg > 0, max_iter ≥ 1, tol ≥ 0) when the solve starts.
+    options = _core.BatchSinkhornOptions(reg=reg, max_iter=max_iter, tol=tol)
     if (x is None) != (y is None):
         raise _core.InvalidArgumentError("x: x and y must be given together")
     if x is not None:

@@ -334,7 +334,7 @@ class _Batch:
         self.stop = [s for p in parts for s in p.stop]
 
 
-def sparsify(
+def _sparsify_dense(
     nu,
     cost,
     *,
@@ -350,7 +350,8 @@ def sparsify(
     sinkhorn_tol=None,
     record_history=False,
 ):
-    """Functional form on one measure ``nu`` with a dense ``cost``; returns the core's
+    """The sparsification of one measure ``nu`` with a dense ``cost``: the tests' entry to the
+    core with any cost (users call :class:`EntropicSparsifier`). Returns the core's
     ``SparsifyResult`` (``mu``, ``n_iter``, ``objective``, ``ot_value``, ``entropy``,
     ``grad_norm``, ``stop``, ``objectives``, ``history``, ``sinkhorn_unconverged``,
     ``sinkhorn_iters``). Values are checked by the core."""

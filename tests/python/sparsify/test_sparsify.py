@@ -19,7 +19,7 @@ from otinverse import (
     count_peaks,
     make_star_patches,
 )
-from otinverse.sparsify import sparsify
+from otinverse.sparsify._sparsify import _sparsify_dense as sparsify
 from scipy import ndimage, optimize
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning

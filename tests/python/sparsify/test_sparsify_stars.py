@@ -12,7 +12,7 @@ import ot
 import pytest
 from otinverse import EntropicSparsifier, InvalidArgumentError, StarClusterClassifier, _core
 from otinverse.datasets_stars import make_star_groups, star_psf
-from otinverse.sparsify import sparsify
+from otinverse.sparsify._sparsify import _sparsify_dense as sparsify
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import scipy.signal as sps
-from conftest import correlate_valid_adjoint
+from helpers import correlate_valid_adjoint
 from otinverse import InvalidArgumentError, WPPRestorer
 from otinverse.imaging import gaussian_kernel
 from otinverse.operators import (

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 
 
 def _load_coverage_bench():
-    path = Path(__file__).resolve().parents[2] / "benches" / "bench_unfolding_coverage.py"
+    path = Path(__file__).resolve().parents[3] / "benches" / "bench_unfolding_coverage.py"
     spec = importlib.util.spec_from_file_location("bench_unfolding_coverage", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -10,7 +10,7 @@ import numpy as np
 import ot
 import otinverse
 import pytest
-from conftest import sq_cost
+from helpers import sq_cost
 from otinverse._core import testing
 from sklearn.exceptions import ConvergenceWarning
 

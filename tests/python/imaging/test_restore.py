@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
-from conftest import correlate_valid, correlate_valid_adjoint
+from helpers import correlate_valid, correlate_valid_adjoint
 from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
 from otinverse._core import testing
 from otinverse.imaging import BlurSubsampleOperator, gaussian_kernel

@@ -6,7 +6,7 @@ import numpy as np
 import ot
 import otinverse
 import pytest
-from conftest import sq_cost
+from helpers import sq_cost
 
 N_PROBLEMS = 18  # per variant: 3 variants x 18 = 54 random problems
 

@@ -8,8 +8,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 # A 19-point against 3-point problem in 3-D with unequal weights (rounded from a hypothesis
-# counterexample) on which the unguarded adaptive over-relaxation took 45k updates while its
-# potentials drifted to 1e7, and reported converged at a marginal error of 1e-7 > tol = 1e-12.
+# example) that stalls an adaptive over-relaxation without a safeguard: the safeguarded one must
+# converge to tol = 1e-12 in about as many updates as plain Sinkhorn, with bounded potentials.
 X = np.array(
     [
         [1.17708268, -0.90750088, 2.14063806],
@@ -70,9 +70,10 @@ def test_converged_is_the_reported_error_within_tol(max_iter, reach_b):
     assert res.converged == (res.marginal_error <= 1e-9)
 
 
-# Found by the fuzz profile: plain updates sit on an error plateau (a steady rate of 0.999 for
-# 60 updates) and then converge at a rate of 0.35; a factor built on the plateau kept a relaxed
-# rate of ω − 1 ≈ 0.94 (384 updates against 150) until plain probes caught it.
+# A problem (from the fuzz profile) whose plain updates sit on an error plateau (a steady rate of
+# 0.999 for 60 updates) and then converge at a rate of 0.35: a relaxation factor estimated on
+# the plateau must be revised once the rate changes, so the relaxed run stays within 1.25× the
+# plain run's updates.
 PLATEAU_X = np.array([0.4817275679692379, -0.5061516153936956])
 PLATEAU_A = np.array([0.02132701336780752, 0.0014194690735804358])
 PLATEAU_Y = np.array(
@@ -113,8 +114,8 @@ def test_a_plateau_of_the_plain_iteration_does_not_hold_back_the_relaxed_one():
 @pytest.mark.parametrize("overrelaxation", [False, True])
 def test_a_relaxed_target_far_above_its_weights_converges(kernel, overrelaxation):
     # The column target b·e^{−g/ρ} is 3·10⁵ times b: measured against b's mass, one rounding
-    # unit of g was an error of 6e-10, and tol = 1e-9 was reached only by chance (6000 updates
-    # without it). Measured against the target's mass the floor is 1e-15.
+    # unit of g would be an error of 6e-10, so the marginal error is relative to the larger of
+    # the two masses, where the floor is 1e-15 and tol = 1e-9 is reached.
     x = np.array(
         [0.005073717944066123, 0.0006711657209975528, 0.026740777548505228,
          -0.014669257960124395, 0.005035423258471072, 0.005616372992262668,
@@ -150,9 +151,8 @@ def test_a_target_below_f64_range_is_not_a_breakdown():
 
 def test_a_stored_f32_kernel_past_f32_range_follows_the_exact_one():
     # ε-scaling from the diameter with symmetric updates passes through states whose Gibbs
-    # kernel exceeds f32's range; clamped entries gave a finite but wrong softmin that led the
-    # iteration to an overflowing plan. Out-of-range entries now send the softmin to the exact
-    # kernel.
+    # kernel exceeds f32's range; a softmin over out-of-range entries is computed on the exact
+    # kernel (clamping them would give a finite but wrong value and an overflowing plan).
     kw = dict(reach_b=100.0, tol=1e-6, max_iter=3000, update="symmetric", eps_scaling=0.5)
     args = ([0.42851408], [1.42851408], 0.01)
     weights = {"a": [0.4919225], "b": [7.42999826e-05]}
