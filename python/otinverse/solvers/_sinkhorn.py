@@ -49,7 +49,7 @@ class SinkhornResult:
         by ``sinkhorn_points``.
     """
 
-    def __init__(self, solved: _core.SinkhornResult, *, reg: float, plan_fn):
+    def __init__(self, solved: _core.SinkhornSolution, *, reg: float, plan_fn):
         self.f = solved.f
         self.g = solved.g
         self.transport_cost = solved.transport_cost
