@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 from otinverse import WPPRestorer
-from otinverse.restore import WPPRestoration
+from otinverse.imaging import WPPRestoration
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 

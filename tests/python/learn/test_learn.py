@@ -17,15 +17,15 @@ pytest.importorskip("flax")
 pytest.importorskip("optax")
 
 import jax.numpy as jnp  # noqa: E402
-from otinverse.imaging import gaussian_kernel  # noqa: E402
-from otinverse.learn import OTCycleGANRestorer, SupervisedUNetRestorer  # noqa: E402
-from otinverse.learn.losses import critic_loss, cycle_losses, gradient_penalty  # noqa: E402
-from otinverse.operators import (  # noqa: E402
+from otinverse.imaging import (  # noqa: E402
     BlurSubsampleOperator,
     CartesianMaskOperator,
     ConvolutionOperator,
     cartesian_line_mask,
+    gaussian_kernel,
 )
+from otinverse.learn import OTCycleGANRestorer, SupervisedUNetRestorer  # noqa: E402
+from otinverse.learn.losses import critic_loss, cycle_losses, gradient_penalty  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 

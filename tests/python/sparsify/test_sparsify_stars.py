@@ -11,7 +11,7 @@ import numpy as np
 import ot
 import pytest
 from otinverse import EntropicSparsifier, InvalidArgumentError, StarClusterClassifier, _core
-from otinverse.datasets_stars import make_star_groups, star_psf
+from otinverse.datasets import make_star_groups, star_psf
 from otinverse.sparsify._sparsify import _sparsify_dense as sparsify
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
