@@ -43,8 +43,15 @@ def as_float_array(x, name: str, *, ndim: int, finite: bool = True) -> np.ndarra
         raise InvalidArgumentError(f"{name}: {exc}") from None
 
 
+def weights_or_uniform(w, name: str, n: int) -> np.ndarray:
+    """Float64 weights (``None``: uniform 1/n), coerced only: for a core function that checks
+    their length, sign and mass itself."""
+    return np.full(n, 1.0 / n) if w is None else as_float_array(w, name, ndim=1)
+
+
 def as_weights(w, name: str, n: int, n_name: str) -> np.ndarray:
-    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n)."""
+    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n),
+    for the computations no core function checks (POT's network simplex, a normalisation)."""
     if w is None:
         return np.full(n, 1.0 / n)
     arr = as_float_array(w, name, ndim=1)

@@ -13,9 +13,19 @@ import numpy as np
 from .. import _core
 from .._core import InvalidArgumentError
 from .._deprecated import points_first
-from .._validation import as_points, as_weights
+from .._validation import as_points, as_weights, weights_or_uniform
 
 __all__ = ["wasserstein", "wasserstein2_squared"]
+
+
+def _equal_mass(a, b) -> float:
+    """The common mass of two valid weight vectors: exact OT moves all of each."""
+    mass_a, mass_b = a.sum(), b.sum()
+    if abs(mass_a - mass_b) > 1e-8 * max(mass_a, mass_b):
+        raise InvalidArgumentError(
+            f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b"
+        )
+    return float(mass_a)
 
 
 @points_first(("x", "a", "y", "b", "p"), 2)
@@ -29,24 +39,25 @@ def wasserstein(x, y, *, a=None, b=None, p=2) -> float:
     """
     x = as_points(x, "x")
     y = as_points(y, "y")
-    a = as_weights(a, "a", x.shape[0], "x")
-    b = as_weights(b, "b", y.shape[0], "y")
-    mass_a, mass_b = a.sum(), b.sum()
-    if abs(mass_a - mass_b) > 1e-8 * max(mass_a, mass_b):
-        raise InvalidArgumentError(
-            f"b: exact OT needs equal masses, got {mass_a} for a and {mass_b} for b"
-        )
     if x.shape[1] == 1 and y.shape[1] == 1:
-        return mass_a * _core.wasserstein_1d_cost(
+        # The core checks the weights (lengths, signs, mass) and p.
+        a = weights_or_uniform(a, "a", x.shape[0])
+        b = weights_or_uniform(b, "b", y.shape[0])
+        cost = _core.wasserstein_1d_cost(
             np.ascontiguousarray(x[:, 0]), a, np.ascontiguousarray(y[:, 0]), b, p
         )
+        return _equal_mass(a, b) * cost
+    # POT's network simplex does not check its weights: their rules are checked here.
+    a = as_weights(a, "a", x.shape[0], "x")
+    b = as_weights(b, "b", y.shape[0], "y")
+    mass = _equal_mass(a, b)
     # POT is imported here, not at module level: it imports every installed tensor backend (JAX,
     # PyTorch) at import time, which would make ``import otinverse`` load the learning extra's.
     import ot as pot
 
     cost = _core.point_cost_matrix(x, y, p)
-    return mass_a * float(
-        pot.emd2(a / mass_a, b / mass_b, cost, numItermax=max(100_000, 50 * cost.size))
+    return mass * float(
+        pot.emd2(a / a.sum(), b / b.sum(), cost, numItermax=max(100_000, 50 * cost.size))
     )
 
 

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .. import _core
 from .._deprecated import points_first
-from .._validation import as_float_array, as_points
+from .._validation import as_float_array, as_points, weights_or_uniform
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points"]
 
@@ -89,11 +89,6 @@ def _options(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrela
         overrelaxation=bool(overrelaxation),
         kernel=kernel,
     )
-
-
-def _weights(w, name: str, n: int) -> np.ndarray:
-    """Float64 weights (``None``: uniform 1/n); the core checks their length, sign and mass."""
-    return np.full(n, 1.0 / n) if w is None else as_float_array(w, name, ndim=1)
 
 
 def _warm_start(f_init, g_init):
@@ -189,7 +184,7 @@ def sinkhorn(
     # The core checks M's entries (in parallel, in the pass that reads M first).
     M = as_float_array(M, "M", ndim=2, finite=False)
     n, m = M.shape
-    a, b = _weights(a, "a", n), _weights(b, "b", m)
+    a, b = weights_or_uniform(a, "a", n), weights_or_uniform(b, "b", m)
     options = _options(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, kernel
     )
@@ -239,7 +234,7 @@ def sinkhorn_points(
     """
     x = as_points(x, "x")
     y = as_points(y, "y")
-    a, b = _weights(a, "a", x.shape[0]), _weights(b, "b", y.shape[0])
+    a, b = weights_or_uniform(a, "a", x.shape[0]), weights_or_uniform(b, "b", y.shape[0])
     options = _options(
         reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, kernel
     )
