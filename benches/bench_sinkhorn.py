@@ -153,7 +153,7 @@ def main():
         x, y = points(n)
         t = per_iteration(
             lambda k, x=x, y=y: otinverse.sinkhorn_points(
-                None, x, None, y, 1e-2, max_iter=k, tol=0, warn=False
+                x, y, 1e-2, max_iter=k, tol=0, warn=False
             ),
             iters,
             repeat=1 if n > 10_000 else 2,

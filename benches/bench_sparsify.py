@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 import ot
 from otinverse import EntropicSparsifier, _core
-from otinverse.datasets_stars import make_star_groups
+from otinverse.datasets import make_star_groups
 from otinverse.sparsify import _subtract_background
 from sklearn.exceptions import ConvergenceWarning
 

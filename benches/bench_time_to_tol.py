@@ -134,7 +134,7 @@ def ours_points(x, y, scale, a, b, reg, tol):
     xs, ys = x / np.sqrt(scale), y / np.sqrt(scale)
     t, r = timed(
         lambda: otinverse.sinkhorn_points(
-            a, xs, b, ys, reg, tol=tol, max_iter=100_000, eps_scaling=0.5, warn=False
+            xs, ys, reg, a=a, b=b, tol=tol, max_iter=100_000, eps_scaling=0.5, warn=False
         )
     )
     return t, r.n_iter, r

@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 import skimage.data
 from otinverse import WPPRestorer, add_defects
-from otinverse.restore import correlate_valid, correlate_valid_adjoint
+from otinverse.imaging import BlurSubsampleOperator, gaussian_kernel
 
 
 class ReflectBoundaryRestorer(WPPRestorer):
@@ -38,15 +38,17 @@ class ReflectBoundaryRestorer(WPPRestorer):
         index = np.arange(shape[0] * shape[1]).reshape(shape)
         return np.pad(index, ((before, k - s - before),) * 2, mode="symmetric")
 
+    def _padded_blur(self, shape):
+        s = int(self.scale_factor)
+        return BlurSubsampleOperator(gaussian_kernel(4 * s, s / 2.0), s, shape)
+
     def _forward(self, image):
         padded = image.ravel()[self._pad_index(image.shape)]
-        return correlate_valid(padded, self._blur_kernel(), int(self.scale_factor))
+        return self._padded_blur(padded.shape).apply(padded)
 
     def _forward_adjoint(self, residual, shape):
         index = self._pad_index(shape)
-        padded = correlate_valid_adjoint(
-            residual, self._blur_kernel(), int(self.scale_factor), index.shape
-        )
+        padded = self._padded_blur(index.shape).adjoint(residual)
         return np.bincount(
             index.ravel(), weights=padded.ravel(), minlength=shape[0] * shape[1]
         ).reshape(shape)

@@ -3,7 +3,7 @@
 * ``ci`` (the default, and always when ``CI`` is set): derandomised, so every run draws the same
   examples and a red or green result is reproducible.
 * ``fuzz``: the deep search run by hand before a release, 2000 fresh random examples per
-  property: ``HYPOTHESIS_PROFILE=fuzz pytest tests/python/test_*properties*``.
+  property: ``HYPOTHESIS_PROFILE=fuzz pytest -k properties``.
 """
 
 import os

@@ -1,34 +1,60 @@
 """otinverse: optimal transport for inverse problems, on a Rust core.
 
-* Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
-* Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
-* Restoration with a patch prior: :class:`WPPRestorer`.
-* OT classification (Barton & Tai): :class:`OTClassifier`, :class:`BernoulliMixture`,
-  :class:`SinkhornTransport`, :class:`EMDTransport`, :func:`sinkhorn_batch`,
-  :func:`ground_cost`, :func:`grid_cost`.
-* Known forward operators (:mod:`otinverse.operators`) and the penalised-least-squares baseline
-  :func:`penalized_least_squares`; the OT-cycleGAN of the optional ``learn`` extra lives in
-  :mod:`otinverse.learn` (not imported here, so the core stays free of a tensor library).
-* Sparse approximation and peak counting: :class:`EntropicSparsifier`, :func:`count_peaks`,
+One subpackage per task; every public name is also importable from here.
+
+* :mod:`otinverse.solvers`, the functional API (POT-shaped): :func:`sinkhorn`,
+  :func:`sinkhorn_points`, :func:`sinkhorn_batch`, :func:`wasserstein`,
+  :func:`wasserstein2_squared`.
+* :mod:`otinverse.costs`: :func:`ground_cost`, :func:`grid_cost`, :func:`grid_points`.
+* :mod:`otinverse.unfolding`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`,
+  :func:`richardson_lucy`.
+* :mod:`otinverse.classification` (Barton & Tai): :class:`OTClassifier`,
+  :class:`BernoulliMixture`; :mod:`otinverse.da`: :class:`SinkhornTransport`,
+  :class:`EMDTransport`.
+* :mod:`otinverse.sparsify`: :class:`EntropicSparsifier`, :func:`count_peaks`,
   :class:`StarClusterClassifier`.
+* :mod:`otinverse.imaging`: the known forward operators, :class:`WPPRestorer` and the
+  penalised-least-squares baseline :func:`penalized_least_squares`; the OT-cycleGAN of the
+  optional ``learn`` extra lives in :mod:`otinverse.learn` (not imported here, so the core stays
+  free of a tensor library).
+* :mod:`otinverse.datasets`: every problem generator and data loader.
 """
 
-from . import datasets, metrics, operators
+import sys as _sys
+
+from . import (
+    _deprecated,
+    classification,
+    costs,
+    da,
+    datasets,
+    imaging,
+    solvers,
+    sparsify,
+    unfolding,
+)
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
-from .batch import sinkhorn_batch
-from .classify import OTClassifier
-from .datasets_stars import make_star_groups, make_star_patches
-from .ground_cost import grid_cost, grid_points, ground_cost
-from .metrics import wasserstein2_squared
-from .mixture import BernoulliMixture
-from .ot import SinkhornResult, sinkhorn, sinkhorn_points, wasserstein
-from .pls import penalized_least_squares
-from .restore import WPPRestorer, add_defects
+from .classification import BernoulliMixture, OTClassifier
+from .costs import grid_cost, grid_points, ground_cost
+from .da import EMDTransport, SinkhornTransport
+from .datasets import add_defects, make_star_groups, make_star_patches
+from .imaging import WPPRestorer, penalized_least_squares
+from .solvers import (
+    BatchSinkhornResult,
+    SinkhornResult,
+    sinkhorn,
+    sinkhorn_batch,
+    sinkhorn_points,
+    wasserstein,
+    wasserstein2_squared,
+)
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
-from .transport import EMDTransport, SinkhornTransport
 from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
 
+_deprecated.install(_sys.modules[__name__])
+
 __all__ = [
+    "BatchSinkhornResult",
     "BernoulliMixture",
     "EMDTransport",
     "EntropicSparsifier",
@@ -44,20 +70,32 @@ __all__ = [
     "WPPRestorer",
     "__version__",
     "add_defects",
+    "classification",
+    "costs",
     "count_peaks",
+    "da",
     "datasets",
     "grid_cost",
     "grid_points",
     "ground_cost",
+    "imaging",
     "make_star_groups",
     "make_star_patches",
-    "metrics",
-    "operators",
     "penalized_least_squares",
     "richardson_lucy",
     "sinkhorn",
     "sinkhorn_batch",
     "sinkhorn_points",
+    "solvers",
+    "sparsify",
+    "unfolding",
     "wasserstein",
     "wasserstein2_squared",
 ]
+
+
+def __getattr__(name: str):
+    # ``otinverse.operators`` and the other flat-layout modules, forwarded with a warning.
+    if name in _deprecated.MOVED:
+        return _deprecated.forwarded(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 from sklearn.utils import check_array
+from sklearn.utils._param_validation import InvalidParameterError
 
 from ._core import InvalidArgumentError, InvalidDtypeError
 
@@ -42,8 +43,15 @@ def as_float_array(x, name: str, *, ndim: int, finite: bool = True) -> np.ndarra
         raise InvalidArgumentError(f"{name}: {exc}") from None
 
 
+def weights_or_uniform(w, name: str, n: int) -> np.ndarray:
+    """Float64 weights (``None``: uniform 1/n), coerced only: for a core function that checks
+    their length, sign and mass itself."""
+    return np.full(n, 1.0 / n) if w is None else as_float_array(w, name, ndim=1)
+
+
 def as_weights(w, name: str, n: int, n_name: str) -> np.ndarray:
-    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n)."""
+    """Non-negative, finite weights of length ``n`` with positive mass (``None``: uniform 1/n),
+    for the computations no core function checks (POT's network simplex, a normalisation)."""
     if w is None:
         return np.full(n, 1.0 / n)
     arr = as_float_array(w, name, ndim=1)
@@ -106,3 +114,15 @@ def check_option(value, name: str, options) -> str:
     if value not in options:
         raise InvalidArgumentError(f"{name}: must be one of {sorted(options)}, got {value!r}")
     return value
+
+
+class ValidatedParams:
+    """Estimator mixin (listed before ``BaseEstimator``): scikit-learn's check of
+    ``_parameter_constraints``, raising :class:`otinverse.InvalidArgumentError` (a ``ValueError``
+    naming the parameter), the one error type for a bad hyper-parameter across the package."""
+
+    def _validate_params(self):
+        try:
+            super()._validate_params()
+        except InvalidParameterError as exc:
+            raise InvalidArgumentError(str(exc)) from None

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
-use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornResult};
+use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornSolution};
 use crate::core::cost::{CostKernel, PatchCost};
 use crate::core::error::check_positive;
 use crate::core::patches::{
@@ -55,7 +55,7 @@ pub struct PatchPriorResult {
     /// The mass each reference patch receives.
     received: Py<PyArray1<f64>>,
     /// The Sinkhorn solve (potentials of the image's and the reference's patches, convergence).
-    sinkhorn: Py<SinkhornResult>,
+    sinkhorn: Py<SinkhornSolution>,
 }
 
 /// OT between the uniform measure on the patches of `image` and the uniform measure on the
@@ -83,7 +83,7 @@ fn patch_prior(
         value: r.sinkhorn.objective,
         gradient: grad.into_pyarray(py).unbind(),
         received: r.received.into_pyarray(py).unbind(),
-        sinkhorn: Py::new(py, SinkhornResult::new(py, r.sinkhorn))?,
+        sinkhorn: Py::new(py, SinkhornSolution::new(py, r.sinkhorn))?,
     })
 }
 
@@ -97,7 +97,7 @@ pub struct PatchOtResult {
     /// `Σ_j π_ij` (n); equals `a` when the row marginal is exact.
     row_mass: Py<PyArray1<f64>>,
     /// The Sinkhorn solve.
-    sinkhorn: Py<SinkhornResult>,
+    sinkhorn: Py<SinkhornSolution>,
 }
 
 /// Sinkhorn on the fused squared-distance kernel of two patch clouds, plus the gradient
@@ -123,7 +123,7 @@ fn patch_sinkhorn(
         gradient: r.gradient.into_pyarray(py).unbind(),
         received: r.received.into_pyarray(py).unbind(),
         row_mass: r.row_mass.into_pyarray(py).unbind(),
-        sinkhorn: Py::new(py, SinkhornResult::new(py, r.sinkhorn))?,
+        sinkhorn: Py::new(py, SinkhornSolution::new(py, r.sinkhorn))?,
     })
 }
 

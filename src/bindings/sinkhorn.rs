@@ -1,7 +1,7 @@
 //! Bindings of the Sinkhorn family, the plan and exact 1-D OT.
 //!
 //! Every Sinkhorn-based binding takes the arrays plus one [`SinkhornOptions`] and returns a
-//! [`SinkhornResult`] (or a result that contains one); the core validates every value.
+//! [`SinkhornSolution`] (or a result that contains one); the core validates every value.
 
 use ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -87,8 +87,10 @@ impl SinkhornOptions {
 }
 
 /// Outcome of a Sinkhorn solve, in the plan convention `P_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)`.
+/// The package's one result type of the family is `otinverse.SinkhornResult`, which wraps it
+/// (and computes a point cloud's plan on demand).
 #[pyclass(frozen, get_all, module = "otinverse._core")]
-pub struct SinkhornResult {
+pub struct SinkhornSolution {
     /// Dual potential of the rows (cost units).
     f: Py<PyArray1<f64>>,
     /// Dual potential of the columns (cost units).
@@ -111,10 +113,10 @@ pub struct SinkhornResult {
     plan: Option<Py<PyArray2<f64>>>,
 }
 
-impl SinkhornResult {
+impl SinkhornSolution {
     /// Moves the potentials into NumPy arrays (no copy).
     pub(super) fn new(py: Python<'_>, out: SinkhornOutput) -> Self {
-        SinkhornResult {
+        SinkhornSolution {
             f: out.f.into_pyarray(py).unbind(),
             g: out.g.into_pyarray(py).unbind(),
             transport_cost: out.transport_cost,
@@ -165,13 +167,13 @@ fn solve<K: CostKernel>(
     f_init: &Option<PyReadonlyArray1<'_, f64>>,
     g_init: &Option<PyReadonlyArray1<'_, f64>>,
     with_plan: bool,
-) -> PyResult<SinkhornResult> {
+) -> PyResult<SinkhornSolution> {
     let mut params = options.params().map_err(CoreError)?;
     params.keep_plan = with_plan;
     let init = init_pair(f_init, g_init).map_err(CoreError)?;
     let (a, b) = (a.as_array(), b.as_array());
     let out = run_interruptible(py, || sinkhorn(&kernel()?, a, b, &params, init))?;
-    Ok(SinkhornResult::new(py, out))
+    Ok(SinkhornSolution::new(py, out))
 }
 
 /// Sinkhorn on a dense cost matrix (any strides, borrowed); with ``with_plan``, the result
@@ -188,7 +190,7 @@ fn sinkhorn_dense(
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
     with_plan: bool,
-) -> PyResult<SinkhornResult> {
+) -> PyResult<SinkhornSolution> {
     let view = cost.as_array();
     solve(
         py,
@@ -216,7 +218,7 @@ fn sinkhorn_points(
     options: &SinkhornOptions,
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
-) -> PyResult<SinkhornResult> {
+) -> PyResult<SinkhornSolution> {
     let params = options.params().map_err(CoreError)?;
     let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
     let (xv, yv, av, bv) = (x.as_array(), y.as_array(), a.as_array(), b.as_array());
@@ -224,7 +226,7 @@ fn sinkhorn_points(
     let out = run_interruptible(py, || {
         crate::core::sinkhorn::sinkhorn_points(xv, yv, p, av, bv, &params, init)
     })?;
-    Ok(SinkhornResult::new(py, out))
+    Ok(SinkhornSolution::new(py, out))
 }
 
 /// `P_ij = exp((row_i + col_j − C_ij)/reg)` for a dense cost (`row = f + reg·log a`, `col = g + reg·log b`).
@@ -329,7 +331,7 @@ fn simd_level() -> &'static str {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SinkhornOptions>()?;
-    m.add_class::<SinkhornResult>()?;
+    m.add_class::<SinkhornSolution>()?;
     m.add_function(wrap_pyfunction!(sinkhorn_dense, m)?)?;
     m.add_function(wrap_pyfunction!(sinkhorn_points, m)?)?;
     m.add_function(wrap_pyfunction!(plan_dense, m)?)?;

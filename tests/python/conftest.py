@@ -1,14 +1,8 @@
-from pathlib import Path
-
 import nbformat
 import numpy as np
 import pytest
+from helpers import NOTEBOOKS
 from nbclient import NotebookClient
-
-
-def sq_cost(x, y):
-    """Squared Euclidean cost matrix, computed independently of otinverse."""
-    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
 
 
 @pytest.fixture
@@ -16,18 +10,16 @@ def rng():
     return np.random.default_rng(20261123)
 
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-
-
 @pytest.fixture
 def run_notebook(monkeypatch):
     """Executes ``notebooks/<name>`` in its fast configuration (``OTINVERSE_FAST=1``) and returns
-    the executed notebook. The kernel draws with the non-interactive Agg backend, set in its
-    environment: the notebooks themselves choose no backend, so that Jupyter shows their figures."""
+    the executed notebook. The kernel draws with Jupyter's inline backend, set in its
+    environment, so that each figure becomes a PNG output the tests can count: the notebooks
+    themselves choose no backend, so that Jupyter shows their figures."""
 
     def run(name: str):
         monkeypatch.setenv("OTINVERSE_FAST", "1")
-        monkeypatch.setenv("MPLBACKEND", "Agg")
+        monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         NotebookClient(
             nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
@@ -35,13 +27,3 @@ def run_notebook(monkeypatch):
         return nb
 
     return run
-
-
-def notebook_text(nb) -> str:
-    """The text of every stream and plain-text output of a notebook's code cells."""
-    return "".join(
-        o.get("text", "") + o.get("data", {}).get("text/plain", "")
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-    )

@@ -32,7 +32,7 @@ def workloads():
         return {"f": r.f, "g": r.g, "plan": r.plan}
 
     def points():
-        r = otinverse.sinkhorn_points(a, x, b, y, 0.02, eps_scaling=0.5, tol=1e-12)
+        r = otinverse.sinkhorn_points(x, y, 0.02, a=a, b=b, eps_scaling=0.5, tol=1e-12)
         return {"f": r.f, "g": r.g, "cost": np.array([r.transport_cost])}
 
     def unfold():

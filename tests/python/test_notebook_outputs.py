@@ -5,7 +5,7 @@ full run by hand."""
 
 import nbformat
 import pytest
-from conftest import NOTEBOOKS
+from helpers import NOTEBOOKS
 
 # Notebooks still committed without outputs: each flips to passing (and strict xfail then fails,
 # so the entry is removed) once a full run with its figures is committed.

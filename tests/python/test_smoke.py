@@ -1,9 +1,12 @@
+from importlib import metadata
+
 import numpy as np
 import otinverse
 
 
 def test_package_exposes_version_and_kernels():
-    assert otinverse.__version__ == "0.1.0"
+    # The extension's version (Cargo.toml) is the one the installed distribution declares.
+    assert otinverse.__version__ == metadata.version("otinverse")
     assert otinverse._core.simd_level() in {"baseline", "avx2", "avx512"}
 
 

@@ -55,8 +55,9 @@ class SinkhornOptions:
     def kernel(self) -> str: ...
 
 @final
-class SinkhornResult:
-    """Outcome of a Sinkhorn solve (potentials in cost units)."""
+class SinkhornSolution:
+    """Outcome of a Sinkhorn solve (potentials in cost units); ``otinverse.SinkhornResult``
+    wraps it."""
 
     @property
     def f(self) -> NDArray[np.float64]: ...
@@ -86,7 +87,7 @@ def sinkhorn_dense(
     g_init: NDArray[np.float64] | None = None,
     *,
     with_plan: bool = False,
-) -> SinkhornResult: ...
+) -> SinkhornSolution: ...
 def sinkhorn_points(
     a: NDArray[np.float64],
     x: NDArray[np.float64],
@@ -96,7 +97,7 @@ def sinkhorn_points(
     options: SinkhornOptions,
     f_init: NDArray[np.float64] | None = None,
     g_init: NDArray[np.float64] | None = None,
-) -> SinkhornResult: ...
+) -> SinkhornSolution: ...
 def plan_dense(
     row: NDArray[np.float64], col: NDArray[np.float64], cost: NDArray[np.float64], reg: float
 ) -> NDArray[np.float64]: ...
@@ -244,7 +245,7 @@ class PatchPriorResult:
     @property
     def received(self) -> NDArray[np.float64]: ...
     @property
-    def sinkhorn(self) -> SinkhornResult: ...
+    def sinkhorn(self) -> SinkhornSolution: ...
 
 def patch_prior(
     image: NDArray[np.float64],

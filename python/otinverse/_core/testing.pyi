@@ -5,7 +5,7 @@ from typing import final
 import numpy as np
 from numpy.typing import NDArray
 
-from . import SinkhornOptions, SinkhornResult
+from . import SinkhornOptions, SinkhornSolution
 
 @final
 class PatchOtResult:
@@ -18,7 +18,7 @@ class PatchOtResult:
     @property
     def row_mass(self) -> NDArray[np.float64]: ...
     @property
-    def sinkhorn(self) -> SinkhornResult: ...
+    def sinkhorn(self) -> SinkhornSolution: ...
 
 def patch_sinkhorn(
     a: NDArray[np.float64],

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from .._core import InvalidArgumentError
 from .._validation import as_float_array
-from ..operators import (
+from ..imaging import (
     BlurSubsampleOperator,
     CartesianMaskOperator,
     ConvolutionOperator,

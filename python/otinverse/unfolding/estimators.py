@@ -47,7 +47,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _core
 from .._core import InvalidArgumentError
 from .._validation import as_float_array, as_points
-from ..metrics import wasserstein2_squared
+from ..solvers import wasserstein2_squared
 from .efficiency import smoothed_efficiency
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
