@@ -10,7 +10,12 @@ from ._imaging import (
 )
 from ._stars import make_star_groups, make_star_patches, star_psf
 from ._textures import make_gaussian_texture, make_texture_denoising
-from ._unfolding import load_jet_mass, make_unfolding_1d, make_unfolding_1d_events
+from ._unfolding import (
+    load_jet_mass,
+    make_unfolding_1d,
+    make_unfolding_1d_events,
+    make_unfolding_mc,
+)
 
 __all__ = [
     "add_defects",
@@ -25,5 +30,6 @@ __all__ = [
     "make_texture_denoising",
     "make_unfolding_1d",
     "make_unfolding_1d_events",
+    "make_unfolding_mc",
     "star_psf",
 ]

@@ -41,12 +41,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Hidden, Interval, InvalidParameterError, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import _core
 from .._core import InvalidArgumentError
-from .._validation import as_float_array, as_points
+from .._validation import ValidatedParams, as_float_array, as_points
 from ..solvers import wasserstein2_squared
 from .efficiency import smoothed_efficiency
 
@@ -266,14 +266,6 @@ def _check_event_weights(n_gen, d, gen_weight, fakes, fake_weight, measured_weig
         raise InvalidArgumentError("fake_weight: the fakes' total must be below the measured total")
 
 
-def _validate_hyperparameters(est):
-    """scikit-learn's ``_parameter_constraints`` check, raising the package's error type."""
-    try:
-        est._validate_params()
-    except InvalidParameterError as exc:
-        raise InvalidArgumentError(str(exc)) from None
-
-
 # ---------------------------------------------------------------------------------------------
 # Shared fitted behaviour
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +287,7 @@ class _UnfolderMixin:
         fake_weight=None,
     ):
         """Unfolds ``measured`` (see the module docs for the arguments); returns ``self``."""
-        _validate_hyperparameters(self)
+        self._validate_params()
         problem = as_problem(
             measured,
             gen=gen,
@@ -388,7 +380,7 @@ class _UnfolderMixin:
         """Exact W2²(ν_σ, ν) between the normalised folded and measured measures (§4.1.3)."""
         pts, w = self.fold(weights)
         p = self.problem_
-        return wasserstein2_squared(pts, w, p.measured, p.measured_weight)
+        return wasserstein2_squared(pts, p.measured, a=w, b=p.measured_weight)
 
     def _track_w2(self, shapes):
         return np.array([self.w2_to_measured(self._events_from_shape(s)) for s in shapes])
@@ -408,7 +400,7 @@ class _UnfolderMixin:
         return tags
 
 
-class OTUnfolder(_UnfolderMixin, BaseEstimator):
+class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     """Unfolding with a Wasserstein loss (Craig, Faktor & Nachman, §3; eq. 21–28) of MC events
     with weights, inefficiency and fakes (module docs), in absolute event counts.
 
@@ -544,7 +536,7 @@ class OTUnfolder(_UnfolderMixin, BaseEstimator):
         )
 
     def fit_problem(self, problem):
-        _validate_hyperparameters(self)
+        self._validate_params()
         bar, cb = self._progress(self.max_iter, "OT unfolding")
         try:
             res = _core.ot_unfold_events(
@@ -719,7 +711,7 @@ class _Causes:
     edges: list | None
 
 
-class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
+class RichardsonLucyUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     """Richardson–Lucy / iterative Bayesian unfolding (D'Agostini) on a binned response, for MC
     events with weights, inefficiency and fakes (module docs), in absolute event counts.
 
@@ -802,7 +794,7 @@ class RichardsonLucyUnfolder(_UnfolderMixin, BaseEstimator):
         self.n_iter = n_iter
 
     def fit_problem(self, problem):
-        _validate_hyperparameters(self)
+        self._validate_params()
         p = problem
         max_iter = self._iterations()
         reco_rows = p.points if p.response is not None else p.points[~np.isnan(p.points[:, 0])]
