@@ -1,7 +1,8 @@
 """otinverse: optimal transport for inverse problems, on a Rust core.
 
 * Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
-* Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
+* Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`,
+  :class:`Response`.
 * Restoration with a patch prior: :class:`WPPRestorer`.
 * OT classification (Barton & Tai): :class:`OTClassifier`, :class:`BernoulliMixture`,
   :class:`SinkhornTransport`, :class:`EMDTransport`, :func:`sinkhorn_batch`,
@@ -26,7 +27,7 @@ from .pls import penalized_least_squares
 from .restore import WPPRestorer, add_defects
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .transport import EMDTransport, SinkhornTransport
-from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
+from .unfolding import OTUnfolder, Response, RichardsonLucyUnfolder, richardson_lucy
 
 __all__ = [
     "BernoulliMixture",
@@ -37,6 +38,7 @@ __all__ = [
     "NumericalError",
     "OTClassifier",
     "OTUnfolder",
+    "Response",
     "RichardsonLucyUnfolder",
     "SinkhornResult",
     "SinkhornTransport",

@@ -14,6 +14,7 @@ from sklearn.base import clone
 from .._core import InvalidArgumentError
 from .._validation import check_int, check_option
 from .estimators import as_problem
+from .hep import observable_values, unfolded_hist
 
 __all__ = ["BinnedResult", "BootstrapResult", "bootstrap"]
 
@@ -92,6 +93,19 @@ class BootstrapResult:
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov / np.outer(std, std)
         return BinnedResult(edges=edges, values=values, std=std, cov=cov, corr=corr, replicas=reps)
+
+    def to_hist(self, bins, observable=None):
+        """The nominal fit binned as a ``hist.Hist`` with ``Weight()`` storage whose variances
+        are those over the replicas, with the replicas' covariance beside it: an
+        :class:`~otinverse.unfolding.hep.UnfoldedHist`. ``bins`` and ``observable`` as the
+        estimators' ``to_hist`` (default: the gen points). Needs the ``hep`` extra (``hist``)."""
+        return unfolded_hist(
+            observable_values(self.estimator.gen_, observable),
+            self.estimator.weights_,
+            bins,
+            replicas=self.replicas,
+            errors=f"bootstrap ({self.source})",
+        )
 
     def expectation(self, func):
         """``(value, error)`` of the mean of ``func`` (gen points → (L,)) under the unfolded
