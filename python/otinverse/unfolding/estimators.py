@@ -202,10 +202,20 @@ def as_problem(
     """Coerces the arguments of ``fit`` (module docs) into an :class:`UnfoldingProblem`.
     Awkward arrays and pandas columns are taken as NumPy (``None``/``NA`` = NaN: a reco not
     reconstructed), histograms as in :func:`~otinverse.unfolding.hep.fit_arguments`."""
-    measured, gen, reco, measured_weight, response, prior, gen_weight, reco_mask = map(
-        to_numpy, (measured, gen, reco, measured_weight, response, prior, gen_weight, reco_mask)
+    measured, gen, reco, measured_weight, response = (
+        to_numpy(measured, "measured"),
+        to_numpy(gen, "gen"),
+        to_numpy(reco, "reco"),
+        to_numpy(measured_weight, "measured_weight"),
+        to_numpy(response, "response"),
     )
-    fakes, fake_weight = to_numpy(fakes), to_numpy(fake_weight)
+    prior, gen_weight, reco_mask, fakes, fake_weight = (
+        to_numpy(prior, "prior"),
+        to_numpy(gen_weight, "gen_weight"),
+        to_numpy(reco_mask, "reco_mask"),
+        to_numpy(fakes, "fakes"),
+        to_numpy(fake_weight, "fake_weight"),
+    )
     measured, gen, reco, measured_weight, response = fit_arguments(
         measured, gen, reco, measured_weight, response
     )

@@ -31,39 +31,40 @@ def _module_of(x):
     return type(x).__module__.split(".", 1)[0]
 
 
-def to_numpy(x):
+def to_numpy(x, name="array"):
     """``x`` as a NumPy array when it is an awkward array or a pandas Series/DataFrame;
-    anything else unchanged (the estimators' own validation then applies)."""
+    anything else unchanged (the estimators' own validation then applies). Errors name the
+    argument ``name``."""
     module = _module_of(x)
     if module == "awkward":
-        return _awkward_to_numpy(x)
+        return _awkward_to_numpy(x, name)
     if module == "pandas" and hasattr(x, "to_numpy"):
-        return _pandas_to_numpy(x)
+        return _pandas_to_numpy(x, name)
     return x
 
 
-def _awkward_to_numpy(x):
+def _awkward_to_numpy(x, name):
     import awkward as ak
 
     if x.fields:  # a record: one column per field, in field order (a None record → a NaN row)
-        return np.stack([_awkward_to_numpy(x[f]) for f in x.fields], axis=-1)
+        return np.stack([_awkward_to_numpy(x[f], name) for f in x.fields], axis=-1)
     try:
         arr = ak.to_numpy(ak.to_regular(x, axis=None), allow_missing=True)
-    except ValueError as exc:
+    except ValueError:
         raise InvalidArgumentError(
-            f"awkward array: must be flat or regular (every event the same length), got "
-            f"{x.type}: {exc}"
+            f"{name}: an awkward array must be flat or regular (every event the same length), "
+            f"got {x.type}"
         ) from None
     if not isinstance(arr, np.ma.MaskedArray):
         return arr
     if arr.dtype.kind not in "iuf":
         raise InvalidArgumentError(
-            f"awkward array: None (not reconstructed) is only allowed in numeric arrays, got {x.type}"
+            f"{name}: None (not reconstructed) is only allowed in numeric arrays, got {x.type}"
         )
     return np.ma.filled(arr.astype(np.float64), np.nan)
 
 
-def _pandas_to_numpy(x):
+def _pandas_to_numpy(x, name):
     from pandas.api.types import is_bool_dtype
 
     dtypes = x.dtypes if hasattr(x, "columns") else [x.dtype]
@@ -72,7 +73,7 @@ def _pandas_to_numpy(x):
     try:
         return x.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"pandas column: not numeric ({exc})") from None
+        raise InvalidArgumentError(f"{name}: pandas columns must be numeric ({exc})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,9 +224,7 @@ def _flat_index(axes, x):
 
 def _inner(axes):
     """Slices of the in-range bins in the flow-included storage."""
-    return tuple(
-        slice(1, 1 + ax.size) if ax.traits.underflow else slice(0, ax.size) for ax in axes
-    )
+    return tuple(slice(1, 1 + ax.size) if ax.traits.underflow else slice(0, ax.size) for ax in axes)
 
 
 def unfolded_hist(points, weights, bins, *, replicas=None, covariance=None, errors="none"):

@@ -31,7 +31,7 @@ __all__ = ["BinnedResponse", "Response"]
 def _weights(weight, n, name):
     if weight is None:
         return np.ones(n)
-    w = np.asarray(to_numpy(weight), dtype=np.float64)
+    w = np.asarray(to_numpy(weight, name), dtype=np.float64)
     w = np.full(n, float(w)) if w.ndim == 0 else w
     if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
         raise InvalidArgumentError(
@@ -124,7 +124,7 @@ class Response:
             raise InvalidArgumentError(f"{name}: has dimension {rows.shape[1]}, earlier {d}")
 
     def _rows(self, x, attr, name):
-        arr = np.asarray(to_numpy(x), dtype=np.float64)
+        arr = np.asarray(to_numpy(x, name), dtype=np.float64)
         rows = as_points(np.atleast_1d(arr), name)
         self._check_dim(rows, attr, name)
         return rows
