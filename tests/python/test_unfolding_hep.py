@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import notebook_text
 from otinverse import InvalidArgumentError, OTUnfolder, Response, RichardsonLucyUnfolder
 from otinverse.unfolding import bootstrap, plot_correlation, plot_unfolded, richardson_lucy
 from otinverse.unfolding.hep import response_from_hist, to_numpy
@@ -396,3 +397,22 @@ def test_plots_take_hist_results(binned):
     with pytest.raises(TypeError, match="result"):
         plot_correlation(out.hist)
     plt.close("all")
+
+
+def test_physics_analysis_notebook_runs(run_notebook):
+    nb = run_notebook("physics_analysis.ipynb")
+    text = notebook_text(nb)
+    assert "TH1D" in text and "TH2D" in text  # the unfolded hist and its covariance in ROOT
+    assert "OT: χ²" in text and "Richardson–Lucy: χ²" in text
+
+
+def test_to_hist_bins_as_hist_fills_them(mc):
+    rl = RichardsonLucyUnfolder(n_bins=12).fit(mc["measured"], gen=mc["gen"], reco=mc["reco"])
+    # An axis without flow bins drops what lies outside, as hist's own fill does.
+    axis = hist.axis.Regular(5, 10.0, 60.0, underflow=False, overflow=False)
+    ref = hist.Hist(axis, storage=hist.storage.Weight()).fill(mc["gen"], weight=rl.weights_)
+    np.testing.assert_allclose(rl.to_hist(axis).hist.values(flow=True), ref.values(flow=True))
+    # An int: equal bins over the whole range, its largest value in the last bin (not overflow).
+    out = rl.to_hist(7)
+    assert out.hist.values(flow=True)[[0, -1]].tolist() == [0.0, 0.0]
+    np.testing.assert_allclose(out.values.sum(), rl.weights_.sum(), rtol=1e-12)

@@ -21,6 +21,9 @@ gen_weight=None, reco_mask=None, fakes=None, fake_weight=None)``:
   (f, d), with ``fake_weight`` in the units of ``measured_weight`` (expected fake events in the
   measured sample, e.g. the MC's fakes scaled to the data's luminosity; default 1 each). Their
   mass is added to the folded measure.
+* Every array may be an awkward array (flat or regular; ``None`` = not reconstructed) or a pandas
+  column; ``measured`` and ``response`` may be ``hist`` histograms (the response with axes
+  (reco, gen); ``gen`` and ``reco`` then default to its bin centres; :mod:`.hep`).
 
 The learned ``weights_`` are absolute: they sum to the estimated number of true events
 ``(Σ measured_weight − Σ fake_weight) / efficiency``; ``normalized_weights_`` is the shape.

@@ -101,23 +101,19 @@ def response_from_hist(response):
     (reco, gen). Each gen bin's column is divided by its total *including the reco axis's
     underflow and overflow*: events filled with a reco outside the axis or NaN (not
     reconstructed) are misses, so the column sums are the efficiencies (RooUnfold's
-    ``Mresponse``; a miss adds to the truth and lowers the efficiency). Gen flow is dropped."""
+    ``Mresponse``; a miss adds to the truth and lowers the efficiency). Gen flow is dropped; a
+    reco axis without flow bins holds no misses (efficiency 1)."""
     if response.ndim != 2:
         raise InvalidArgumentError(
             f"response: a response histogram has 2 axes (reco, gen), got {response.ndim}"
         )
-    counts = np.asarray(response.values(flow=True), dtype=np.float64)
     reco_axis, gen_axis = response.axes
-    gen_slice = slice(1, 1 + gen_axis.size) if gen_axis.traits.underflow else slice(gen_axis.size)
-    reco_slice = (
-        slice(1, 1 + reco_axis.size) if reco_axis.traits.underflow else slice(reco_axis.size)
-    )
-    counts = counts[:, gen_slice]
-    truth = counts.sum(axis=0)
+    counts = np.asarray(response.values(flow=True), dtype=np.float64)[:, _in_range(gen_axis)]
     if (counts < 0).any():
         raise InvalidArgumentError("response: negative bin contents")
-    matrix = np.divide(counts, truth, out=np.zeros_like(counts), where=truth > 0)[reco_slice]
-    return matrix
+    truth = counts.sum(axis=0)
+    matrix = np.divide(counts, truth, out=np.zeros_like(counts), where=truth > 0)
+    return matrix[_in_range(reco_axis)]
 
 
 def hist_counts(h, name, axis=None, axis_name=""):
@@ -201,8 +197,10 @@ def _as_axes(bins, x):
         if hasattr(spec, "edges") and hasattr(spec, "index"):
             axes.append(spec)
         elif isinstance(spec, int | np.integer) and not isinstance(spec, bool):
+            # The upper edge just above the largest value: hist's bins are half-open.
             lo, hi = np.nanmin(x[:, a]), np.nanmax(x[:, a])
-            axes.append(hist.axis.Regular(int(spec), lo, hi if hi > lo else lo + 1.0))
+            hi = np.nextafter(hi, np.inf) if hi > lo else lo + 1.0
+            axes.append(hist.axis.Regular(int(spec), lo, hi))
         else:
             edges = np.asarray(spec, dtype=np.float64)
             if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all():
@@ -212,19 +210,23 @@ def _as_axes(bins, x):
 
 
 def _flat_index(axes, x):
-    """Index of every row of ``x`` in the flow-included storage of a histogram over ``axes``."""
+    """Index of every row of ``x`` in the flow-included storage of a histogram over ``axes``;
+    a row outside an axis without flow bins (which ``hist`` drops) gets the index one past the
+    storage's end."""
     flat = np.zeros(x.shape[0], dtype=np.int64)
+    dropped = np.zeros(x.shape[0], dtype=bool)
     for a, axis in enumerate(axes):
         idx = np.asarray(axis.index(x[:, a]), dtype=np.int64)
-        extent = axis.extent
         idx = idx + (1 if axis.traits.underflow else 0)
-        flat = flat * extent + np.clip(idx, 0, extent - 1)
+        dropped |= (idx < 0) | (idx >= axis.extent)
+        flat = flat * axis.extent + np.clip(idx, 0, axis.extent - 1)
+    flat[dropped] = int(np.prod([axis.extent for axis in axes]))
     return flat
 
 
-def _inner(axes):
-    """Slices of the in-range bins in the flow-included storage."""
-    return tuple(slice(1, 1 + ax.size) if ax.traits.underflow else slice(0, ax.size) for ax in axes)
+def _in_range(axis):
+    """The slice of an axis's in-range bins in its flow-included storage."""
+    return slice(1, 1 + axis.size) if axis.traits.underflow else slice(0, axis.size)
 
 
 def unfolded_hist(points, weights, bins, *, replicas=None, covariance=None, errors="none"):
@@ -241,22 +243,23 @@ def unfolded_hist(points, weights, bins, *, replicas=None, covariance=None, erro
     extents = tuple(ax.extent for ax in h.axes)
     n_flow = int(np.prod(extents))
     idx = _flat_index(h.axes, x)
-    values = np.bincount(idx, weights=weights, minlength=n_flow)
+    values = np.bincount(idx, weights=weights, minlength=n_flow + 1)[:n_flow]
     if replicas is not None:
-        reps = np.array([np.bincount(idx, weights=w, minlength=n_flow) for w in replicas])
-        cov_flow = np.atleast_2d(np.cov(reps, rowvar=False))
+        reps = np.array([np.bincount(idx, weights=w, minlength=n_flow + 1) for w in replicas])
+        cov_flow = np.atleast_2d(np.cov(reps[:, :n_flow], rowvar=False))
     elif covariance is not None:
-        rows = np.zeros((n_flow, x.shape[0]))
+        rows = np.zeros((n_flow + 1, x.shape[0]))
         np.add.at(rows, idx, covariance)
-        cov_flow = np.zeros((n_flow, n_flow))
+        cov_flow = np.zeros((n_flow + 1, n_flow + 1))
         np.add.at(cov_flow.T, idx, rows.T)
+        cov_flow = cov_flow[:n_flow, :n_flow]
     else:
         cov_flow = np.full((n_flow, n_flow), np.nan)
     view = h.view(flow=True)
     view.value = values.reshape(extents)
     view.variance = np.diag(cov_flow).reshape(extents)
     inner = np.zeros(extents, dtype=bool)
-    inner[_inner(h.axes)] = True
+    inner[tuple(_in_range(ax) for ax in h.axes)] = True
     keep = inner.reshape(-1)
     return UnfoldedHist(
         hist=h,
