@@ -416,3 +416,30 @@ def test_to_hist_bins_as_hist_fills_them(mc):
     out = rl.to_hist(7)
     assert out.hist.values(flow=True)[[0, -1]].tolist() == [0.0, 0.0]
     np.testing.assert_allclose(out.values.sum(), rl.weights_.sum(), rtol=1e-12)
+
+
+def test_data_bootstrap_of_a_histogram_is_refused(binned):
+    b, measured = binned
+    with pytest.raises(InvalidArgumentError, match="measured: the data bootstrap resamples events"):
+        bootstrap(RichardsonLucyUnfolder(), measured, n_replicas=2, response=b.to_hist())
+
+
+def test_response_in_two_dimensions_gives_the_event_layout():
+    rng = np.random.default_rng(11)
+    gen = rng.normal(size=(200, 2))
+    reco = gen + rng.normal(0, 0.2, gen.shape)
+    ok = rng.random(200) < 0.8
+    frame = pd.DataFrame({"m": reco[ok, 0], "g": reco[ok, 1]})
+    response = Response().fill(frame, ak.zip({"m": gen[ok, 0], "g": gen[ok, 1]}))
+    response.miss(gen[~ok])
+    kw = response.fit_kwargs()
+    assert kw["reco"].shape == (200, 2) and np.isnan(kw["reco"][ok.sum() :]).all()
+    rl = RichardsonLucyUnfolder(n_bins=4)
+    via_response = rl.fit(reco[ok][:120], **kw).weights_.copy()
+    order = np.concatenate([np.flatnonzero(ok), np.flatnonzero(~ok)])
+    by_hand = rl.fit(
+        reco[ok][:120], gen=gen[order], reco=np.where(ok[:, None], reco, np.nan)[order]
+    ).weights_
+    np.testing.assert_allclose(via_response, by_hand, rtol=1e-12)
+    with pytest.raises(InvalidArgumentError, match="1-D"):
+        response.binned([0, 1], [0, 1])

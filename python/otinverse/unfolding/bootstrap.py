@@ -14,7 +14,7 @@ from sklearn.base import clone
 from .._core import InvalidArgumentError
 from .._validation import check_int, check_option
 from .estimators import as_problem
-from .hep import observable_values, unfolded_hist
+from .hep import is_hist, observable_values, unfolded_hist
 
 __all__ = ["BinnedResult", "BootstrapResult", "bootstrap"]
 
@@ -169,6 +169,12 @@ def bootstrap(
     check_option(source, "source", {"data", "mc"})
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         raise InvalidArgumentError(f"random_state: must be an integer, got {random_state!r}")
+    if source == "data" and is_hist(measured):
+        # Poisson(1) per bin would scale whole bins (variance n² instead of n): replicas of
+        # binned data need the events.
+        raise InvalidArgumentError(
+            "measured: the data bootstrap resamples events; pass the events, not a histogram"
+        )
     problem = as_problem(measured, **fit_kwargs)
     nominal = clone(estimator).fit_problem(problem)
     seeds = np.random.SeedSequence(int(random_state)).spawn(n_replicas)
