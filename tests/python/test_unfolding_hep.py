@@ -268,6 +268,22 @@ def test_hist_inputs_give_the_numpy_numbers(binned):
     np.testing.assert_allclose(from_hist, from_arrays, rtol=1e-12)
 
 
+def test_histograms_read_from_root_unfold_as_they_were_written(binned, tmp_path):
+    b, measured = binned
+    path = tmp_path / "response.root"
+    with uproot.recreate(path) as f:
+        f["response"] = b.to_hist()  # a TH2D, misses in the reco overflow
+        f["measured"] = measured
+    with uproot.open(path) as f:
+        out = richardson_lucy(f["response"], f["measured"], 5)
+        fitted = RichardsonLucyUnfolder(n_bins=10, bin_range=(0, 100)).fit(
+            f["measured"], response=f["response"]
+        )
+    np.testing.assert_allclose(out.values, richardson_lucy(b.matrix, measured.values(), 5))
+    ref = RichardsonLucyUnfolder(n_bins=10, bin_range=(0, 100)).fit(measured, response=b.to_hist())
+    np.testing.assert_allclose(fitted.weights_, ref.weights_, rtol=1e-12)
+
+
 def test_hist_response_matches_pyunfold(binned):
     pyunfold = pytest.importorskip("pyunfold")
     b, measured = binned

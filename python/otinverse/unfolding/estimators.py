@@ -911,7 +911,8 @@ def richardson_lucy(
     ``cov_type`` (``"multinomial"`` or ``"poisson"``) propagates pyunfold's errors from
     ``data_err`` (default √n) and ``efficiencies_err`` / ``response_err``.
 
-    ``response`` may be a filled ``hist.Hist`` with axes (reco, gen) (RooUnfold's convention:
+    ``response`` may be a filled ``hist.Hist`` (or a TH2 read by uproot) with axes (reco, gen)
+    (RooUnfold's convention:
     reco flow holds the misses, :func:`~otinverse.unfolding.hep.response_from_hist`), with
     ``measured`` and ``background`` histograms on its reco axis and ``prior`` on its gen axis;
     the result is then an :class:`~otinverse.unfolding.hep.UnfoldedHist` on the gen axis.
