@@ -912,10 +912,10 @@ def richardson_lucy(
     ``data_err`` (default √n) and ``efficiencies_err`` / ``response_err``.
 
     ``response`` may be a filled ``hist.Hist`` (or a TH2 read by uproot) with axes (reco, gen)
-    (RooUnfold's convention:
-    reco flow holds the misses, :func:`~otinverse.unfolding.hep.response_from_hist`), with
-    ``measured`` and ``background`` histograms on its reco axis and ``prior`` on its gen axis;
-    the result is then an :class:`~otinverse.unfolding.hep.UnfoldedHist` on the gen axis.
+    — RooUnfold's convention: the reco flow holds the misses
+    (:func:`~otinverse.unfolding.hep.response_from_hist`) — with ``measured`` and
+    ``background`` histograms on its reco axis and ``prior`` on its gen axis; the result is then
+    an :class:`~otinverse.unfolding.hep.UnfoldedHist` on the gen axis.
 
     Returns the unfolded counts, or with ``full_output=True`` the core's result object
     (``unfolded``, ``history``, ``ts_values``, ``stat_cov``, ``sys_cov``, ``n_iter``).
