@@ -415,6 +415,21 @@ def test_plots_take_hist_results(binned):
     plt.close("all")
 
 
+def test_plots_without_mplhep_use_plain_matplotlib(binned, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from otinverse.unfolding import plotting
+
+    monkeypatch.setattr(plotting, "_mplhep", lambda: None)
+    b, measured = binned
+    out = richardson_lucy(b.to_hist(), measured, 4)
+    main, ratio = plot_unfolded([out, out], b.truth, labels=["a", "b"])
+    assert len(main.containers) == 2 and len(ratio.containers) == 2  # errorbar containers
+    plt.close("all")
+
+
 def test_physics_analysis_notebook_runs(run_notebook):
     nb = run_notebook("physics_analysis.ipynb")
     text = notebook_text(nb)

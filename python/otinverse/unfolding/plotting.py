@@ -12,6 +12,7 @@ or 1-D ``hist.Hist`` objects (errors: the square roots of their variances).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,25 @@ def _mplhep():
     return mplhep
 
 
+def _style(new_figure):
+    """mplhep's experiment-neutral ROOT style for a figure this module creates (a figure the
+    user passes keeps the user's style)."""
+    hep = _mplhep()
+    if not new_figure or hep is None:
+        return contextlib.nullcontext()
+    import matplotlib.pyplot as plt
+
+    return plt.style.context(hep.style.ROOT)
+
+
+def _draw_truth(ax, values, edges, label):
+    hep = _mplhep()
+    if hep is None:
+        ax.stairs(values, edges, color="k", label=label)
+    else:
+        hep.histplot(values, edges, histtype="step", color="k", label=label, ax=ax)
+
+
 def _draw_points(ax, x, edges, values, errors, labels):
     """Points with error bars: ``mplhep.histplot`` (offset within the bins) or matplotlib."""
     hep = _mplhep()
@@ -83,9 +103,14 @@ def plot_unfolded(
     ratio panel (unfolded / truth, or / the first result without truth).
 
     ``ratio_ylim``: the ratio panel's range (None: matplotlib's, which a nearly empty truth bin
-    stretches). ``axes``: a pair (main, ratio) to draw into; default a new figure. Returns
-    (main, ratio).
+    stretches). ``axes``: a pair (main, ratio) to draw into; default a new figure (in mplhep's
+    ROOT style when mplhep is installed). Returns (main, ratio).
     """
+    with _style(axes is None):
+        return _plot_unfolded(results, truth, labels, truth_label, ratio_ylim, axes)
+
+
+def _plot_unfolded(results, truth, labels, truth_label, ratio_ylim, axes):
     import matplotlib.pyplot as plt
 
     results = [_binned(r) for r in (results if isinstance(results, list | tuple) else [results])]
@@ -93,8 +118,9 @@ def plot_unfolded(
         f"unfolded {i}" if len(results) > 1 else "unfolded" for i in range(len(results))
     ]
     if axes is None:
+        size = (6, 5) if _mplhep() is None else (9, 8)  # the ROOT style's larger fonts
         _, axes = plt.subplots(
-            2, 1, sharex=True, figsize=(6, 5), gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
+            2, 1, sharex=True, figsize=size, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
         )
     main, ratio = axes
     edges = results[0].edges
@@ -103,7 +129,7 @@ def plot_unfolded(
         truth = _binned(truth).values
     ref = results[0].values if truth is None else np.asarray(truth, dtype=float)
     if truth is not None:
-        main.stairs(ref, edges, color="k", label=truth_label)
+        _draw_truth(main, ref, edges, truth_label)
     values = [r.values for r in results]
     errors = [r.std for r in results]
     _draw_points(main, x, edges, values, errors, labels)
