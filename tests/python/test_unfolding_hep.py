@@ -158,10 +158,14 @@ def test_array_fills_equal_event_fills(mc):
         by_event.fill(r, g, w) if o else by_event.miss(g, w)
     for f in mc["fakes"]:
         by_event.fake(f, 0.5)
+    # One call with the awkward reco of the whole sample: None = not reconstructed = a miss.
+    reco_ak = ak.Array([None if np.isnan(r) else float(r) for r in mc["reco"]])
+    in_one = Response().fill(reco_ak, mc["gen"], mc["weight"]).fake(mc["fakes"], 0.5)
     edges = np.linspace(0.0, 100.0, 11)
-    a, b = by_array.binned(edges, edges), by_event.binned(edges, edges)
+    a, b, c = (r.binned(edges, edges) for r in (by_array, by_event, in_one))
     for name in ("counts", "truth", "measured", "fakes"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-12)
+        np.testing.assert_allclose(getattr(c, name), getattr(b, name), rtol=1e-12)
 
 
 def test_roounfold_conventions_for_misses_and_fakes():
@@ -209,6 +213,8 @@ def test_response_rejects_bad_input():
         Response().fill([1.0, 2.0], [1.0, 2.0], [1.0, -1.0])
     with pytest.raises(InvalidArgumentError, match="reco"):
         Response().fill([1.0, 2.0], [1.0])
+    with pytest.raises(InvalidArgumentError, match="reco"):
+        Response().fill([[1.0, np.nan]], [[1.0, 2.0]])  # half a reconstructed event
     with pytest.raises(InvalidArgumentError, match="gen"):
         Response().fill(1.0, 1.0).miss([[1.0, 2.0]])
     with pytest.raises(InvalidArgumentError, match="no MC event"):

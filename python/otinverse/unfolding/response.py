@@ -130,13 +130,21 @@ class Response:
         return rows
 
     def fill(self, reco, gen, weight=None):
-        """A reconstructed MC event (or events): truth ``gen``, detector ``reco``."""
-        r = self._rows(reco, "_d_reco", "reco")
+        """A reconstructed MC event (or events): truth ``gen``, detector ``reco``. An event
+        whose reco is ``None`` (awkward) or NaN was not reconstructed: it is a :meth:`miss`, so
+        a whole MC sample goes in with one call."""
+        arr = np.asarray(to_numpy(reco, "reco"), dtype=np.float64)
+        arr = arr.reshape(-1, 1) if arr.ndim < 2 else arr
+        missed = np.isnan(arr).all(axis=1)
         g = self._rows(gen, "_d_gen", "gen")
-        if r.shape[0] != g.shape[0]:
-            raise InvalidArgumentError(f"reco: has {r.shape[0]} events but gen has {g.shape[0]}")
-        self._fills.add(r, _weights(weight, r.shape[0], "weight"))
-        self._fill_gen.append(g)
+        if arr.shape[0] != g.shape[0]:
+            raise InvalidArgumentError(f"reco: has {arr.shape[0]} events but gen has {g.shape[0]}")
+        w = _weights(weight, g.shape[0], "weight")
+        if missed.any():
+            self.miss(g[missed], w[missed])
+        if not missed.all():
+            self._fills.add(self._rows(arr[~missed], "_d_reco", "reco"), w[~missed])
+            self._fill_gen.append(g[~missed])
         return self
 
     def miss(self, gen, weight=None):
