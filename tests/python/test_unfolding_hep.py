@@ -288,6 +288,12 @@ def test_histograms_read_from_root_unfold_as_they_were_written(binned, tmp_path)
     np.testing.assert_allclose(out.values, richardson_lucy(b.matrix, measured.values(), 5))
     ref = RichardsonLucyUnfolder(n_bins=10, bin_range=(0, 100)).fit(measured, response=b.to_hist())
     np.testing.assert_allclose(fitted.weights_, ref.weights_, rtol=1e-12)
+    import matplotlib.pyplot as plt
+
+    with uproot.open(path) as f:  # a TH1 read back also plots as the truth
+        main, _ = plot_unfolded(out, f["measured"], truth_label="measured")
+    assert "measured" in main.get_legend_handles_labels()[1]
+    plt.close("all")
 
 
 def test_hist_response_matches_pyunfold(binned):

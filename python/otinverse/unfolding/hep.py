@@ -24,7 +24,14 @@ import numpy as np
 
 from .._core import InvalidArgumentError
 
-__all__ = ["UnfoldedHist", "is_hist", "response_from_hist", "to_numpy", "unfolded_hist"]
+__all__ = [
+    "UnfoldedHist",
+    "as_hist",
+    "is_hist",
+    "response_from_hist",
+    "to_numpy",
+    "unfolded_hist",
+]
 
 
 def _module_of(x):
@@ -88,7 +95,7 @@ def is_hist(x):
     return module in {"hist", "boost_histogram"} and hasattr(x, "axes")
 
 
-def _as_hist(x):
+def as_hist(x):
     """A histogram read from a ROOT file by uproot as a ``hist.Hist`` (flow bins included)."""
     return x.to_hist() if _module_of(x) == "uproot" and hasattr(x, "to_hist") else x
 
@@ -297,7 +304,7 @@ def fit_arguments(measured, gen, reco, measured_weight, response):
     (:func:`response_from_hist`) as the explicit response between the centres of its gen and
     reco axes (``gen``/``reco`` default to them). Arrays pass through."""
     reco_axis = None
-    response, measured = _as_hist(response), _as_hist(measured)
+    response, measured = as_hist(response), as_hist(measured)
     if is_hist(response):
         reco_axis, gen_axis = response.axes
         gen = gen_axis.centers if gen is None else gen
@@ -321,8 +328,8 @@ def richardson_lucy_arguments(response, measured, arrays):
     arrays: the response histogram as ``P(reco | gen)``; ``measured`` and ``background`` on its
     reco axis, ``prior`` on its gen axis (axes checked); ``data_err`` defaults to the square root
     of the measured histogram's variances. Returns (response, measured, arrays, gen axis)."""
-    response, measured = _as_hist(response), _as_hist(measured)
-    arrays = {name: _as_hist(value) for name, value in arrays.items()}
+    response, measured = as_hist(response), as_hist(measured)
+    arrays = {name: as_hist(value) for name, value in arrays.items()}
     if not is_hist(response):
         raise InvalidArgumentError(
             "response: a measured histogram needs a response histogram with axes (reco, gen)"

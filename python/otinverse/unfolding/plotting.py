@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hep import UnfoldedHist, is_hist
+from .hep import UnfoldedHist, as_hist, is_hist
 
 __all__ = ["plot_correlation", "plot_scan", "plot_unfolded"]
 
@@ -36,6 +36,7 @@ class _Binned:
 
 def _binned(result):
     """Edges, values, errors (and correlation) of any of the binned result types."""
+    result = as_hist(result)  # a TH1 read by uproot
     if isinstance(result, UnfoldedHist):
         h = result.hist
         return _Binned(np.asarray(h.axes[0].edges), h.values(), result.std, result.correlation)
