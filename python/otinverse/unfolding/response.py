@@ -57,6 +57,20 @@ class _Chunks:
 
 
 @dataclass(frozen=True)
+class _Events:
+    """The filled events: reconstructed (``reco``, ``gen_fill``, ``w_fill``), missed
+    (``gen_miss``, ``w_miss``) and fake (``fakes``, ``w_fake``); rows (n, d)."""
+
+    reco: np.ndarray
+    gen_fill: np.ndarray
+    w_fill: np.ndarray
+    gen_miss: np.ndarray
+    w_miss: np.ndarray
+    fakes: np.ndarray
+    w_fake: np.ndarray
+
+
+@dataclass(frozen=True)
 class BinnedResponse:
     """A binned response: ``counts`` (n_reco, n_gen) of the filled events, ``truth`` (n_gen,)
     every MC event's truth (fills and misses), ``measured`` (n_reco,) every reconstructed MC event
@@ -159,54 +173,62 @@ class Response:
         self._fakes.add(r, _weights(weight, r.shape[0], "weight"))
         return self
 
-    def _all(self):
+    def _events(self):
         if self._d_gen is None:
             raise InvalidArgumentError("Response: no MC event was filled or missed")
         reco, w_fill = self._fills.arrays(self._d_reco or 1)
-        gen_fill = np.vstack(self._fill_gen) if self._fill_gen else np.empty((0, self._d_gen))
         gen_miss, w_miss = self._misses.arrays(self._d_gen)
         fakes, w_fake = self._fakes.arrays(self._d_reco or 1)
-        return reco, gen_fill, w_fill, gen_miss, w_miss, fakes, w_fake
+        return _Events(
+            reco=reco,
+            gen_fill=np.vstack(self._fill_gen) if self._fill_gen else np.empty((0, self._d_gen)),
+            w_fill=w_fill,
+            gen_miss=gen_miss,
+            w_miss=w_miss,
+            fakes=fakes,
+            w_fake=w_fake,
+        )
 
     def fit_kwargs(self, fake_scale=1.0):
         """The MC as keyword arguments of ``fit`` (and of ``bootstrap``): ``gen`` (the fills,
         then the misses), ``reco`` (NaN rows for the misses), ``gen_weight``, and ``fakes`` with
         ``fake_weight`` = the fake weights × ``fake_scale`` (to the units of the measured sample,
         e.g. :meth:`BinnedResponse.background`'s factor ``Σ measured_weight / Σ MC measured``)."""
-        reco, gen_fill, w_fill, gen_miss, w_miss, fakes, w_fake = self._all()
-        d_reco = reco.shape[1]
+        e = self._events()
+        d_reco = e.reco.shape[1]
         out = {
-            "gen": np.vstack([gen_fill, gen_miss]),
-            "reco": np.vstack([reco, np.full((gen_miss.shape[0], d_reco), np.nan)]),
-            "gen_weight": np.concatenate([w_fill, w_miss]),
+            "gen": np.vstack([e.gen_fill, e.gen_miss]),
+            "reco": np.vstack([e.reco, np.full((e.gen_miss.shape[0], d_reco), np.nan)]),
+            "gen_weight": np.concatenate([e.w_fill, e.w_miss]),
         }
         if d_reco == 1:
             out["reco"] = out["reco"][:, 0]
-        if fakes.shape[0]:
-            out["fakes"] = fakes
-            out["fake_weight"] = w_fake * float(fake_scale)
+        if e.fakes.shape[0]:
+            out["fakes"] = e.fakes
+            out["fake_weight"] = e.w_fake * float(fake_scale)
         return out
 
     @property
     def measured_total(self):
         """The MC's reconstructed weight: fills and fakes."""
-        _, _, w_fill, _, _, _, w_fake = self._all()
-        return float(w_fill.sum() + w_fake.sum())
+        e = self._events()
+        return float(e.w_fill.sum() + e.w_fake.sum())
 
     def binned(self, reco_bins, gen_bins):
         """The :class:`BinnedResponse` in ``reco_bins`` and ``gen_bins`` (edges, 1-D events)."""
-        reco, gen_fill, w_fill, gen_miss, w_miss, fakes, w_fake = self._all()
-        if reco.shape[1] != 1 or gen_fill.shape[1] != 1:
+        e = self._events()
+        if e.reco.shape[1] != 1 or e.gen_fill.shape[1] != 1:
             raise InvalidArgumentError("binned: only for 1-D reco and gen")
         re = _edges(reco_bins, "reco_bins")
         ge = _edges(gen_bins, "gen_bins")
-        r_bin, g_bin = _bin_index(reco[:, 0], re), _bin_index(gen_fill[:, 0], ge)
+        reco, gen_fill = e.reco[:, 0], e.gen_fill[:, 0]
+        r_bin, g_bin = _bin_index(reco, re), _bin_index(gen_fill, ge)
         both = (r_bin >= 0) & (g_bin >= 0)
         counts = np.zeros((re.size - 1, ge.size - 1))
-        np.add.at(counts, (r_bin[both], g_bin[both]), w_fill[both])
-        truth = _histogram(gen_fill[:, 0], w_fill, ge) + _histogram(gen_miss[:, 0], w_miss, ge)
-        fake_counts = _histogram(fakes[:, 0], w_fake, re)
-        measured = _histogram(reco[:, 0], w_fill, re) + fake_counts
+        np.add.at(counts, (r_bin[both], g_bin[both]), e.w_fill[both])
+        truth = _histogram(gen_fill, e.w_fill, ge) + _histogram(e.gen_miss[:, 0], e.w_miss, ge)
+        fake_counts = _histogram(e.fakes[:, 0], e.w_fake, re)
+        measured = _histogram(reco, e.w_fill, re) + fake_counts
         return BinnedResponse(re, ge, counts, truth, measured, fake_counts)
 
 
