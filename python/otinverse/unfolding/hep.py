@@ -154,8 +154,9 @@ class UnfoldedHist:
     """A binned unfolded result. ``hist``: a ``hist.Hist`` with ``Weight()`` storage (values in
     events; variances the diagonal of the covariance, flow bins included); ``covariance``
     (n_bins, n_bins) over the in-range bins of ``hist`` flattened in C order over ``axes`` (its
-    axes' names, recorded); ``errors``: where they come from (``"bootstrap (data)"``,
-    ``"bootstrap (mc)"``, ``"propagated"``, or ``"none"``: NaN variances — bootstrap the fit)."""
+    axes' names, recorded); ``errors``: where they come from (``"bootstrap (data)"`` or
+    ``"bootstrap (mc)"``, RooUnfold's toys; ``"propagated"``, its ``kCovariance``; or
+    ``"none"``: NaN variances — bootstrap the fit)."""
 
     hist: object
     covariance: np.ndarray
