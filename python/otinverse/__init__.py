@@ -7,7 +7,7 @@ One subpackage per task; every public name is also importable from here.
   :func:`wasserstein2_squared`.
 * :mod:`otinverse.costs`: :func:`ground_cost`, :func:`grid_cost`, :func:`grid_points`.
 * :mod:`otinverse.unfolding`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`,
-  :func:`richardson_lucy`.
+  :func:`richardson_lucy`, :class:`Response`.
 * :mod:`otinverse.classification` (Barton & Tai): :class:`OTClassifier`,
   :class:`BernoulliMixture`; :mod:`otinverse.da`: :class:`SinkhornTransport`,
   :class:`EMDTransport`.
@@ -49,7 +49,7 @@ from .solvers import (
     wasserstein2_squared,
 )
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
-from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
+from .unfolding import OTUnfolder, Response, RichardsonLucyUnfolder, richardson_lucy
 
 _deprecated.install(_sys.modules[__name__])
 
@@ -63,6 +63,7 @@ __all__ = [
     "NumericalError",
     "OTClassifier",
     "OTUnfolder",
+    "Response",
     "RichardsonLucyUnfolder",
     "SinkhornResult",
     "SinkhornTransport",

@@ -11,8 +11,13 @@ from helpers import NOTEBOOKS, notebook_text
 EXPECTED = {
     "unfolding_1d.ipynb": (
         (),
-        (r"OT: final W2² = \S+", r"RL \d+ bins: final W2² = \S+", r"OT: <x> = \S+ +truth <x> = "),
-        3,
+        (
+            r"physics MC: OT \d+ events, RL \d+ events, true \d+",
+            r"OT: final W2² = \S+",
+            r"RL \d+ bins: final W2² = \S+",
+            r"OT: <x> = \S+ +truth <x> = ",
+        ),
+        4,
     ),
     "jet_mass_2d.ipynb": (
         (),
@@ -55,6 +60,18 @@ EXPECTED = {
     "suot_denoising.ipynb": (
         (),
         (r"noisy input: PSNR +\d+\.\d+ dB", r"OT_eps,rho: PSNR +\d+\.\d+ dB +mass on N2 patches"),
+        1,
+    ),
+    "physics_analysis.ipynb": (
+        ("uproot", "awkward", "hist", "mplhep", "distributed"),
+        (
+            r"OT: unfolded \d+ ± \d+ true events \(truth \d+\)",
+            r"RL: unfolded \d+ ± \d+ true events \(truth \d+\)",
+            "OT: χ²",
+            "Richardson–Lucy: χ²",
+            "TH1D",  # the unfolded hist and its covariance written back to ROOT
+            "TH2D",
+        ),
         1,
     ),
     "ot_cyclegan.ipynb": (

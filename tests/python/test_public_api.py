@@ -19,6 +19,7 @@ ALL = {
     "NumericalError",
     "OTClassifier",
     "OTUnfolder",
+    "Response",
     "RichardsonLucyUnfolder",
     "SinkhornResult",
     "SinkhornTransport",

@@ -8,21 +8,30 @@ scans, and the plots of an analysis.
 * :mod:`.efficiency`: :func:`smoothed_efficiency` (the estimators' default efficiency model).
 * :mod:`.closure`: :func:`closure_test`, :func:`scan` (bias², variance, MSE).
 * :mod:`.plotting`: :func:`plot_unfolded`, :func:`plot_correlation`, :func:`plot_scan`.
+* :mod:`.response`: :class:`Response` (RooUnfold's ``Fill``/``Miss``/``Fake``),
+  :class:`BinnedResponse`.
+* :mod:`.hep`: awkward/pandas inputs, ``hist`` inputs and outputs (:class:`UnfoldedHist`); the
+  optional ``hep`` extra.
 """
 
 from .bootstrap import BinnedResult, BootstrapResult, bootstrap
 from .closure import ClosureResult, ScanResult, closure_test, scan
 from .efficiency import smoothed_efficiency
 from .estimators import OTUnfolder, RichardsonLucyUnfolder, UnfoldingProblem, richardson_lucy
+from .hep import UnfoldedHist
 from .plotting import plot_correlation, plot_scan, plot_unfolded
+from .response import BinnedResponse, Response
 
 __all__ = [
+    "BinnedResponse",
     "BinnedResult",
     "BootstrapResult",
     "ClosureResult",
     "OTUnfolder",
+    "Response",
     "RichardsonLucyUnfolder",
     "ScanResult",
+    "UnfoldedHist",
     "UnfoldingProblem",
     "bootstrap",
     "closure_test",

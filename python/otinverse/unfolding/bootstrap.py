@@ -14,6 +14,7 @@ from sklearn.base import clone
 from .._core import InvalidArgumentError
 from .._validation import check_int, check_option
 from .estimators import as_problem
+from .hep import is_hist, observable_values, unfolded_hist
 
 __all__ = ["BinnedResult", "BootstrapResult", "bootstrap"]
 
@@ -93,6 +94,19 @@ class BootstrapResult:
             corr = cov / np.outer(std, std)
         return BinnedResult(edges=edges, values=values, std=std, cov=cov, corr=corr, replicas=reps)
 
+    def to_hist(self, bins, observable=None):
+        """The nominal fit binned as a ``hist.Hist`` with ``Weight()`` storage whose variances
+        are those over the replicas, with the replicas' covariance beside it: an
+        :class:`~otinverse.unfolding.hep.UnfoldedHist`. ``bins`` and ``observable`` as the
+        estimators' ``to_hist`` (default: the gen points). Needs the ``hep`` extra (``hist``)."""
+        return unfolded_hist(
+            observable_values(self.estimator.gen_, observable),
+            self.estimator.weights_,
+            bins,
+            replicas=self.replicas,
+            errors=f"bootstrap ({self.source})",
+        )
+
     def expectation(self, func):
         """``(value, error)`` of the mean of ``func`` (gen points → (L,)) under the unfolded
         distribution: the nominal value and the standard deviation over the replicas."""
@@ -155,6 +169,12 @@ def bootstrap(
     check_option(source, "source", {"data", "mc"})
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer):
         raise InvalidArgumentError(f"random_state: must be an integer, got {random_state!r}")
+    if source == "data" and is_hist(measured):
+        # Poisson(1) per bin would scale whole bins (variance n² instead of n): replicas of
+        # binned data need the events.
+        raise InvalidArgumentError(
+            "measured: the data bootstrap resamples events; pass the events, not a histogram"
+        )
     problem = as_problem(measured, **fit_kwargs)
     nominal = clone(estimator).fit_problem(problem)
     seeds = np.random.SeedSequence(int(random_state)).spawn(n_replicas)

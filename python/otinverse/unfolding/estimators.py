@@ -21,6 +21,9 @@ gen_weight=None, reco_mask=None, fakes=None, fake_weight=None)``:
   (f, d), with ``fake_weight`` in the units of ``measured_weight`` (expected fake events in the
   measured sample, e.g. the MC's fakes scaled to the data's luminosity; default 1 each). Their
   mass is added to the folded measure.
+* Every array may be an awkward array (flat or regular; ``None`` = not reconstructed) or a pandas
+  column; ``measured`` and ``response`` may be ``hist`` histograms (the response with axes
+  (reco, gen); ``gen`` and ``reco`` then default to its bin centres; :mod:`.hep`).
 
 The learned ``weights_`` are absolute: they sum to the estimated number of true events
 ``(Σ measured_weight − Σ fake_weight) / efficiency``; ``normalized_weights_`` is the shape.
@@ -49,6 +52,15 @@ from .._core import InvalidArgumentError
 from .._validation import ValidatedParams, as_float_array, as_points
 from ..solvers import wasserstein2_squared
 from .efficiency import smoothed_efficiency
+from .hep import (
+    fit_arguments,
+    is_hist,
+    observable_values,
+    richardson_lucy_arguments,
+    richardson_lucy_hist,
+    to_numpy,
+    unfolded_hist,
+)
 
 __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
 
@@ -181,8 +193,8 @@ def _as_samples(reco, n_gen, d, reco_mask):
 def as_problem(
     measured,
     *,
-    gen,
-    reco,
+    gen=None,
+    reco=None,
     measured_weight=None,
     response=None,
     prior=None,
@@ -191,7 +203,26 @@ def as_problem(
     fakes=None,
     fake_weight=None,
 ):
-    """Coerces the arguments of ``fit`` (module docs) into an :class:`UnfoldingProblem`."""
+    """Coerces the arguments of ``fit`` (module docs) into an :class:`UnfoldingProblem`.
+    Awkward arrays and pandas columns are taken as NumPy (``None``/``NA`` = NaN: a reco not
+    reconstructed), histograms as in :func:`~otinverse.unfolding.hep.fit_arguments`."""
+    measured, gen, reco, measured_weight, response = (
+        to_numpy(measured, "measured"),
+        to_numpy(gen, "gen"),
+        to_numpy(reco, "reco"),
+        to_numpy(measured_weight, "measured_weight"),
+        to_numpy(response, "response"),
+    )
+    prior, gen_weight, reco_mask, fakes, fake_weight = (
+        to_numpy(prior, "prior"),
+        to_numpy(gen_weight, "gen_weight"),
+        to_numpy(reco_mask, "reco_mask"),
+        to_numpy(fakes, "fakes"),
+        to_numpy(fake_weight, "fake_weight"),
+    )
+    measured, gen, reco, measured_weight, response = fit_arguments(
+        measured, gen, reco, measured_weight, response
+    )
     y_meas, w_meas = _as_measured(measured, measured_weight)
     d = y_meas.shape[1]
     gen_arr = as_points(gen, "gen")
@@ -276,8 +307,8 @@ class _UnfolderMixin:
         self,
         measured,
         *,
-        gen,
-        reco,
+        gen=None,
+        reco=None,
         measured_weight=None,
         response=None,
         prior=None,
@@ -305,6 +336,24 @@ class _UnfolderMixin:
     def fit_problem(self, problem):
         """Fits a coerced :class:`UnfoldingProblem` (the bootstrap refits these)."""
         raise NotImplementedError
+
+    def to_hist(self, bins, observable=None):
+        """The unfolded events binned as a ``hist.Hist`` with ``Weight()`` storage, with the
+        covariance beside it: an :class:`~otinverse.unfolding.hep.UnfoldedHist`. ``bins``: an
+        int, edges, a ``hist`` axis, or one of those per column of ``observable`` (gen points →
+        (L,) or (L, k); default the gen points). The errors are the propagated ones when the
+        estimator has them (Richardson–Lucy with ``cov_type``), else NaN: for errors on any
+        unfolder, :func:`~otinverse.unfolding.bootstrap.bootstrap` it and call ``to_hist`` on
+        the result. Needs the ``hep`` extra (``hist``)."""
+        check_is_fitted(self, "weights_")
+        propagated = getattr(self, "cov_type", None) is not None
+        return unfolded_hist(
+            observable_values(self.problem_.gen, observable),
+            self.weights_,
+            bins,
+            covariance=self.covariance_ + self.mc_covariance_ if propagated else None,
+            errors="propagated" if propagated else "none",
+        )
 
     def _smoothed_efficiency(self, problem):
         """The kernel-smoothed efficiency of every gen point (``efficiency="kernel"``, sampled
@@ -996,9 +1045,20 @@ def richardson_lucy(
     ``cov_type`` (``"multinomial"`` or ``"poisson"``) propagates pyunfold's errors from
     ``data_err`` (default √n) and ``efficiencies_err`` / ``response_err``.
 
+    ``response`` may be a filled ``hist.Hist`` (or a TH2 read by uproot) with axes (reco, gen)
+    — RooUnfold's convention: the reco flow holds the misses
+    (:func:`~otinverse.unfolding.hep.response_from_hist`) — with ``measured`` and
+    ``background`` histograms on its reco axis and ``prior`` on its gen axis; the result is then
+    an :class:`~otinverse.unfolding.hep.UnfoldedHist` on the gen axis.
+
     Returns the unfolded counts, or with ``full_output=True`` the core's result object
     (``unfolded``, ``history``, ``ts_values``, ``stat_cov``, ``sys_cov``, ``n_iter``).
     """
+    named = {"prior": prior, "background": background, "data_err": data_err}
+    gen_axis = None
+    if is_hist(response) or is_hist(measured):
+        response, measured, named, gen_axis = richardson_lucy_arguments(response, measured, named)
+    prior, background, data_err = named["prior"], named["background"], named["data_err"]
     r = np.ascontiguousarray(as_float_array(response, "response", ndim=2))
     n = np.ascontiguousarray(as_float_array(measured, "measured", ndim=1))
     arrays = {
@@ -1018,4 +1078,6 @@ def richardson_lucy(
         max_iter=int(n_iter), ts=ts, ts_stopping=float(ts_stopping), cov_type=cov_type
     )
     res = _core.richardson_lucy_binned(r, n, options, **arrays)
-    return res if full_output else res.unfolded
+    if full_output:
+        return res
+    return res.unfolded if gen_axis is None else richardson_lucy_hist(res, gen_axis, cov_type)
