@@ -1,7 +1,8 @@
 """otinverse: optimal transport for inverse problems, on a Rust core.
 
 * Functional API (POT-shaped): :func:`sinkhorn`, :func:`sinkhorn_points`, :func:`wasserstein`.
-* Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
+* Unfolding: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`,
+  :func:`iterative_unfold` (pyunfold's, as a drop-in).
 * Restoration with a patch prior: :class:`WPPRestorer`.
 * OT classification (Barton & Tai): :class:`OTClassifier`, :class:`BernoulliMixture`,
   :class:`SinkhornTransport`, :class:`EMDTransport`, :func:`sinkhorn_batch`,
@@ -26,7 +27,7 @@ from .pls import penalized_least_squares
 from .restore import WPPRestorer, add_defects
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
 from .transport import EMDTransport, SinkhornTransport
-from .unfolding import OTUnfolder, RichardsonLucyUnfolder, richardson_lucy
+from .unfolding import OTUnfolder, RichardsonLucyUnfolder, iterative_unfold, richardson_lucy
 
 __all__ = [
     "BernoulliMixture",
@@ -49,6 +50,7 @@ __all__ = [
     "grid_cost",
     "grid_points",
     "ground_cost",
+    "iterative_unfold",
     "make_star_groups",
     "make_star_patches",
     "metrics",
