@@ -25,7 +25,7 @@
 //! blocks of rows, and `Z_t` is formed one row at a time.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array1, Array2, ArrayView1, Axis};
+use ndarray::{concatenate, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use super::safe_inverse;
@@ -109,6 +109,19 @@ fn check_length(name: &'static str, len: usize, v: ArrayView1<'_, f64>) -> Resul
         ));
     }
     check_finite(name, v.iter())
+}
+
+/// `a·b` with the rows of `a` in blocks over the threads (the products of the data derivative
+/// are the only large ones outside the parallel row blocks).
+fn par_dot(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
+    let blocks: Vec<Array2<f64>> = a
+        .axis_chunks_iter(Axis(0), ROW_BLOCK)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|rows| rows.dot(&b))
+        .collect();
+    let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
+    concatenate(Axis(0), &views).expect("blocks of the same width")
 }
 
 fn safe_ratio(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {
@@ -219,10 +232,10 @@ impl IbuErrorPropagator {
             return;
         }
         let weighted = &self.dcdn * &self.data.view().insert_axis(Axis(1));
-        let inner = m.t().dot(&weighted);
+        let inner = par_dot(m.t(), weighted.view());
         let m_scaled = &m * &step.eff_over_prev;
         let mut next = &self.dcdn * &step.ratio;
-        general_mat_mul(-1.0, &m_scaled, &inner, 1.0, &mut next);
+        next -= &par_dot(m_scaled.view(), inner.view());
         next += &m;
         self.dcdn = next;
     }
