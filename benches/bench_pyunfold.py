@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyunfold
+from otinverse.unfolding import iterative_unfold, richardson_lucy
 
 BINS = [50, 150, 300, 1000]
 N_ITER = 25
@@ -61,20 +63,13 @@ def problem(bins: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def run(method: str, bins: int) -> dict[str, np.ndarray]:
-    p = problem(bins)
+def run(method: str, p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     kwargs = dict(p, ts="ks", ts_stopping=1e-300, max_iter=N_ITER)
     if method == "pyunfold":
-        import pyunfold
-
         res = pyunfold.iterative_unfold(**kwargs)
     elif method.startswith("otinverse"):
-        from otinverse.unfolding import iterative_unfold
-
         res = iterative_unfold(**kwargs, propagate_errors=method == "otinverse")
     else:
-        from otinverse.unfolding import richardson_lucy
-
         out = richardson_lucy(
             p["response"],
             p["data"],
@@ -96,8 +91,9 @@ def run(method: str, bins: int) -> dict[str, np.ndarray]:
 
 def worker(method: str, bins: int, out: str) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
+    p = problem(bins)
     start = time.perf_counter()
-    arrays = run(method, bins)
+    arrays = run(method, p)
     seconds = time.perf_counter() - start
     np.savez(out, **arrays)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -151,6 +151,19 @@ def test_matches_pyunfold_on_random_problems(seed, n_effects, n_causes, ts, cov_
 
 
 @pytest.mark.parametrize("cov_type", ["multinomial", "poisson"])
+def test_zero_bins_match_pyunfold(cov_type):
+    """Empty data bins, a cause nothing reconstructs and a zero efficiency error: the places
+    where pyunfold's safe inverses decide."""
+    problem = random_problem(13, 16, 12)
+    problem["data"][[2, 9]] = 0.0
+    problem["response"][:, 4] = problem["response_err"][:, 4] = 0.0
+    problem["efficiencies"][4] = 0.0
+    problem["efficiencies_err"][7] = 0.0
+    kwargs = dict(problem, ts_stopping=1e-4, max_iter=15, cov_type=cov_type)
+    assert_same_result(iterative_unfold(**kwargs), pyunfold.iterative_unfold(**kwargs))
+
+
+@pytest.mark.parametrize("cov_type", ["multinomial", "poisson"])
 def test_every_iteration_matches_pyunfold(cov_type):
     problem = random_problem(5, 18, 14)
     kwargs = dict(problem, ts_stopping=1e-3, cov_type=cov_type, return_iterations=True)

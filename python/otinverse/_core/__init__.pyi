@@ -227,7 +227,10 @@ def richardson_lucy_binned(
     efficiencies_err: NDArray[np.float64] | None = None,
 ) -> RichardsonLucyResult: ...
 
+@final
 class IbuErrorPropagator:
+    """pyunfold's propagated errors of iterative Bayesian unfolding, recorded step by step."""
+
     def __new__(
         cls,
         response: NDArray[np.float64],

@@ -428,9 +428,9 @@ def iterative_unfold(
     if return_iterations:
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(iterations)
-        frame.at[frame.index[-1], "unfolded"] = last["unfolded"]
-        result = frame
+        result = pd.DataFrame.from_records(iterations)
+        if regularizer is not None:
+            result.at[result.index[-1], "unfolded"] = unregularized
     else:
         result = last
     for c in callbacks:
