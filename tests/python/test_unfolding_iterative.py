@@ -227,6 +227,16 @@ def test_callbacks_see_the_errors_of_each_iteration():
         np.testing.assert_allclose(err, row["sys_err"], rtol=1e-12)
 
 
+def test_integer_inputs_match_pyunfold():
+    """Lists of ints, as in pyunfold's examples, including an integer prior."""
+    kwargs = dict(data=[100, 150], data_err=[10, 12], response=[[1, 0], [0, 1]],
+                  response_err=[[0, 0], [0, 0]], efficiencies=[1, 1], efficiencies_err=[0, 0],
+                  prior=[0, 1], return_iterations=True)  # fmt: skip
+    ours, ref = iterative_unfold(**kwargs), pyunfold.iterative_unfold(**kwargs)
+    for (_, a), (_, b) in zip(ours.iterrows(), ref.iterrows(), strict=True):
+        assert_same_result(dict(a), dict(b))
+
+
 def test_skipping_errors_keeps_the_central_values():
     problem = random_problem(9, 15, 15)
     full = iterative_unfold(**problem)

@@ -379,11 +379,16 @@ def iterative_unfold(
     ts_func = _test_statistic(ts)(tol=ts_stopping, num_causes=num_causes)
     if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    callbacks, regularizer = _split_callbacks(callbacks)
     propagator = _error_propagator(arrays, cov_type.lower()) if propagate_errors else None
-    each_iteration = return_iterations or any(_reads_errors(c) for c in callbacks)
     smear = _Smearer(arrays["data"], arrays["response"], arrays["efficiencies"])
+    return _unfold(n_c, smear, ts_func, max_iter, callbacks, propagator, return_iterations)
 
+
+def _unfold(n_c, smear, ts_func, max_iter, callbacks, propagator, return_iterations):
+    """pyunfold's iteration loop (``pyunfold.unfold._unfold``): callbacks around each step, the
+    regulariser between the step and the stopping rule, the last iteration unregularised."""
+    callbacks, regularizer = _split_callbacks(callbacks)
+    each_iteration = return_iterations or any(_reads_errors(c) for c in callbacks)
     for c in callbacks:
         c.on_unfolding_begin(status=None)
     current_n_c = n_c.copy()
@@ -394,9 +399,7 @@ def iterative_unfold(
             c.on_iteration_begin(iteration=iteration, status=None)
         unfolded, unfolding_matrix = smear(current_n_c)
         if propagator is not None:
-            propagator.step(
-                np.asarray(current_n_c, dtype=np.float64), np.asarray(unfolded, np.float64)
-            )
+            propagator.step(np.asarray(current_n_c, np.float64), np.asarray(unfolded, np.float64))
         status = {
             "unfolded": unfolded,
             "stat_err": None,
@@ -405,8 +408,7 @@ def iterative_unfold(
             "unfolding_matrix": unfolding_matrix,
         }
         if propagator is not None and each_iteration:
-            status["stat_err"] = propagator.stat_err()
-            status["sys_err"] = propagator.sys_err()
+            status["stat_err"], status["sys_err"] = propagator.stat_err(), propagator.sys_err()
         if regularizer is not None:
             unregularized = status["unfolded"].copy()
             regularizer.on_iteration_end(iteration=iteration + 1, status=status)
@@ -417,22 +419,19 @@ def iterative_unfold(
         iterations.append(status)
         current_n_c = status["unfolded"].copy()
 
-    last = dict(iterations[-1])
     if propagator is not None and not each_iteration:
-        last["stat_err"] = propagator.stat_err()
-        last["sys_err"] = propagator.sys_err()
-        status["stat_err"], status["sys_err"] = last["stat_err"], last["sys_err"]
-    if regularizer is not None:
-        # The last iteration is reported unregularised (pyunfold).
-        last["unfolded"] = unregularized
+        status["stat_err"], status["sys_err"] = propagator.stat_err(), propagator.sys_err()
     if return_iterations:
         import pandas as pd
 
         result = pd.DataFrame.from_records(iterations)
         if regularizer is not None:
+            # The last iteration is reported unregularised (pyunfold).
             result.at[result.index[-1], "unfolded"] = unregularized
     else:
-        result = last
+        result = dict(status)
+        if regularizer is not None:
+            result["unfolded"] = unregularized
     for c in callbacks:
         c.on_unfolding_end(status=status)
     return result

@@ -28,7 +28,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{concatenate, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use super::safe_inverse;
+use super::{check_len, safe_inverse};
 use crate::core::error::{check_finite, OtError, Result};
 use crate::core::interrupt;
 
@@ -93,14 +93,6 @@ pub struct IbuErrorPropagator {
     dcdn: Array2<f64>,
 }
 
-fn check_entries(name: &'static str, len: usize, v: ArrayView1<'_, f64>) -> Result<()> {
-    check_length(name, len, v)?;
-    if v.iter().any(|x| *x < 0.0) {
-        return Err(OtError::invalid(name, "entries must be non-negative"));
-    }
-    Ok(())
-}
-
 fn check_length(name: &'static str, len: usize, v: ArrayView1<'_, f64>) -> Result<()> {
     if v.len() != len {
         return Err(OtError::shape(
@@ -146,12 +138,12 @@ impl IbuErrorPropagator {
             ));
         }
         check_finite("response", response.iter())?;
-        check_entries("data", nb, data.view())?;
-        check_entries("data_err", nb, data_err.view())?;
-        check_entries("efficiencies", l, efficiencies.view())?;
+        check_len("data", data.view(), nb, "effect bins")?;
+        check_len("data_err", data_err.view(), nb, "effect bins")?;
+        check_len("efficiencies", efficiencies.view(), l, "causes")?;
         let column_cov = match errors {
             ResponseErrors::Multinomial(eff_err) => {
-                check_entries("efficiencies_err", l, eff_err.view())?;
+                check_len("efficiencies_err", eff_err.view(), l, "causes")?;
                 let n_mc = efficiencies
                     .iter()
                     .zip(&eff_err)
