@@ -7,7 +7,8 @@ One subpackage per task; every public name is also importable from here.
   :func:`wasserstein2_squared`.
 * :mod:`otinverse.costs`: :func:`ground_cost`, :func:`grid_cost`, :func:`grid_points`.
 * :mod:`otinverse.unfolding`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`,
-  :func:`richardson_lucy`, :class:`Response`.
+  :func:`richardson_lucy`, :class:`Response`,
+  :func:`iterative_unfold` (pyunfold's, as a drop-in).
 * :mod:`otinverse.classification` (Barton & Tai): :class:`OTClassifier`,
   :class:`BernoulliMixture`; :mod:`otinverse.da`: :class:`SinkhornTransport`,
   :class:`EMDTransport`.
@@ -49,7 +50,13 @@ from .solvers import (
     wasserstein2_squared,
 )
 from .sparsify import EntropicSparsifier, StarClusterClassifier, count_peaks
-from .unfolding import OTUnfolder, Response, RichardsonLucyUnfolder, richardson_lucy
+from .unfolding import (
+    OTUnfolder,
+    Response,
+    RichardsonLucyUnfolder,
+    iterative_unfold,
+    richardson_lucy,
+)
 
 _deprecated.install(_sys.modules[__name__])
 
@@ -80,6 +87,7 @@ __all__ = [
     "grid_points",
     "ground_cost",
     "imaging",
+    "iterative_unfold",
     "make_star_groups",
     "make_star_patches",
     "penalized_least_squares",

@@ -9,8 +9,9 @@ use super::options::py_options;
 use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
-    CovType, ErrorInputs, KerBProjector, McResponse, Measured, OtUnfoldParams, Projection,
-    Response, RichardsonLucyInput, RichardsonLucyParams, TestStatistic, UnfoldKernel,
+    CovType, ErrorInputs, IbuErrorPropagator, KerBProjector, McResponse, Measured, OtUnfoldParams,
+    Projection, Response, ResponseErrors, RichardsonLucyInput, RichardsonLucyParams, TestStatistic,
+    UnfoldKernel,
 };
 use crate::core::OtError;
 
@@ -479,7 +480,101 @@ fn richardson_lucy_binned<'py>(
     })
 }
 
+/// pyunfold's propagated errors of iterative Bayesian unfolding, recorded step by step, without
+/// its dense derivative with respect to the response (per-cause errors only).
+#[pyclass(name = "IbuErrorPropagator", module = "otinverse._core")]
+pub struct PyIbuErrorPropagator(IbuErrorPropagator);
+
+#[pymethods]
+impl PyIbuErrorPropagator {
+    /// `cov_type` is `"multinomial"` (needs `efficiencies_err`) or `"poisson"` (needs
+    /// `response_err`), lower case.
+    #[new]
+    #[pyo3(signature = (response, data, data_err, efficiencies, cov_type, *,
+        efficiencies_err=None, response_err=None))]
+    fn new(
+        response: PyReadonlyArray2<'_, f64>,
+        data: PyReadonlyArray1<'_, f64>,
+        data_err: PyReadonlyArray1<'_, f64>,
+        efficiencies: PyReadonlyArray1<'_, f64>,
+        cov_type: &str,
+        efficiencies_err: Option<PyReadonlyArray1<'_, f64>>,
+        response_err: Option<PyReadonlyArray2<'_, f64>>,
+    ) -> PyResult<Self> {
+        let cov = check_choice(
+            "cov_type",
+            cov_type,
+            &[
+                ("multinomial", CovType::Multinomial),
+                ("poisson", CovType::Poisson),
+            ],
+        )
+        .map_err(CoreError)?;
+        let errors = match (cov, efficiencies_err, response_err) {
+            (CovType::Multinomial, Some(e), _) => {
+                ResponseErrors::Multinomial(e.as_array().to_owned())
+            }
+            (CovType::Poisson, _, Some(r)) => ResponseErrors::Poisson(r.as_array().to_owned()),
+            (CovType::Multinomial, None, _) => {
+                return Err(CoreError(OtError::invalid(
+                    "efficiencies_err",
+                    "is needed for cov_type='multinomial'",
+                ))
+                .into())
+            }
+            (CovType::Poisson, _, None) => {
+                return Err(CoreError(OtError::invalid(
+                    "response_err",
+                    "is needed for cov_type='poisson'",
+                ))
+                .into())
+            }
+        };
+        let inner = IbuErrorPropagator::new(
+            response.as_array().to_owned(),
+            data.as_array().to_owned(),
+            data_err.as_array().to_owned(),
+            efficiencies.as_array().to_owned(),
+            errors,
+        )
+        .map_err(CoreError)?;
+        Ok(Self(inner))
+    }
+
+    /// Records the step that took the counts `prev` to `new` (before any regularisation).
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        prev: PyReadonlyArray1<'_, f64>,
+        new: PyReadonlyArray1<'_, f64>,
+    ) -> PyResult<()> {
+        let (prev, new) = (prev.as_array(), new.as_array());
+        let inner = &mut self.0;
+        py.detach(|| inner.step(prev, new)).map_err(CoreError)?;
+        Ok(())
+    }
+
+    /// Number of recorded steps.
+    #[getter]
+    fn n_steps(&self) -> usize {
+        self.0.n_steps()
+    }
+
+    /// Errors from the data errors after the recorded steps (pyunfold's `stat_err`).
+    fn stat_err<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.0.stat_variance().mapv(f64::sqrt).into_pyarray(py)
+    }
+
+    /// Errors from the response's errors after the recorded steps (pyunfold's `sys_err`).
+    fn sys_err<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let inner = &self.0;
+        let var = run_interruptible(py, || inner.sys_variance())?;
+        Ok(var.mapv(f64::sqrt).into_pyarray(py))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyIbuErrorPropagator>()?;
     m.add_function(wrap_pyfunction!(ot_unfold_events, m)?)?;
     m.add_class::<OtUnfoldOptions>()?;
     m.add_class::<OtUnfoldResult>()?;

@@ -36,6 +36,7 @@ ALL = {
     "grid_points",
     "ground_cost",
     "imaging",
+    "iterative_unfold",
     "make_star_groups",
     "make_star_patches",
     "penalized_least_squares",

@@ -228,6 +228,27 @@ def richardson_lucy_binned(
     efficiencies_err: NDArray[np.float64] | None = None,
 ) -> RichardsonLucyResult: ...
 
+@final
+class IbuErrorPropagator:
+    """pyunfold's propagated errors of iterative Bayesian unfolding, recorded step by step."""
+
+    def __new__(
+        cls,
+        response: NDArray[np.float64],
+        data: NDArray[np.float64],
+        data_err: NDArray[np.float64],
+        efficiencies: NDArray[np.float64],
+        cov_type: str,
+        *,
+        efficiencies_err: NDArray[np.float64] | None = None,
+        response_err: NDArray[np.float64] | None = None,
+    ) -> IbuErrorPropagator: ...
+    def step(self, prev: NDArray[np.float64], new: NDArray[np.float64]) -> None: ...
+    @property
+    def n_steps(self) -> int: ...
+    def stat_err(self) -> NDArray[np.float64]: ...
+    def sys_err(self) -> NDArray[np.float64]: ...
+
 # --- patch kernels of the Wasserstein patch prior (src/bindings/patches.rs) ---
 def extract_patches(image: NDArray[np.float64], patch_size: int) -> NDArray[np.float64]: ...
 def fold_patches(

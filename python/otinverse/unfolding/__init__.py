@@ -4,6 +4,8 @@ event counts; bootstrap uncertainties (serial or on Dask), closure tests and reg
 scans, and the plots of an analysis.
 
 * :mod:`.estimators`: :class:`OTUnfolder`, :class:`RichardsonLucyUnfolder`, :func:`richardson_lucy`.
+* :mod:`.iterative`: :func:`iterative_unfold`, pyunfold's function as a drop-in, and its
+  callbacks :class:`Logger`, :class:`SplineRegularizer`, :class:`Callback`, :class:`Regularizer`.
 * :mod:`.bootstrap`: :func:`bootstrap`, :class:`BootstrapResult`.
 * :mod:`.efficiency`: :func:`smoothed_efficiency` (the estimators' default efficiency model).
 * :mod:`.closure`: :func:`closure_test`, :func:`scan` (bias², variance, MSE).
@@ -19,6 +21,7 @@ from .closure import ClosureResult, ScanResult, closure_test, scan
 from .efficiency import smoothed_efficiency
 from .estimators import OTUnfolder, RichardsonLucyUnfolder, UnfoldingProblem, richardson_lucy
 from .hep import UnfoldedHist
+from .iterative import Callback, Logger, Regularizer, SplineRegularizer, iterative_unfold
 from .plotting import plot_correlation, plot_scan, plot_unfolded
 from .response import BinnedResponse, Response
 
@@ -26,15 +29,20 @@ __all__ = [
     "BinnedResponse",
     "BinnedResult",
     "BootstrapResult",
+    "Callback",
     "ClosureResult",
+    "Logger",
     "OTUnfolder",
+    "Regularizer",
     "Response",
     "RichardsonLucyUnfolder",
     "ScanResult",
+    "SplineRegularizer",
     "UnfoldedHist",
     "UnfoldingProblem",
     "bootstrap",
     "closure_test",
+    "iterative_unfold",
     "plot_correlation",
     "plot_scan",
     "plot_unfolded",

@@ -23,7 +23,7 @@ pub use projection::{
     douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,
 };
 pub use richardson_lucy::{
-    richardson_lucy, CovType, ErrorInputs, RichardsonLucyInput, RichardsonLucyOutput,
-    RichardsonLucyParams, TestStatistic,
+    richardson_lucy, CovType, ErrorInputs, IbuErrorPropagator, ResponseErrors, RichardsonLucyInput,
+    RichardsonLucyOutput, RichardsonLucyParams, TestStatistic,
 };
 pub use truncated::TruncationStats;

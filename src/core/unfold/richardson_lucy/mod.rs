@@ -15,6 +15,9 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 use crate::core::error::{check_finite, check_weights, OtError, Result};
 use crate::core::interrupt;
 
+mod variances;
+pub use variances::{IbuErrorPropagator, ResponseErrors};
+
 /// Test statistic between successive iterations for the stopping rule (pyunfold's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestStatistic {
