@@ -3,6 +3,7 @@
     python benches/bench_unfolding_coverage.py [n_experiments] [n_replicas] [estimator] [eff]
                                                [n_events]
     python benches/bench_unfolding_coverage.py realistic [n_experiments] [n_replicas] [estimator]
+                                               [n_mc]
 
 Pseudo-experiments of the 1-D problem of Craig et al. (§4.1.1; ``make_unfolding_1d_events``,
 L = 150, M = 4) with a 20 % x-dependent inefficiency, ε(x) = 0.8 + 0.1 x, and 10 % fakes. Each
@@ -22,8 +23,8 @@ pulls' mean that regularisation (the finite iteration count and ε, the MC prior
 
 ``realistic``: the physics MC layout instead (``make_unfolding_mc``: one reco per event, 45-10 %
 lost with ε rising in x, 10 % fakes, weighted MC, the data's truth shifted and wider than the
-MC's), 4000 MC events against 2000 expected data events per pseudo-experiment, each with new data
-and a new MC; pulls of the total and of 5 truth-level bins against their expectations, errors
+MC's), ``n_mc`` MC events (default 2000) against half as many expected data events per
+pseudo-experiment, each with new data and a new MC; pulls of the total and of 5 truth-level bins against their expectations, errors
 from the data ⊕ MC bootstrap; and the shape distance (L1 of the normalised 5-bin histograms) to
 the expected truth beside the oracle's (the same unfolder on the same events fully
 reconstructed, divided by the true efficiency). ``estimator``: ``ot`` or ``rl`` (28 truth bins).
@@ -170,7 +171,7 @@ def realistic_summary(d, weights):
     return np.column_stack([weights.sum(axis=1), bins])
 
 
-def realistic_experiment(seed, estimator, n_replicas, n_mc=4000, n_data=2000):
+def realistic_experiment(seed, estimator, n_replicas, n_mc=2000, n_data=1000):
     d = make_unfolding_mc(n_mc=n_mc, n_data=n_data, random_state=seed)
     kw = dict(gen=d.gen, reco=d.reco, gen_weight=d.gen_weight, fakes=d.fakes)
     kw["fake_weight"] = d.fake_weight
@@ -198,19 +199,20 @@ def realistic_experiment(seed, estimator, n_replicas, n_mc=4000, n_data=2000):
     return pull, distance(value), distance(oracle_value)
 
 
-def realistic(n_experiments=200, n_replicas=15, name="ot"):
+def realistic(n_experiments=200, n_replicas=10, name="ot", n_mc=2000):
     est = realistic_estimator(name)
     t0 = time.perf_counter()
     rows = []
     for s in range(n_experiments):
-        rows.append(realistic_experiment(s, est, n_replicas))
+        rows.append(realistic_experiment(s, est, n_replicas, n_mc, n_mc // 2))
         if (s + 1) % 20 == 0:
             print(f"{s + 1} pseudo-experiments, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     pulls = np.array([r[0] for r in rows])
     dist, oracle = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
     print(
-        f"\n## {name.upper()}, physics MC layout: {n_experiments} pseudo-experiments, "
-        f"{n_replicas} + {n_replicas} bootstrap replicas, {time.perf_counter() - t0:.0f} s"
+        f"\n## {name.upper()}, physics MC layout: {n_experiments} pseudo-experiments of {n_mc} MC "
+        f"and {n_mc // 2} expected data events, {n_replicas} + {n_replicas} bootstrap replicas, "
+        f"{time.perf_counter() - t0:.0f} s"
     )
     print("| quantity | pull mean | pull std |")
     print("|---|---|---|")
@@ -235,8 +237,9 @@ if __name__ == "__main__":
     if args[:1] == ["realistic"]:
         realistic(
             int(args[1]) if len(args) > 1 else 200,
-            int(args[2]) if len(args) > 2 else 15,
+            int(args[2]) if len(args) > 2 else 10,
             args[3] if len(args) > 3 else "ot",
+            int(args[4]) if len(args) > 4 else 2000,
         )
         sys.exit()
     main(
