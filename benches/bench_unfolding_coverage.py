@@ -71,25 +71,37 @@ def estimates(weights, gen):
     return bins, weights @ gen / weights.sum(axis=1)
 
 
+def data_and_mc_bootstrap(estimator, measured, n_replicas, seed, fit_kwargs):
+    """The nominal fit and the replicas of the data and of the MC bootstrap of one
+    pseudo-experiment (each source its own seed)."""
+    boots = [
+        bootstrap(
+            estimator,
+            measured,
+            n_replicas=n_replicas,
+            source=source,
+            random_state=1000 * seed + k,
+            progress=False,
+            **fit_kwargs,
+        )
+        for k, source in enumerate(("data", "mc"))
+    ]
+    return boots[0].estimator, [b.replicas for b in boots]
+
+
 def pseudo_experiment(seed, estimator, n_replicas, L=150, M=4):
     """Pulls (6,) of the 5 bins and the mean, their estimates, errors and truths."""
     d = make_unfolding_1d_events(
         N_EVENTS, L=L, M=M, efficiency=efficiency, fake_fraction=0.1, random_state=seed
     )
+    nominal, replicas = data_and_mc_bootstrap(
+        estimator, d.measured, n_replicas, seed, fit_kwargs(d)
+    )
     errors = []
-    for k, source in enumerate(("data", "mc")):
-        boot = bootstrap(
-            estimator,
-            d.measured,
-            n_replicas=n_replicas,
-            source=source,
-            random_state=1000 * seed + k,
-            progress=False,
-            **fit_kwargs(d),
-        )
-        bins, mean = estimates(boot.replicas, d.gen)
+    for reps in replicas:
+        bins, mean = estimates(reps, d.gen)
         errors.append(np.append(bins.std(axis=0, ddof=1), mean.std(ddof=1)))
-    nominal_bins, nominal_mean = estimates(boot.estimator.weights_, d.gen)
+    nominal_bins, nominal_mean = estimates(nominal.weights_, d.gen)
     value = np.append(nominal_bins[0], nominal_mean[0])
     truth = np.append(*expected_truth(d))
     error = np.hypot(*errors)
@@ -175,19 +187,9 @@ def realistic_experiment(seed, estimator, n_replicas, n_mc=2000, n_data=1000):
     d = make_unfolding_mc(n_mc=n_mc, n_data=n_data, random_state=seed)
     kw = dict(gen=d.gen, reco=d.reco, gen_weight=d.gen_weight, fakes=d.fakes)
     kw["fake_weight"] = d.fake_weight
-    spreads = []
-    for k, source in enumerate(("data", "mc")):
-        boot = bootstrap(
-            estimator,
-            d.measured,
-            n_replicas=n_replicas,
-            source=source,
-            random_state=1000 * seed + k,
-            progress=False,
-            **kw,
-        )
-        spreads.append(realistic_summary(d, boot.replicas).std(axis=0, ddof=1))
-    value = realistic_summary(d, boot.estimator.weights_)[0]
+    nominal, replicas = data_and_mc_bootstrap(estimator, d.measured, n_replicas, seed, kw)
+    spreads = [realistic_summary(d, reps).std(axis=0, ddof=1) for reps in replicas]
+    value = realistic_summary(d, nominal.weights_)[0]
     truth = n_data * np.append(1.0, np.diff(d.truth_cdf(REALISTIC_EDGES)))
     oracle = clone(estimator).fit(d.measured, **{**kw, "reco": d.reco_all}).weights_
     oracle_value = realistic_summary(d, oracle / d.efficiency(d.gen))[0]
