@@ -105,3 +105,51 @@ fn gradient_factors(cost: &[f64], dist: &mut [f64], p: f64, w: &mut [f64]) {
         };
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// The tiled gradient equals `Σ_j P_ij p |x_i − y_j|^{p−2} (x_i − y_j)` from the dense plan.
+    #[test]
+    fn plan_gradient_matches_the_dense_plan() {
+        let x = Array2::from_shape_fn((7, 3), |(i, k)| ((i * 3 + k) as f64 * 0.37).sin());
+        let y = Array2::from_shape_fn((300, 3), |(j, k)| ((j * 5 + k) as f64 * 0.11).cos());
+        let row: Vec<f64> = (0..7).map(|i| -0.1 * i as f64).collect();
+        let col: Vec<f64> = (0..300).map(|j| -0.01 * (j % 13) as f64).collect();
+        for p in [1.0, 1.5, 2.0] {
+            let kernel = PointCost::new(x.view(), y.view(), p).unwrap();
+            let out = kernel.plan_gradient(&row, &col, 0.3).unwrap();
+            let plan = kernel.plan(&row, &col, 0.3);
+            for i in 0..7 {
+                let mass: f64 = plan.row(i).sum();
+                assert!((out.row_sums[i] - mass).abs() <= 1e-12 * mass);
+                for k in 0..3 {
+                    let expected: f64 = (0..300)
+                        .map(|j| {
+                            let diff = &x.row(i) - &y.row(j);
+                            let dist = diff.dot(&diff).sqrt();
+                            plan[(i, j)] * p * dist.powf(p - 2.0) * diff[k]
+                        })
+                        .sum();
+                    let got = out.grad[(i, k)];
+                    assert!(
+                        (got - expected).abs() <= 1e-10 * (1.0 + expected.abs()),
+                        "p={p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plan_gradient_rejects_concave_costs_and_bad_lengths() {
+        let x = Array2::<f64>::zeros((2, 1));
+        let kernel = PointCost::new(x.view(), x.view(), 0.5).unwrap();
+        assert!(kernel.plan_gradient(&[0.0; 2], &[0.0; 2], 1.0).is_err());
+        let kernel = PointCost::new(x.view(), x.view(), 2.0).unwrap();
+        assert!(kernel.plan_gradient(&[0.0; 3], &[0.0; 2], 1.0).is_err());
+        assert!(kernel.plan_gradient(&[0.0; 2], &[0.0; 2], -1.0).is_err());
+    }
+}
