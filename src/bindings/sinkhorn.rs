@@ -273,6 +273,39 @@ fn plan_of<'py, K: CostKernel>(
     Ok(plan.into_pyarray(py))
 }
 
+/// The cost gradient of a point-cloud plan `P_ij = exp((row_i + col_j − |x_i − y_j|^p)/reg)`
+/// in x, and its row sums, computed on the online kernel without storing the plan.
+#[pyclass(frozen, get_all, module = "otinverse._core")]
+pub struct PointPlanGradient {
+    /// `Σ_j P_ij ∇_x c(x_i, y_j)` (n×d).
+    grad: Py<PyArray2<f64>>,
+    /// `Σ_j P_ij` (n).
+    row_sums: Py<PyArray1<f64>>,
+}
+
+/// [`PointPlanGradient`] of the plan with row terms `row` and column terms `col` (in the
+/// solve's convention `f + reg·log a`, `g + reg·log b`), with the GIL released (p >= 1).
+#[pyfunction]
+fn point_plan_gradient(
+    py: Python<'_>,
+    row: PyReadonlyArray1<'_, f64>,
+    x: PyReadonlyArray2<'_, f64>,
+    col: PyReadonlyArray1<'_, f64>,
+    y: PyReadonlyArray2<'_, f64>,
+    reg: f64,
+    p: f64,
+) -> PyResult<PointPlanGradient> {
+    let (xv, yv) = (x.as_array(), y.as_array());
+    let (row, col) = (row.as_array().to_vec(), col.as_array().to_vec());
+    let out = run_interruptible(py, || {
+        PointCost::new(xv, yv, p)?.plan_gradient(&row, &col, reg)
+    })?;
+    Ok(PointPlanGradient {
+        grad: out.grad.into_pyarray(py).unbind(),
+        row_sums: out.row_sums.into_pyarray(py).unbind(),
+    })
+}
+
 /// The n×m matrix `|x_i − y_j|^p` of two point clouds (x: n×d, y: m×d).
 #[pyfunction]
 fn point_cost_matrix<'py>(
@@ -336,6 +369,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_points, m)?)?;
     m.add_function(wrap_pyfunction!(plan_dense, m)?)?;
     m.add_function(wrap_pyfunction!(plan_points, m)?)?;
+    m.add_class::<PointPlanGradient>()?;
+    m.add_function(wrap_pyfunction!(point_plan_gradient, m)?)?;
     m.add_function(wrap_pyfunction!(point_cost_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(wasserstein_1d_cost, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;

@@ -109,6 +109,24 @@ def plan_points(
     reg: float,
     p: float,
 ) -> NDArray[np.float64]: ...
+
+@final
+class PointPlanGradient:
+    """The cost gradient in x of a point-cloud plan and its row sums, without storing it."""
+
+    @property
+    def grad(self) -> NDArray[np.float64]: ...
+    @property
+    def row_sums(self) -> NDArray[np.float64]: ...
+
+def point_plan_gradient(
+    row: NDArray[np.float64],
+    x: NDArray[np.float64],
+    col: NDArray[np.float64],
+    y: NDArray[np.float64],
+    reg: float,
+    p: float,
+) -> PointPlanGradient: ...
 def point_cost_matrix(
     x: NDArray[np.float64], y: NDArray[np.float64], p: float
 ) -> NDArray[np.float64]: ...

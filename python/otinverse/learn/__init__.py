@@ -4,6 +4,9 @@
   generator and one Wasserstein critic, trained on unpaired measurements and images.
 * :class:`SupervisedUNetRestorer`: the same generator trained on pairs (an upper bound).
 * :mod:`otinverse.learn.losses`: the cycle, critic and gradient-penalty losses.
+* :func:`sinkhorn_loss`, :func:`sinkhorn_divergence`: entropic OT and the debiased Sinkhorn
+  divergence of weighted point clouds, differentiable in JAX (points and weights), solved by
+  the Rust core and differentiated by the envelope theorem.
 
 Install with ``pip install "otinverse[learn]"``. ``import otinverse`` does not import this
 subpackage. JAX picks its CPU thread count when it is first imported; to train on one core set
@@ -21,5 +24,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .cyclegan import OTCycleGANRestorer, SupervisedUNetRestorer
+from .sinkhorn_loss import sinkhorn_divergence, sinkhorn_loss
 
-__all__ = ["OTCycleGANRestorer", "SupervisedUNetRestorer"]
+__all__ = [
+    "OTCycleGANRestorer",
+    "SupervisedUNetRestorer",
+    "sinkhorn_divergence",
+    "sinkhorn_loss",
+]

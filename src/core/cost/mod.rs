@@ -14,6 +14,7 @@
 mod dense;
 mod grid;
 mod patches;
+mod point_gradient;
 mod points;
 mod truncated_patches;
 
@@ -25,6 +26,7 @@ use crate::core::logsumexp::plan_row;
 pub use dense::DenseCost;
 pub use grid::GridCost;
 pub use patches::{PatchCost, PlanMoments};
+pub use point_gradient::PlanGradient;
 pub(crate) use points::points_row_sum;
 pub use points::PointCost;
 pub use truncated_patches::TruncatedPatchCost;

@@ -12,15 +12,15 @@ use crate::core::logsumexp::{
 use crate::core::simd::multiversion;
 
 /// Columns per tile of an online cost: the tile stays in L1 while its exponentials are summed.
-const TILE: usize = 256;
+pub(super) const TILE: usize = 256;
 
 /// `C_ij = |x_i − y_j|^p` for point clouds x (n×d), y (m×d), never stored.
 pub struct PointCost {
     /// Coordinates transposed (d×n and d×m, contiguous) so a tile of distances is a
     /// vectorisable loop over j.
-    xt: Array2<f64>,
-    yt: Array2<f64>,
-    p: f64,
+    pub(super) xt: Array2<f64>,
+    pub(super) yt: Array2<f64>,
+    pub(super) p: f64,
 }
 
 impl PointCost {
@@ -56,7 +56,14 @@ impl PointCost {
 
 /// Costs from point `i` of `from` (d×n) to points `j0..j0+out.len()` of `to` (d×m).
 #[inline]
-fn cost_tile(from: &Array2<f64>, i: usize, to: &Array2<f64>, j0: usize, p: f64, out: &mut [f64]) {
+pub(super) fn cost_tile(
+    from: &Array2<f64>,
+    i: usize,
+    to: &Array2<f64>,
+    j0: usize,
+    p: f64,
+    out: &mut [f64],
+) {
     out.fill(0.0);
     for k in 0..from.nrows() {
         let xk = from[(k, i)];

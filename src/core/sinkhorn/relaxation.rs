@@ -302,22 +302,38 @@ impl HalfStep<'_> {
             let args = [omega * self.damping, omega, self.eps];
             return exact_dual_gain(self.weights, self.potential, self.softmin, args);
         }
-        let mut gain = 0.0;
-        for ((&w, &p), &s) in self.weights.iter().zip(self.potential).zip(self.softmin) {
-            if w == 0.0 {
-                continue;
-            }
-            let step = omega * (self.damping * s - p);
-            let marginal = w * ((p - s) / self.eps).exp();
-            let linear = match self.reach {
-                None => w * step,
-                Some(rho) => -rho * w * (-p / rho).exp() * (-step / rho).exp_m1(),
-            };
-            gain += linear - self.eps * marginal * (step / self.eps).exp_m1();
-        }
-        gain
+        let rho = self.reach.expect("relaxed side");
+        let args = [omega * self.damping, omega, self.eps, rho];
+        relaxed_dual_gain(self.weights, self.potential, self.softmin, args)
     }
 }
+
+/// [`HalfStep::dual_gain`] of a relaxed side, vectorised like the exact one: `args` =
+/// (ωλ, ω, ε, ρ); `A(φ + step) − A(φ) = −ρ w e^{−φ/ρ} expm1(−step/ρ)`.
+#[inline(always)]
+fn relaxed_dual_gain_generic<const FMA: bool>(
+    weights: &[f64],
+    potential: &[f64],
+    softmin: &[f64],
+    args: [f64; 4],
+) -> f64 {
+    let [omega_lam, omega, eps, rho] = args;
+    let (inv_eps, inv_rho) = (1.0 / eps, 1.0 / rho);
+    let entry = |w: f64, p: f64, s: f64| {
+        let step = omega_lam * s - omega * p;
+        let marginal = w * exp::<FMA>((p - s) * inv_eps);
+        let linear = -rho * w * exp::<FMA>(-p * inv_rho) * expm1::<FMA>(-step * inv_rho);
+        let gain = linear - eps * marginal * expm1::<FMA>(step * inv_eps);
+        if w == 0.0 {
+            0.0
+        } else {
+            gain
+        }
+    };
+    sum_lanes(weights, potential, softmin, entry)
+}
+
+multiversion! { pub fn relaxed_dual_gain(weights: &[f64], potential: &[f64], softmin: &[f64], args: [f64; 4]) -> f64 => relaxed_dual_gain_generic }
 
 /// [`HalfStep::dual_gain`] of an exact side, vectorised: `args` = (ωλ, ω, ε).
 #[inline(always)]
