@@ -222,9 +222,22 @@ pub enum SimdLevel {
     Avx512,
 }
 
-/// The widest instruction set the kernels use on this CPU (detected once; `is_x86_feature_detected!` caches).
-#[inline]
+/// The widest instruction set the kernels use on this CPU, detected once.
+///
+/// `OTINVERSE_SIMD=baseline` (read at the first call) forces the portable x86-64 (SSE2)
+/// variants on any CPU, so that the tests also cover the path a CPU without AVX2 takes.
 pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        if std::env::var("OTINVERSE_SIMD").is_ok_and(|v| v.eq_ignore_ascii_case("baseline")) {
+            SimdLevel::Baseline
+        } else {
+            detected_simd_level()
+        }
+    })
+}
+
+fn detected_simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {

@@ -2,11 +2,20 @@
 (``pythonpath`` in pyproject.toml): ``from helpers import sq_cost``. Fixtures live in
 conftest.py."""
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+#: Skips a test that reads the WPP micrographs when the package under test is an installed wheel,
+#: which leaves them out (licence caveat in data/micrographs/PROVENANCE.md).
+requires_micrographs = pytest.mark.skipif(
+    not (resources.files("otinverse") / "data" / "micrographs" / "wpp_img_hr.png").is_file(),
+    reason="the WPP micrographs are not shipped in wheels (only in a clone of the repository)",
+)
 
 
 def sq_cost(x, y):

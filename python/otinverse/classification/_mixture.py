@@ -52,9 +52,9 @@ class BernoulliMixture(ValidatedParams, DensityMixin, BaseEstimator):
 
     Attributes
     ----------
-    means_ : ndarray of shape (n_components_, n_features)
-        ``θ_k``.
-    weights_ : ndarray of shape (n_components_,)
+    means_ : ndarray of shape (n_kept, n_features)
+        ``θ_k`` (``n_kept = n_components_``).
+    weights_ : ndarray of shape (n_kept,)
         ``π_k``.
     n_components_ : int
         Components kept (non-empty).
@@ -165,7 +165,7 @@ class BernoulliMixture(ValidatedParams, DensityMixin, BaseEstimator):
         return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
-        """Responsibilities ``p(k | x_i)``, shape (n, n_components_)."""
+        """Responsibilities ``p(k | x_i)``, shape ``(n, n_components_)``."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
         return np.exp(self._e_step(X, self.means_, self.weights_)[0])

@@ -56,6 +56,19 @@ def grid_points(image_shape) -> np.ndarray:
 
 
 def grid_cost(image_shape, cost="atan") -> np.ndarray:
-    """Cost ``h(‖[i] − [j]‖)`` between the pixels of an image (pixel units, C order)."""
+    """Cost ``h(‖[i] − [j]‖)`` between the pixels of an image (pixel units, C order).
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(rows, columns)`` of the image.
+    cost : str or float
+        The ground cost ``h`` of the distance, as in :func:`ground_cost`.
+
+    Returns
+    -------
+    ndarray of shape (rows · columns, rows · columns)
+        The cost between every pair of pixels, flattened in C order.
+    """
     pts = grid_points(image_shape)
     return _core.ground_cost_matrix(pts, pts, _options(cost))

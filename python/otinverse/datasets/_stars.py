@@ -103,7 +103,7 @@ def make_star_patches(
 
 
 def star_psf(kind, fwhm, size, cy=None, cx=None, *, beta=3.0):
-    """A normalised point-spread function sampled at the pixel centres of a ``size``² patch,
+    """A normalised point-spread function sampled at the pixel centres of a ``size × size`` patch,
     centred at (cy, cx) (default: the patch centre).
 
     ``kind="gaussian"``: ``exp(−r²/2σ²)`` with ``σ = fwhm/(2√(2 ln 2))``. ``kind="moffat"``:

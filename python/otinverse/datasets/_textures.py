@@ -20,7 +20,7 @@ __all__ = ["make_gaussian_texture", "make_texture_denoising"]
 
 def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_state=None):
     """A periodic isotropic Gaussian texture (the random-phase model of Galerne et al., ref. [22]
-    of Mignon et al.): white noise filtered by a Gaussian transfer function exp(−2π² c² |k|²)
+    of Mignon et al.): white noise filtered by a Gaussian transfer function ``exp(−2π² c² |k|²)``
     (c = ``correlation`` in pixels), scaled to the given mean and (ensemble) standard deviation.
 
     Every p×p patch of every realisation follows the same Gaussian law N₁, so patches of an

@@ -331,7 +331,7 @@ def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance=
     1..M_measured, weighted ``measured_weight = truth_weight_k / M_measured``. Truth weights
     ∝ exp(−(x1−30)²/80 − (x2+5)²/4) as in the reference code (``truth_covariance="reference"``),
     or the paper's stated N((30, −5), diag(10, 2)) (``"paper"``). In the groomed coordinate,
-    values with |v| > |mean| + 5·std (statistics over each block: response, measured) are
+    values with ``|v| > |mean| + 5·std`` (statistics over each block: response, measured) are
     replaced by the block mean, as in the reference code.
 
     The packaged copy holds 1000 rows and 12 reco columns (see data/jetmass/PROVENANCE.md).

@@ -404,7 +404,8 @@ class OTCycleGANRestorer(_UNetRestorerBase):
         return {"generator": self._init_generator(k_g), "critic": critic}
 
     def fit(self, measured, images):
-        """Trains on unpaired ``measured`` (n, *output_shape) and ``images`` (m, *input_shape)."""
+        """Trains on unpaired ``measured`` ``(n, *output_shape)`` and ``images``
+        ``(m, *input_shape)``."""
         self._validate_params()
         measured = self._check_stack(measured, "measured", self.operator.output_shape)
         images = self._check_stack(images, "images", self.operator.input_shape)

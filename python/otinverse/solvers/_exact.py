@@ -36,6 +36,20 @@ def wasserstein(x, y, *, a=None, b=None, p=2) -> float:
     O((n+m) log(n+m)); otherwise POT's network simplex (``ot.emd2``) solves it. ``a`` and ``b``
     (``None``: uniform, by keyword) must have the same total mass; the cost scales with that
     mass (:func:`wasserstein2_squared` normalises the weights first).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n, d) and (m, d), or (n,) and (m,)
+        The two point clouds.
+    a, b : array-like of shape (n,), (m,) or None
+        Non-negative weights of equal total mass (``None``: uniform, mass 1).
+    p : float
+        Exponent of the ground cost ``|x - y|^p``, ``p >= 1``.
+
+    Returns
+    -------
+    float
+        The optimal transport cost, in the cost's units times the mass.
     """
     x = as_points(x, "x")
     y = as_points(y, "y")
@@ -69,6 +83,18 @@ def wasserstein2_squared(x, y, *, a=None, b=None) -> float:
     ``wasserstein(x, y, a=a / a.sum(), b=b / b.sum(), p=2)``. In 1-D the exact quantile formula
     is used; otherwise POT's network simplex (``ot.emd2``) on the raw squared Euclidean cost (no
     normalisation of the cost), as in the evaluation of Craig, Faktor & Nachman (§4.1.3).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n, d) and (m, d), or (n,) and (m,)
+        The two point clouds, of the same dimension.
+    a, b : array-like of shape (n,), (m,) or None
+        Non-negative weights with positive mass (``None``: uniform).
+
+    Returns
+    -------
+    float
+        ``W2²`` of the two normalised measures.
     """
     x = as_points(x, "x")
     y = as_points(y, "y")

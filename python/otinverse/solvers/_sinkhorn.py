@@ -21,7 +21,16 @@ __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_points"]
 
 
 class SinkhornResult:
-    """Outcome of a Sinkhorn solve.
+    """Outcome of a Sinkhorn solve, returned by :func:`sinkhorn` and :func:`sinkhorn_points`.
+
+    Parameters
+    ----------
+    solved : otinverse._core.SinkhornSolution
+        The core's solution (potentials, costs, diagnostics).
+    reg : float
+        The ε of the solve.
+    plan_fn : callable
+        ``plan_fn(f, g)`` computes the plan when the core did not return it.
 
     Attributes
     ----------
@@ -76,6 +85,48 @@ class SinkhornResult:
         )
 
 
+#: The Parameters entries that ``sinkhorn`` and ``sinkhorn_points`` share, written once.
+_SHARED_PARAMETERS = """\
+    reach_a, reach_b : float or None
+        KL relaxation ρ of each marginal (POT's ``reg_m``); ``None`` keeps it exact.
+    max_iter : int
+        Maximum number of full updates (over all ε-scaling stages).
+    tol : float
+        Stop when the relative L1 marginal error is at most ``tol``.
+    update : {"alternating", "symmetric"}
+        Gauss–Seidel updates, or averaged updates of both potentials (finishing with one
+        alternating step so an exact marginal holds exactly).
+    eps_scaling : float in (0, 1) or None
+        Anneal ε from the cost's range by this factor per stage, warm-starting each stage: use
+        it for small ``reg`` (e.g. ``0.5``).
+    overrelaxation : bool
+        Adaptive over-relaxation of the alternating updates (Thibault et al. 2017): the same
+        solution in far fewer iterations at small ``reg``; ``False`` gives plain Sinkhorn.
+    f_init, g_init : array-like or None
+        Warm start potentials.
+    warn : bool
+        Emit a ``ConvergenceWarning`` when ``tol`` was not reached.
+    kernel : {"auto", "log", "stored", "stored_f32", "sparse"}
+        How the iterations evaluate the Gibbs kernel: log-domain softmins (2·n·m exponentials
+        per iteration, memory O(n + m)), or a stabilized kernel stored in float64 or float32
+        (Schmitzer 2019: matrix-vector products, the duals absorbed into the stored kernel
+        when the scalings grow). ``"sparse"`` (``sinkhorn_points`` only) keeps the kernel
+        entries above e^-32 of the current duals, found with k-d trees cluster by cluster and
+        stored as dense runs per row (float32 when ``tol >= 1e-8``, in up to half the available
+        memory), and anneals ε from clusters of the points (coarse-to-fine). ``"auto"`` stores
+        the kernel when it fits in 512 MiB (float32 when ``tol >= 1e-8``, finishing in float64
+        if its rounding keeps the plan's error above ``tol``; float64 otherwise), and picks
+        ``"sparse"`` for point clouds in d <= 3 whose dense kernel does not fit. Every choice
+        reports the marginal error of the exact plan.
+
+"""
+
+
+def _with_shared_parameters(func):
+    func.__doc__ = func.__doc__.replace("    {shared}\n", _SHARED_PARAMETERS)
+    return func
+
+
 def _options(reg, reach_a, reach_b, max_iter, tol, update, eps_scaling, overrelaxation, kernel):
     """The core's options; the core checks their values when the solve starts."""
     return _core.SinkhornOptions(
@@ -117,6 +168,7 @@ def _log(w):
         return np.log(w)
 
 
+@_with_shared_parameters
 def sinkhorn(
     a,
     b,
@@ -145,38 +197,7 @@ def sinkhorn(
         Cost matrix; float64 input of any memory layout is used without a copy.
     reg : float
         Entropic regularisation ε > 0, in the units of ``M``.
-    reach_a, reach_b : float or None
-        KL relaxation ρ of each marginal (POT's ``reg_m``); ``None`` keeps it exact.
-    max_iter : int
-        Maximum number of full updates (over all ε-scaling stages).
-    tol : float
-        Stop when the relative L1 marginal error is at most ``tol``.
-    update : {"alternating", "symmetric"}
-        Gauss–Seidel updates, or averaged updates of both potentials (finishing with one
-        alternating step so an exact marginal holds exactly).
-    eps_scaling : float in (0, 1) or None
-        Anneal ε from the cost's range by this factor per stage, warm-starting each stage: use
-        it for small ``reg`` (e.g. ``0.5``).
-    overrelaxation : bool
-        Adaptive over-relaxation of the alternating updates (Thibault et al. 2017): the same
-        solution in far fewer iterations at small ``reg``; ``False`` gives plain Sinkhorn.
-    f_init, g_init : array-like or None
-        Warm start potentials.
-    warn : bool
-        Emit a ``ConvergenceWarning`` when ``tol`` was not reached.
-    kernel : {"auto", "log", "stored", "stored_f32", "sparse"}
-        How the iterations evaluate the Gibbs kernel: log-domain softmins (2·n·m exponentials
-        per iteration, memory O(n + m)), or a stabilized kernel stored in float64 or float32
-        (Schmitzer 2019: matrix-vector products, the duals absorbed into the stored kernel
-        when the scalings grow). ``"sparse"`` (``sinkhorn_points`` only) keeps the kernel
-        entries above e^-32 of the current duals, found with k-d trees cluster by cluster and
-        stored as dense runs per row (float32 when ``tol >= 1e-8``, in up to half the available
-        memory), and anneals ε from clusters of the points (coarse-to-fine). ``"auto"`` stores
-        the kernel when it fits in 512 MiB (float32 when ``tol >= 1e-8``, finishing in float64
-        if its rounding keeps the plan's error above ``tol``; float64 otherwise), and picks
-        ``"sparse"`` for point clouds in d <= 3 whose dense kernel does not fit. Every choice
-        reports the marginal error of the exact plan.
-
+    {shared}
     Returns
     -------
     SinkhornResult
@@ -201,6 +222,7 @@ def _weights_first(args) -> bool:
     return len(args) == 3 and (args[2] is None or np.ndim(args[2]) > 0)
 
 
+@_with_shared_parameters
 @points_first(("a", "x", "b", "y", "reg"), 3, _weights_first)
 def sinkhorn_points(
     x,
@@ -231,6 +253,21 @@ def sinkhorn_points(
     in :func:`sinkhorn`. ``p > 0``; ``p < 1`` is a concave cost (for
     ``log1p`` or ``atan`` of the distance, build the matrix with :func:`otinverse.ground_cost`
     and call :func:`sinkhorn`).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n, d) and (m, d), or (n,) and (m,)
+        The two point clouds.
+    reg : float
+        Entropic regularisation ε > 0, in the units of the cost ``|x - y|^p``.
+    a, b : array-like of shape (n,), (m,) or None
+        Non-negative weights (``None``: uniform). Balanced OT needs equal total masses.
+    p : float
+        Exponent of the cost ``|x_i - y_j|^p``, ``p > 0``.
+    {shared}
+    Returns
+    -------
+    SinkhornResult
     """
     x = as_points(x, "x")
     y = as_points(y, "y")

@@ -502,13 +502,30 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
 
     Attributes
     ----------
-    weights_ (L,) in events, normalized_weights_ (the shape), efficiency_ (L), mc_weight_ (L),
-    n_iter_, converged_ (None when ``tol`` is None), history_ (dict: ``objective`` εKL(P|K̃) of
-    the iterate in raw cost units, ``sigma_change``, ``kerb_residual`` ‖Bz‖/‖z‖, ``weights`` the
-    normalised shape after each iteration (n_iter, L), ``w2`` when tracked), cost_scale_,
-    problem_ (the coerced :class:`UnfoldingProblem`), kernel_info_ (dict: ``kernel`` the one the
-    iterations ran on, ``kept_per_row`` mean stored entries per row of the truncated kernel,
-    ``builds``, ``exact_fallbacks`` rows and columns recomputed exactly, ``coarse_warm_start``).
+    weights_ : ndarray of shape (L,)
+        The unfolded distribution on the gen points, in events.
+    normalized_weights_ : ndarray of shape (L,)
+        Its shape (unit sum).
+    efficiency_ : ndarray of shape (L,)
+        The reconstruction efficiency of each gen point.
+    mc_weight_ : ndarray of shape (L,)
+        The MC weight of each gen point.
+    n_iter_ : int
+        Iterations run.
+    converged_ : bool or None
+        Whether ``tol`` was reached (None when ``tol`` is None).
+    history_ : dict
+        Per iteration: ``objective`` εKL(P|K̃) of the iterate in raw cost units,
+        ``sigma_change``, ``kerb_residual`` ‖Bz‖/‖z‖, ``weights`` the normalised shape
+        (n_iter, L), ``w2`` when tracked.
+    cost_scale_ : float
+        The factor the cost was divided by (``cost_normalization``).
+    problem_ : UnfoldingProblem
+        The coerced problem.
+    kernel_info_ : dict
+        ``kernel`` the one the iterations ran on, ``kept_per_row`` mean stored entries per row of
+        the truncated kernel, ``builds``, ``exact_fallbacks`` rows and columns recomputed
+        exactly, ``coarse_warm_start``.
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -785,15 +802,37 @@ class RichardsonLucyUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     are shared among its gen points — reconstructed or not — by their MC weights. One cause per
     gen point needs a dense (bins × gen points) matrix; past 2 GiB it raises ``MemoryError``.
 
-    Attributes: weights_ (L,) in events, normalized_weights_, efficiency_ (L), mc_weight_,
-    n_iter_, history_ (``weights`` shapes (n_iter, L), ``ts``, ``w2`` when tracked),
-    binned_response_ (n_bin, causes), binned_measured_ (n_bin,) normalised, bin_edges_,
-    gen_bin_edges_ (None for one cause per gen point), n_measured_outside_, covariance_ and
-    mc_covariance_ (causes × causes: L × L, or truth bins) when ``cov_type`` is set.
-
     ``efficiency`` and ``efficiency_bandwidth``: as :class:`OTUnfolder`, for one cause per gen
     point (the smoothed efficiency rescales each gen point's column of the binned response);
     truth bins use the efficiency histogram. ``n_iter`` is the deprecated name of ``max_iter``.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (L,)
+        The unfolded distribution on the gen points, in events.
+    normalized_weights_ : ndarray of shape (L,)
+        Its shape (unit sum).
+    efficiency_ : ndarray of shape (L,)
+        The reconstruction efficiency of each gen point.
+    mc_weight_ : ndarray of shape (L,)
+        The MC weight of each gen point.
+    n_iter_ : int
+        Iterations run.
+    history_ : dict
+        ``weights`` the shapes after each iteration (n_iter, L), ``ts``, ``w2`` when tracked.
+    binned_response_ : ndarray of shape (n_bin, n_causes)
+        The binned response.
+    binned_measured_ : ndarray of shape (n_bin,)
+        The binned measured distribution, normalised.
+    bin_edges_ : ndarray
+        The reco bins' edges.
+    gen_bin_edges_ : ndarray or None
+        The truth bins' edges (None for one cause per gen point).
+    n_measured_outside_ : float
+        Measured mass outside the reco bins.
+    covariance_, mc_covariance_ : ndarray of shape (n_causes, n_causes) or None
+        Covariance of the causes (L × L, or truth bins) from the data and from the MC, when
+        ``cov_type`` is set.
     """
 
     _parameter_constraints: ClassVar[dict] = {

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
-from helpers import correlate_valid, correlate_valid_adjoint
+from helpers import correlate_valid, correlate_valid_adjoint, requires_micrographs
 from otinverse import InvalidArgumentError, WPPRestorer, _core, add_defects
 from otinverse._core import testing
 from otinverse.imaging import BlurSubsampleOperator, gaussian_kernel
@@ -593,6 +593,7 @@ def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
 
 
 # ----------------------------------------------------------------------------- micrographs
+@requires_micrographs
 def test_micrographs_match_their_provenance():
     """The packaged PNGs are the files PROVENANCE.md describes (SHA-256), loaded as k/255."""
     import hashlib
