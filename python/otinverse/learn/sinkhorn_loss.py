@@ -283,14 +283,34 @@ def sinkhorn_divergence(
     eps_scaling=None,
     kernel="auto",
 ):
-    """Debiased Sinkhorn divergence (Feydy et al. 2019, eq. 7; Séjourné et al. 2019, eq. 9):
+    """Debiased Sinkhorn divergence of weighted point clouds, differentiable in JAX.
 
-        S_ε(a, b) = OT_ε(a, b) − ½ OT_ε(a, a) − ½ OT_ε(b, b) + ε/2 (m(a) − m(b))²
+    ``S_ε(a, b) = OT_ε(a, b) − ½ OT_ε(a, a) − ½ OT_ε(b, b) + ε/2 (m(a) − m(b))²`` (Feydy et al.
+    2019, eq. 7; Séjourné et al. 2019, eq. 9) with :func:`sinkhorn_loss`'s ``OT_ε`` (the mass
+    term vanishes on balanced problems). It is non-negative, zero iff the measures are equal, and
+    metrises weak convergence.
 
-    with :func:`sinkhorn_loss`'s ``OT_ε`` (the mass term vanishes on balanced problems). It is
-    non-negative, zero iff the measures are equal, and metrises weak convergence. ``reach`` as
-    in :func:`sinkhorn_loss`: ``OT_ε(a, a)`` uses ρ_a on both sides and ``OT_ε(b, b)`` ρ_b.
-    Three solves per evaluation; differentiable, ``jit`` and ``vmap`` as :func:`sinkhorn_loss`.
+    Parameters
+    ----------
+    x, y : array of shape (n, d), (m, d) (or (n,), (m,))
+        Points, as in :func:`sinkhorn_loss`.
+    a, b : array of shape (n,), (m,) or None
+        Non-negative weights (``None``: uniform with unit mass).
+    reg : float
+        Entropic regularisation ε, in cost units.
+    p : float >= 1
+        Exponent of the cost ``|x − y|^p``.
+    reach : float, (float or None, float or None), or None
+        As in :func:`sinkhorn_loss`; ``OT_ε(a, a)`` uses ρ_a on both sides and ``OT_ε(b, b)``
+        ρ_b.
+    max_iter, tol, eps_scaling, kernel : int, float, float or None, str
+        As in :func:`otinverse.sinkhorn_points`.
+
+    Returns
+    -------
+    scalar JAX array
+        The divergence: three solves per evaluation; differentiable, ``jit`` and ``vmap`` as
+        :func:`sinkhorn_loss`.
     """
     problem, x, y, a, b = _prepare(x, y, a, b, reg, p, reach, max_iter, tol, eps_scaling, kernel)
     self_a = _Problem(**{**problem.__dict__, "reach_b": problem.reach_a})

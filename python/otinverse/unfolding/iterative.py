@@ -160,10 +160,20 @@ class Logger(Callback):
 
 
 class SplineRegularizer(Callback, Regularizer):
-    """Smooths the unfolded distribution after each iteration with
-    :class:`scipy.interpolate.UnivariateSpline` of degree ``degree`` and smoothing factor
-    ``smooth`` over the bin index, per group of causes if ``groups`` labels each cause bin
-    (pyunfold's ``SplineRegularizer``)."""
+    """Smooths the unfolded distribution after each iteration (pyunfold's ``SplineRegularizer``).
+
+    A :class:`scipy.interpolate.UnivariateSpline` over the bin index, per group of causes if
+    ``groups`` labels each cause bin.
+
+    Parameters
+    ----------
+    degree : int
+        The spline's degree.
+    smooth : float or None
+        Its smoothing factor (``None``: scipy's default).
+    groups : array of shape (n_causes,) or None
+        A label per cause bin; each group is smoothed on its own.
+    """
 
     def __init__(self, degree: int = 3, smooth: float | None = None, groups=None) -> None:
         self.degree = degree
