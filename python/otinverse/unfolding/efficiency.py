@@ -115,6 +115,21 @@ def _local_linear_binned(gen, y, n, bandwidth):
     return (fit[nodes] * weights).sum(axis=0)
 
 
+def _smoothed_mean(gen, values, weight, bandwidth=None):
+    """E[value | x] at every gen point by the local-linear fit of ``values`` (L,) with
+    ``weight`` (L,) over ``gen`` (L, d); ``bandwidth`` in standard deviations of the gen points
+    (default Scott's rule L^(−1/(d+4)))."""
+    L, d = gen.shape
+    if bandwidth is None:
+        bandwidth = L ** (-1.0 / (d + 4))
+    elif not np.isfinite(bandwidth) or bandwidth <= 0:
+        raise InvalidArgumentError(f"efficiency_bandwidth: must be positive, got {bandwidth!r}")
+    scale = gen.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    smoother = _local_linear_binned if d <= 3 else _local_linear
+    return smoother(gen, values, weight, bandwidth * scale)
+
+
 def smoothed_efficiency(gen, reconstructed, total, *, bandwidth=None):
     """Efficiency ε(x_k) of every gen point by local-linear kernel regression (module docs).
 
@@ -133,15 +148,7 @@ def smoothed_efficiency(gen, reconstructed, total, *, bandwidth=None):
         fraction = np.where(total > 0, reconstructed / total, 0.0)
     if np.all(reconstructed == total) or not (reconstructed > 0).any():
         return fraction  # nothing to smooth (the core rejects an MC with nothing reconstructed)
-    L, d = gen.shape
-    if bandwidth is None:
-        bandwidth = L ** (-1.0 / (d + 4))
-    elif not np.isfinite(bandwidth) or bandwidth <= 0:
-        raise InvalidArgumentError(f"efficiency_bandwidth: must be positive, got {bandwidth!r}")
-    scale = gen.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    smoother = _local_linear_binned if d <= 3 else _local_linear
-    eff = smoother(gen, fraction, total, bandwidth * scale)
+    eff = _smoothed_mean(gen, fraction, total, bandwidth)
     # A point with a reconstructed sample is observable: its efficiency stays positive, and at
     # least 1 % so that one event's 1/ε weight stays bounded where the fit is poorly constrained.
     return np.where(reconstructed > 0, np.clip(eff, _MIN_OBSERVED, 1.0), np.clip(eff, 0.0, 1.0))

@@ -36,7 +36,7 @@ def test_truncated_1d_follows_the_numpy_equations(p):
     # p = 2 sums the kept ranges by the Taylor series of blocks, p = 1.5 exponential by
     # exponential; both must give the dense iteration of eq. (25).
     d = data_1d(200)
-    est = fit(d.measured, d.gen, d.reco, kernel="truncated", p=p)
+    est = fit(d.measured, d.gen, d.reco, kernel="truncated", p=p, projection="douglas-rachford")
     info = est.kernel_info_
     assert info["kernel"] == "truncated"
     # Reductions failing the truncation bound run exactly; they must stay rare.
@@ -46,7 +46,7 @@ def test_truncated_1d_follows_the_numpy_equations(p):
         nu = np.full(d.measured.size, 1.0 / d.measured.size)
         ref = numpy_ot_unfold(d.reco.reshape(-1), block_response(200, 1), d.measured, nu)
         assert max_rel(est.history_["weights"], ref) < 1e-9
-    online = fit(d.measured, d.gen, d.reco, kernel="online", p=p)
+    online = fit(d.measured, d.gen, d.reco, kernel="online", p=p, projection="douglas-rachford")
     assert np.abs(est.normalized_weights_ - online.normalized_weights_).sum() < 1e-10
 
 
