@@ -714,7 +714,8 @@ def _reconstructed_fraction(problem):
     L, M = problem.n_gen, problem.per_point
     s = np.ones((L, M)) if problem.sample_weight is None else problem.sample_weight
     reco = ~np.isnan(problem.points[:, 0]).reshape(L, M)
-    return (s * reco).sum(axis=1) / s.sum(axis=1)
+    total = s.sum(axis=1)  # 0 for a point whose events a bootstrap replica dropped
+    return np.divide((s * reco).sum(axis=1), total, out=np.zeros(L), where=total > 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -221,6 +221,15 @@ def test_a_prior_update_is_a_refit_with_the_smoothed_ratio_as_prior():
     np.testing.assert_allclose(updated.weights_, refit.weights_, rtol=1e-12)
 
 
+def test_prior_updates_survive_an_mc_replica_that_drops_whole_events():
+    # A Poisson(1) MC replica gives some gen points no weight at all: no share to smooth.
+    d = make_unfolding_mc(n_mc=1000, n_data=500, random_state=5)
+    kw = dict(gen=d.gen, reco=d.reco, gen_weight=d.gen_weight)
+    est = oi.OTUnfolder(max_iter=5, prior_updates=1)
+    reps = oi.unfolding.bootstrap(est, d.measured, n_replicas=3, source="mc", progress=False, **kw)
+    assert np.isfinite(reps.replicas).all()
+
+
 def test_prior_updates_pull_the_tail_towards_a_truth_wider_than_the_mc():
     # One reco per event: the single fit is one Bayes step from the MC prior, which is
     # narrower than the data's truth; its tail bin falls short. Two seeds, 2·10⁴ events each
