@@ -71,7 +71,6 @@ INCOMPLETE: dict[str, set[str]] = {
     "otinverse.datasets.make_unfolding_1d_events": {"PR01", "RT01"},
     "otinverse.datasets.make_unfolding_mc": {"PR01", "RT01"},
     "otinverse.datasets.star_psf": {"PR01", "RT01"},
-    "otinverse.learn.SupervisedUNetRestorer": {"PR01"},
 }
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
