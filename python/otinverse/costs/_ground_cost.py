@@ -52,7 +52,7 @@ def ground_cost(x, y=None, cost="atan") -> np.ndarray:
     Returns
     -------
     ndarray of shape (n, m)
-        ``C[i, j] = h(‖x_i − y_j‖)``, float64, in the units of ``h`` of the points' units.
+        ``C[i, j] = h(‖x_i − y_j‖)`` (float64).
     """
     x = as_points(x, "x")
     y = x if y is None else as_points(y, "y")

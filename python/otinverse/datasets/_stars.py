@@ -43,10 +43,11 @@ def make_star_patches(
     "cluster") against well-separated stars (label 0).
 
     Label 1: one compact extended source — a Gaussian of width drawn from ``cluster_sigma``
-    convolved with the PSF — within 2 px of the centre. Label 0: point sources (the PSF only) at
-    least ``min_separation`` apart. Each band rescales every source's flux by a random colour
-    factor in [0.5, 1.5]; then a flat sky background is added, Poisson noise drawn, Gaussian
-    read noise added, and counts clipped at zero (a detector reports non-negative counts).
+    convolved with the PSF — within 2 px of the centre along each axis. Label 0: point sources
+    (the PSF only) at least ``min_separation`` apart. Each band rescales every source's flux by
+    a random colour factor in [0.5, 1.5]; then a flat sky background is added, Poisson noise
+    drawn, Gaussian read noise added, and counts clipped at zero (a detector reports
+    non-negative counts).
 
     Parameters
     ----------
