@@ -30,9 +30,9 @@ from . import _deprecated
 from ._core import InvalidArgumentError, InvalidDtypeError, NumericalError, __version__
 
 #: The subpackages, and each public name re-exported here → the subpackage that defines it.
-#: Both are imported on first access (PEP 562 ``__getattr__``): ``import otinverse`` then costs
-#: NumPy and the extension, not scikit-learn and SciPy (which every estimator's module imports,
-#: about 2.5 s), and ``from otinverse import sinkhorn`` loads only the functional API.
+#: Both are imported on first access (PEP 562 ``__getattr__``): ``import otinverse`` then loads
+#: the extension only, not scikit-learn and SciPy, which every subpackage imports (about 2.5 s,
+#: mostly scikit-learn's own import of scipy.stats and pandas).
 _SUBPACKAGES = (
     "classification",
     "costs",

@@ -129,6 +129,10 @@ def test_import_otinverse_loads_neither_subpackages_nor_heavy_dependencies():
 
 def test_dir_lists_the_lazily_imported_names():
     assert set(otinverse.__all__) <= set(dir(otinverse))
+    # Every lazily imported name is public, and every public name is eager or lazy.
+    lazy = set(otinverse._EXPORTS) | set(otinverse._SUBPACKAGES)
+    eager = {"InvalidArgumentError", "InvalidDtypeError", "NumericalError", "__version__"}
+    assert lazy | eager == set(otinverse.__all__)
 
 
 def test_subpackages_re_export_their_public_names_at_the_top():
