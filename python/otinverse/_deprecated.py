@@ -78,11 +78,12 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 class Package(types.ModuleType):
     """The class of the ``otinverse`` module: importing a moved module path binds it on the
-    package, except where a public function already has that name (``otinverse.ground_cost``
-    stays the function when ``otinverse.ground_cost`` the old module is imported)."""
+    package, except where a public name has that name (``otinverse.ground_cost`` stays the
+    function when ``otinverse.ground_cost`` the old module is imported, also before the function
+    was first looked up: the package imports its public names lazily)."""
 
     def __setattr__(self, name, value):
-        if isinstance(value, ForwardingModule) and callable(self.__dict__.get(name)):
+        if isinstance(value, ForwardingModule) and name in self.__dict__.get("__all__", ()):
             return
         super().__setattr__(name, value)
 

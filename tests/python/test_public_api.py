@@ -2,6 +2,7 @@
 of the flat layout all still there, and its module paths forwarding with a DeprecationWarning."""
 
 import importlib
+import subprocess
 import sys
 import warnings
 
@@ -97,6 +98,43 @@ def test_all_is_pinned_and_resolves_without_warnings():
     assert ALL <= set(namespace)
 
 
+#: Never imported by ``import otinverse``, nor by importing all its public names: the optional
+#: extras (learn, hep, dask) and matplotlib, which only the plotting functions and
+#: load_micrograph import when called.
+NEVER_AT_IMPORT = [
+    "jax",
+    "torch",
+    "dask",
+    "distributed",
+    "uproot",
+    "awkward",
+    "hist",
+    "mplhep",
+    "matplotlib",
+]
+#: Loaded by the subpackages only: ``import otinverse`` imports them on first access (PEP 562).
+LAZY = ["sklearn", "scipy", "pandas", "ot", "tqdm", "otinverse.unfolding", "otinverse.solvers"]
+
+
+def _loaded_after(statement, modules):
+    code = f"import sys; {statement}; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    run = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return run.stdout.split()
+
+
+def test_import_otinverse_loads_neither_subpackages_nor_heavy_dependencies():
+    assert _loaded_after("import otinverse", NEVER_AT_IMPORT + LAZY) == []
+    assert _loaded_after("from otinverse import *", NEVER_AT_IMPORT) == []
+
+
+def test_dir_lists_the_lazily_imported_names():
+    assert set(otinverse.__all__) <= set(dir(otinverse))
+    # Every lazily imported name is public, and every public name is eager or lazy.
+    lazy = set(otinverse._EXPORTS) | set(otinverse._SUBPACKAGES)
+    eager = {"InvalidArgumentError", "InvalidDtypeError", "NumericalError", "__version__"}
+    assert lazy | eager == set(otinverse.__all__)
+
+
 def test_subpackages_re_export_their_public_names_at_the_top():
     for sub in ("classification", "costs", "da", "datasets", "imaging", "solvers", "sparsify"):
         module = getattr(otinverse, sub)
@@ -127,6 +165,15 @@ def test_importing_the_old_ground_cost_module_keeps_the_function():
         module = importlib.import_module("otinverse.ground_cost")
     assert module.grid_cost is otinverse.grid_cost
     assert otinverse.ground_cost is otinverse.costs.ground_cost
+
+
+def test_the_old_ground_cost_module_imported_first_does_not_shadow_the_function():
+    # In a fresh interpreter the function has not been looked up (imported lazily) yet.
+    statement = (
+        "import warnings; warnings.simplefilter('ignore'); import otinverse.ground_cost; "
+        "import otinverse.costs; assert otinverse.ground_cost is otinverse.costs.ground_cost"
+    )
+    _loaded_after(statement, [])
 
 
 def test_point_cloud_functions_take_the_points_first_and_still_accept_the_old_order(rng):

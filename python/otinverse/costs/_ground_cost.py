@@ -36,7 +36,23 @@ def _options(cost) -> _core.GroundCostOptions:
 def ground_cost(x, y=None, cost="atan") -> np.ndarray:
     """Cost matrix ``h(‖x_i − y_j‖)`` between point clouds ``x`` (n, d) and ``y`` (m, d).
 
-    ``y=None`` uses ``x``; 1-D input is points on the line. Computed in Rust, in parallel.
+    Computed in Rust, in parallel.
+
+    Parameters
+    ----------
+    x : array-like of shape (n, d) or (n,)
+        The first point cloud; 1-D input is ``n`` points on the line.
+    y : array-like of shape (m, d) or (m,), default=None
+        The second point cloud, in the same dimension ``d``; ``None`` uses ``x``.
+    cost : {"distance", "sqdistance", "log1p", "atan"} or float, default="atan"
+        The function ``h`` of the Euclidean distance ``d``: ``d``, ``d²``, ``log(1 + d)``,
+        ``atan(d)``, or a number ``p > 0`` for ``d^p`` (Barton & Tai, §3.1: concave ``h`` suits
+        images).
+
+    Returns
+    -------
+    ndarray of shape (n, m)
+        ``C[i, j] = h(‖x_i − y_j‖)`` (float64).
     """
     x = as_points(x, "x")
     y = x if y is None else as_points(y, "y")
@@ -44,7 +60,18 @@ def ground_cost(x, y=None, cost="atan") -> np.ndarray:
 
 
 def grid_points(image_shape) -> np.ndarray:
-    """Pixel centres ``[row, column]`` of an image of shape ``(h, w)``, C order, pixel units."""
+    """Pixel centres ``[row, column]`` of an image of shape ``(h, w)``, C order, pixel units.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(h, w)``: rows and columns of the image, each at least 1.
+
+    Returns
+    -------
+    ndarray of shape (h · w, 2)
+        Row ``k`` is ``[k // w, k % w]`` (float64): the pixel of the flattened image's entry ``k``.
+    """
     if not (isinstance(image_shape, tuple | list) and len(image_shape) == 2):
         raise _core.InvalidArgumentError(
             f"image_shape: must be a pair (height, width), got {image_shape!r}"

@@ -33,7 +33,20 @@ __all__ = [
 
 def born_wolf_psf(size: int, airy_radius: float) -> np.ndarray:
     """``size``×``size`` in-focus Born–Wolf PSF ``(2 J₁(v)/v)²`` with ``v = 3.8317 r / airy_radius``
-    (its first zero at ``airy_radius`` pixels), centred at ``(size − 1)/2``, normalised to sum 1."""
+    (Sim et al., eq. 28 at ``r_z = 0``: the Airy pattern).
+
+    Parameters
+    ----------
+    size : int
+        Side of the PSF in pixels.
+    airy_radius : float
+        Radius of the first dark ring in pixels (positive).
+
+    Returns
+    -------
+    ndarray of shape (size, size)
+        The PSF centred at ``(size − 1)/2``, normalised to sum 1.
+    """
     size = check_int(size, "size", 1)
     airy_radius = check_scalar_positive(airy_radius, "airy_radius")
     t = np.arange(size) - (size - 1) / 2.0
@@ -56,10 +69,29 @@ def _curve(rng, size):
 def make_filaments(
     n_images: int, size: int = 64, *, n_filaments=(3, 7), n_beads=(0, 3), random_state=None
 ) -> np.ndarray:
-    """``n_images`` filament images of ``size``×``size`` in [0, 1] (float64).
+    """Fluorescence-like microtubule images: smooth random curves and a few beads on a dark
+    background (the 2-D analogue of the synthetic microtubules of Sim et al., App. D.2.2).
 
-    Each holds a uniform number in ``n_filaments`` of smooth curves (width ≈ 1.5 px, brightness
-    0.4–1) and a number in ``n_beads`` of Gaussian beads; overlaps saturate as ``1 − e^{−s}``.
+    Overlaps saturate as ``1 − e^{−s}``.
+
+    Parameters
+    ----------
+    n_images : int
+        Number of images.
+    size : int, default=64
+        Side of each image in pixels (at least 4).
+    n_filaments : (int, int), default=(3, 7)
+        Each image holds a uniform number in this inclusive range of curves (width ≈ 1.5 px,
+        brightness 0.4–1).
+    n_beads : (int, int), default=(0, 3)
+        And a uniform number in this inclusive range of Gaussian beads (σ = 1 px).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    ndarray of shape (n_images, size, size)
+        The images, float64 in [0, 1].
     """
     n_images = check_int(n_images, "n_images", 1)
     size = check_int(size, "size", 4)
@@ -87,9 +119,24 @@ def make_filaments(
 
 
 def make_ellipse_phantoms(n_images: int, size: int = 64, *, random_state=None) -> np.ndarray:
-    """``n_images`` random ellipse phantoms of ``size``×``size`` in [0, 1]: a bright outer
-    ellipse (the "skull"), a darker interior and 4–9 inner ellipses of random intensity, size
-    and orientation, summed and clipped as in the Shepp–Logan phantom."""
+    """Random ellipse phantoms in the style of Shepp–Logan: a bright outer ellipse (the
+    "skull"), a darker interior and 4–9 inner ellipses of random intensity, size and
+    orientation, summed and clipped.
+
+    Parameters
+    ----------
+    n_images : int
+        Number of phantoms.
+    size : int, default=64
+        Side of each image in pixels (at least 4).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    ndarray of shape (n_images, size, size)
+        The phantoms, float64 in [0, 1], zero outside the outer ellipse.
+    """
     n_images = check_int(n_images, "n_images", 1)
     size = check_int(size, "size", 4)
     rng = np.random.default_rng(check_random_state(random_state).randint(0, 2**31 - 1))
@@ -123,9 +170,32 @@ def add_defects(
     disk_radius=None,
     disk_value: float = 1.0,
 ):
-    """Pastes a dark horizontal line ``line_width`` px wide (at a third of the height) and a bright
-    disk (centred at two thirds of the height, radius ``disk_radius``, default a tenth of the
-    smaller side) into a copy of ``image``. Returns ``(defective_image, defect_mask)``."""
+    """Pastes a horizontal line and a disk into a copy of ``image`` (the outlier patches of
+    Mignon et al.'s robustness experiment).
+
+    The line spans the width, centred at a third of the height; the disk is centred at two
+    thirds of the height and half the width.
+
+    Parameters
+    ----------
+    image : array-like of shape (h, w)
+        The clean image.
+    line_width : int, default=5
+        Height of the line in pixels.
+    line_value : float, default=0.0
+        Grey level of the line (dark on images in [0, 1]).
+    disk_radius : float or None, default=None
+        Radius of the disk in pixels; ``None``: a tenth of the smaller side (at least 1).
+    disk_value : float, default=1.0
+        Grey level of the disk (bright on images in [0, 1]).
+
+    Returns
+    -------
+    defective_image : ndarray of shape (h, w)
+        The image with the defects, float64.
+    defect_mask : ndarray of bool, shape (h, w)
+        True on the pixels of the line and the disk.
+    """
     image = as_float_array(image, "image", ndim=2)
     h, w = image.shape
     out = np.array(image, dtype=np.float64, copy=True)
@@ -150,16 +220,24 @@ _MICROGRAPHS = {
 def load_micrograph(name="sic"):
     """A material micrograph pair of the WPP paper (Hertrich, Houdard, Redenbach, IEEE TCI 2022).
 
-    ``name``: ``"sic"`` (SiC diamonds) or ``"sandstone"`` (Fontainebleau sandstone). Returns a
-    :class:`~sklearn.utils.Bunch` with ``image`` (the 600×600 ground truth to degrade and restore)
-    and ``reference`` (a different 600×600 region of the same material, for
-    :meth:`WPPRestorer.fit <otinverse.WPPRestorer.fit>`), both float64 grey levels in [0, 1]
-    (the 8-bit PNGs divided by 255, as upstream), and ``DESCR``.
-
     The images come from the MIT-licensed WPP repository and credit the TOMCAT beamline (Swiss
     Light Source); see ``data/micrographs/PROVENANCE.md``, and cite Hertrich et al. when you use
-    them. They are left out of wheels (also of one pip builds from the sdist); an editable install
-    from a clone of the repository (the README's setup) reads them from the source tree.
+    them. They are left out of the sdist and of wheels; an editable install from a clone of the
+    repository (the README's setup) reads them from the source tree, elsewhere this function
+    raises a ``FileNotFoundError`` that says so.
+
+    Parameters
+    ----------
+    name : {"sic", "sandstone"}, default="sic"
+        SiC diamonds or Fontainebleau sandstone.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``image``: the 600×600 ground truth to degrade and restore; ``reference``: a different
+        600×600 region of the same material, for :meth:`WPPRestorer.fit
+        <otinverse.WPPRestorer.fit>`; both float64 grey levels in [0, 1] (the 8-bit PNGs divided
+        by 255, as upstream); ``DESCR``: a description.
     """
     from matplotlib.image import imread
 

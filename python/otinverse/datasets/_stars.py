@@ -3,8 +3,7 @@
 * :func:`make_star_groups`: the benchmark of what super-resolution is for — isolated stars
   against blended groups of 2–5 point sources below and around the resolution limit.
 * :func:`make_star_patches`: LEGUS-like compact extended sources against well-separated stars.
-
-Kept self-contained so it can be merged into ``otinverse.datasets`` as is.
+* :func:`star_psf`: the Gaussian or Moffat PSF both draw their sources with.
 """
 
 from __future__ import annotations
@@ -40,19 +39,49 @@ def make_star_patches(
     read_noise=3.0,
     random_state=None,
 ):
-    """Patches of shape (n_samples, bands, size, size) in detector counts, and labels.
+    """LEGUS-like multi-band patches in detector counts: compact extended sources (label 1,
+    "cluster") against well-separated stars (label 0).
 
-    Label 1 ("cluster"): one compact extended source — a Gaussian of width drawn from
-    ``cluster_sigma`` (px) convolved with the PSF — near the centre. Label 0: ``n_stars`` (inclusive
-    range) point sources (PSF only, Gaussian of FWHM ``fwhm`` px) at least ``min_separation`` px
-    apart. Each band rescales every source's flux by a random colour factor in [0.5, 1.5]; then a
-    flat sky background is added, Poisson noise drawn, Gaussian read noise added, and counts
-    clipped at zero (a detector reports non-negative counts).
+    Label 1: one compact extended source — a Gaussian of width drawn from ``cluster_sigma``
+    convolved with the PSF — within 2 px of the centre along each axis. Label 0: point sources
+    (the PSF only) at least ``min_separation`` apart. Each band rescales every source's flux by
+    a random colour factor in [0.5, 1.5]; then a flat sky background is added, Poisson noise
+    drawn, Gaussian read noise added, and counts clipped at zero (a detector reports
+    non-negative counts).
+
+    Parameters
+    ----------
+    n_samples : int, default=100
+        Number of patches.
+    bands : int, default=5
+        Photometric bands per patch.
+    size : int, default=32
+        Side of a patch in pixels (at least 8).
+    fwhm : float, default=2.0
+        Full width at half maximum of the Gaussian PSF, in pixels.
+    cluster_fraction : float, default=0.5
+        Probability of label 1, in [0, 1].
+    cluster_sigma : (float, float), default=(1.2, 2.0)
+        Range of the extended source's intrinsic Gaussian width, in pixels.
+    n_stars : (int, int), default=(2, 4)
+        Inclusive range of the number of stars of a label-0 patch.
+    min_separation : float, default=5.0
+        Smallest distance between two stars, in pixels.
+    flux : (float, float), default=(2000.0, 8000.0)
+        Range of a patch's total flux in counts (shared among its stars, each ×0.7–1.3).
+    sky : float, default=20.0
+        Sky background in counts per pixel.
+    read_noise : float, default=3.0
+        Standard deviation of the Gaussian read noise, in counts.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
 
     Returns
     -------
-    X : ndarray (n_samples, bands, size, size)
-    y : ndarray (n_samples,) of {0, 1}
+    X : ndarray of shape (n_samples, bands, size, size)
+        The patches, in counts.
+    y : ndarray of shape (n_samples,)
+        The labels, 0 (stars) or 1 (cluster).
     """
     for name, v, lo in (("n_samples", n_samples, 1), ("bands", bands, 1), ("size", size, 8)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -103,12 +132,28 @@ def make_star_patches(
 
 
 def star_psf(kind, fwhm, size, cy=None, cx=None, *, beta=3.0):
-    """A normalised point-spread function sampled at the pixel centres of a ``size × size`` patch,
-    centred at (cy, cx) (default: the patch centre).
+    """A normalised point-spread function sampled at the pixel centres of a ``size × size`` patch.
 
-    ``kind="gaussian"``: ``exp(−r²/2σ²)`` with ``σ = fwhm/(2√(2 ln 2))``. ``kind="moffat"``:
-    ``(1 + r²/α²)^{−β}`` with ``α = fwhm/(2√(2^{1/β} − 1))`` (Moffat 1969; the wings of
-    ground- and space-based stellar profiles). Both have the given full width at half maximum.
+    Parameters
+    ----------
+    kind : {"gaussian", "moffat"}
+        ``"gaussian"``: ``exp(−r²/2σ²)`` with ``σ = fwhm/(2√(2 ln 2))``; ``"moffat"``:
+        ``(1 + r²/α²)^{−β}`` with ``α = fwhm/(2√(2^{1/β} − 1))`` (Moffat 1969; the wings of
+        ground- and space-based stellar profiles).
+    fwhm : float
+        Full width at half maximum, in pixels (both kinds have it).
+    size : int
+        Side of the patch in pixels.
+    cy, cx : float or None, default=None
+        Centre of the PSF in pixel coordinates (row, column); ``None``: the patch centre
+        ``(size − 1)/2``.
+    beta : float, default=3.0
+        The Moffat exponent β (unused for ``"gaussian"``).
+
+    Returns
+    -------
+    ndarray of shape (size, size)
+        The PSF, summing to 1.
     """
     if kind not in ("gaussian", "moffat"):
         raise InvalidArgumentError(f"psf: must be 'gaussian' or 'moffat', got {kind!r}")
@@ -181,14 +226,11 @@ def make_star_groups(
     "cluster"), the case super-resolution is for.
 
     Each patch holds one group near the centre. A single is one point source; a cluster has
-    ``n_sources`` (inclusive range) point sources, each placed ``separation`` (inclusive range,
-    in units of the PSF FWHM) from an earlier one, with fluxes relative to the brightest drawn
-    from ``flux_ratio``. The total flux is drawn from ``flux`` for both classes (so brightness
-    alone does not tell them apart). Every source gets a per-band colour factor
-    ``exp(N(0, colour_scatter²))``; the PSF of a patch is drawn from ``psf`` (Gaussian or Moffat
-    with exponent ``moffat_beta``, FWHM ``fwhm`` px, see :func:`star_psf`). Then a flat sky of
-    ``sky`` counts per pixel is added, Poisson noise drawn, Gaussian read noise added, and counts
-    clipped at zero.
+    several, each placed at a drawn separation from an earlier one. The total flux is drawn
+    from ``flux`` for both classes (so brightness alone does not tell them apart). Every source
+    gets a per-band colour factor; the PSF of a patch is drawn from ``psf`` (see
+    :func:`star_psf`). Then a flat sky is added, Poisson noise drawn, Gaussian read noise added,
+    and counts clipped at zero.
 
     Regimes at the default noise (peak signal-to-noise ≳ 30 per band): a pair further apart than
     ≈ 1.2 FWHM with flux ratio ≳ 0.5 shows two maxima in the raw image (easy: thresholding sees
@@ -200,13 +242,47 @@ def make_star_groups(
 
     Split with ``sklearn.model_selection.train_test_split(..., stratify=target, random_state=s)``.
 
+    Parameters
+    ----------
+    n_samples : int, default=500
+        Number of patches.
+    bands : int, default=3
+        Photometric bands per patch.
+    size : int, default=32
+        Side of a patch in pixels (at least 8).
+    psf : str or sequence of str, default=("gaussian", "moffat")
+        The PSF kinds (:func:`star_psf`) a patch's PSF is drawn from, uniformly.
+    fwhm : float, default=2.5
+        Full width at half maximum of the PSF, in pixels.
+    moffat_beta : float, default=3.0
+        Exponent of the Moffat PSF.
+    cluster_fraction : float, default=0.5
+        Probability of label 1, in [0, 1].
+    n_sources : (int, int), default=(2, 5)
+        Inclusive range of the number of sources of a cluster (within [2, 50]).
+    separation : (float, float), default=(0.5, 2.0)
+        Range of the distance of a new source from an earlier one, in units of the FWHM.
+    flux_ratio : (float, float), default=(0.2, 1.0)
+        Range of a companion's flux relative to the first source, within [0.001, 1].
+    flux : (float, float), default=(2000.0, 8000.0)
+        Range of a patch's total flux, in counts.
+    colour_scatter : float, default=0.3
+        σ of the per-band colour factor ``exp(N(0, σ²))`` of every source.
+    sky : float, default=20.0
+        Sky background in counts per pixel.
+    read_noise : float, default=3.0
+        Standard deviation of the Gaussian read noise, in counts.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
     Returns
     -------
-    Bunch with ``data`` (n_samples, bands, size, size), ``target`` (n_samples,) in {0, 1},
-    ``target_names`` ("single", "cluster"), ``n_sources``, ``separation`` (smallest pairwise
-    separation in FWHM; NaN for singles), ``flux_ratio`` (faintest / brightest; NaN for singles),
-    ``psf`` (the PSF kind of each patch), ``positions`` (list of (k, 2) arrays, (y, x) px),
-    ``fwhm`` and ``moffat_beta``.
+    sklearn.utils.Bunch
+        ``data`` (n_samples, bands, size, size) in counts, ``target`` (n_samples,) in {0, 1},
+        ``target_names`` ("single", "cluster"), ``n_sources``, ``separation`` (smallest
+        pairwise separation in FWHM; NaN for singles), ``flux_ratio`` (faintest / brightest;
+        NaN for singles), ``psf`` (the PSF kind of each patch), ``positions`` (list of (k, 2)
+        arrays, (y, x) px), ``fwhm`` and ``moffat_beta``.
     """
     for name, v, lo in (("n_samples", n_samples, 1), ("bands", bands, 1), ("size", size, 8)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:

@@ -25,6 +25,24 @@ def make_gaussian_texture(shape, *, correlation=1.5, std=0.12, mean=0.5, random_
 
     Every p×p patch of every realisation follows the same Gaussian law N₁, so patches of an
     independent realisation are samples of the clean image's patch distribution.
+
+    Parameters
+    ----------
+    shape : int or (int, int)
+        ``(height, width)`` of the image; an int gives a square.
+    correlation : float, default=1.5
+        Correlation length ``c`` in pixels (positive).
+    std : float, default=0.12
+        Ensemble standard deviation of a pixel (positive).
+    mean : float, default=0.5
+        Mean grey level.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the white noise.
+
+    Returns
+    -------
+    ndarray of shape (height, width)
+        The texture, float64 (not clipped).
     """
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (int(shape), int(shape))
@@ -58,14 +76,36 @@ def make_texture_denoising(
 ):
     """The clean image and the corrupted patch model of Mignon et al., Fig. 1.
 
-    Returns a :class:`~sklearn.utils.Bunch` with
+    Parameters
+    ----------
+    size : int, default=64
+        Side of the clean image in pixels.
+    patch_size : int, default=8
+        Side ``p`` of the square patches (at most ``size``).
+    n_reference_patches : int, default=4000
+        Number of reference patches (at most the number of patches of a 160×160 image).
+    outlier_fraction : float, default=0.2
+        Share of the reference patches drawn from N₂, in [0, 1).
+    edge_contrast : float, default=0.25
+        The N₂ patches' edge: ``mean − edge_contrast`` above the middle row,
+        ``mean + edge_contrast`` below (positive).
+    correlation : float, default=1.5
+        Correlation length of the texture in pixels (:func:`make_gaussian_texture`).
+    std : float, default=0.12
+        Standard deviation of the texture.
+    mean : float, default=0.5
+        Mean grey level of the texture.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
 
-    * ``image``: a ``size``×``size`` Gaussian texture (:func:`make_gaussian_texture`);
-    * ``reference_patches``: ``n_reference_patches`` flattened patches, a fraction
-      ``1 − outlier_fraction`` drawn from N₁ (patches of an independent 160×160 realisation) and
-      the rest from N₂: a horizontal edge (``mean ∓ edge_contrast`` above/below the middle) plus
-      N₁'s fluctuations, i.e. a Gaussian with N₁'s covariance around an edge;
-    * ``is_outlier``: which reference patches come from N₂ (the last ones).
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``image``: the ``size``×``size`` Gaussian texture; ``reference_patches``:
+        ``(n_reference_patches, p²)`` flattened patches, a fraction ``1 − outlier_fraction``
+        from N₁ (patches of an independent 160×160 realisation) and the rest from N₂ (the edge
+        plus N₁'s fluctuations, i.e. a Gaussian with N₁'s covariance around an edge);
+        ``is_outlier``: which reference patches come from N₂ (the last ones); ``patch_size``.
     """
     size = check_int(size, "size", 2)
     patch_size = check_int(patch_size, "patch_size", 2)

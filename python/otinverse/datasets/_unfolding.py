@@ -38,10 +38,28 @@ def make_unfolding_1d(L=150, M=1, M_measured=3, *, L_measured=150, random_state=
     With an integer ``random_state`` s the draws use the reference code's streams
     (``scipy.stats.norm.rvs`` with seeds s, s+1, s+2 for the truth components, s+3+r for measured
     replicate r, s+4+k for the response samples of gen point k), so seeds give the same problems
-    as the paper's code; any other ``random_state`` (None, a RandomState/Generator) draws from one
-    stream. Returns a :class:`sklearn.utils.Bunch` with ``gen`` (L,), ``reco`` (L, M),
-    ``measured`` (L_measured·M_measured,), ``measured_weight``, ``truth`` (L_measured,),
-    ``truth_weight``.
+    as the paper's code; any other ``random_state`` (None, a RandomState) draws from one
+    stream.
+
+    Parameters
+    ----------
+    L : int, default=150
+        Number of gen points (at least 2).
+    M : int, default=1
+        Detector samples per gen point.
+    M_measured : int, default=3
+        Noise replicates of every truth point in ``measured``.
+    L_measured : int, default=150
+        Number of truth points (at least 3).
+    random_state : int, RandomState instance or None, default=None
+        A non-negative int reproduces the reference code's draws (see above).
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``gen`` (L,), ``reco`` (L, M), ``measured`` (L_measured·M_measured,),
+        ``measured_weight`` (uniform, summing to 1), ``truth`` (L_measured,), ``truth_weight``
+        (uniform, summing to 1).
     """
     L = check_int(L, "L", 2)
     M = check_int(M, "M", 1)
@@ -137,10 +155,32 @@ def make_unfolding_1d_events(
     efficiency); ``n_fake_mc`` (default 5× the expected fakes) MC fakes with weights scaled to
     the expected number of fakes in the data.
 
-    Returns a :class:`~sklearn.utils.Bunch`: ``gen``, ``reco`` (L, M), ``measured`` (weights 1),
-    ``fakes``, ``fake_weight``, ``truth`` (the true events), ``n_true`` (their number),
-    ``n_expected`` (= ``n_events``), ``truth_cdf`` (the truth's CDF, for expected bin contents:
-    ``n_events · ΔCDF``) and ``truth_mean`` (the truth's mean, −0.1875).
+    Parameters
+    ----------
+    n_events : int, default=2000
+        Expected number of true events in the data.
+    L : int, default=150
+        Number of MC gen points (at least 2).
+    M : int, default=4
+        Detector samples per gen point.
+    efficiency : callable, float or None, default=None
+        Reconstruction probability: a function of the true value (clipped to [0, 1]), a
+        constant in (0, 1], or ``None`` for 1.
+    fake_fraction : float, default=0.0
+        Expected share of fakes among the measured events, in [0, 1).
+    n_fake_mc : int or None, default=None
+        Number of MC fakes; ``None``: 5× the expected fakes of the data.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``gen`` (L,), ``reco`` (L, M), ``measured`` with ``measured_weight`` (ones), ``fakes``
+        and ``fake_weight`` (``None`` without fakes), ``truth`` (the true events), ``n_true``
+        (their number), ``n_expected`` (= ``n_events``), ``truth_cdf`` (the truth's CDF, for
+        expected bin contents ``n_events · ΔCDF``) and ``truth_mean`` (the truth's mean,
+        −0.1875).
     """
     n_events = check_int(n_events, "n_events", 1)
     L = check_int(L, "L", 2)
@@ -217,12 +257,35 @@ def make_unfolding_mc(
     expected fakes. The data: a Poisson(``n_data``) number of true events, reconstructed and
     smeared alike, plus the fakes.
 
-    Returns a :class:`~sklearn.utils.Bunch` with the arguments of ``fit``: ``measured``,
-    ``gen`` (L,) or (L, d), ``reco`` (NaN where lost), ``gen_weight`` (None unless weighted),
-    ``fakes``, ``fake_weight``; and for checks: ``reco_all`` (every event's smeared value, lost
-    or not: the fully reconstructed MC of an oracle), ``efficiency`` (the callable ε on gen
-    points), ``truth`` (the data's true events), ``n_true`` and ``n_expected`` (= ``n_data``),
-    ``truth_cdf`` (per axis: ``truth_cdf(x, axis=0)``, for expected bin contents).
+    Parameters
+    ----------
+    n_mc : int, default=100_000
+        Number of MC events (at least 2).
+    n_data : int, default=25_000
+        Expected number of true events in the data.
+    n_dims : {1, 2}, default=1
+        Dimension ``d`` of the observable.
+    efficiency : (float, float) or None, default=(0.55, 0.9)
+        ``(lo, hi)`` with ``0 < lo ≤ hi ≤ 1`` of the rising efficiency, or ``None`` for 1.
+    smearing : float, default=0.3
+        Standard deviation of the detector's Gaussian smearing, per axis.
+    fake_fraction : float, default=0.1
+        Expected share of fakes among the measured events, in [0, 1).
+    weighted : bool, default=True
+        Draw the MC from the wider proposal with event weights (otherwise unweighted).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw.
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        The arguments of ``fit``: ``measured`` with ``measured_weight`` (ones), ``gen`` (L,)
+        or (L, d), ``reco`` (NaN where lost), ``gen_weight`` (``None`` unless weighted),
+        ``fakes``, ``fake_weight`` (``None`` without fakes); and for checks: ``reco_all``
+        (every event's smeared value, lost or not: the fully reconstructed MC of an oracle),
+        ``efficiency`` (the callable ε on gen points), ``truth`` (the data's true events),
+        ``n_true`` and ``n_expected`` (= ``n_data``), ``truth_cdf`` (per axis:
+        ``truth_cdf(x, axis=0)``, for expected bin contents).
     """
     n_mc = check_int(n_mc, "n_mc", 2)
     n_data = check_int(n_data, "n_data", 1)
@@ -335,6 +398,26 @@ def load_jet_mass(L=100, L_measured=100, M=2, M_measured=3, *, truth_covariance=
     replaced by the block mean, as in the reference code.
 
     The packaged copy holds 1000 rows and 12 reco columns (see data/jetmass/PROVENANCE.md).
+
+    Parameters
+    ----------
+    L : int, default=100
+        Number of gen points.
+    L_measured : int, default=100
+        Number of truth points (at most ``1000 − L``).
+    M : int, default=2
+        Detector samples per gen point (at most 12).
+    M_measured : int, default=3
+        Detector samples per truth point in ``measured`` (at most 12).
+    truth_covariance : {"reference", "paper"}, default="reference"
+        The truth weights' Gaussian: the reference code's or the paper's (see above).
+
+    Returns
+    -------
+    sklearn.utils.Bunch
+        ``gen`` (L, 2), ``reco`` (L, M, 2), ``measured`` (L_measured·M_measured, 2),
+        ``measured_weight`` (summing to 1), ``truth`` (L_measured, 2), ``truth_weight``
+        (summing to 1), ``feature_names``.
     """
     L = check_int(L, "L", 1)
     L_measured = check_int(L_measured, "L_measured", 1, maximum=_N_ROWS - L)

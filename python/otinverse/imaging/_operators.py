@@ -38,7 +38,20 @@ __all__ = [
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
-    """Normalised ``size``×``size`` Gaussian centred at ``(size − 1)/2``."""
+    """Normalised ``size``×``size`` Gaussian centred at ``(size − 1)/2``.
+
+    Parameters
+    ----------
+    size : int
+        Side of the kernel in pixels.
+    sigma : float
+        Standard deviation in pixels.
+
+    Returns
+    -------
+    ndarray of shape (size, size)
+        ``exp(−((i − c)² + (j − c)²) / 2σ²)`` with ``c = (size − 1)/2``, divided by its sum.
+    """
     t = np.arange(size) - (size - 1) / 2.0
     g = np.exp(-(t**2) / (2.0 * sigma**2))
     k = np.outer(g, g)
@@ -193,6 +206,15 @@ class BlurSubsampleOperator(LinearOperator):
     With :meth:`from_scale_factor` this is the forward model ``S H`` of
     :class:`otinverse.WPPRestorer` (without its noise): a (4s)×(4s) Gaussian kernel with
     σ = s/2. Output sides are ``(n − k)//s + 1``.
+
+    Parameters
+    ----------
+    kernel : array-like of shape (kh, kw)
+        The blur ``k``, used as given (not normalised); it must fit in the image.
+    stride : int
+        The subsampling factor ``s`` (at least 1).
+    image_shape : (int, int)
+        Shape of ``x``; ``y`` has shape ``((h − kh)//s + 1, (w − kw)//s + 1)``.
     """
 
     def __init__(self, kernel, stride: int, image_shape):
@@ -252,6 +274,22 @@ def cartesian_line_mask(
     ``round(center_fraction · n_lines)`` central auto-calibration lines are always sampled and
     further lines are drawn uniformly without replacement until ``round(n_lines / acceleration)``
     lines are sampled (the ×4, 4 % ACS pattern of Sim et al., App. D.1).
+
+    Parameters
+    ----------
+    n_lines : int
+        Number of phase-encoding lines (rows of k-space), at least 2.
+    acceleration : float, default=4.0
+        Undersampling factor (at least 1): about ``n_lines / acceleration`` lines are sampled.
+    center_fraction : float, default=0.04
+        Fraction of the lines, in [0, 1], sampled around DC whatever the draw.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draw of the other lines.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_lines,)
+        True for the sampled lines, in centred order (for :class:`CartesianMaskOperator`).
     """
     n = check_int(n_lines, "n_lines", 2)
     acceleration = check_real(acceleration, "acceleration", low=1.0)
@@ -277,6 +315,14 @@ class CartesianMaskOperator(LinearOperator):
     of ``image_shape`` maps to a complex image returned as ``image_shape + (2,)`` (real,
     imaginary); the adjoint is ``Re(F⁻¹ P_Ω F z)``, so ``adjoint(apply(x))`` is the real part of
     the zero-filled reconstruction.
+
+    Parameters
+    ----------
+    line_mask : ndarray of bool, shape (h,)
+        The sampled phase-encoding lines in centred order, at least one true (see
+        :func:`cartesian_line_mask`).
+    image_shape : (int, int)
+        Shape ``(h, w)`` of the real image ``x``, each side at least 2.
     """
 
     def __init__(self, line_mask, image_shape):

@@ -1,7 +1,7 @@
 """Penalised least squares (PLS) with a known forward operator, without learning.
 
 ``x̂ = argmin_x ‖y − H x‖² + λ R(x)`` (Sim et al., eq. 1, the classical baseline that their
-OT-cycleGAN generalises) for an operator of :mod:`otinverse.operators` and
+OT-cycleGAN generalises) for an operator of :mod:`otinverse.imaging` and
 
 * ``"tv"``: isotropic total variation (forward differences), solved by FISTA (Beck & Teboulle,
   2009) whose proximal step is scikit-image's Chambolle TV denoiser;
@@ -93,11 +93,16 @@ def penalized_least_squares(
 
     Parameters
     ----------
-    measured : array of ``operator.output_shape``
-    operator : :class:`otinverse.operators.LinearOperator`
-    reg : float > 0
-        λ.
+    measured : array-like of shape ``operator.output_shape``
+        One measurement ``y``.
+    operator : otinverse.imaging.LinearOperator
+        The known forward model ``H``.
+    reg : float
+        λ, positive.
     regularizer : {"tv", "l2", "gradient_l2"}, default="tv"
+        ``R``: isotropic total variation (FISTA with Chambolle's TV prox, which needs
+        scikit-image), ``‖x‖²`` or ``‖∇x‖²`` (both by conjugate gradients on the normal
+        equations).
     max_iter : int, default=300
         FISTA iterations (``"tv"``) or conjugate-gradient iterations.
     tol : float, default=1e-5
@@ -105,11 +110,15 @@ def penalized_least_squares(
         Not reaching it raises a :class:`~sklearn.exceptions.ConvergenceWarning`.
     tv_max_iter : int, default=50
         Iterations of each Chambolle proximal step.
+
+    Returns
+    -------
+    ndarray of shape ``operator.input_shape``
+        The estimate ``x̂`` (float64).
     """
     if not isinstance(operator, LinearOperator):
         raise InvalidArgumentError(
-            "operator: expected an otinverse.operators.LinearOperator, "
-            f"got {type(operator).__name__}"
+            f"operator: expected an otinverse.imaging.LinearOperator, got {type(operator).__name__}"
         )
     measured = operator._check(measured, "measured", operator.output_shape)
     if measured.shape != tuple(operator.output_shape):

@@ -59,7 +59,9 @@ DATA_WEIGHT_PATCHES = 635**2
 class WPPRestoration:
     """One restoration by :meth:`WPPRestorer.restore`: the image and the diagnostics of the run.
 
-    Attributes
+    Each parameter is an attribute of the same name.
+
+    Parameters
     ----------
     image : ndarray
         The restored image.

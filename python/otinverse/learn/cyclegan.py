@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._core import InvalidArgumentError
-from .._validation import as_float_array
+from .._validation import ValidatedParams, as_float_array
 from ..imaging import (
     BlurSubsampleOperator,
     CartesianMaskOperator,
@@ -109,8 +109,10 @@ def _crop(items, rows, cols, patch):
     return jax.vmap(one)(items, rows, cols)
 
 
-class _UNetRestorerBase(BaseEstimator):
-    """Shared machinery: validation, training geometry, the loop, predict, save/load."""
+class _UNetRestorerBase(ValidatedParams, BaseEstimator):
+    """Shared machinery: validation (a bad hyper-parameter raises
+    :class:`otinverse.InvalidArgumentError` naming it, as every estimator of the package), training
+    geometry, the loop, predict, save/load."""
 
     _parameter_constraints: ClassVar[dict] = {
         "operator": [LinearOperator],
@@ -292,10 +294,10 @@ class OTCycleGANRestorer(_UNetRestorerBase):
 
     Parameters
     ----------
-    operator : otinverse.operators.LinearOperator
-        The known forward model ``H`` (:class:`~otinverse.operators.ConvolutionOperator`,
-        :class:`~otinverse.operators.BlurSubsampleOperator`,
-        :class:`~otinverse.operators.CartesianMaskOperator`).
+    operator : otinverse.imaging.LinearOperator
+        The known forward model ``H`` (:class:`~otinverse.imaging.ConvolutionOperator`,
+        :class:`~otinverse.imaging.BlurSubsampleOperator`,
+        :class:`~otinverse.imaging.CartesianMaskOperator`).
     unet_width, unet_depth : int, default=16, 2
         Channels of the U-Net's first level (doubling per level) and number of poolings.
     critic_width, critic_depth : int, default=16, 3
@@ -485,8 +487,46 @@ class SupervisedUNetRestorer(_UNetRestorerBase):
     """The same generator as :class:`OTCycleGANRestorer` trained on **paired** data with the
     loss ``mean|G(y) − x|`` (the supervised upper bound of Sim et al., Tables 1–2).
 
-    Parameters are those of :class:`OTCycleGANRestorer` that concern the generator and the
-    optimisation. ``history_["l1"]`` holds the training loss per update.
+    ``fit(measured, images)`` takes pairs (``measured[i]`` is the measurement of ``images[i]``);
+    ``predict(measured)`` returns ``G(y)``.
+
+    Parameters
+    ----------
+    operator : otinverse.imaging.LinearOperator
+        The known forward model ``H`` (:class:`~otinverse.imaging.ConvolutionOperator`,
+        :class:`~otinverse.imaging.BlurSubsampleOperator`,
+        :class:`~otinverse.imaging.CartesianMaskOperator`); the generator works on the
+        image-domain view of ``y`` it defines.
+    unet_width : int, default=16
+        Channels of the U-Net's first level (doubling per level).
+    unet_depth : int, default=2
+        Number of poolings of the U-Net (0 to 6).
+    learning_rate : float, default=1e-4
+        Adam's step (β = (0.5, 0.9), as for the OT-cycleGAN).
+    lr_schedule : {"constant", "linear"}, default="constant"
+        ``"linear"``: constant for the first half, then linearly to zero (Sim et al., App. D.2.1).
+    batch_size : int, default=4
+        Pairs per update.
+    patch_size : int or None, default=None
+        Side of random square crops taken at the same place in an image and its measurement
+        (``None``: whole images); for blur + subsampling it must be ``k + s·m``, the MRI operator
+        needs whole images.
+    max_iter : int, default=1000
+        Generator updates.
+    random_state : int, RandomState or None, default=None
+        Seeds the initialisation and the sampling; an int makes ``fit`` reproducible.
+    verbose : int, default=0
+        Shows a tqdm bar with the loss.
+
+    Attributes
+    ----------
+    generator_params_ : dict
+        Trained Flax parameters of the U-Net (NumPy arrays).
+    history_ : dict of ndarray
+        ``"l1"``: the training loss ``mean|G(y) − x|`` of each update's batch, shape
+        ``(max_iter,)``.
+    n_iter_ : int
+        Updates run (``max_iter``).
     """
 
     def __init__(

@@ -247,7 +247,7 @@ def sinkhorn_loss(
     reach : float, (float or None, float or None), or None
         KL relaxation ρ of the marginals (POT's ``reg_m``, cost units): one number relaxes both,
         a pair relaxes each side (``None`` keeps it exact), ``None`` gives balanced OT.
-    max_iter, tol, eps_scaling, kernel
+    max_iter, tol, eps_scaling, kernel : int, float, float or None, str
         As in :func:`otinverse.sinkhorn_points` (``"auto"`` picks the stored, online or
         truncated multiscale kernel). The gradient in the points is computed on the online
         kernel, O(n m d) time and O(n + m) memory.

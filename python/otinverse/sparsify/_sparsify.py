@@ -382,8 +382,24 @@ def _sparsify_dense(
 
 
 def count_peaks(image, threshold=0.75, connectivity=8):
-    """Number of connected components of ``image > threshold · max(image)`` (paper §VI: the rank
-    of H₀ of the super-level set), with 4- or 8-connectivity (``scipy.ndimage.label``)."""
+    """Number of connected components of ``image > threshold · max(image)`` (Rawson & Hultgren,
+    §VI: the rank of H₀ of the super-level set), counted by ``scipy.ndimage.label``.
+
+    Parameters
+    ----------
+    image : array-like of shape (h, w)
+        A non-negative image with a positive maximum (e.g. a sparse approximation of
+        :class:`EntropicSparsifier`).
+    threshold : float, default=0.75
+        Level of the super-level set as a fraction of the image's maximum, in ``[0, 1)``.
+    connectivity : {4, 8}, default=8
+        Pixels touching by an edge (4) or also by a corner (8) belong to one component.
+
+    Returns
+    -------
+    int
+        The number of peaks (connected components above the level).
+    """
     img = as_float_array(image, "image", ndim=2)
     if (img < 0).any():
         raise InvalidArgumentError(f"image: pixels must be non-negative, found {img.min()}")

@@ -21,8 +21,27 @@ __all__ = ["BinnedResult", "BootstrapResult", "bootstrap"]
 
 @dataclass(frozen=True)
 class BinnedResult:
-    """A binned unfolded result: ``edges``, ``values`` (nominal), ``std``, ``cov``, ``corr``
-    over the bootstrap replicas, and the binned ``replicas`` (n_replicas, n_bins)."""
+    """A binned unfolded result with its bootstrap uncertainties (from
+    :meth:`BootstrapResult.histogram` or :func:`closure_test`).
+
+    Each parameter is an attribute of the same name; values are in events per bin (or a
+    density, as asked).
+
+    Parameters
+    ----------
+    edges : ndarray of shape (n_bins + 1,)
+        Bin edges of the observable.
+    values : ndarray of shape (n_bins,)
+        The nominal fit, binned.
+    std : ndarray of shape (n_bins,)
+        Standard deviation per bin over the replicas (zeros without replicas).
+    cov : ndarray of shape (n_bins, n_bins)
+        Covariance of the bins over the replicas.
+    corr : ndarray of shape (n_bins, n_bins)
+        Correlation matrix (NaN where a bin has no spread).
+    replicas : ndarray of shape (n_replicas, n_bins)
+        The binned replicas.
+    """
 
     edges: np.ndarray
     values: np.ndarray
@@ -51,10 +70,21 @@ def _fit_replica(estimator, problem, source, seed):
 
 
 class BootstrapResult:
-    """Nominal fit and bootstrap replicas of the unfolded weights.
+    """Nominal fit and bootstrap replicas of the unfolded weights (returned by
+    :func:`bootstrap`).
 
-    Attributes: ``estimator`` (the nominal fit), ``replicas`` (n_replicas, L) weights in
-    events, ``source`` (``"data"`` or ``"mc"``), ``seeds``.
+    Each parameter is an attribute of the same name.
+
+    Parameters
+    ----------
+    estimator : OTUnfolder or RichardsonLucyUnfolder
+        The nominal fit.
+    replicas : ndarray of shape (n_replicas, L)
+        Unfolded weights of the ``L`` gen points, in events, one row per replica.
+    source : {"data", "mc"}
+        What the replicas resampled: the measured events or the MC events and fakes.
+    seeds : list of numpy.random.SeedSequence
+        The stream of each replica.
     """
 
     def __init__(self, estimator, replicas, source, seeds):
@@ -154,16 +184,38 @@ def bootstrap(
     progress=True,
     **fit_kwargs,
 ):
-    """Fits ``estimator`` (an :class:`OTUnfolder` or :class:`RichardsonLucyUnfolder`) to
-    ``measured`` with ``fit_kwargs`` (``gen``, ``reco``, ... as ``fit``), then ``n_replicas``
-    refits with Poisson(1) weights on the measured events (``source="data"``) or on the MC
-    samples and fakes (``source="mc"``). Replica ``i`` draws from the stream
-    ``SeedSequence(random_state).spawn(n_replicas)[i]``, so the same seed gives the same
-    replicas serially and on Dask.
+    """Fits ``estimator`` to ``measured``, then ``n_replicas`` refits with Poisson(1) weights on
+    the measured events (``source="data"``) or on the MC samples and fakes (``source="mc"``).
 
-    ``client``: None (serial), a ``distributed.Client``, or a scheduler address (a client is
-    opened and closed around the run). ``progress``: a tqdm bar over the replicas.
-    Returns a :class:`BootstrapResult`.
+    Replica ``i`` draws from the stream ``SeedSequence(random_state).spawn(n_replicas)[i]``, so
+    the same seed gives the same replicas serially and on Dask.
+
+    Parameters
+    ----------
+    estimator : OTUnfolder or RichardsonLucyUnfolder
+        The unfolding to run (cloned; left unfitted).
+    measured : array-like or hist.Hist
+        The measured events, as ``fit`` takes them (a histogram only with ``source="mc"``: the
+        data bootstrap resamples events).
+    n_replicas : int, default=100
+        Number of replicas (at least 2).
+    source : {"data", "mc"}, default="data"
+        Which statistics the replicas resample.
+    random_state : int, default=0
+        Seed of the replicas' streams.
+    client : distributed.Client, str or None, default=None
+        ``None`` runs the replicas serially; a client, or a scheduler address (a client is
+        opened and closed around the run), runs them on Dask.
+    progress : bool, default=True
+        Shows a tqdm bar over the replicas.
+    **fit_kwargs
+        The other arguments of the estimator's ``fit`` (``gen``, ``reco``, ``fakes``, weights,
+        ...).
+
+    Returns
+    -------
+    BootstrapResult
+        The nominal fit and the replicas' unfolded weights.
     """
     n_replicas = check_int(n_replicas, "n_replicas", 2)
     check_option(source, "source", {"data", "mc"})

@@ -34,11 +34,29 @@ __all__ = ["ClosureResult", "ScanResult", "closure_test", "scan"]
 
 @dataclass(frozen=True)
 class ClosureResult:
-    """A closure test: the binned unfolded pseudo-data ``unfolded`` (:class:`BinnedResult`,
-    with bootstrap errors when replicas were asked for), the binned ``truth``, and summary
-    numbers over the bins: ``bias2`` Σ (ŝ − t)², ``variance`` Σ Var(ŝ) (0 without replicas),
-    ``bias2_corrected`` (bias² − variance), ``mse`` (bias² + variance) and ``chi2``
-    Σ (ŝ − t)²/Var(ŝ) over bins with a positive variance (NaN without replicas)."""
+    """A closure test (returned by :func:`closure_test`): the unfolded pseudo-data against the
+    known truth, binned, with sums over the bins ``b`` of the unfolded ``ŝ_b`` and truth ``t_b``.
+
+    Each parameter is an attribute of the same name; ``ratio`` is unfolded / truth per bin.
+
+    Parameters
+    ----------
+    unfolded : BinnedResult
+        The binned unfolded pseudo-data, with bootstrap errors when replicas were asked for.
+    truth : ndarray of shape (n_bins,)
+        The binned truth, in events.
+    bias2 : float
+        Σ_b (ŝ_b − t_b)².
+    variance : float
+        Σ_b Var(ŝ_b) over the replicas (0 without replicas).
+    bias2_corrected : float
+        ``bias2 − variance``.
+    mse : float
+        ``bias2 + variance``.
+    chi2 : float
+        Σ_b (ŝ_b − t_b)²/Var(ŝ_b) over the bins with a positive variance (NaN without
+        replicas).
+    """
 
     unfolded: BinnedResult
     truth: np.ndarray
@@ -82,12 +100,41 @@ def closure_test(
     progress=False,
     **fit_kwargs,
 ):
-    """Unfolds ``pseudo_data`` (detector-level events with weights ``pseudo_data_weight``) with
-    ``estimator`` and the MC in ``fit_kwargs`` (``gen``, ``reco``, ``fakes``, ...), bins the
-    result and the known ``truth`` (gen-level events with ``truth_weight``, in the same units:
-    events) in ``bins`` of ``observable`` (gen points → (n,); default the first coordinate),
-    with ``n_replicas`` bootstrap replicas of the pseudo-data for the variance (0: none).
-    Returns a :class:`ClosureResult`."""
+    """Unfolds pseudo-data whose truth is known and compares the binned result with that truth.
+
+    Parameters
+    ----------
+    estimator : OTUnfolder or RichardsonLucyUnfolder
+        The unfolding to test (cloned; left unfitted).
+    pseudo_data : array-like
+        Detector-level events to unfold, as ``fit``'s ``measured``.
+    truth : array-like of shape (n,) or (n, d)
+        Their known gen-level events.
+    bins : int or array-like
+        Bins of the observable, as :func:`numpy.histogram`'s (the truth is binned in the edges
+        of the unfolded result).
+    observable : callable or None, default=None
+        Maps gen points ``(n, d)`` to ``(n,)`` values to bin; ``None``: the first coordinate.
+    pseudo_data_weight : array-like of shape (n_pseudo,) or None, default=None
+        Weights of the pseudo-data events (``None``: 1 each).
+    truth_weight : array-like of shape (n,) or None, default=None
+        Weights of the truth events, in the same units as the pseudo-data (events).
+    n_replicas : int, default=20
+        Bootstrap replicas of the pseudo-data for the variance (0: none, one fit).
+    random_state : int, default=0
+        Seed of the replicas (see :func:`bootstrap`).
+    client : distributed.Client, str or None, default=None
+        Runs the replicas on Dask (see :func:`bootstrap`).
+    progress : bool, default=False
+        Shows a tqdm bar over the replicas.
+    **fit_kwargs
+        The MC for ``fit``: ``gen``, ``reco``, ``fakes``, their weights, ...
+
+    Returns
+    -------
+    ClosureResult
+        The binned unfolded result and truth and the bias², variance, MSE and χ² over the bins.
+    """
     if n_replicas:
         boot = bootstrap(
             estimator,
@@ -126,8 +173,25 @@ def closure_test(
 
 @dataclass(frozen=True)
 class ScanResult:
-    """A scan of ``param`` over ``values``: per value ``bias2``, ``variance``, ``mse`` (arrays)
-    and the :class:`ClosureResult` s in ``closures``; ``best`` is the value of least MSE."""
+    """A scan of one hyper-parameter (returned by :func:`scan`).
+
+    Each parameter is an attribute of the same name; ``best`` is the value of least MSE.
+
+    Parameters
+    ----------
+    param : str
+        The hyper-parameter scanned.
+    values : list
+        Its values, in the order given.
+    bias2 : ndarray of shape (n_values,)
+        The closure tests' squared bias per value.
+    variance : ndarray of shape (n_values,)
+        Their bootstrap variance per value.
+    mse : ndarray of shape (n_values,)
+        ``bias2 + variance`` per value.
+    closures : list of ClosureResult
+        The closure test at each value.
+    """
 
     param: str
     values: list
@@ -142,10 +206,33 @@ class ScanResult:
 
 
 def scan(estimator, param, values, pseudo_data, truth, *, bins, **closure_kwargs):
-    """Closure tests (:func:`closure_test`, same keyword arguments) of ``estimator`` with the
-    hyper-parameter ``param`` set to each of ``values`` (e.g. ``"max_iter"`` or ``"reg"``); the
-    same bootstrap seeds at every value, so differences are not noise of the
-    replicas. Returns a :class:`ScanResult`; see the module docs for how to choose."""
+    """Closure tests of ``estimator`` with the hyper-parameter ``param`` set to each of
+    ``values``, with the same bootstrap seeds at every value, so that differences are not noise
+    of the replicas. See the module docs for how to choose.
+
+    Parameters
+    ----------
+    estimator : OTUnfolder or RichardsonLucyUnfolder
+        The unfolding (cloned per value).
+    param : str
+        A parameter of ``estimator`` (e.g. ``"max_iter"`` or ``"reg"``).
+    values : iterable
+        The values to try, at least one.
+    pseudo_data : array-like
+        Detector-level events to unfold, as in :func:`closure_test`.
+    truth : array-like of shape (n,) or (n, d)
+        Their known gen-level events.
+    bins : int or array-like
+        Bins of the observable, as in :func:`closure_test`.
+    **closure_kwargs
+        The other keyword arguments of :func:`closure_test` (the MC, weights, ``n_replicas``,
+        ...).
+
+    Returns
+    -------
+    ScanResult
+        The bias², variance and MSE per value, and the closure tests.
+    """
     values = list(values)
     if not values:
         raise InvalidArgumentError("values: give at least one value to scan")

@@ -133,13 +133,26 @@ def _smoothed_mean(gen, values, weight, bandwidth=None):
 def smoothed_efficiency(gen, reconstructed, total, *, bandwidth=None):
     """Efficiency ε(x_k) of every gen point by local-linear kernel regression (module docs).
 
-    ``gen`` (L, d) the gen points; ``reconstructed`` and ``total`` (L,) the MC weight of each
-    point's reconstructed samples and of all its samples (event weights × sample weights).
-    ``bandwidth``: the Gaussian kernel's width in units of each axis' standard deviation of the
-    gen points (default Scott's rule, L^(−1/(d+4))). Returns ε (L,) clipped to [0, 1]; points
-    with a reconstructed sample get at least 0.01 (they are observed), and a fully reconstructed
-    MC keeps ε = 1 exactly. For d ≤ 3 the fit runs on a grid of spacing ≤ h/8 (binned local-linear
-    regression, O(L) — 10⁶ events in about a second), beyond on the points (O(L²)).
+    For d ≤ 3 the fit runs on a grid of spacing ≤ h/8 (binned local-linear regression, O(L) —
+    10⁶ events in about a second), beyond on the points (O(L²)).
+
+    Parameters
+    ----------
+    gen : array-like of shape (L,) or (L, d)
+        The gen points.
+    reconstructed : array-like of shape (L,)
+        MC weight of each point's reconstructed samples (event weights × sample weights).
+    total : array-like of shape (L,)
+        MC weight of all its samples.
+    bandwidth : float or None, default=None
+        Width of the Gaussian kernel in units of each axis' standard deviation of the gen
+        points; ``None``: Scott's rule, ``L^(−1/(d+4))``.
+
+    Returns
+    -------
+    ndarray of shape (L,)
+        The efficiency ε, clipped to [0, 1]; points with a reconstructed sample get at least
+        0.01 (they are observed), and a fully reconstructed MC keeps ε = 1 exactly.
     """
     gen = np.asarray(gen, dtype=float).reshape(len(gen), -1)
     reconstructed = np.asarray(reconstructed, dtype=float)

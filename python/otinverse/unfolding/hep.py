@@ -151,12 +151,26 @@ def hist_counts(h, name, axis=None, axis_name=""):
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnfoldedHist:
-    """A binned unfolded result. ``hist``: a ``hist.Hist`` with ``Weight()`` storage (values in
-    events; variances the diagonal of the covariance, flow bins included); ``covariance``
-    (n_bins, n_bins) over the in-range bins of ``hist`` flattened in C order over ``axes`` (its
-    axes' names, recorded); ``errors``: where they come from (``"bootstrap (data)"`` or
-    ``"bootstrap (mc)"``, RooUnfold's toys; ``"propagated"``, its ``kCovariance``; or
-    ``"none"``: NaN variances — bootstrap the fit)."""
+    """A binned unfolded result as a ``hist`` histogram with its covariance (the estimators' and
+    :class:`BootstrapResult`'s ``to_hist``; needs the ``hep`` extra).
+
+    Each parameter is an attribute of the same name; ``values``, ``std`` and ``correlation``
+    are derived from them.
+
+    Parameters
+    ----------
+    hist : hist.Hist
+        ``Weight()`` storage: values in events, variances the diagonal of the covariance (flow
+        bins included).
+    covariance : ndarray of shape (n_bins, n_bins)
+        Over the in-range bins of ``hist``, flattened in C order over its axes.
+    axes : tuple of str
+        The names of ``hist``'s axes, in that order.
+    errors : str
+        Where the errors come from: ``"bootstrap (data)"`` or ``"bootstrap (mc)"`` (RooUnfold's
+        toys), ``"propagated"`` (its ``kCovariance``), or ``"none"`` (NaN variances: bootstrap
+        the fit).
+    """
 
     hist: object
     covariance: np.ndarray

@@ -99,13 +99,31 @@ def _draw_points(ax, x, edges, values, errors, labels):
 def plot_unfolded(
     results, truth=None, *, labels=None, truth_label="truth", ratio_ylim=(0.0, 2.0), axes=None
 ):
-    """Unfolded binned results (module docs; one, or a list with the same edges) as points with
-    error bars, ``truth`` (counts in the same bins, or a histogram) as a step line, and below a
+    """Unfolded binned results as points with error bars, the truth as a step line, and below a
     ratio panel (unfolded / truth, or / the first result without truth).
 
-    ``ratio_ylim``: the ratio panel's range (None: matplotlib's, which a nearly empty truth bin
-    stretches). ``axes``: a pair (main, ratio) to draw into; default a new figure (in mplhep's
-    ROOT style when mplhep is installed). Returns (main, ratio).
+    Parameters
+    ----------
+    results : BinnedResult, UnfoldedHist, hist.Hist or list of them
+        One binned result, or several with the same edges (drawn side by side in each bin); the
+        error bars are their standard deviations.
+    truth : array-like of shape (n_bins,), hist.Hist, UnfoldedHist or None, default=None
+        The truth in the same bins (events per bin), or a histogram of it.
+    labels : list of str or None, default=None
+        Legend entries of ``results`` (default ``"unfolded"``, or ``"unfolded i"``).
+    truth_label : str, default="truth"
+        Legend entry of the truth, also the ratio panel's denominator label.
+    ratio_ylim : (float, float) or None, default=(0.0, 2.0)
+        The ratio panel's range (``None``: matplotlib's, which a nearly empty truth bin
+        stretches).
+    axes : (matplotlib.axes.Axes, matplotlib.axes.Axes) or None, default=None
+        A pair (main, ratio) to draw into; ``None``: a new figure (in mplhep's ROOT style when
+        mplhep is installed).
+
+    Returns
+    -------
+    (matplotlib.axes.Axes, matplotlib.axes.Axes)
+        The main and the ratio panel.
     """
     with _style(axes is None):
         return _plot_unfolded(results, truth, labels, truth_label, ratio_ylim, axes)
@@ -146,9 +164,22 @@ def _plot_unfolded(results, truth, labels, truth_label, ratio_ylim, axes):
 
 
 def plot_correlation(result, *, ax=None, cmap="RdBu_r"):
-    """The correlation matrix of a :class:`BinnedResult` or
-    :class:`~otinverse.unfolding.hep.UnfoldedHist` (bins × bins, colour in [−1, 1]) with a colour
-    bar. Returns the Axes."""
+    """The bin-to-bin correlation matrix of a binned result, colour in [−1, 1], with a colour bar.
+
+    Parameters
+    ----------
+    result : BinnedResult or UnfoldedHist
+        A result with a covariance (a plain ``hist.Hist`` has none: ``TypeError``).
+    ax : matplotlib.axes.Axes or None, default=None
+        Where to draw; ``None``: a new figure.
+    cmap : str or matplotlib.colors.Colormap, default="RdBu_r"
+        The colour map (a diverging one centred on 0).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -166,8 +197,24 @@ def plot_correlation(result, *, ax=None, cmap="RdBu_r"):
 
 
 def plot_scan(scan_result, *, ax=None, logx=None):
-    """Squared bias, variance and MSE of a :class:`~otinverse.unfolding.closure.ScanResult`
-    against the scanned values, the least MSE marked. Returns the Axes."""
+    """Squared bias, variance and MSE of a regularisation scan against the scanned values, on a
+    logarithmic y axis, the least MSE marked.
+
+    Parameters
+    ----------
+    scan_result : ScanResult
+        The result of :func:`scan`.
+    ax : matplotlib.axes.Axes or None, default=None
+        Where to draw; ``None``: a new figure.
+    logx : bool or None, default=None
+        Logarithmic x axis; ``None``: when the values are positive and span more than a factor
+        50.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn into.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -72,10 +72,27 @@ class _Events:
 
 @dataclass(frozen=True)
 class BinnedResponse:
-    """A binned response: ``counts`` (n_reco, n_gen) of the filled events, ``truth`` (n_gen,)
-    every MC event's truth (fills and misses), ``measured`` (n_reco,) every reconstructed MC event
-    (fills and fakes), ``fakes`` (n_reco,), and the bin edges. Events outside the reco bins count
-    as misses (RooUnfold's default), outside the gen bins are dropped."""
+    """A binned response (from :meth:`Response.binned`, or built directly), in summed MC
+    weights.
+
+    Events outside the reco bins count as misses (RooUnfold's default), outside the gen bins are
+    dropped. Each parameter is an attribute of the same name.
+
+    Parameters
+    ----------
+    reco_edges : ndarray of shape (n_reco + 1,)
+        Edges of the detector-level bins.
+    gen_edges : ndarray of shape (n_gen + 1,)
+        Edges of the gen-level bins.
+    counts : ndarray of shape (n_reco, n_gen)
+        The filled events (reconstructed, with a truth), per (reco bin, gen bin).
+    truth : ndarray of shape (n_gen,)
+        Every MC event's truth: fills and misses.
+    measured : ndarray of shape (n_reco,)
+        Every reconstructed MC event: fills and fakes.
+    fakes : ndarray of shape (n_reco,)
+        The fakes (reconstructed without a truth).
+    """
 
     reco_edges: np.ndarray
     gen_edges: np.ndarray

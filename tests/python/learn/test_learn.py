@@ -10,6 +10,7 @@ os.environ.setdefault(
 )
 
 import numpy as np
+import otinverse
 import pytest
 
 jax = pytest.importorskip("jax")
@@ -28,6 +29,7 @@ from otinverse.learn import OTCycleGANRestorer, SupervisedUNetRestorer  # noqa: 
 from otinverse.learn.losses import critic_loss, cycle_losses, gradient_penalty  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 # Identical programs (the reproducibility re-fit) are compiled once per session.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="otinverse-xla-"))
@@ -157,3 +159,29 @@ def test_bad_inputs():
         OTCycleGANRestorer(mri, patch_size=8).fit(mri.apply(images), images)
     with pytest.raises(ValueError, match=r"images:.*pairs"):
         SupervisedUNetRestorer(op).fit(measured, images[:3])
+
+
+BAD_HYPER_PARAMETERS = [
+    (OTCycleGANRestorer, "n_critic", 0),
+    (OTCycleGANRestorer, "critic_depth", 7),
+    (OTCycleGANRestorer, "gp_weight", -1.0),
+    (OTCycleGANRestorer, "adversarial_weight", "large"),
+    (SupervisedUNetRestorer, "unet_depth", 7),
+    (SupervisedUNetRestorer, "unet_width", 0),
+    (SupervisedUNetRestorer, "learning_rate", 0.0),
+    (SupervisedUNetRestorer, "lr_schedule", "cosine"),
+    (SupervisedUNetRestorer, "batch_size", 1.5),
+    (SupervisedUNetRestorer, "max_iter", 0),
+]
+
+
+@pytest.mark.parametrize(("estimator", "name", "value"), BAD_HYPER_PARAMETERS)
+def test_bad_hyper_parameter_raises_the_package_error_naming_it(estimator, name, value):
+    # The package's one error type for a bad hyper-parameter (a ValueError), not scikit-learn's
+    # InvalidParameterError; raised by fit and by load_weights before any network is built.
+    op, measured, images = _blur_problem()
+    est = estimator(op, max_iter=1).set_params(**{name: value})
+    for call in (lambda: est.fit(measured, images), lambda: est.load_weights("unused.npz")):
+        with pytest.raises(otinverse.InvalidArgumentError, match=rf"'{name}' parameter") as info:
+            call()
+        assert not isinstance(info.value, InvalidParameterError)
