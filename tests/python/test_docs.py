@@ -11,10 +11,6 @@ whether a reader finds what a name takes and returns:
 * PR05, PR07, PR08, RT03 (a parameter's type ends with a period, has a description starting
   with a capital letter, a returned value has a description): the compact house style states
   the type and the meaning on one line.
-
-``INCOMPLETE`` lists the names whose docstrings still lack a numpydoc ``Parameters`` (PR01) or
-``Returns`` (RT01) section; it may only shrink: a listed name that passes fails the test, so
-that the list is updated when a docstring is fixed.
 """
 
 import importlib
@@ -29,15 +25,6 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate", reason="needs the d
 
 IGNORED_CHECKS = {"SA01", "EX01", "ES01", "SS05", "SS06", "GL02", "PR05", "PR07", "PR08", "RT03"}
 
-
-#: name → the checks it still fails (see the module docstring): the list only shrinks. Left:
-#: the names of ``unfolding/estimators.py``, whose docstrings are rewritten with that module.
-INCOMPLETE: dict[str, set[str]] = {
-    "otinverse.unfolding.OTUnfolder": {"PR01"},
-    "otinverse.unfolding.RichardsonLucyUnfolder": {"PR01"},
-    "otinverse.unfolding.UnfoldingProblem": {"PR01"},
-    "otinverse.unfolding.richardson_lucy": {"PR01", "RT01"},
-}
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 sys.path.insert(0, str(DOCS))
@@ -84,8 +71,4 @@ def test_docstring_is_valid_numpydoc(name):
         for code, message in numpydoc_validate.validate(_doc_object(name))["errors"]
         if code not in IGNORED_CHECKS
     }
-    known = INCOMPLETE.get(name, set())
-    unexpected = {c: m for c, m in errors.items() if c not in known}
-    assert not unexpected, f"{name}: {unexpected}"
-    fixed = known - set(errors)
-    assert not fixed, f"{name} now passes {sorted(fixed)}: remove it from INCOMPLETE"
+    assert not errors, f"{name}: {errors}"

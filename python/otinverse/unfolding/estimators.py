@@ -70,8 +70,34 @@ __all__ = ["OTUnfolder", "RichardsonLucyUnfolder", "richardson_lucy"]
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnfoldingProblem:
-    """A coerced unfolding problem. ``points`` are the detector points: L·M sample rows (NaN =
-    not reconstructed) when ``response`` is None, else the m rows of ``response``."""
+    """A coerced unfolding problem: the arrays ``fit`` passes to the core (module docs).
+
+    Parameters
+    ----------
+    gen : ndarray of shape (L, d_gen)
+        The MC's gen points.
+    points : ndarray of shape (L·M, d) or (m, d)
+        The detector points: L·M sample rows (NaN = not reconstructed) when ``response`` is
+        None, else the m rows of ``response``.
+    per_point : int
+        M, the detector samples per gen point (1 with an explicit response).
+    response : ndarray of shape (m, L) or None
+        An explicit response, column sums = efficiencies.
+    gen_weight : ndarray of shape (L,) or None
+        MC event weights.
+    sample_weight : ndarray of shape (L, M) or None
+        Per-sample weights (a bootstrap replica's MC factors).
+    measured : ndarray of shape (n, d)
+        The measured events.
+    measured_weight : ndarray of shape (n,)
+        Their weights.
+    fakes : ndarray of shape (f, d) or None
+        Detector-level events without a gen counterpart.
+    fake_weight : ndarray of shape (f,) or None
+        Their weights, in the units of ``measured_weight``.
+    prior : ndarray of shape (L,) or None
+        A truth-level prior per gen point (default the MC weights).
+    """
 
     gen: np.ndarray
     points: np.ndarray
@@ -466,8 +492,11 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     ----------
     reg : ε of eq. (21), relative to the cost scale (``cost_normalization="max"`` divides the cost
         by its maximum, as the paper's reference code, so the paper's ε = 3e-5 means the same).
-    reg_init : ε_init of the classical Sinkhorn warm start (eq. 26–27); ``n_init_iter`` iterations.
+    reg_init : ε_init of the classical Sinkhorn warm start (eq. 26–27).
     p : cost exponent, ``C = |y − y'|^p``.
+    cost_normalization : ``"max"`` divides the cost by its maximum before ``reg`` and
+        ``reg_init`` apply (the paper's reference code); ``"none"`` keeps raw cost units.
+    n_init_iter : iterations of the warm start.
     max_iter : outer iterations (exactly, when ``tol`` is None; at most otherwise). With ``reg``,
         the iteration count regularises the result: use :func:`otinverse.unfolding.scan` to
         choose them.
@@ -480,6 +509,8 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         events the DR fit ends +1.8 % in the total and 7× the exact fit's distance to the truth
         (0.27 against 0.039, ``benches/bench_unfolding.py realistic``); on the paper's problems
         both reach the same W2² and the exact projection is faster.
+    dr_iter : Douglas–Rachford steps per projection (eq. 28; the paper's 25).
+    dr_step : Douglas–Rachford step size τ (eq. 28; the paper's 1e-3).
     kernel : how the two log-sum-exps of eq. (25) are evaluated: ``"online"`` (m·n exponentials
         per pass, exact), ``"truncated"`` (a stabilized kernel that stores only the entries above
         e^−32 of the plan's band, Schmitzer 2019; rows or columns whose truncation bound fails are
@@ -864,9 +895,38 @@ class RichardsonLucyUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     are shared among its gen points — reconstructed or not — by their MC weights. One cause per
     gen point needs a dense (bins × gen points) matrix; past 2 GiB it raises ``MemoryError``.
 
-    ``efficiency`` and ``efficiency_bandwidth``: as :class:`OTUnfolder`, for one cause per gen
-    point (the smoothed efficiency rescales each gen point's column of the binned response);
-    truth bins use the efficiency histogram. ``n_iter`` is the deprecated name of ``max_iter``.
+    Parameters
+    ----------
+    n_bins : int or sequence of int
+        Reco bins per axis (one int for every axis, or one per axis).
+    max_iter : int
+        Iterations (at most, with ``ts``).
+    eps_bin : float
+        The perturbation ε_bin of ``R̄`` and ``ν̄`` (the paper's 1e-40).
+    track_w2 : bool
+        Also record the exact W2²(ν_σ, ν) after every iteration.
+    bin_range : array-like of shape (2,) or (d, 2), optional
+        (low, high) of the reco bins per axis; default the range of the reconstructed response
+        points.
+    efficiency : {"kernel", "sample"}
+        As :class:`OTUnfolder`, for one cause per gen point (the smoothed efficiency rescales
+        each gen point's column of the binned response); truth bins use the efficiency
+        histogram.
+    efficiency_bandwidth : float, optional
+        As :class:`OTUnfolder`.
+    gen_bins : int or sequence of int, optional
+        Truth bins per axis over the range of the gen points; None: one cause per gen point.
+    ts : {"ks", "chi2"}, optional
+        pyunfold's stopping rule: stop when the test statistic between successive iterations
+        falls below ``ts_stopping``.
+    ts_stopping : float
+        The stopping rule's threshold.
+    cov_type : {"multinomial", "poisson"}, optional
+        Propagate pyunfold's errors into ``covariance_`` and ``mc_covariance_``.
+    verbose : bool
+        tqdm progress bar.
+    n_iter : int
+        Deprecated name of ``max_iter``.
 
     Attributes
     ----------
@@ -1152,8 +1212,41 @@ def richardson_lucy(
     ``background`` histograms on its reco axis and ``prior`` on its gen axis; the result is then
     an :class:`~otinverse.unfolding.hep.UnfoldedHist` on the gen axis.
 
-    Returns the unfolded counts, or with ``full_output=True`` the core's result object
-    (``unfolded``, ``history``, ``ts_values``, ``stat_cov``, ``sys_cov``, ``n_iter``).
+    Parameters
+    ----------
+    response : array-like of shape (n_effects, n_causes) or hist.Hist
+        ``P(effect e | cause c)``.
+    measured : array-like of shape (n_effects,) or hist.Hist
+        Measured counts per effect bin.
+    n_iter : int
+        Iterations (at most, with ``ts``).
+    efficiencies : array-like of shape (n_causes,), optional
+        Default the column sums of ``response``.
+    prior : array-like of shape (n_causes,) or hist.Hist, optional
+        Default uniform; normalised.
+    background : array-like of shape (n_effects,) or hist.Hist, optional
+        Known counts per effect bin (fakes).
+    ts : {"ks", "chi2"}, optional
+        Stopping rule on successive iterations.
+    ts_stopping : float
+        Its threshold.
+    cov_type : {"multinomial", "poisson"}, optional
+        Propagate pyunfold's errors.
+    data_err : array-like of shape (n_effects,), optional
+        Errors of ``measured`` (default √n).
+    response_err : array-like of shape (n_effects, n_causes), optional
+        Errors of ``response``.
+    efficiencies_err : array-like of shape (n_causes,), optional
+        Errors of ``efficiencies``.
+    full_output : bool
+        Return the core's result object instead of the counts.
+
+    Returns
+    -------
+    ndarray of shape (n_causes,), UnfoldedHist or result object
+        The unfolded counts; an :class:`~otinverse.unfolding.hep.UnfoldedHist` for histogram
+        inputs; with ``full_output=True`` the core's result (``unfolded``, ``history``,
+        ``ts_values``, ``stat_cov``, ``sys_cov``, ``n_iter``).
     """
     named = {"prior": prior, "background": background, "data_err": data_err}
     gen_axis = None
