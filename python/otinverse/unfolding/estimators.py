@@ -903,17 +903,9 @@ class RichardsonLucyUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         Iterations (at most, with ``ts``).
     eps_bin : float
         The perturbation ε_bin of ``R̄`` and ``ν̄`` (the paper's 1e-40).
-    track_w2 : bool
-        Also record the exact W2²(ν_σ, ν) after every iteration.
     bin_range : array-like of shape (2,) or (d, 2), optional
         (low, high) of the reco bins per axis; default the range of the reconstructed response
         points.
-    efficiency : {"kernel", "sample"}
-        As :class:`OTUnfolder`, for one cause per gen point (the smoothed efficiency rescales
-        each gen point's column of the binned response); truth bins use the efficiency
-        histogram.
-    efficiency_bandwidth : float, optional
-        As :class:`OTUnfolder`.
     gen_bins : int or sequence of int, optional
         Truth bins per axis over the range of the gen points; None: one cause per gen point.
     ts : {"ks", "chi2"}, optional
@@ -923,6 +915,14 @@ class RichardsonLucyUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         The stopping rule's threshold.
     cov_type : {"multinomial", "poisson"}, optional
         Propagate pyunfold's errors into ``covariance_`` and ``mc_covariance_``.
+    track_w2 : bool
+        Also record the exact W2²(ν_σ, ν) after every iteration.
+    efficiency : {"kernel", "sample"}
+        As :class:`OTUnfolder`, for one cause per gen point (the smoothed efficiency rescales
+        each gen point's column of the binned response); truth bins use the efficiency
+        histogram.
+    efficiency_bandwidth : float, optional
+        As :class:`OTUnfolder`.
     verbose : bool
         tqdm progress bar.
     n_iter : int
