@@ -210,20 +210,26 @@ def realistic_experiment(seed, estimator, n_replicas, n_mc=2000, n_data=1000):
 
 
 def realistic(n_experiments=200, n_replicas=10, name="ot", n_mc=2000):
+    """The table of the module docs, printed every 40 pseudo-experiments and at the end (a long
+    run can be read as it goes)."""
     est = realistic_estimator(name)
     t0 = time.perf_counter()
     rows = []
     for s in range(n_experiments):
         rows.append(realistic_experiment(s, est, n_replicas, n_mc, n_mc // 2))
-        if (s + 1) % 20 == 0:
-            print(f"{s + 1} pseudo-experiments, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        if (s + 1) % 40 == 0 or s + 1 == n_experiments:
+            print(
+                f"\n## {name.upper()}, physics MC layout: {s + 1} pseudo-experiments of {n_mc} MC "
+                f"and {n_mc // 2} expected data events, {n_replicas} + {n_replicas} bootstrap "
+                f"replicas, {time.perf_counter() - t0:.0f} s"
+            )
+            realistic_table(rows)
+            sys.stdout.flush()
+
+
+def realistic_table(rows):
     pulls = np.array([r[0] for r in rows])
     dist, oracle = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    print(
-        f"\n## {name.upper()}, physics MC layout: {n_experiments} pseudo-experiments of {n_mc} MC "
-        f"and {n_mc // 2} expected data events, {n_replicas} + {n_replicas} bootstrap replicas, "
-        f"{time.perf_counter() - t0:.0f} s"
-    )
     print("| quantity | pull mean | pull std |")
     print("|---|---|---|")
     labels = ["total"] + [
