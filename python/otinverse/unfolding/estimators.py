@@ -389,15 +389,10 @@ class _UnfolderMixin:
             return None
         if not np.isnan(p.points[:, 0]).any():  # fully reconstructed: the plain problem
             return None
-        L, M = p.n_gen, p.per_point
-        s = np.ones((L, M)) if p.sample_weight is None else p.sample_weight
-        gw = np.ones(L) if p.gen_weight is None else p.gen_weight
-        reco = ~np.isnan(p.points[:, 0]).reshape(L, M)
+        gw = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
+        reconstructed, total = _sample_weight_sums(p)
         return smoothed_efficiency(
-            p.gen,
-            gw * (s * reco).sum(axis=1),
-            gw * s.sum(axis=1),
-            bandwidth=self.efficiency_bandwidth,
+            p.gen, gw * reconstructed, gw * total, bandwidth=self.efficiency_bandwidth
         )
 
     @property
@@ -737,16 +732,23 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
 _MIN_PRIOR_RATIO = 1e-3
 
 
+def _sample_weight_sums(problem):
+    """Per gen point of a sampled response: the weight of its reconstructed samples and of all
+    its samples (1 per sample unless a bootstrap replica reweighted them)."""
+    L, M = problem.n_gen, problem.per_point
+    s = np.ones((L, M)) if problem.sample_weight is None else problem.sample_weight
+    reco = ~np.isnan(problem.points[:, 0]).reshape(L, M)
+    return (s * reco).sum(axis=1), s.sum(axis=1)
+
+
 def _reconstructed_fraction(problem):
     """The MC weight share of each gen point's samples that is reconstructed (1 for an explicit
     response, whose columns are all observed)."""
     if problem.response is not None:
         return np.ones(problem.n_gen)
-    L, M = problem.n_gen, problem.per_point
-    s = np.ones((L, M)) if problem.sample_weight is None else problem.sample_weight
-    reco = ~np.isnan(problem.points[:, 0]).reshape(L, M)
-    total = s.sum(axis=1)  # 0 for a point whose events a bootstrap replica dropped
-    return np.divide((s * reco).sum(axis=1), total, out=np.zeros(L), where=total > 0)
+    reconstructed, total = _sample_weight_sums(problem)
+    # total is 0 for a point whose events a bootstrap replica dropped.
+    return np.divide(reconstructed, total, out=np.zeros(problem.n_gen), where=total > 0)
 
 
 # ---------------------------------------------------------------------------------------------
