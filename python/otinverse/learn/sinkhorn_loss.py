@@ -246,7 +246,8 @@ def sinkhorn_loss(
         Exponent of the cost ``|x − y|^p`` (1 and 2 are the usual choices).
     reach : float, (float or None, float or None), or None
         KL relaxation ρ of the marginals (POT's ``reg_m``, cost units): one number relaxes both,
-        a pair relaxes each side (``None`` keeps it exact), ``None`` gives balanced OT.
+        a pair relaxes each side (``None`` keeps it exact), ``None`` gives balanced OT. OTT-JAX's
+        ``tau`` is ``ρ / (ρ + ε)``, but OTT's unbalanced problem is not this one (see Notes).
     max_iter, tol, eps_scaling, kernel : int, float, float or None, str
         As in :func:`otinverse.sinkhorn_points` (``"auto"`` picks the stored, online or
         truncated multiscale kernel). The gradient in the points is computed on the online
@@ -264,6 +265,14 @@ def sinkhorn_loss(
     works under ``jit`` and ``vmap`` (a ``vmap`` loops: B problems cost B solves). Values are
     checked eagerly when the inputs are concrete; under ``jit`` a bad value (NaN, negative
     weight) raises from the callback when the compiled function runs.
+
+    On balanced problems the value is OTT-JAX's ``reg_ot_cost``. On unbalanced ones OTT's
+    Sinkhorn regularises with the entropy relative to the counting measure instead of
+    ``a⊗b``: its plan for ``(a, b, tau_a, tau_b)`` is this function's for
+    ``(a^τ_a, b^τ_b, ρ_a, ρ_b)`` with ``ρ = ε τ / (1 − τ)``, and its ``reg_ot_cost`` is the
+    dual objective of this problem evaluated at those potentials, which is not the optimum of
+    either problem. This function's value is POT's ``sinkhorn_unbalanced`` objective (and
+    OTT's solve with marginals ``a^(1/τ_a)``, ``b^(1/τ_b)``, read with this objective).
     """
     problem, x, y, a, b = _prepare(x, y, a, b, reg, p, reach, max_iter, tol, eps_scaling, kernel)
     return _entropic_ot(problem, x, y, a, b)
@@ -302,7 +311,8 @@ def sinkhorn_divergence(
         Exponent of the cost ``|x − y|^p``.
     reach : float, (float or None, float or None), or None
         As in :func:`sinkhorn_loss`; ``OT_ε(a, a)`` uses ρ_a on both sides and ``OT_ε(b, b)``
-        ρ_b.
+        ρ_b, so the self-terms stay symmetric problems (OTT-JAX's ``sinkhorn_divergence``
+        solves all three terms with the same ``tau_a``, ``tau_b``).
     max_iter, tol, eps_scaling, kernel : int, float, float or None, str
         As in :func:`otinverse.sinkhorn_points`.
 
