@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use super::patches::{plan_tile, softmin_exact_row, sq_dist_block, Cloud, ROWS, TILE};
 use super::{CostKernel, PatchCost, PlanMoments, PlanSums};
-use crate::core::logsumexp::{plan_row_sums, softmin_exact, sum_exp};
+use crate::core::logsumexp::{log_sum_exp, plan_row_sums, softmin_exact, sum_exp};
 use crate::core::simd::{multiversion, LANES};
 
 /// `R`: what the dropped entries may contribute, relative to the kept ones, is below `e^{−R}`.
@@ -116,15 +116,6 @@ pub struct TruncatedPatchCost<'k> {
     state: Mutex<State>,
     builds: AtomicUsize,
     exact_lines: AtomicUsize,
-}
-
-/// `log Σ_k e^{v_k}` (−∞ for no terms; NaN if a term is NaN).
-fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
-    let hi = v.clone().fold(f64::NEG_INFINITY, f64::max);
-    if !hi.is_finite() {
-        return hi;
-    }
-    hi + v.map(|x| (x - hi).exp()).sum::<f64>().ln()
 }
 
 /// `LSE_k (term_k − reference_k)/ε`.

@@ -30,6 +30,7 @@ use super::truncated::{coarse_points, TruncatedKernel, TruncationStats, COARSE_C
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::interrupt;
+use crate::core::logsumexp::log_sum_exp;
 use crate::core::simd::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
@@ -650,7 +651,7 @@ fn outer_iteration(
             .map(|(u, q)| u + q)
             .collect(),
     };
-    let log_v_s = (1.0 - pr.phi).ln() - log_sum_exp(&log_us);
+    let log_v_s = (1.0 - pr.phi).ln() - log_sum_exp(log_us.iter().copied());
     // 2. log K̃v = [LSE_j(log v_w,j − C_ij/ε) (a row softmin of ε log v_w); log v_s + log L σ̂].
     w.term_cols
         .iter_mut()
@@ -895,11 +896,6 @@ fn coarse_warm_start(
         &mut out,
     );
     Ok(a0.iter().zip(&out).map(|(a, o)| a.ln() + o / e0).collect())
-}
-
-fn log_sum_exp(v: &[f64]) -> f64 {
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    hi + v.iter().map(|x| (x - hi).exp()).sum::<f64>().ln()
 }
 
 #[cfg(test)]
