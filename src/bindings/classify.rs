@@ -7,8 +7,8 @@ use pyo3::prelude::*;
 use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
-use crate::core::ground_cost::{pairwise_cost, GroundCost};
-use crate::core::one_to_many::{sinkhorn_pairwise, BatchOutput, BatchParams};
+use crate::core::cost::{pairwise_cost, GroundCost};
+use crate::core::sinkhorn::{sinkhorn_pairwise, BatchOutput, BatchParams};
 
 py_options! {
     /// A ground cost `h(‖x − y‖)`: `cost` is one of "distance", "sqdistance", "log1p", "atan",

@@ -2,11 +2,9 @@
 
 pub mod cost;
 pub mod error;
-pub mod ground_cost;
 pub mod interrupt;
 pub mod logsumexp;
 pub mod neighbours;
-pub mod one_to_many;
 pub mod patches;
 pub mod simd;
 pub mod sinkhorn;

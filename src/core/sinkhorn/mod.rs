@@ -17,6 +17,7 @@ use ndarray::{Array1, Array2, ArrayView1};
 mod blocks;
 mod multiscale;
 mod newton;
+mod one_to_many;
 mod sparse;
 mod stabilized;
 
@@ -26,6 +27,7 @@ use crate::core::interrupt;
 use crate::core::simd;
 pub(crate) use multiscale::clusters;
 pub use multiscale::sinkhorn_points;
+pub use one_to_many::{sinkhorn_one_to_many, sinkhorn_pairwise, BatchOutput, BatchParams};
 use relaxation::{safe_factor, HalfStep, Relaxation};
 pub use sparse::{SparseBuilder, SparseStore};
 pub use stabilized::{KernelBuilder, KernelStore, Stabilized, Stored, StoredKernel};
