@@ -102,11 +102,11 @@ fn plan_row_generic<const FMA: bool, const WRITE: bool>(
             mass[l] += p[l];
             transport[l] += p[l] * c[l];
         }
+        // With WRITE, `out` has the row's length, so there is a chunk for every chunk of it.
         if WRITE {
-            out_chunks
-                .next()
-                .expect("out has the row's length")
-                .copy_from_slice(&p);
+            if let Some(o) = out_chunks.next() {
+                o.copy_from_slice(&p);
+            }
         }
     }
     let (mut mass, mut transport) = (mass.iter().sum::<f64>(), transport.iter().sum::<f64>());
@@ -119,7 +119,9 @@ fn plan_row_generic<const FMA: bool, const WRITE: bool>(
     {
         let p = entry((w + row - c) * inv_eps);
         if WRITE {
-            *out_tail.next().expect("out has the row's length") = p;
+            if let Some(o) = out_tail.next() {
+                *o = p;
+            }
         }
         *s += p;
         mass += p;
@@ -210,14 +212,12 @@ pub(crate) fn sum_exp_sparse_generic<const FMA: bool>(
     inv_eps: f64,
 ) -> f64 {
     let mut acc = [0.0f64; LANES];
-    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let ((cc, cost_tail), (wc, col_tail)) = (cost.as_chunks::<LANES>(), col.as_chunks::<LANES>());
     let mut tail = 0.0;
-    for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
+    for (c, w) in cost_tail.iter().zip(col_tail) {
         tail += exp::<FMA>((w + row - c) * inv_eps);
     }
-    for (c, w) in cc.zip(wc) {
-        let c: &[f64; LANES] = c.try_into().unwrap();
-        let w: &[f64; LANES] = w.try_into().unwrap();
+    for (c, w) in cc.iter().zip(wc) {
         let mut z = [0.0; LANES];
         for l in 0..LANES {
             z[l] = (w[l] + row - c[l]) * inv_eps;

@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod error;
 pub mod interrupt;
+mod layout;
 pub mod logsumexp;
 pub mod neighbours;
 pub mod patches;

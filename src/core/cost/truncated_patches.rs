@@ -24,7 +24,7 @@
 //! never of the truncated surrogate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
@@ -160,7 +160,7 @@ impl<'k> TruncatedPatchCost<'k> {
 
     /// Entries of the current support (0 when none is built).
     pub fn kept(&self) -> usize {
-        match &*self.state.lock().expect("not poisoned") {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Built(s) => s.rows.index.len(),
             _ => 0,
         }
@@ -200,7 +200,7 @@ impl<'k> TruncatedPatchCost<'k> {
         if eps != self.eps || !finite(&mine) || !finite(other) {
             return self.exact_softmin(rows, other, shift, eps, out);
         }
-        let mut state = self.state.lock().expect("not poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut fresh = false;
         if matches!(*state, State::Unbuilt) {
             *state = self.terms_build(rows, mine.clone(), other.to_vec());
@@ -318,7 +318,7 @@ impl<'k> TruncatedPatchCost<'k> {
 
     /// The support, when it can serve statistics at `eps`.
     fn support_at(&self, eps: f64) -> Option<std::sync::MutexGuard<'_, State>> {
-        let state = self.state.lock().expect("not poisoned");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (eps == self.eps && matches!(*state, State::Built(_))).then_some(state)
     }
 
@@ -543,7 +543,7 @@ fn support_moments(
     PlanMoments {
         row_mass: Array1::from(row_mass),
         col_mass: Array1::from(col_mass),
-        barycentric: Array2::from_shape_vec((n, d), bary).expect("n×d buffer"),
+        barycentric: Array2::from_shape_fn((n, d), |(i, k)| bary[i * d + k]),
     }
 }
 

@@ -325,8 +325,8 @@ fn coarse_start(
     )?;
     // f_i = softmin_ε over the coarse columns, and likewise g_j: the c-transforms that
     // extend the coarse potentials to every point.
-    let x_view = ArrayView2::from_shape((n, dim), xs).expect("n×dim");
-    let y_view = ArrayView2::from_shape((m, dim), ys).expect("m×dim");
+    let x_view = ArrayView2::from_shape((n, dim), xs)?;
+    let y_view = ArrayView2::from_shape((m, dim), ys)?;
     let term = |pot: &Array1<f64>, w: &Array1<f64>| -> Vec<f64> {
         pot.iter()
             .zip(w)

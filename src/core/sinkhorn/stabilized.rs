@@ -18,7 +18,7 @@
 //! kernel, so the reported marginal error is that of the returned plan, never of the stored one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -321,7 +321,7 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
 
     /// Marginals of `exp((row_i + col_j − C_ij)/ε)` on the stored kernel.
     fn stored_plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> Option<PlanSums> {
-        let guard = self.state.lock().expect("not poisoned");
+        let guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let st = guard.as_ref().filter(|s| s.eps == eps && !s.stale)?;
         let scale = |t: &[f64], r: &[f64]| -> Vec<f64> {
             t.iter()
@@ -347,19 +347,19 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
     pub fn entries(&self) -> usize {
         self.state
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
             .map_or(0, |s| s.store.entries())
     }
 
     /// How many times the kernel was (re)built: once per ε and once per absorption.
     pub fn rebuilds(&self) -> usize {
-        *self.rebuilds.lock().expect("not poisoned")
+        *self.rebuilds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn build(&self, p: Vec<f64>, q: Vec<f64>, eps: f64) -> Absorbed<B::Store> {
         let store = self.builder.build(&p, &q, eps);
-        *self.rebuilds.lock().expect("not poisoned") += 1;
+        *self.rebuilds.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         Absorbed {
             eps,
             store,
@@ -432,7 +432,7 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
         out: &mut [f64],
         next: Option<&mut NextColumns<'_>>,
     ) -> bool {
-        let mut guard = self.state.lock().expect("not poisoned");
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if !shift.iter().all(|v| v.is_finite()) {
             // No usable reference for this side: one exact pass gives one.
             self.exact(rows, other, shift, eps, out);
@@ -442,13 +442,27 @@ impl<'k, K: CostKernel + ?Sized, B: KernelBuilder> Stabilized<'k, K, B> {
             self.absorb(rows, other, shift, eps, &mut guard);
         }
         let log_other = if rows { &self.log_b } else { &self.log_a };
-        let their_ref = |st: &Absorbed<B::Store>| if rows { st.q.clone() } else { st.p.clone() };
-        let mut scal = self.scalings(other, &their_ref(guard.as_ref().unwrap()), log_other, eps);
+        fn their_ref<S>(st: &Absorbed<S>, rows: bool) -> &[f64] {
+            if rows {
+                &st.q
+            } else {
+                &st.p
+            }
+        }
+        let mut scal = guard
+            .as_ref()
+            .and_then(|st| self.scalings(other, their_ref(st, rows), log_other, eps));
         if scal.is_none() {
             self.absorb(rows, other, shift, eps, &mut guard);
-            scal = self.scalings(other, &their_ref(guard.as_ref().unwrap()), log_other, eps);
+            scal = guard
+                .as_ref()
+                .and_then(|st| self.scalings(other, their_ref(st, rows), log_other, eps));
         }
-        let st = guard.as_mut().expect("built above");
+        let Some(st) = guard.as_mut() else {
+            // `absorb` always leaves a kernel; were there none, the exact pass is the answer.
+            self.exact(rows, other, shift, eps, out);
+            return false;
+        };
         let Some(scal) = scal else {
             // A fresh reference has no drift; only non-finite terms get here.
             self.exact(rows, other, shift, eps, out);

@@ -30,6 +30,7 @@ use super::truncated::{coarse_points, TruncatedKernel, TruncationStats, COARSE_C
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{check_finite, check_positive, OtError, Result};
 use crate::core::interrupt;
+use crate::core::layout::row_major;
 use crate::core::logsumexp::log_sum_exp;
 use crate::core::simd::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
@@ -375,8 +376,7 @@ fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Result<Prepared
     // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online; the
     // fakes are response rows like the others. max C also decides the warm start's domain.
     let rows = if fake_pts.nrows() > 0 {
-        ndarray::concatenate(ndarray::Axis(0), &[y, fake_pts.view()])
-            .expect("same number of columns")
+        ndarray::concatenate(ndarray::Axis(0), &[y, fake_pts.view()])?
     } else {
         y.to_owned()
     };
@@ -474,7 +474,7 @@ pub fn ot_unfold(
             break;
         }
     }
-    out.sigma_history = Array2::from_shape_vec((out.n_iter, l), history).expect("n_iter rows of L");
+    out.sigma_history = Array2::from_shape_vec((out.n_iter, l), history)?;
     if let Reductions::Truncated(k) = reductions {
         out.truncation = Some(k.stats);
     }
@@ -759,7 +759,8 @@ fn warm_start_scaling(
         return None;
     }
     let k = kernel.plan(&vec![0.0; m], &vec![0.0; n], e0);
-    let k = k.as_slice().expect("plan is in standard layout");
+    let k = row_major(&k);
+    let k = &*k;
     let (mut u, mut v) = (vec![0.0; m], vec![1.0; n]);
     let mut kv = vec![0.0; m];
     mat_vec(k, &v, &mut kv);
@@ -879,13 +880,7 @@ fn coarse_warm_start(
     let (cy, cb) = coarse_points(pr.cols.view(), nu, count);
     let coarse = PointCost::new(cx.view(), cy.view(), params.p)?;
     let max_c = pr.raw_max_cost / pr.cost_scale;
-    let (_, log_v) = warm_start(
-        &coarse,
-        ca.as_slice().expect("owned"),
-        cb.view(),
-        max_c,
-        params,
-    )?;
+    let (_, log_v) = warm_start(&coarse, &row_major(&ca), cb.view(), max_c, params)?;
     let e0 = params.eps_init;
     let terms: Vec<f64> = log_v.iter().map(|lv| e0 * lv).collect();
     let mut out = vec![0.0; a0.len()];
