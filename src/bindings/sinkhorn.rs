@@ -11,7 +11,9 @@ use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
 use crate::core::error::check_choice;
-use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
+use crate::core::sinkhorn::{
+    sinkhorn, KernelChoice, PointClouds, SinkhornOutput, SinkhornParams, Update,
+};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
@@ -155,26 +157,6 @@ pub(super) fn init_pair<'a>(
     }
 }
 
-/// Builds the kernel and solves with the GIL released, answering Ctrl-C.
-#[allow(clippy::too_many_arguments)]
-fn solve<K: CostKernel>(
-    py: Python<'_>,
-    kernel: impl FnOnce() -> Result<K, OtError> + Send,
-    a: &PyReadonlyArray1<'_, f64>,
-    b: &PyReadonlyArray1<'_, f64>,
-    options: &SinkhornOptions,
-    f_init: &Option<PyReadonlyArray1<'_, f64>>,
-    g_init: &Option<PyReadonlyArray1<'_, f64>>,
-    with_plan: bool,
-) -> PyResult<SinkhornSolution> {
-    let mut params = options.params()?;
-    params.keep_plan = with_plan;
-    let init = init_pair(f_init, g_init)?;
-    let (a, b) = (a.as_array(), b.as_array());
-    let out = run_interruptible(py, || sinkhorn(&kernel()?, a, b, &params, init))?;
-    Ok(SinkhornSolution::new(py, out))
-}
-
 /// Sinkhorn on a dense cost matrix (any strides, borrowed); with ``with_plan``, the result
 /// carries the plan, computed in the pass that measures its marginal error.
 #[pyfunction]
@@ -190,17 +172,13 @@ fn sinkhorn_dense(
     g_init: Option<PyReadonlyArray1<'_, f64>>,
     with_plan: bool,
 ) -> PyResult<SinkhornSolution> {
-    let view = cost.as_array();
-    solve(
-        py,
-        || DenseCost::new(view),
-        &a,
-        &b,
-        options,
-        &f_init,
-        &g_init,
-        with_plan,
-    )
+    let mut params = options.params()?;
+    params.keep_plan = with_plan;
+    let init = init_pair(&f_init, &g_init)?;
+    let (view, a, b) = (cost.as_array(), a.as_array(), b.as_array());
+    // The kernel is built on the worker thread too: checking a large matrix takes time.
+    let out = run_interruptible(py, || sinkhorn(&DenseCost::new(view)?, a, b, &params, init))?;
+    Ok(SinkhornSolution::new(py, out))
 }
 
 /// Sinkhorn on the cost |x − y|^p of two point clouds (x: n×d, y: m×d), never materialised.
@@ -220,10 +198,16 @@ fn sinkhorn_points(
 ) -> PyResult<SinkhornSolution> {
     let params = options.params()?;
     let init = init_pair(&f_init, &g_init)?;
-    let (xv, yv, av, bv) = (x.as_array(), y.as_array(), a.as_array(), b.as_array());
+    let clouds = PointClouds {
+        x: x.as_array(),
+        y: y.as_array(),
+        p,
+        a: a.as_array(),
+        b: b.as_array(),
+    };
     // The core picks the kernel (online, stored or truncated multiscale) for the point clouds.
     let out = run_interruptible(py, || {
-        crate::core::sinkhorn::sinkhorn_points(xv, yv, p, av, bv, &params, init)
+        crate::core::sinkhorn::sinkhorn_points(clouds, &params, init)
     })?;
     Ok(SinkhornSolution::new(py, out))
 }

@@ -8,9 +8,9 @@ use super::options::py_options;
 use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
-    CovType, ErrorInputs, IbuErrorPropagator, KerBProjector, McResponse, Measured, OtUnfoldParams,
-    Projection, Response, ResponseErrors, RichardsonLucyInput, RichardsonLucyParams, TestStatistic,
-    UnfoldKernel,
+    CovType, ErrorInputs, EventUnfoldInput, IbuErrorPropagator, KerBProjector, McResponse,
+    Measured, OtUnfoldParams, Projection, Response, ResponseErrors, RichardsonLucyInput,
+    RichardsonLucyParams, TestStatistic, UnfoldKernel,
 };
 use crate::core::OtError;
 
@@ -211,10 +211,16 @@ fn ot_unfold_events<'py>(
         weights: measured_weight.as_array(),
         fakes,
     };
-    let (points, gw) = (reco.as_array(), gen_weight.as_ref().map(|g| g.as_array()));
-    let pr = prior.as_ref().map(|p| p.as_array());
+    let input = EventUnfoldInput {
+        points: reco.as_array(),
+        mc: &mc,
+        n_gen,
+        gen_weight: gen_weight.as_ref().map(|g| g.as_array()),
+        measured,
+        prior: prior.as_ref().map(|p| p.as_array()),
+    };
     let out = with_progress(py, progress, |cb| {
-        crate::core::unfold::ot_unfold_events(points, &mc, n_gen, gw, measured, pr, &params, cb)
+        crate::core::unfold::ot_unfold_events(input, &params, cb)
     })?;
     let it = out.iteration;
     Ok(OtUnfoldResult {

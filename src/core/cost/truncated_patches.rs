@@ -173,7 +173,13 @@ impl<'k> TruncatedPatchCost<'k> {
         let (row_min, col_min) = minima(x, y, &row_ref, &col_ref);
         let reach = self.threshold * self.eps;
         let budget = BUDGET_BYTES / 24;
-        let Some(rows) = keep(x, y, &row_ref, &col_ref, &row_min, &col_min, reach, budget) else {
+        let refs = References {
+            row: &row_ref,
+            col: &col_ref,
+            row_min: &row_min,
+            col_min: &col_min,
+        };
+        let Some(rows) = keep(x, y, refs, reach, budget) else {
             return State::TooLarge;
         };
         let cols = rows.transpose(y.n);
@@ -368,6 +374,8 @@ multiversion! {
     pub fn tile_minima(cost: &[f64], col: &[f64], row: f64, col_min: &mut [f64]) -> f64 => tile_minima_generic
 }
 
+// The scalars stay separate arguments, as in `points_row_sum_generic`: the tile kernel is
+// dispatched once per tile and inlined.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile_keep_generic<const FMA: bool>(
@@ -447,18 +455,24 @@ fn minima(x: &Cloud, y: &Cloud, row: &[f64], col: &[f64]) -> (Vec<f64>, Vec<f64>
     (row_min, col_min)
 }
 
+/// The reference terms a support is built for, and each row's and column's smallest reduced
+/// cost under them (see the module documentation).
+#[derive(Clone, Copy)]
+struct References<'a> {
+    row: &'a [f64],
+    col: &'a [f64],
+    row_min: &'a [f64],
+    col_min: &'a [f64],
+}
+
 /// The kept entries by row (see the module documentation), or `None` beyond `budget` entries.
-#[allow(clippy::too_many_arguments)]
-fn keep(
-    x: &Cloud,
-    y: &Cloud,
-    row: &[f64],
-    col: &[f64],
-    row_min: &[f64],
-    col_min: &[f64],
-    reach: f64,
-    budget: usize,
-) -> Option<Lines> {
+fn keep(x: &Cloud, y: &Cloud, refs: References<'_>, reach: f64, budget: usize) -> Option<Lines> {
+    let References {
+        row,
+        col,
+        row_min,
+        col_min,
+    } = refs;
     let m = y.n;
     let total = AtomicUsize::new(0);
     // Per block of ROWS rows: the kept (column, cost) pairs of each row.

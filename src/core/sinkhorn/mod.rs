@@ -38,7 +38,7 @@ mod stabilized;
 
 use iterate::*;
 pub(crate) use multiscale::clusters;
-pub use multiscale::sinkhorn_points;
+pub use multiscale::{sinkhorn_points, PointClouds};
 pub use one_to_many::{sinkhorn_one_to_many, sinkhorn_pairwise, BatchOutput, BatchParams};
 pub use params::*;
 use relaxation::{safe_factor, HalfStep, Relaxation};
