@@ -4,11 +4,10 @@
 use numpy::{IntoPyArray, PyArray2, PyArray3, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
-use crate::core::ground_cost::{pairwise_cost, GroundCost};
-use crate::core::one_to_many::{sinkhorn_pairwise, BatchOutput, BatchParams};
+use crate::core::cost::{pairwise_cost, GroundCost};
+use crate::core::sinkhorn::{sinkhorn_pairwise, BatchOutput, BatchParams};
 
 py_options! {
     /// A ground cost `h(‖x − y‖)`: `cost` is one of "distance", "sqdistance", "log1p", "atan",
@@ -27,9 +26,9 @@ fn ground_cost_matrix<'py>(
     y: PyReadonlyArray2<'py, f64>,
     options: &GroundCostOptions,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let cost = GroundCost::from_name(&options.cost, options.exponent).map_err(CoreError)?;
+    let cost = GroundCost::from_name(&options.cost, options.exponent)?;
     let (x, y) = (x.as_array(), y.as_array());
-    let c = py.detach(|| pairwise_cost(x, y, cost)).map_err(CoreError)?;
+    let c = py.detach(|| pairwise_cost(x, y, cost))?;
     Ok(c.into_pyarray(py))
 }
 
@@ -99,11 +98,9 @@ fn sinkhorn_batch<'py>(
         (Some(x), Some(y)) => Some((x.as_array(), y.as_array())),
         (None, None) => None,
         _ => {
-            return Err(CoreError(crate::core::OtError::invalid(
-                "points",
-                "x and y must be given together",
-            ))
-            .into())
+            return Err(
+                crate::core::OtError::invalid("points", "x and y must be given together").into(),
+            )
         }
     };
     let (c, s, t) = (cost.as_array(), sources.as_array(), targets.as_array());

@@ -26,17 +26,10 @@ create_exception!(
     "The iteration broke down numerically despite valid input."
 );
 
-/// Wraps [`OtError`] so the orphan rule lets us convert it into `PyErr` with `?`.
-pub struct CoreError(pub OtError);
-
-impl From<OtError> for CoreError {
-    fn from(e: OtError) -> Self {
-        CoreError(e)
-    }
-}
-
-impl From<CoreError> for PyErr {
-    fn from(CoreError(e): CoreError) -> PyErr {
+/// The core's error as the Python exception it stands for. One crate holds both types, so the
+/// orphan rule allows this impl directly and `?` converts an [`OtError`] in a binding.
+impl From<OtError> for PyErr {
+    fn from(e: OtError) -> PyErr {
         match e {
             OtError::InvalidArgument { .. } | OtError::Shape { .. } => {
                 InvalidArgumentError::new_err(e.to_string())

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use crate::core::interrupt::{with_flag, CancelFlag};
 use crate::core::OtError;
 
@@ -52,7 +51,7 @@ pub(super) fn run_interruptible<T: Send>(
         // A handler's exception wins even over a result that finished meanwhile: Ctrl-C is
         // never lost.
         (Some(err), _) => Err(err),
-        (None, result) => result.map_err(|e| CoreError(e).into()),
+        (None, result) => result.map_err(PyErr::from),
     }
 }
 

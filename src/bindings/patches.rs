@@ -4,7 +4,6 @@
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::sinkhorn::{init_pair, SinkhornOptions, SinkhornSolution};
 use crate::core::cost::{CostKernel, PatchCost};
@@ -22,9 +21,7 @@ fn extract_patches<'py>(
     patch_size: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let view = image.as_array();
-    let out = py
-        .detach(|| core_extract(view, patch_size))
-        .map_err(CoreError)?;
+    let out = py.detach(|| core_extract(view, patch_size))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -38,9 +35,7 @@ fn fold_patches<'py>(
     patch_size: usize,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let view = patches.as_array();
-    let out = py
-        .detach(|| core_fold(view, height, width, patch_size))
-        .map_err(CoreError)?;
+    let out = py.detach(|| core_fold(view, height, width, patch_size))?;
     Ok(out.into_pyarray(py))
 }
 
@@ -75,8 +70,8 @@ fn patch_prior(
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<PatchPriorResult> {
-    let params = options.params().map_err(CoreError)?;
-    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
+    let params = options.params()?;
+    let init = init_pair(&f_init, &g_init)?;
     let (img, y) = (image.as_array(), reference_patches.as_array());
     let (r, grad) = run_interruptible(py, || image_patch_ot(img, patch_size, y, &params, init))?;
     Ok(PatchPriorResult {
@@ -115,8 +110,8 @@ fn patch_sinkhorn(
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<PatchOtResult> {
-    let params = options.params().map_err(CoreError)?;
-    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
+    let params = options.params()?;
+    let init = init_pair(&f_init, &g_init)?;
     let (a, x, b, y) = (a.as_array(), x.as_array(), b.as_array(), y.as_array());
     let r = run_interruptible(py, || patch_ot(x, a, y, b, &params, init))?;
     Ok(PatchOtResult {
@@ -141,32 +136,30 @@ fn patch_softmin<'py>(
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let (xv, yv, col) = (x.as_array(), y.as_array(), col.as_array());
     let shift = shift.as_ref().map(|s| s.as_array());
-    let out = py
-        .detach(|| -> Result<Vec<f64>, OtError> {
-            let k = PatchCost::new(xv, yv)?;
-            let (n, m) = k.shape();
-            if col.len() != m {
+    let out = py.detach(|| -> Result<Vec<f64>, OtError> {
+        let k = PatchCost::new(xv, yv)?;
+        let (n, m) = k.shape();
+        if col.len() != m {
+            return Err(OtError::shape(
+                "col",
+                format!("must have {m} entries, got {}", col.len()),
+            ));
+        }
+        check_positive("reg", reg)?;
+        let shift = match shift {
+            Some(s) if s.len() != n => {
                 return Err(OtError::shape(
-                    "col",
-                    format!("must have {m} entries, got {}", col.len()),
-                ));
+                    "shift",
+                    format!("must have {n} entries, got {}", s.len()),
+                ))
             }
-            check_positive("reg", reg)?;
-            let shift = match shift {
-                Some(s) if s.len() != n => {
-                    return Err(OtError::shape(
-                        "shift",
-                        format!("must have {n} entries, got {}", s.len()),
-                    ))
-                }
-                Some(s) => s.to_vec(),
-                None => vec![0.0; n],
-            };
-            let mut out = vec![0.0; n];
-            k.softmin_rows(&col.to_vec(), &shift, reg, &mut out);
-            Ok(out)
-        })
-        .map_err(CoreError)?;
+            Some(s) => s.to_vec(),
+            None => vec![0.0; n],
+        };
+        let mut out = vec![0.0; n];
+        k.softmin_rows(&col.to_vec(), &shift, reg, &mut out);
+        Ok(out)
+    })?;
     Ok(out.into_pyarray(py))
 }
 

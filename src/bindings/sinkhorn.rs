@@ -7,12 +7,13 @@ use ndarray::ArrayView1;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::cost::{CostKernel, DenseCost, PointCost};
 use crate::core::error::check_choice;
-use crate::core::sinkhorn::{sinkhorn, KernelChoice, SinkhornOutput, SinkhornParams, Update};
+use crate::core::sinkhorn::{
+    sinkhorn, KernelChoice, PointClouds, SinkhornOutput, SinkhornParams, Update,
+};
 use crate::core::wasserstein::wasserstein_1d;
 use crate::core::OtError;
 
@@ -156,26 +157,6 @@ pub(super) fn init_pair<'a>(
     }
 }
 
-/// Builds the kernel and solves with the GIL released, answering Ctrl-C.
-#[allow(clippy::too_many_arguments)]
-fn solve<K: CostKernel>(
-    py: Python<'_>,
-    kernel: impl FnOnce() -> Result<K, OtError> + Send,
-    a: &PyReadonlyArray1<'_, f64>,
-    b: &PyReadonlyArray1<'_, f64>,
-    options: &SinkhornOptions,
-    f_init: &Option<PyReadonlyArray1<'_, f64>>,
-    g_init: &Option<PyReadonlyArray1<'_, f64>>,
-    with_plan: bool,
-) -> PyResult<SinkhornSolution> {
-    let mut params = options.params().map_err(CoreError)?;
-    params.keep_plan = with_plan;
-    let init = init_pair(f_init, g_init).map_err(CoreError)?;
-    let (a, b) = (a.as_array(), b.as_array());
-    let out = run_interruptible(py, || sinkhorn(&kernel()?, a, b, &params, init))?;
-    Ok(SinkhornSolution::new(py, out))
-}
-
 /// Sinkhorn on a dense cost matrix (any strides, borrowed); with ``with_plan``, the result
 /// carries the plan, computed in the pass that measures its marginal error.
 #[pyfunction]
@@ -191,17 +172,13 @@ fn sinkhorn_dense(
     g_init: Option<PyReadonlyArray1<'_, f64>>,
     with_plan: bool,
 ) -> PyResult<SinkhornSolution> {
-    let view = cost.as_array();
-    solve(
-        py,
-        || DenseCost::new(view),
-        &a,
-        &b,
-        options,
-        &f_init,
-        &g_init,
-        with_plan,
-    )
+    let mut params = options.params()?;
+    params.keep_plan = with_plan;
+    let init = init_pair(&f_init, &g_init)?;
+    let (view, a, b) = (cost.as_array(), a.as_array(), b.as_array());
+    // The kernel is built on the worker thread too: checking a large matrix takes time.
+    let out = run_interruptible(py, || sinkhorn(&DenseCost::new(view)?, a, b, &params, init))?;
+    Ok(SinkhornSolution::new(py, out))
 }
 
 /// Sinkhorn on the cost |x − y|^p of two point clouds (x: n×d, y: m×d), never materialised.
@@ -219,12 +196,18 @@ fn sinkhorn_points(
     f_init: Option<PyReadonlyArray1<'_, f64>>,
     g_init: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<SinkhornSolution> {
-    let params = options.params().map_err(CoreError)?;
-    let init = init_pair(&f_init, &g_init).map_err(CoreError)?;
-    let (xv, yv, av, bv) = (x.as_array(), y.as_array(), a.as_array(), b.as_array());
+    let params = options.params()?;
+    let init = init_pair(&f_init, &g_init)?;
+    let clouds = PointClouds {
+        x: x.as_array(),
+        y: y.as_array(),
+        p,
+        a: a.as_array(),
+        b: b.as_array(),
+    };
     // The core picks the kernel (online, stored or truncated multiscale) for the point clouds.
     let out = run_interruptible(py, || {
-        crate::core::sinkhorn::sinkhorn_points(xv, yv, p, av, bv, &params, init)
+        crate::core::sinkhorn::sinkhorn_points(clouds, &params, init)
     })?;
     Ok(SinkhornSolution::new(py, out))
 }
@@ -267,9 +250,7 @@ fn plan_of<'py, K: CostKernel>(
     reg: f64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (row, col) = (row.as_array(), col.as_array());
-    let plan = py
-        .detach(|| Ok::<_, OtError>(kernel()?.plan(&row.to_vec(), &col.to_vec(), reg)))
-        .map_err(CoreError)?;
+    let plan = py.detach(|| Ok::<_, OtError>(kernel()?.plan(&row.to_vec(), &col.to_vec(), reg)))?;
     Ok(plan.into_pyarray(py))
 }
 
@@ -316,9 +297,9 @@ fn point_cost_matrix<'py>(
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (xv, yv) = (x.as_array(), y.as_array());
     // `wasserstein`'s exact path: W_p^p keeps p ≥ 1 (sinkhorn_points also takes concave p < 1).
-    crate::core::error::check_exponent("p", p).map_err(CoreError)?;
+    crate::core::error::check_exponent("p", p)?;
     let cost = py.detach(|| PointCost::new(xv, yv, p).map(|k| k.dense()));
-    Ok(cost.map_err(CoreError)?.into_pyarray(py))
+    Ok(cost?.into_pyarray(py))
 }
 
 /// Exact 1-D OT cost W_p^p between the weighted points (x, a) and (y, b), masses normalised.
@@ -337,9 +318,7 @@ fn wasserstein_1d_cost(
         y.as_array().to_vec(),
         b.as_array().to_vec(),
     );
-    Ok(py
-        .detach(|| wasserstein_1d(&x, &a, &y, &b, p))
-        .map_err(CoreError)?)
+    Ok(py.detach(|| wasserstein_1d(&x, &a, &y, &b, p))?)
 }
 
 /// Address of the first element of the view the dense kernel borrows: lets the tests check that
@@ -347,7 +326,7 @@ fn wasserstein_1d_cost(
 #[pyfunction]
 fn borrowed_address(cost: PyReadonlyArray2<'_, f64>) -> PyResult<usize> {
     let view = cost.as_array();
-    let kernel = DenseCost::new(view).map_err(CoreError)?;
+    let kernel = DenseCost::new(view)?;
     // The kernel stores Cᵀ for F-ordered input; its first element is still C[0, 0].
     Ok(kernel.as_ptr() as usize)
 }

@@ -5,7 +5,6 @@
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::cost::{DenseCost, GridCost};
@@ -219,10 +218,7 @@ fn sparsify_dense(
     options: &SparsifyOptions,
     mu0: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<SparsifyResult> {
-    let (p, rawson) = (
-        options.params().map_err(CoreError)?,
-        options.rawson2022().map_err(CoreError)?,
-    );
+    let (p, rawson) = (options.params()?, options.rawson2022()?);
     let (nu, cost) = (nu.as_array(), cost.as_array());
     let mu0 = mu0.as_ref().map(|m| m.as_array());
     let out = run_interruptible(py, || dense_one(cost, nu, mu0, &p, rawson))?;
@@ -237,10 +233,7 @@ fn sparsify_dense_batch(
     cost: PyReadonlyArray2<'_, f64>,
     options: &SparsifyOptions,
 ) -> PyResult<SparsifyBatch> {
-    let (p, rawson) = (
-        options.params().map_err(CoreError)?,
-        options.rawson2022().map_err(CoreError)?,
-    );
+    let (p, rawson) = (options.params()?, options.rawson2022()?);
     let (x, cost) = (x.as_array(), cost.as_array());
     let outs = run_interruptible(py, || {
         sparsify_batch(x, |nu| dense_one(cost, nu, None, &p, rawson))
@@ -274,7 +267,7 @@ fn sparsify_grid(
     options: &SparsifyOptions,
     mu0: Option<PyReadonlyArray1<'_, f64>>,
 ) -> PyResult<SparsifyResult> {
-    let p = entropic_only(options).map_err(CoreError)?;
+    let p = entropic_only(options)?;
     let nu = nu.as_array();
     let mu0 = mu0.as_ref().map(|m| m.as_array());
     let out = run_interruptible(py, || sparsify(&grid(shape, spacing)?, nu, mu0, &p))?;
@@ -291,7 +284,7 @@ fn sparsify_grid_batch(
     spacing: (f64, f64),
     options: &SparsifyOptions,
 ) -> PyResult<SparsifyBatch> {
-    let p = entropic_only(options).map_err(CoreError)?;
+    let p = entropic_only(options)?;
     let x = x.as_array();
     let outs = run_interruptible(py, || {
         let k = grid(shape, spacing)?;
@@ -349,7 +342,7 @@ fn grid_cost_matrix(
     shape: (usize, usize),
     spacing: (f64, f64),
 ) -> PyResult<Bound<'_, PyArray2<f64>>> {
-    let k = grid(shape, spacing).map_err(CoreError)?;
+    let k = grid(shape, spacing)?;
     let n = shape.0 * shape.1;
     Ok(Array2::from_shape_fn((n, n), |(i, j)| k.cost(i, j)).into_pyarray(py))
 }

@@ -3,15 +3,14 @@
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use super::errors::CoreError;
 use super::interrupt::run_interruptible;
 use super::options::py_options;
 use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
-    CovType, ErrorInputs, IbuErrorPropagator, KerBProjector, McResponse, Measured, OtUnfoldParams,
-    Projection, Response, ResponseErrors, RichardsonLucyInput, RichardsonLucyParams, TestStatistic,
-    UnfoldKernel,
+    CovType, ErrorInputs, EventUnfoldInput, IbuErrorPropagator, KerBProjector, McResponse,
+    Measured, OtUnfoldParams, Projection, Response, ResponseErrors, RichardsonLucyInput,
+    RichardsonLucyParams, TestStatistic, UnfoldKernel,
 };
 use crate::core::OtError;
 
@@ -19,7 +18,7 @@ fn make_response(
     response: Option<PyReadonlyArray2<'_, f64>>,
     n_gen: usize,
     per_point: usize,
-) -> Result<Response, CoreError> {
+) -> Result<Response, OtError> {
     Ok(match response {
         Some(r) => Response::new_dense(r.as_array().to_owned())?,
         None => Response::new_blocks(n_gen, per_point)?,
@@ -53,7 +52,7 @@ py_options! {
 }
 
 impl OtUnfoldOptions {
-    fn params(&self) -> Result<OtUnfoldParams, CoreError> {
+    fn params(&self) -> Result<OtUnfoldParams, OtError> {
         let cost_normalization = check_choice(
             "cost_normalization",
             &self.cost_normalization,
@@ -187,10 +186,10 @@ fn ot_unfold_events<'py>(
     let params = options.params()?;
     let mc = match &response {
         Some(_) if efficiency.is_some() => {
-            return Err(CoreError(OtError::invalid(
+            return Err(OtError::invalid(
                 "efficiency",
                 "not used with an explicit response (its column sums are the efficiencies)",
-            ))
+            )
             .into())
         }
         Some(r) => McResponse::Dense(r.as_array()),
@@ -204,11 +203,7 @@ fn ot_unfold_events<'py>(
         (Some(p), Some(w)) => Some((p.as_array(), w.as_array())),
         (None, None) => None,
         _ => {
-            return Err(CoreError(OtError::invalid(
-                "fake_weight",
-                "fakes and fake_weight go together",
-            ))
-            .into())
+            return Err(OtError::invalid("fake_weight", "fakes and fake_weight go together").into())
         }
     };
     let measured = Measured {
@@ -216,10 +211,16 @@ fn ot_unfold_events<'py>(
         weights: measured_weight.as_array(),
         fakes,
     };
-    let (points, gw) = (reco.as_array(), gen_weight.as_ref().map(|g| g.as_array()));
-    let pr = prior.as_ref().map(|p| p.as_array());
+    let input = EventUnfoldInput {
+        points: reco.as_array(),
+        mc: &mc,
+        n_gen,
+        gen_weight: gen_weight.as_ref().map(|g| g.as_array()),
+        measured,
+        prior: prior.as_ref().map(|p| p.as_array()),
+    };
     let out = with_progress(py, progress, |cb| {
-        crate::core::unfold::ot_unfold_events(points, &mc, n_gen, gw, measured, pr, &params, cb)
+        crate::core::unfold::ot_unfold_events(input, &params, cb)
     })?;
     let it = out.iteration;
     Ok(OtUnfoldResult {
@@ -267,7 +268,7 @@ impl PyKerBProjector {
         per_point: usize,
     ) -> PyResult<Self> {
         let response = make_response(response, n_gen, per_point)?;
-        let inner = KerBProjector::new(response).map_err(CoreError)?;
+        let inner = KerBProjector::new(response)?;
         Ok(PyKerBProjector { inner })
     }
 
@@ -280,9 +281,8 @@ impl PyKerBProjector {
         n_gen: usize,
     ) -> PyResult<Self> {
         let owner = owner.as_array().to_vec();
-        let response =
-            Response::new_samples(&owner, shares.as_array().to_vec(), n_gen).map_err(CoreError)?;
-        let inner = KerBProjector::new(response).map_err(CoreError)?;
+        let response = Response::new_samples(&owner, shares.as_array().to_vec(), n_gen)?;
+        let inner = KerBProjector::new(response)?;
         Ok(PyKerBProjector { inner })
     }
 
@@ -318,9 +318,7 @@ impl PyKerBProjector {
         log_w: PyReadonlyArray1<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let lw = self.vector("log_w", log_w)?;
-        let z = py
-            .detach(|| exact_kl_projection(&self.inner, &lw))
-            .map_err(CoreError)?;
+        let z = py.detach(|| exact_kl_projection(&self.inner, &lw))?;
         Ok(z.into_pyarray(py))
     }
 }
@@ -335,7 +333,7 @@ impl PyKerBProjector {
                 v.len(),
                 self.inner.len()
             );
-            return Err(CoreError(OtError::shape(name, msg)).into());
+            return Err(OtError::shape(name, msg).into());
         }
         Ok(v.to_vec())
     }
@@ -368,7 +366,7 @@ py_options! {
 }
 
 impl RichardsonLucyOptions {
-    fn params(&self) -> Result<(RichardsonLucyParams, Option<CovType>), CoreError> {
+    fn params(&self) -> Result<(RichardsonLucyParams, Option<CovType>), OtError> {
         let ts = match self.ts.as_deref() {
             None => None,
             Some(name) => {
@@ -381,8 +379,7 @@ impl RichardsonLucyOptions {
                     return Err(OtError::invalid(
                         "ts_stopping",
                         format!("must be positive and finite, got {}", self.ts_stopping),
-                    )
-                    .into());
+                    ));
                 }
                 Some((kind, self.ts_stopping))
             }
@@ -455,10 +452,10 @@ fn richardson_lucy_binned<'py>(
         cov_type,
     });
     if errors.is_some() && background.is_some() {
-        return Err(CoreError(OtError::invalid(
+        return Err(OtError::invalid(
             "cov_type",
             "propagated errors are not available with a background; use the bootstrap",
-        ))
+        )
         .into());
     }
     let input = RichardsonLucyInput {
@@ -508,26 +505,23 @@ impl PyIbuErrorPropagator {
                 ("multinomial", CovType::Multinomial),
                 ("poisson", CovType::Poisson),
             ],
-        )
-        .map_err(CoreError)?;
+        )?;
         let errors = match (cov, efficiencies_err, response_err) {
             (CovType::Multinomial, Some(e), _) => {
                 ResponseErrors::Multinomial(e.as_array().to_owned())
             }
             (CovType::Poisson, _, Some(r)) => ResponseErrors::Poisson(r.as_array().to_owned()),
             (CovType::Multinomial, None, _) => {
-                return Err(CoreError(OtError::invalid(
+                return Err(OtError::invalid(
                     "efficiencies_err",
                     "is needed for cov_type='multinomial'",
-                ))
+                )
                 .into())
             }
             (CovType::Poisson, _, None) => {
-                return Err(CoreError(OtError::invalid(
-                    "response_err",
-                    "is needed for cov_type='poisson'",
-                ))
-                .into())
+                return Err(
+                    OtError::invalid("response_err", "is needed for cov_type='poisson'").into(),
+                )
             }
         };
         let inner = IbuErrorPropagator::new(
@@ -536,8 +530,7 @@ impl PyIbuErrorPropagator {
             data_err.as_array().to_owned(),
             efficiencies.as_array().to_owned(),
             errors,
-        )
-        .map_err(CoreError)?;
+        )?;
         Ok(Self(inner))
     }
 
@@ -550,7 +543,7 @@ impl PyIbuErrorPropagator {
     ) -> PyResult<()> {
         let (prev, new) = (prev.as_array(), new.as_array());
         let inner = &mut self.0;
-        py.detach(|| inner.step(prev, new)).map_err(CoreError)?;
+        py.detach(|| inner.step(prev, new))?;
         Ok(())
     }
 

@@ -21,6 +21,14 @@ pub enum OtError {
 
 pub type Result<T> = std::result::Result<T, OtError>;
 
+/// A buffer that does not fill the shape asked of it: the sizes of arrays the caller passed do
+/// not fit together.
+impl From<ndarray::ShapeError> for OtError {
+    fn from(e: ndarray::ShapeError) -> Self {
+        OtError::shape("array", e.to_string())
+    }
+}
+
 impl OtError {
     pub fn invalid(name: &'static str, message: impl Into<String>) -> Self {
         OtError::InvalidArgument {

@@ -102,11 +102,11 @@ fn plan_row_generic<const FMA: bool, const WRITE: bool>(
             mass[l] += p[l];
             transport[l] += p[l] * c[l];
         }
+        // With WRITE, `out` has the row's length, so there is a chunk for every chunk of it.
         if WRITE {
-            out_chunks
-                .next()
-                .expect("out has the row's length")
-                .copy_from_slice(&p);
+            if let Some(o) = out_chunks.next() {
+                o.copy_from_slice(&p);
+            }
         }
     }
     let (mut mass, mut transport) = (mass.iter().sum::<f64>(), transport.iter().sum::<f64>());
@@ -119,7 +119,9 @@ fn plan_row_generic<const FMA: bool, const WRITE: bool>(
     {
         let p = entry((w + row - c) * inv_eps);
         if WRITE {
-            *out_tail.next().expect("out has the row's length") = p;
+            if let Some(o) = out_tail.next() {
+                *o = p;
+            }
         }
         *s += p;
         mass += p;
@@ -210,14 +212,12 @@ pub(crate) fn sum_exp_sparse_generic<const FMA: bool>(
     inv_eps: f64,
 ) -> f64 {
     let mut acc = [0.0f64; LANES];
-    let (cc, wc) = (cost.chunks_exact(LANES), col.chunks_exact(LANES));
+    let ((cc, cost_tail), (wc, col_tail)) = (cost.as_chunks::<LANES>(), col.as_chunks::<LANES>());
     let mut tail = 0.0;
-    for (c, w) in cc.remainder().iter().zip(wc.remainder()) {
+    for (c, w) in cost_tail.iter().zip(col_tail) {
         tail += exp::<FMA>((w + row - c) * inv_eps);
     }
-    for (c, w) in cc.zip(wc) {
-        let c: &[f64; LANES] = c.try_into().unwrap();
-        let w: &[f64; LANES] = w.try_into().unwrap();
+    for (c, w) in cc.iter().zip(wc) {
         let mut z = [0.0; LANES];
         for l in 0..LANES {
             z[l] = (w[l] + row - c[l]) * inv_eps;
@@ -260,6 +260,27 @@ pub fn softmin_exact(cost: &[f64], col: &[f64], eps: f64) -> f64 {
     // changes the sum by less than len·e^{−80} relative.
     let s = sum_exp_sparse(cost, col, -m, 1.0 / eps);
     -m - eps * s.ln()
+}
+
+/// `log Σ_k e^{v_k}` with the exact max shift: −∞ for no terms or when every term is −∞ (the
+/// shift would otherwise give `−∞ − (−∞)` = NaN), +∞ when a term is +∞, NaN when a term is NaN.
+pub fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
+    let hi = v.clone().fold(f64::NEG_INFINITY, f64::max);
+    if !hi.is_finite() {
+        return hi;
+    }
+    hi + v.map(|x| (x - hi).exp()).sum::<f64>().ln()
+}
+
+/// `ε log Σ_j exp((col_j − cost_j)/ε)` with the exact max shift (−∞ for an empty or all −∞
+/// row): the log-sum-exp of one row of the scaled kernel.
+#[inline]
+pub fn log_sum_exp_gap(cost: &[f64], col: &[f64], eps: f64) -> f64 {
+    let hi = max_gap(cost, col);
+    if hi == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    hi + eps * sum_exp(cost, col, -hi, 1.0 / eps).ln()
 }
 
 /// Completes a shifted softmin: `shift − ε log(sum)`, or `None` when the sum is unusable.
@@ -306,5 +327,35 @@ mod tests {
             softmin_exact(&cost, &[f64::NEG_INFINITY; 3], 1.0),
             f64::INFINITY
         );
+    }
+
+    #[test]
+    fn log_sum_exp_of_an_all_minus_infinity_row_is_minus_infinity() {
+        let ninf = f64::NEG_INFINITY;
+        assert_eq!(log_sum_exp([ninf; 4].into_iter()), ninf);
+        assert_eq!(log_sum_exp(std::iter::empty()), ninf);
+        assert_eq!(log_sum_exp_gap(&[0.0, 1.0], &[ninf, ninf], 0.5), ninf);
+        assert_eq!(log_sum_exp_gap(&[], &[], 0.5), ninf);
+        assert_eq!(log_sum_exp_gap(&[ninf.abs(), 1.0], &[0.0, ninf], 0.5), ninf);
+        assert!(log_sum_exp([1.0, f64::NAN].into_iter()).is_nan());
+    }
+
+    #[test]
+    fn log_sum_exp_matches_the_direct_sum_and_survives_huge_arguments() {
+        let v: [f64; 4] = [0.3, -1.2, 2.5, -40.0];
+        let direct = v.iter().map(|x| x.exp()).sum::<f64>().ln();
+        assert!((log_sum_exp(v.into_iter()) - direct).abs() < 1e-14);
+        // e^{1000} overflows; the shift keeps the result exact.
+        assert!((log_sum_exp([1000.0, 1000.0].into_iter()) - (1000.0 + 2f64.ln())).abs() < 1e-12);
+        let (cost, col, eps): ([f64; 3], [f64; 3], f64) = ([0.0, 1.0, 2.0], [0.5, 0.0, -1.0], 1e-3);
+        let scalar = eps
+            * cost
+                .iter()
+                .zip(&col)
+                .map(|(c, w)| ((w - c - 0.5) / eps).exp())
+                .sum::<f64>()
+                .ln()
+            + 0.5;
+        assert!((log_sum_exp_gap(&cost, &col, eps) - scalar).abs() < 1e-14);
     }
 }

@@ -2,11 +2,10 @@
 
 pub mod cost;
 pub mod error;
-pub mod ground_cost;
 pub mod interrupt;
+mod layout;
 pub mod logsumexp;
 pub mod neighbours;
-pub mod one_to_many;
 pub mod patches;
 pub mod simd;
 pub mod sinkhorn;

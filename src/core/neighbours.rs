@@ -7,6 +7,16 @@
 /// Points per leaf.
 const LEAF: usize = 16;
 
+/// What [`KdTree::for_leaves_near_box`] looks for: points whose cost `|x − y|^p` to some point
+/// of the box `[lo, hi]` may be within `reach`.
+#[derive(Clone, Copy, Debug)]
+pub struct BoxQuery<'a> {
+    pub lo: &'a [f64],
+    pub hi: &'a [f64],
+    pub p: f64,
+    pub reach: f64,
+}
+
 pub struct KdTree {
     dim: usize,
     /// Point indices in leaf order: each node covers `order[start..end]`.
@@ -126,7 +136,13 @@ impl KdTree {
         mut visit: impl FnMut(usize, f64),
     ) {
         let d = self.dim;
-        self.for_leaves_near_box(x, x, p, reach, node_max, stack, |start, end| {
+        let query = BoxQuery {
+            lo: x,
+            hi: x,
+            p,
+            reach,
+        };
+        self.for_leaves_near_box(query, node_max, stack, |start, end| {
             for k in start..end {
                 let y = &self.coords[k * d..(k + 1) * d];
                 let mut s = 0.0;
@@ -141,17 +157,14 @@ impl KdTree {
     /// Calls `visit(start, end)` for every leaf, in leaf order, that may hold a point within
     /// reach of some point of the box `[lo, hi]`: its box-to-box cost is at most `reach` plus
     /// the leaf's largest `node_max` value (for a single point, `lo = hi` = the point).
-    #[allow(clippy::too_many_arguments)]
     pub fn for_leaves_near_box(
         &self,
-        lo: &[f64],
-        hi: &[f64],
-        p: f64,
-        reach: f64,
+        query: BoxQuery<'_>,
         node_max: &[f64],
         stack: &mut Vec<u32>,
         mut visit: impl FnMut(usize, usize),
     ) {
+        let BoxQuery { lo, hi, p, reach } = query;
         let d = self.dim;
         stack.clear();
         stack.push(0);
@@ -294,7 +307,13 @@ mod tests {
         let (lo, hi) = ([0.2, 0.6], [0.35, 0.75]);
         let mut covered = vec![false; m];
         let mut last = 0;
-        tree.for_leaves_near_box(&lo, &hi, 2.0, 0.01, &node_max, &mut stack, |s, e| {
+        let query = BoxQuery {
+            lo: &lo,
+            hi: &hi,
+            p: 2.0,
+            reach: 0.01,
+        };
+        tree.for_leaves_near_box(query, &node_max, &mut stack, |s, e| {
             assert!(s >= last, "leaves come in leaf order");
             last = e;
             covered[s..e].iter_mut().for_each(|c| *c = true);

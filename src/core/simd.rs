@@ -32,6 +32,26 @@ pub(crate) fn mul_add<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
 /// Lanes of one chunk in the kernels: two AVX2 vectors or one AVX-512 vector of f64.
 pub const LANES: usize = 8;
 
+/// `s[at..at + LANES]` as an array (so the lanes' loops unroll without bounds checks); panics
+/// like the slice index when the range is out of bounds.
+#[inline(always)]
+pub fn lanes(s: &[f64], at: usize) -> &[f64; LANES] {
+    // The range has exactly LANES entries, so its first chunk of LANES always exists.
+    let Some(chunk) = s[at..at + LANES].first_chunk() else {
+        unreachable!()
+    };
+    chunk
+}
+
+/// [`lanes`] for writing.
+#[inline(always)]
+pub fn lanes_mut(s: &mut [f64], at: usize) -> &mut [f64; LANES] {
+    let Some(chunk) = s[at..at + LANES].first_chunk_mut() else {
+        unreachable!()
+    };
+    chunk
+}
+
 /// Branch-free `e^x`, within a few ulp of `f64::exp` on [−708, 709] (clamped outside; NaN
 /// propagates). `FMA` selects fused multiply-adds (see [`mul_add`]); kernels get it from
 /// [`multiversion!`] and call this inside loops over [`LANES`]-wide chunks, which LLVM

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::{add_into, rows_per_task, CostKernel, PlanSums};
 use crate::core::error::{all_finite, OtError, Result};
+use crate::core::layout::row_major_mut;
 use crate::core::logsumexp::{
     accumulate_exp, finish_shifted, plan_row, plan_row_sums, plan_row_with_sums, softmin_exact,
     sum_exp,
@@ -118,9 +119,8 @@ impl<'a> DenseCost<'a> {
         let parts: Vec<Acc> = match plan {
             Some(p) => rows
                 .zip(p.axis_iter_mut(Axis(0)))
-                .fold(init, |st, ((i, rs), mut prow)| {
-                    let out = prow.as_slice_mut().expect("a fresh array is contiguous");
-                    visit(st, i, rs, Some(out))
+                .fold(init, |st, ((i, rs), prow)| {
+                    visit(st, i, rs, Some(row_major_mut(prow)))
                 })
                 .collect(),
             None => rows
@@ -260,9 +260,8 @@ impl CostKernel for DenseCost<'_> {
             .into_par_iter()
             .zip(vrow)
             .enumerate()
-            .for_each_init(Vec::new, |buf, (i, (mut prow, &r))| {
-                let out = prow.as_slice_mut().expect("a fresh array is contiguous");
-                plan_row(row_of(v, i, buf), vcol, r, inv_eps, out);
+            .for_each_init(Vec::new, |buf, (i, (prow, &r))| {
+                plan_row(row_of(v, i, buf), vcol, r, inv_eps, row_major_mut(prow));
             });
         if self.transposed {
             p.reversed_axes()

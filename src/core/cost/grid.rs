@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::{CostKernel, PlanSums};
 use crate::core::error::{OtError, Result};
-use crate::core::logsumexp::{max_gap, sum_exp, SUM_MAX, SUM_MIN};
+use crate::core::logsumexp::{log_sum_exp_gap, SUM_MAX, SUM_MIN};
 use crate::core::simd::dot;
 
 /// Squared Euclidean cost on an `n_y × n_x` grid with spacings `h_y`, `h_x` (a 1-D grid is `n_y = 1`).
@@ -37,16 +37,6 @@ fn cost_1d(n: usize, h: f64) -> Vec<f64> {
         }
     }
     c
-}
-
-/// `ε log Σ_j exp((col_j − cost_j)/ε)` (−∞ when every term is −∞), with the exact max shift.
-#[inline]
-fn lse_units(cost: &[f64], col: &[f64], eps: f64) -> f64 {
-    let hi = max_gap(cost, col);
-    if hi == f64::NEG_INFINITY {
-        return f64::NEG_INFINITY;
-    }
-    hi + eps * sum_exp(cost, col, -hi, 1.0 / eps).ln()
 }
 
 /// Grids with fewer pixel·line products than this run the passes on the calling thread: at 32²
@@ -87,7 +77,7 @@ fn scaling_pass(vals: &[f64], rows: usize, cost: &[f64], gibbs: &[f64], eps: f64
             } else if (SUM_MIN..=SUM_MAX).contains(&sum) {
                 shift[r] + eps * sum.ln()
             } else {
-                lse_units(
+                log_sum_exp_gap(
                     &cost[i * len..(i + 1) * len],
                     &vals[r * len..(r + 1) * len],
                     eps,
@@ -170,7 +160,7 @@ impl GridCost {
         let pass1 = |i2: usize, trow: &mut [f64], mrow: Option<&mut [f64]>| {
             let cxr = &self.cx[i2 * nx..(i2 + 1) * nx];
             for j1 in 0..ny {
-                trow[j1] = lse_units(cxr, &col[j1 * nx..(j1 + 1) * nx], eps);
+                trow[j1] = log_sum_exp_gap(cxr, &col[j1 * nx..(j1 + 1) * nx], eps);
             }
             if let Some(mrow) = mrow {
                 for j1 in 0..ny {
@@ -215,7 +205,7 @@ impl GridCost {
             let cyr = &self.cy[i1 * ny..(i1 + 1) * ny];
             for i2 in 0..nx {
                 let tcol = &t[i2 * ny..(i2 + 1) * ny];
-                let l = lse_units(cyr, tcol, eps);
+                let l = log_sum_exp_gap(cyr, tcol, eps);
                 orow[i2] = -l;
             }
             if let Some(mrow) = mrow {

@@ -10,9 +10,13 @@
 //! * [`PatchCost`]: `|x_i − y_j|²` for patch clouds, from a register-blocked `x·yᵀ` micro-kernel.
 //! * [`TruncatedPatchCost`]: the same on the support that matters at one small ε, for the
 //!   warm-started solves of the patch prior.
+//!
+//! [`GroundCost`] builds dense matrices `h(‖x_i − y_j‖)` of the distance (concave ground costs
+//! of Barton & Tai, §3.1) for [`DenseCost`] and the batched solver.
 
 mod dense;
 mod grid;
+mod ground;
 mod patches;
 mod point_gradient;
 mod points;
@@ -25,6 +29,7 @@ use crate::core::logsumexp::plan_row;
 
 pub use dense::DenseCost;
 pub use grid::GridCost;
+pub use ground::{grid_cost, grid_points, pairwise_cost, GroundCost};
 pub use patches::{PatchCost, PlanMoments};
 pub use point_gradient::PlanGradient;
 pub(crate) use points::points_row_sum;

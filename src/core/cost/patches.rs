@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::{add_into, check_clouds, plan_from_cost, CostKernel, PlanSums};
 use crate::core::error::Result;
 use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse};
-use crate::core::simd::{dot, exp, mul_add, multiversion, LANES};
+use crate::core::simd::{dot, exp, lanes, lanes_mut, mul_add, multiversion, LANES};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
 pub(super) const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
@@ -90,7 +90,7 @@ fn sq_dist_block_generic<const FMA: bool>(
         for ((((yrow, &a0), &a1), &a2), &a3) in
             rows_of_y.clone().zip(x[0]).zip(x[1]).zip(x[2]).zip(x[3])
         {
-            let y: &[f64; LANES] = yrow[j..j + LANES].try_into().unwrap();
+            let y = lanes(yrow, j);
             for l in 0..LANES {
                 acc0[l] = madd(a0, y[l], acc0[l]);
                 acc1[l] = madd(a1, y[l], acc1[l]);
@@ -98,11 +98,9 @@ fn sq_dist_block_generic<const FMA: bool>(
                 acc3[l] = madd(a3, y[l], acc3[l]);
             }
         }
-        let yn: &[f64; LANES] = to.norms[j..j + LANES].try_into().unwrap();
+        let yn = lanes(&to.norms, j);
         for (r, acc) in [acc0, acc1, acc2, acc3].iter().enumerate() {
-            let o: &mut [f64; LANES] = (&mut out[r * TILE + jc..r * TILE + jc + LANES])
-                .try_into()
-                .unwrap();
+            let o = lanes_mut(out, r * TILE + jc);
             for l in 0..LANES {
                 // Rounding can make the expanded form slightly negative for near-equal patches.
                 o[l] = (xn[r] + yn[l] - 2.0 * acc[l]).max(0.0);
@@ -290,7 +288,7 @@ impl PatchCost {
         PlanMoments {
             row_mass: Array1::from(row_mass),
             col_mass: Array1::from(col_mass),
-            barycentric: Array2::from_shape_vec((n, d), bary).expect("n×d buffer"),
+            barycentric: Array2::from_shape_fn((n, d), |(i, k)| bary[i * d + k]),
         }
     }
 

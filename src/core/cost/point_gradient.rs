@@ -10,6 +10,7 @@ use super::points::{cost_tile, TILE};
 use super::{rows_per_task, CostKernel, PointCost};
 use crate::core::error::{check_positive, OtError, Result};
 use crate::core::interrupt;
+use crate::core::layout::{row_major, row_major_mut};
 use crate::core::logsumexp::plan_row;
 
 /// `Σ_j P_ij ∇_x c(x_i, y_j)` (n×d) and the plan's row sums `Σ_j P_ij` (n).
@@ -50,15 +51,15 @@ fn plan_gradient_rows(
     p: f64,
 ) -> PlanGradient {
     let (d, n, m) = (from.nrows(), from.ncols(), to.ncols());
-    let to_flat = to.as_slice().expect("standard layout");
+    let to_flat = row_major(to);
+    let to_flat = &*to_flat;
     let inv_eps = 1.0 / eps;
     let flag = interrupt::current();
     let mut grad = Array2::zeros((n, d));
     let mut row_sums = Array1::zeros(n);
-    grad.as_slice_mut()
-        .expect("standard layout")
+    row_major_mut(grad.view_mut())
         .par_chunks_mut(d.max(1))
-        .zip(row_sums.as_slice_mut().expect("contiguous"))
+        .zip(row_major_mut(row_sums.view_mut()))
         .enumerate()
         .with_min_len(rows_per_task(m))
         .for_each_init(

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, PlanSums};
 use crate::core::error::{check_positive, Result};
 use crate::core::interrupt::{self, CancelFlag};
+use crate::core::layout::{row_major, row_major_mut};
 use crate::core::logsumexp::{
     finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
 };
@@ -46,9 +47,8 @@ impl PointCost {
         c.axis_iter_mut(Axis(0))
             .into_par_iter()
             .enumerate()
-            .for_each(|(i, mut row)| {
-                let row = row.as_slice_mut().expect("standard layout");
-                cost_tile(&self.xt, i, &self.yt, 0, self.p, row);
+            .for_each(|(i, row)| {
+                cost_tile(&self.xt, i, &self.yt, 0, self.p, row_major_mut(row));
             });
         c
     }
@@ -67,7 +67,9 @@ pub(super) fn cost_tile(
     out.fill(0.0);
     for k in 0..from.nrows() {
         let xk = from[(k, i)];
-        let yk = &to.row(k).to_slice().expect("standard layout")[j0..j0 + out.len()];
+        let to_k = to.row(k);
+        let to_k = row_major(&to_k);
+        let yk = &to_k[j0..j0 + out.len()];
         for (o, y) in out.iter_mut().zip(yk) {
             let t = xk - y;
             *o += t * t;
@@ -149,7 +151,8 @@ fn softmin_points(
     out: &mut [f64],
 ) {
     let m = to.ncols();
-    let to_flat = to.as_slice().expect("standard layout");
+    let to_flat = row_major(to);
+    let to_flat = &*to_flat;
     let inv_eps = 1.0 / eps;
     // One pass at 10⁵ × 10⁵ points takes seconds: rows check the cancellation flag, and a
     // cancelled pass leaves NaN, which the caller's next `interrupt::check` turns into the error.

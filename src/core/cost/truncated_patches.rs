@@ -24,14 +24,14 @@
 //! never of the truncated surrogate.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
 use super::patches::{plan_tile, softmin_exact_row, sq_dist_block, Cloud, ROWS, TILE};
 use super::{CostKernel, PatchCost, PlanMoments, PlanSums};
-use crate::core::logsumexp::{plan_row_sums, softmin_exact, sum_exp};
+use crate::core::logsumexp::{log_sum_exp, plan_row_sums, softmin_exact, sum_exp};
 use crate::core::simd::{multiversion, LANES};
 
 /// `R`: what the dropped entries may contribute, relative to the kept ones, is below `e^{−R}`.
@@ -118,15 +118,6 @@ pub struct TruncatedPatchCost<'k> {
     exact_lines: AtomicUsize,
 }
 
-/// `log Σ_k e^{v_k}` (−∞ for no terms; NaN if a term is NaN).
-fn log_sum_exp(v: impl Iterator<Item = f64> + Clone) -> f64 {
-    let hi = v.clone().fold(f64::NEG_INFINITY, f64::max);
-    if !hi.is_finite() {
-        return hi;
-    }
-    hi + v.map(|x| (x - hi).exp()).sum::<f64>().ln()
-}
-
 /// `LSE_k (term_k − reference_k)/ε`.
 fn log_drift(term: &[f64], reference: &[f64], eps: f64) -> f64 {
     log_sum_exp(term.iter().zip(reference).map(move |(t, r)| (t - r) / eps))
@@ -169,7 +160,7 @@ impl<'k> TruncatedPatchCost<'k> {
 
     /// Entries of the current support (0 when none is built).
     pub fn kept(&self) -> usize {
-        match &*self.state.lock().expect("not poisoned") {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
             State::Built(s) => s.rows.index.len(),
             _ => 0,
         }
@@ -182,7 +173,13 @@ impl<'k> TruncatedPatchCost<'k> {
         let (row_min, col_min) = minima(x, y, &row_ref, &col_ref);
         let reach = self.threshold * self.eps;
         let budget = BUDGET_BYTES / 24;
-        let Some(rows) = keep(x, y, &row_ref, &col_ref, &row_min, &col_min, reach, budget) else {
+        let refs = References {
+            row: &row_ref,
+            col: &col_ref,
+            row_min: &row_min,
+            col_min: &col_min,
+        };
+        let Some(rows) = keep(x, y, refs, reach, budget) else {
             return State::TooLarge;
         };
         let cols = rows.transpose(y.n);
@@ -209,7 +206,7 @@ impl<'k> TruncatedPatchCost<'k> {
         if eps != self.eps || !finite(&mine) || !finite(other) {
             return self.exact_softmin(rows, other, shift, eps, out);
         }
-        let mut state = self.state.lock().expect("not poisoned");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut fresh = false;
         if matches!(*state, State::Unbuilt) {
             *state = self.terms_build(rows, mine.clone(), other.to_vec());
@@ -327,7 +324,7 @@ impl<'k> TruncatedPatchCost<'k> {
 
     /// The support, when it can serve statistics at `eps`.
     fn support_at(&self, eps: f64) -> Option<std::sync::MutexGuard<'_, State>> {
-        let state = self.state.lock().expect("not poisoned");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         (eps == self.eps && matches!(*state, State::Built(_))).then_some(state)
     }
 
@@ -377,6 +374,8 @@ multiversion! {
     pub fn tile_minima(cost: &[f64], col: &[f64], row: f64, col_min: &mut [f64]) -> f64 => tile_minima_generic
 }
 
+// The scalars stay separate arguments, as in `points_row_sum_generic`: the tile kernel is
+// dispatched once per tile and inlined.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn tile_keep_generic<const FMA: bool>(
@@ -456,18 +455,24 @@ fn minima(x: &Cloud, y: &Cloud, row: &[f64], col: &[f64]) -> (Vec<f64>, Vec<f64>
     (row_min, col_min)
 }
 
+/// The reference terms a support is built for, and each row's and column's smallest reduced
+/// cost under them (see the module documentation).
+#[derive(Clone, Copy)]
+struct References<'a> {
+    row: &'a [f64],
+    col: &'a [f64],
+    row_min: &'a [f64],
+    col_min: &'a [f64],
+}
+
 /// The kept entries by row (see the module documentation), or `None` beyond `budget` entries.
-#[allow(clippy::too_many_arguments)]
-fn keep(
-    x: &Cloud,
-    y: &Cloud,
-    row: &[f64],
-    col: &[f64],
-    row_min: &[f64],
-    col_min: &[f64],
-    reach: f64,
-    budget: usize,
-) -> Option<Lines> {
+fn keep(x: &Cloud, y: &Cloud, refs: References<'_>, reach: f64, budget: usize) -> Option<Lines> {
+    let References {
+        row,
+        col,
+        row_min,
+        col_min,
+    } = refs;
     let m = y.n;
     let total = AtomicUsize::new(0);
     // Per block of ROWS rows: the kept (column, cost) pairs of each row.
@@ -552,7 +557,7 @@ fn support_moments(
     PlanMoments {
         row_mass: Array1::from(row_mass),
         col_mass: Array1::from(col_mass),
-        barycentric: Array2::from_shape_vec((n, d), bary).expect("n×d buffer"),
+        barycentric: Array2::from_shape_fn((n, d), |(i, k)| bary[i * d + k]),
     }
 }
 

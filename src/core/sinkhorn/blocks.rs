@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::stabilized::{two_pass_products, KernelBuilder, KernelStore, ScalingOf, Stored};
 use crate::core::cost::{add_into, PlanSums};
 use crate::core::logsumexp::plan_row_sums;
-use crate::core::neighbours::{cost_from_sq, to_leaf_order, to_point_order, KdTree};
+use crate::core::neighbours::{cost_from_sq, to_leaf_order, to_point_order, BoxQuery, KdTree};
 
 /// Truncation threshold `T`: blocks that cannot hold an entry `≥ e^{−T}` of the reference are dropped.
 const TRUNCATION: f64 = 32.0;
@@ -209,18 +209,19 @@ impl<T: Stored> BlockBuilder<T> {
                 let mut runs: Vec<(u32, u32)> = Vec::new();
                 if top.is_finite() {
                     let reach = top + t * eps;
-                    self.y_tree.for_leaves_near_box(
+                    let query = BoxQuery {
                         lo,
                         hi,
-                        self.p,
+                        p: self.p,
                         reach,
-                        &node_max,
-                        stack,
-                        |s, e| match runs.last_mut() {
-                            Some(last) if last.1 as usize == s => last.1 = e as u32,
-                            _ => runs.push((s as u32, e as u32)),
-                        },
-                    );
+                    };
+                    self.y_tree
+                        .for_leaves_near_box(query, &node_max, stack, |s, e| {
+                            match runs.last_mut() {
+                                Some(last) if last.1 as usize == s => last.1 = e as u32,
+                                _ => runs.push((s as u32, e as u32)),
+                            }
+                        });
                 }
                 let width = runs.iter().map(|&(s, e)| (e - s) as usize).sum();
                 Block {

@@ -38,19 +38,29 @@ fn wants_sparse(n: usize, m: usize, dim: usize, params: &SinkhornParams) -> bool
     }
 }
 
+/// Two weighted point clouds and the exponent of their cost `|x_i − y_j|^p`.
+#[derive(Clone, Copy, Debug)]
+pub struct PointClouds<'a> {
+    /// Source points, one per row.
+    pub x: ArrayView2<'a, f64>,
+    /// Target points, one per row.
+    pub y: ArrayView2<'a, f64>,
+    pub p: f64,
+    /// Source weights.
+    pub a: ArrayView1<'a, f64>,
+    /// Target weights.
+    pub b: ArrayView1<'a, f64>,
+}
+
 /// Sinkhorn with the cost `|x_i − y_j|^p`, on the kernel `params.kernel` asks for (see
 /// [`KernelChoice`]); the truncated kernel always anneals ε (factor `eps_scaling`, 0.5 if unset)
 /// from a coarse level unless warm-started.
 pub fn sinkhorn_points(
-    x: ArrayView2<'_, f64>,
-    y: ArrayView2<'_, f64>,
-    p: f64,
-    a: ArrayView1<'_, f64>,
-    b: ArrayView1<'_, f64>,
+    clouds: PointClouds<'_>,
     params: &SinkhornParams,
     init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
 ) -> Result<SinkhornOutput> {
-    solve_points(x, y, p, a, b, params, init, truncated_budget() as f64)
+    solve_points(clouds, params, init, truncated_budget() as f64)
 }
 
 /// Bytes a truncated kernel may store: half the memory the system reports available (Linux),
@@ -78,17 +88,13 @@ fn entry_bytes(params: &SinkhornParams) -> f64 {
 }
 
 /// [`sinkhorn_points`] with the largest number of bytes a truncated kernel may store.
-#[allow(clippy::too_many_arguments)]
 fn solve_points(
-    x: ArrayView2<'_, f64>,
-    y: ArrayView2<'_, f64>,
-    p: f64,
-    a: ArrayView1<'_, f64>,
-    b: ArrayView1<'_, f64>,
+    clouds: PointClouds<'_>,
     params: &SinkhornParams,
     init: Option<(ArrayView1<'_, f64>, ArrayView1<'_, f64>)>,
     budget: f64,
 ) -> Result<SinkhornOutput> {
+    let PointClouds { x, y, p, a, b } = clouds;
     let kernel = PointCost::new(x, y, p)?;
     let (n, m) = kernel.shape();
     if !wants_sparse(n, m, x.ncols(), params) || a.len() != n || b.len() != m {
@@ -313,20 +319,18 @@ fn coarse_start(
     } else {
         KernelChoice::Auto
     };
-    let out = solve_points(
-        cx.view(),
-        cy.view(),
+    let coarse_clouds = PointClouds {
+        x: cx.view(),
+        y: cy.view(),
         p,
-        ca.view(),
-        cb.view(),
-        &coarse,
-        None,
-        budget,
-    )?;
+        a: ca.view(),
+        b: cb.view(),
+    };
+    let out = solve_points(coarse_clouds, &coarse, None, budget)?;
     // f_i = softmin_ε over the coarse columns, and likewise g_j: the c-transforms that
     // extend the coarse potentials to every point.
-    let x_view = ArrayView2::from_shape((n, dim), xs).expect("n×dim");
-    let y_view = ArrayView2::from_shape((m, dim), ys).expect("m×dim");
+    let x_view = ArrayView2::from_shape((n, dim), xs)?;
+    let y_view = ArrayView2::from_shape((m, dim), ys)?;
     let term = |pot: &Array1<f64>, w: &Array1<f64>| -> Vec<f64> {
         pot.iter()
             .zip(w)
@@ -405,17 +409,14 @@ mod tests {
             params.kernel = KernelChoice::Log;
             let reference = sinkhorn(&k, a.view(), b.view(), &params, None).unwrap();
             params.kernel = KernelChoice::Sparse;
-            let out = solve_points(
-                x.view(),
-                y.view(),
-                2.0,
-                a.view(),
-                b.view(),
-                &params,
-                None,
-                budget,
-            )
-            .unwrap();
+            let clouds = PointClouds {
+                x: x.view(),
+                y: y.view(),
+                p: 2.0,
+                a: a.view(),
+                b: b.view(),
+            };
+            let out = solve_points(clouds, &params, None, budget).unwrap();
             assert!(out.converged && out.marginal_error <= 1e-9, "{out:?}");
             let (p0, p1) = (
                 plan_of(&k, &reference, &a, &b, eps),

@@ -60,6 +60,11 @@ fn beats(rate: f64, than: f64) -> bool {
     rate.partial_cmp(&than) == Some(std::cmp::Ordering::Less)
 }
 
+/// The last error observed, where a new measurement starts (every caller runs after one).
+fn last_only(errors: &[f64]) -> Vec<f64> {
+    errors.last().into_iter().copied().collect()
+}
+
 /// Geometric mean rate over the last `window` entries of `errors`.
 fn rate(errors: &[f64], window: usize) -> f64 {
     let n = errors.len();
@@ -183,12 +188,11 @@ impl Relaxation {
 
     /// Interrupts ω for [`PROBE`] plain updates.
     fn start_probe(&mut self, relaxed_rate: f64) {
-        let last = *self.errors.last().expect("called after an observation");
         self.probe = Some(Probe {
             omega: self.omega,
             fallback: self.fallback,
             relaxed_rate,
-            errors: vec![last],
+            errors: last_only(&self.errors),
         });
         self.omega = 1.0;
     }
@@ -196,11 +200,11 @@ impl Relaxation {
     /// Keeps plain updates when their rate beat the relaxed one, else resumes ω and probes again
     /// after twice as many relaxed iterations.
     fn end_probe(&mut self) {
-        let probe = self.probe.take().expect("a probe is running");
+        let Some(probe) = self.probe.take() else {
+            return;
+        };
         let plain = rate(&probe.errors, WINDOW);
-        let last = *probe.errors.last().expect("the probe ran");
-        self.errors.clear();
-        self.errors.push(last);
+        self.errors = last_only(&probe.errors);
         if beats(plain, probe.relaxed_rate) {
             self.fallback = 1.0;
             self.give_up_for_now();
@@ -252,9 +256,7 @@ impl Relaxation {
             self.switch_to(omega, 1.0, PERIOD);
             return;
         }
-        let last = *self.errors.last().expect("called after an observation");
-        self.errors.clear();
-        self.errors.push(last);
+        self.errors = last_only(&self.errors);
         self.give_up_for_now();
     }
 
@@ -270,13 +272,11 @@ impl Relaxation {
     /// `judged_after` iterations (a raise is judged over a longer stretch: near ω = 2 the relaxed
     /// error oscillates, and one window says little) and over every [`PERIOD`] after that.
     fn switch_to(&mut self, omega: f64, rate_to_beat: f64, judged_after: usize) {
-        let last = *self.errors.last().expect("called after an observation");
         self.omega = omega;
         self.rate_to_beat = rate_to_beat;
         self.judged_after = judged_after;
         self.since_switch = 0;
-        self.errors.clear();
-        self.errors.push(last);
+        self.errors = last_only(&self.errors);
     }
 }
 
@@ -298,11 +298,10 @@ impl HalfStep<'_> {
     /// relaxed one. The plan's row sums are `w e^{(φ − φ̃)/ε}`; written with `expm1` so the
     /// second-order gain near the fixed point is not lost to cancellation.
     fn dual_gain(&self, omega: f64) -> f64 {
-        if self.reach.is_none() {
+        let Some(rho) = self.reach else {
             let args = [omega * self.damping, omega, self.eps];
             return exact_dual_gain(self.weights, self.potential, self.softmin, args);
-        }
-        let rho = self.reach.expect("relaxed side");
+        };
         let args = [omega * self.damping, omega, self.eps, rho];
         relaxed_dual_gain(self.weights, self.potential, self.softmin, args)
     }

@@ -100,10 +100,10 @@ impl Band {
                     };
                     top - cost(gap, self.p_exp) >= floor
                 };
-                match tree.first(&bound, &kept, false) {
-                    Some(lo) => (lo, tree.first(&bound, &kept, true).expect("lo is kept") + 1),
-                    None => (c.len(), 0),
-                }
+                // The last kept point exists whenever a first one does.
+                tree.first(&bound, &kept, false)
+                    .and_then(|lo| Some((lo, tree.first(&bound, &kept, true)? + 1)))
+                    .unwrap_or((c.len(), 0))
             })
             .collect();
         // Monotone hull: lo non-decreasing from the right, hi from the left.

@@ -375,18 +375,35 @@ pub struct EventUnfoldOutput {
     pub iteration: OtUnfoldOutput,
 }
 
+/// The problem of an event unfolding: the MC samples and how they respond, the measured
+/// events, and an optional prior.
+pub struct EventUnfoldInput<'a> {
+    /// Detector points of the MC samples (or of a dense response's rows).
+    pub points: ArrayView2<'a, f64>,
+    pub mc: &'a McResponse<'a>,
+    /// Number of gen points L.
+    pub n_gen: usize,
+    /// MC weight of every gen point (L), all 1 when `None`.
+    pub gen_weight: Option<ArrayView1<'a, f64>>,
+    pub measured: Measured<'a>,
+    /// Prior on the gen points (L); `None` starts from the reference measure of the MC weights.
+    pub prior: Option<ArrayView1<'a, f64>>,
+}
+
 /// OT unfolding of MC events (module docs): σ in events on all L gen points.
-#[allow(clippy::too_many_arguments)]
 pub fn ot_unfold_events(
-    points: ArrayView2<'_, f64>,
-    mc: &McResponse<'_>,
-    n_gen: usize,
-    gen_weight: Option<ArrayView1<'_, f64>>,
-    measured: Measured<'_>,
-    prior: Option<ArrayView1<'_, f64>>,
+    input: EventUnfoldInput<'_>,
     params: &OtUnfoldParams,
     progress: Option<&mut dyn FnMut(usize) -> Result<()>>,
 ) -> Result<EventUnfoldOutput> {
+    let EventUnfoldInput {
+        points,
+        mc,
+        n_gen,
+        gen_weight,
+        measured,
+        prior,
+    } = input;
     let model = McModel::new(points, mc, n_gen, gen_weight)?;
     if model.seen.is_empty() {
         return Err(OtError::invalid(

@@ -14,7 +14,9 @@ pub mod projection;
 pub mod richardson_lucy;
 pub mod truncated;
 
-pub use events::{ot_unfold_events, EventUnfoldOutput, McModel, McResponse, Measured};
+pub use events::{
+    ot_unfold_events, EventUnfoldInput, EventUnfoldOutput, McModel, McResponse, Measured,
+};
 pub use ot::{
     ot_unfold, CostNormalization, OtUnfoldInput, OtUnfoldOutput, OtUnfoldParams, Projection,
     UnfoldKernel,

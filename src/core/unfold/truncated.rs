@@ -105,7 +105,10 @@ impl Backend {
     ) -> Vec<f64> {
         match self {
             Backend::Stored(_, store) => {
-                let store = store.as_ref().expect("built at construction");
+                // Built at construction; without a kernel every kept sum is empty.
+                let Some(store) = store.as_ref() else {
+                    return vec![f64::NEG_INFINITY; reference.len()];
+                };
                 let (scal, top) = scalings(t, other_ref, eps);
                 let sums = if rows {
                     store.row_products(&scal)

@@ -273,7 +273,7 @@ pub fn richardson_lucy(
     };
     Ok(RichardsonLucyOutput {
         unfolded: n_c,
-        history: Array2::from_shape_vec((n_iter, l), history).expect("n_iter rows"),
+        history: Array2::from_shape_vec((n_iter, l), history)?,
         ts_values,
         stat_cov,
         sys_cov,
@@ -405,19 +405,22 @@ impl<'a> Propagation<'a> {
             // D_k: the columns b·L + k of dcdP, (L × nb).
             let d = self.dcdp.slice(s![.., k..; l]);
             debug_assert_eq!(d.ncols(), nb);
+            // The constructor checked that the errors of `cov_type` are given; a cause without
+            // them would add no Monte Carlo covariance.
             match self.inputs.cov_type {
                 CovType::Poisson => {
-                    let err = self
-                        .inputs
-                        .response_err
-                        .expect("validated")
-                        .column(k)
-                        .to_owned();
+                    let Some(err) = self.inputs.response_err else {
+                        continue;
+                    };
+                    let err = err.column(k).to_owned();
                     let dw = &d * &(&err * &err);
                     cov += &dw.dot(&d.t());
                 }
                 CovType::Multinomial => {
-                    let ee = self.inputs.efficiencies_err.expect("validated")[k];
+                    let Some(ee) = self.inputs.efficiencies_err else {
+                        continue;
+                    };
+                    let ee = ee[k];
                     let n_mc = (self.eff[k] * safe_inverse(ee)).powi(2);
                     let inv = safe_inverse(n_mc);
                     if inv == 0.0 {

@@ -113,7 +113,11 @@ fn par_dot(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Array2<f64> {
         .map(|rows| rows.dot(&b))
         .collect();
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
-    concatenate(Axis(0), &views).expect("blocks of the same width")
+    // Every block is a product with `b`, so they share its width and stack.
+    match concatenate(Axis(0), &views) {
+        Ok(stacked) => stacked,
+        Err(_) => a.dot(&b),
+    }
 }
 
 fn safe_ratio(a: &Array1<f64>, b: &Array1<f64>) -> Array1<f64> {

@@ -2,7 +2,7 @@ use ndarray::{array, Array1, Array2};
 
 use super::*;
 use crate::core::cost::DenseCost;
-use crate::core::ground_cost::{grid_cost, grid_points, GroundCost};
+use crate::core::cost::{grid_cost, grid_points, GroundCost};
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
 
 /// A deterministic pseudo-random histogram on `n` bins with about a third of them empty.

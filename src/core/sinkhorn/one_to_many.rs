@@ -18,10 +18,11 @@
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
+use super::relaxation::Relaxation;
 use crate::core::error::{check_finite, check_positive, check_weights, OtError, Result};
 use crate::core::interrupt;
+use crate::core::logsumexp::log_sum_exp_gap;
 use crate::core::simd::{dot, mul_add, multiversion};
-use crate::core::sinkhorn::relaxation::Relaxation;
 
 #[derive(Clone, Debug)]
 pub struct BatchParams {
@@ -298,7 +299,7 @@ impl<'a> PairSolver<'a> {
         let (eps, nc) = (self.eps, self.nc);
         for (i, phi) in self.phi.iter_mut().enumerate() {
             let row = &self.c[i * nc..(i + 1) * nc];
-            *phi = eps * self.src.log_weight[i] - log_sum_exp(row, &self.psi, eps);
+            *phi = eps * self.src.log_weight[i] - log_sum_exp_gap(row, &self.psi, eps);
         }
         self.rebuild_kernel();
     }
@@ -312,7 +313,7 @@ impl<'a> PairSolver<'a> {
                 .iter_mut()
                 .enumerate()
                 .for_each(|(i, c)| *c = self.c[i * nc + j]);
-            *psi = eps * self.tgt.log_weight[j] - log_sum_exp(&column, &self.phi, eps);
+            *psi = eps * self.tgt.log_weight[j] - log_sum_exp_gap(&column, &self.phi, eps);
         }
         self.rebuild_kernel();
     }
@@ -460,20 +461,6 @@ fn axpy_generic<const FMA: bool>(alpha: f64, x: &[f64], out: &mut [f64]) {
 multiversion! {
     /// `out += alpha·x`.
     pub fn axpy(alpha: f64, x: &[f64], out: &mut [f64]) => axpy_generic
-}
-
-/// `ε log Σ_j exp((col_j − cost_j)/ε)` with the exact max shift.
-fn log_sum_exp(cost: &[f64], col: &[f64], eps: f64) -> f64 {
-    let hi = cost
-        .iter()
-        .zip(col)
-        .fold(f64::NEG_INFINITY, |m, (c, w)| m.max(w - c));
-    let s: f64 = cost
-        .iter()
-        .zip(col)
-        .map(|(c, w)| ((w - c - hi) / eps).exp())
-        .sum();
-    hi + eps * s.ln()
 }
 
 fn solve_pair(

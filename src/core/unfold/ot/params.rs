@@ -1,0 +1,161 @@
+//! What OT unfolding is asked and answers: the parameters (ε schedule, cost exponent and
+//! normalisation, projection, kernel), the input problem and the output.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostNormalization {
+    /// Divide the cost by its maximum over all (response, measured) pairs (reference code).
+    Max,
+    /// Raw cost.
+    None,
+}
+
+/// How `Proj^KL_{ker B}` (step 3 of eq. 25) is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// The paper's Douglas–Rachford splitting, eq. (28), `dr_iter` steps of size `dr_step`.
+    DouglasRachford,
+    /// The exact projection (closed form for block responses, Newton otherwise).
+    Exact,
+}
+
+#[derive(Clone, Debug)]
+pub struct OtUnfoldParams {
+    /// ε of eq. (21), in units of the (normalised) cost.
+    pub eps: f64,
+    /// ε_init of the warm start, eq. (26).
+    pub eps_init: f64,
+    /// Classical Sinkhorn iterations of the warm start (the paper uses 100).
+    pub n_init_iter: usize,
+    /// Outer iterations of eq. (25) (at most, when `tol` is set).
+    pub max_iter: usize,
+    /// Stop when `‖σ_l − σ_{l−1}‖₁ ≤ tol`; `None` runs exactly `max_iter` iterations.
+    pub tol: Option<f64>,
+    /// Douglas–Rachford iterations per projection and step τ (eq. 28).
+    pub dr_iter: usize,
+    pub dr_step: f64,
+    pub projection: Projection,
+    pub p: f64,
+    pub cost_normalization: CostNormalization,
+    /// How the two log-sum-exps of eq. (25) are evaluated.
+    pub kernel: UnfoldKernel,
+    /// Run the warm start on about this many clusters per side and carry it to the points by a
+    /// c-transform; `None` decides (clusters when the truncated kernel runs on a problem whose
+    /// warm start could not store its kernel).
+    pub warm_start_clusters: Option<usize>,
+}
+
+/// The evaluation of the log-sum-exps of eq. (25).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnfoldKernel {
+    /// The truncated kernel where ε is small enough for it to pay (see [`wants_truncation`]),
+    /// else the online one.
+    Auto,
+    /// Online log-domain reductions: m·n exponentials per pass, exact.
+    Online,
+    /// The stabilized truncated kernel of [`super::truncated`]: one pass over the kept entries.
+    Truncated,
+}
+
+impl OtUnfoldParams {
+    pub fn new() -> Self {
+        OtUnfoldParams {
+            eps: 3e-5,
+            eps_init: 1e-2,
+            n_init_iter: 100,
+            max_iter: 25,
+            tol: None,
+            dr_iter: 25,
+            dr_step: 1e-3,
+            projection: Projection::DouglasRachford,
+            p: 2.0,
+            cost_normalization: CostNormalization::Max,
+            kernel: UnfoldKernel::Auto,
+            warm_start_clusters: None,
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        check_positive("reg", self.eps)?;
+        check_positive("reg_init", self.eps_init)?;
+        check_positive("dr_step", self.dr_step)?;
+        if self.n_init_iter < 1 {
+            return Err(OtError::invalid("n_init_iter", "must be at least 1"));
+        }
+        if self.max_iter < 1 {
+            return Err(OtError::invalid("max_iter", "must be at least 1"));
+        }
+        if self.warm_start_clusters == Some(0) {
+            return Err(OtError::invalid(
+                "warm_start_clusters",
+                "must be at least 1",
+            ));
+        }
+        if let Some(t) = self.tol {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(OtError::invalid(
+                    "tol",
+                    format!("must be finite and non-negative, got {t}"),
+                ));
+            }
+        }
+        if !(self.p.is_finite() && self.p >= 1.0) {
+            return Err(OtError::invalid(
+                "p",
+                format!("must be a finite exponent ≥ 1, got {}", self.p),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for OtUnfoldParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OtUnfoldOutput {
+    /// σ after the last iteration (sums to one).
+    pub sigma: Array1<f64>,
+    /// σ after each iteration, (n_iter, L).
+    pub sigma_history: Array2<f64>,
+    /// `εKL(P|K̃)` of the iterate `P^{2l} = diag(u) K̃ diag(v)` (eq. 23) per iteration, in raw
+    /// cost units; it needs only the marginals (`Σ_ij P_ij log(P_ij/K̃_ij) = Σ a log u + Σ b log v`).
+    pub objective: Vec<f64>,
+    /// `‖σ_l − σ_{l−1}‖₁` per iteration.
+    pub sigma_change: Vec<f64>,
+    /// `‖Bz‖/‖z‖` of the projection's output per iteration.
+    pub kerb_residual: Vec<f64>,
+    pub n_iter: usize,
+    /// `tol` reached (always false when `tol` is `None`).
+    pub converged: bool,
+    /// The factor the cost was divided by.
+    pub cost_scale: f64,
+    /// What the truncated kernel did (`None` on the online kernel).
+    pub truncation: Option<TruncationStats>,
+    /// Whether the warm start ran on clusters.
+    pub coarse_warm_start: bool,
+}
+
+/// The discrete problem of eq. (21) with the optional fakes and reference measure.
+#[derive(Clone, Debug)]
+pub struct OtUnfoldInput<'a> {
+    /// Detector points `y_i` of the response, (m, d).
+    pub response_points: ArrayView2<'a, f64>,
+    /// Column-stochastic response `R` (m×L).
+    pub response: Response,
+    /// Measured points `y'_j`, (n, d), and their positive weights (any normalisation).
+    pub measured_points: ArrayView2<'a, f64>,
+    pub measured_weights: ArrayView1<'a, f64>,
+    /// Start `σ⁰` of the iteration (normalised inside); default: the reference.
+    pub prior: Option<ArrayView1<'a, f64>>,
+    /// Reference measure `σ̂` of the KL term in eq. (21) (positive, normalised inside); default
+    /// uniform.
+    pub reference: Option<ArrayView1<'a, f64>>,
+    /// Fakes: detector points (f, d) and positive weights in the units of `measured_weights`;
+    /// their total must stay below the measured total.
+    pub fakes: Option<(ArrayView2<'a, f64>, ArrayView1<'a, f64>)>,
+}
