@@ -5,6 +5,20 @@ from helpers import NOTEBOOKS
 from nbclient import NotebookClient
 
 
+def pytest_collection_modifyitems(items):
+    """Runs the longest tests first (longest-processing-time-first scheduling): pytest-xdist
+    hands tests to its workers in collection order, and a minute-long test that starts last keeps
+    one worker busy while the others idle. ``@pytest.mark.slow(seconds)`` states a test's rough
+    duration (only the order matters); unmarked tests keep their order after the marked ones.
+    Every worker sorts the same collection the same way, as xdist requires."""
+
+    def seconds(item):
+        marker = item.get_closest_marker("slow")
+        return marker.args[0] if marker else 0.0
+
+    items.sort(key=seconds, reverse=True)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261123)

@@ -86,6 +86,7 @@ def run_with_threads(n_threads):
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow(17)
 def test_results_do_not_depend_on_the_number_of_rayon_threads():
     one, two = run_with_threads(1), run_with_threads(2)
     for name in one:

@@ -66,6 +66,10 @@ import pickle, signal, sys, time
 signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import otinverse
+# Resolve the lazily imported subpackages before "ready": under load their import outlasts the
+# test's one-second wait, and a SIGINT inside an import leaves a half-initialised module behind
+# (asyncio, whose later import then fails) instead of interrupting the kernel call.
+from otinverse import sinkhorn, sinkhorn_points
 {setup}
 before = pickle.dumps(fitted)
 print("ready", flush=True)

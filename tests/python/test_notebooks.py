@@ -89,11 +89,19 @@ def test_every_notebook_is_tested():
 #: Notebooks that read the WPP micrographs, which wheels leave out.
 NEEDS_MICROGRAPHS = {"wpp_superresolution.ipynb"}
 
+#: Rough seconds of each fast run on a loaded two-core machine (for scheduling, longest first:
+#: the OT-cycleGAN's time is JAX compiling its four training steps, whatever the problem size).
+SECONDS = {"ot_cyclegan.ipynb": 120}
+
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=requires_micrographs) if n in NEEDS_MICROGRAPHS else n
+        pytest.param(
+            n,
+            marks=[pytest.mark.slow(SECONDS.get(n, 20))]
+            + ([requires_micrographs] if n in NEEDS_MICROGRAPHS else []),
+        )
         for n in sorted(EXPECTED)
     ],
 )

@@ -24,6 +24,7 @@ def ir_accuracy(split, **params):
     return OTClassifier(image_shape=(8, 8), **params).fit(Xtr, ytr).score(Xte, yte)
 
 
+@pytest.mark.slow(30)
 @pytest.mark.parametrize("reg", [0.3, 0.1, None], ids=["reg0.3", "reg0.1", "exact"])
 def test_concave_costs_beat_the_distance(split, reg):
     acc = {c: ir_accuracy(split, cost=c, reg=reg) for c in ("distance", "log1p", "atan")}
@@ -33,6 +34,7 @@ def test_concave_costs_beat_the_distance(split, reg):
     assert 0.69 <= acc["distance"] <= 0.78, acc
 
 
+@pytest.mark.slow(10)
 def test_squared_distance_in_range(split):
     # Exact OT only: at reg 0.3 and 0.1 (0.3 % of its range of 98) the squared distance needs
     # thousands of iterations per pair; the notebook reports 0.726 and 0.725 there.
@@ -48,6 +50,7 @@ def test_large_reg_ranked_by_transport_cost_and_no_nan(split):
     assert (clf.classes_[scores.argmax(1)] == yte).mean() >= 0.78
 
 
+@pytest.mark.slow(25)
 def test_bernoulli_mixture_prototypes(split):
     # One component per class is the same EM fit for every seed: one run stands for all three.
     acc = {
@@ -136,6 +139,7 @@ def canvas(images, shifts=None, size=20):
     return out
 
 
+@pytest.mark.slow(10)
 def test_gamma_translation_recovers_shifted_digits(split):
     Xtr, ytr, Xte, yte = split
     shifts = np.random.default_rng(0).choice([-2, 2], size=(len(Xte), 2))

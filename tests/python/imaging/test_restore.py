@@ -556,6 +556,7 @@ def test_texture_denoising_data():
 @pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning"
 )  # balanced OT_ε's final solve
+@pytest.mark.slow(28)
 def test_semi_unbalanced_denoising_beats_balanced_and_fully_unbalanced():
     # Mignon et al., Fig. 1 in a small configuration (32², 6×6 patches, 800 model patches): the
     # semi-unbalanced prior ignores the edge patches of N2 and restores best. The ranking of OT_ε

@@ -93,6 +93,9 @@ def fitted():
     return est.fit(measured, images), measured, images
 
 
+# The two tests on `fitted` have the same duration mark, so they stay adjacent at the head of one
+# worker's queue (work stealing takes from the tail): another worker would train it again.
+@pytest.mark.slow(60)
 def test_training_lowers_the_cycle_loss_and_is_reproducible(fitted):
     est, measured, images = fitted
     h = est.history_
@@ -107,6 +110,7 @@ def test_training_lowers_the_cycle_loss_and_is_reproducible(fitted):
     np.testing.assert_array_equal(again.predict(measured), est.predict(measured))
 
 
+@pytest.mark.slow(60)
 def test_predict_and_save_load(fitted, tmp_path):
     est, measured, _ = fitted
     restored = est.predict(measured)
@@ -121,6 +125,7 @@ def test_predict_and_save_load(fitted, tmp_path):
         clone(est).set_params(unet_width=8).load_weights(path)
 
 
+@pytest.mark.slow(17)
 def test_supervised_on_blur_subsample_patches():
     rng = np.random.default_rng(3)
     op = BlurSubsampleOperator.from_scale_factor(2, (16, 16))

@@ -172,6 +172,7 @@ def test_a_constant_added_to_the_cost_does_not_move_the_plan(problem, shift, upd
     np.testing.assert_allclose(shifted.plan, base.plan, atol=1e-7 * a.sum())
 
 
+@pytest.mark.slow(20)
 @given(problems(max_n=60), st.sampled_from([None, 0.5]))
 def test_plans_agree_with_pot_where_pot_converges(problem, eps_scaling):
     a, b, M, reg = problem.a, problem.b, problem.cost, problem.reg
