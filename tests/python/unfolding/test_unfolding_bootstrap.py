@@ -80,6 +80,7 @@ def test_bootstrap_factors_are_poisson_and_never_negative():
 
 
 @pytest.mark.filterwarnings("ignore:RichardsonLucyUnfolder.*outside the range")
+@pytest.mark.slow(15)
 def test_absolute_normalisation_within_its_bootstrap_error():
     # Efficiency 50–90 %, 10 % fakes, M = 20 samples per gen point (see test_unfolding_events).
     d = make_unfolding_1d_events(

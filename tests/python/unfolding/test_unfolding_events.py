@@ -230,6 +230,7 @@ def test_prior_updates_survive_an_mc_replica_that_drops_whole_events():
     assert np.isfinite(reps.replicas).all()
 
 
+@pytest.mark.slow(20)
 def test_prior_updates_pull_the_tail_towards_a_truth_wider_than_the_mc():
     # One reco per event: the single fit is one Bayes step from the MC prior, which is
     # narrower than the data's truth; its tail bin falls short. Two seeds, 2·10⁴ events each
@@ -271,6 +272,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 """
 
 
+@pytest.mark.slow(15)
 def test_a_large_inefficient_mc_never_builds_a_dense_response():
     # 10⁵ events with lost ones and weights: a dense response would take 10⁵ × 7·10⁴ doubles
     # (56 GB) and an L×L Cholesky; the sampled form stays O(m + L).

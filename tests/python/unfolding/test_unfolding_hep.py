@@ -369,6 +369,7 @@ def test_bootstrap_to_hist_carries_the_replica_covariance_and_survives_root(mc, 
     np.testing.assert_allclose(cov, out.covariance, rtol=1e-15)
 
 
+@pytest.mark.slow(15)
 def test_unfolder_to_hist_bins_the_propagated_covariance(mc):
     rl = RichardsonLucyUnfolder(n_bins=12, cov_type="multinomial").fit(
         mc["measured"], gen=mc["gen"], reco=mc["reco"], gen_weight=mc["weight"]

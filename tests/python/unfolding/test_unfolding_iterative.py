@@ -82,6 +82,7 @@ def pyunfold_reference_data(tmp_path_factory) -> Path:
     return data_dir
 
 
+@pytest.mark.slow(30)
 def test_pyunfold_example_tests_pass_against_otinverse(tmp_path, pyunfold_reference_data):
     env = {"PYUNFOLD_TEST_DATA_DIR": str(pyunfold_reference_data)}
     counts = run_pyunfold_tests(tmp_path, EXAMPLE_TESTS, env)
