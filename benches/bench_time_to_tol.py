@@ -244,10 +244,18 @@ def unbalanced_peers(reach_a, reach_b):
 
     def ott_run(M, a, b, reg, thr):
         # OTT's relaxation τ = ρ / (ρ + ε) (its ρ = ε τ / (1 − τ)); τ = 1 keeps a side exact.
-        tau = [1.0 if r is None else r / (r + reg) for r in (reach_a, reach_b)]
+        tau_a, tau_b = (1.0 if r is None else r / (r + reg) for r in (reach_a, reach_b))
+        # OTT's entropy is relative to the counting measure, not to a⊗b as ours and POT's: its
+        # plan for (a, b, τ) is ours for (a^τ, b^τ, ρ) (ε log a_i joins the relaxed side's KL,
+        # whose weight becomes ρ + ε). Given a^(1/τ_a), b^(1/τ_b) it solves our problem; on an
+        # exact side τ = 1 leaves the marginal as it is.
         geom = geometry.Geometry(cost_matrix=jnp.asarray(M), epsilon=reg)
         prob = linear_problem.LinearProblem(
-            geom, jnp.asarray(a), jnp.asarray(b), tau_a=tau[0], tau_b=tau[1]
+            geom,
+            jnp.asarray(a ** (1 / tau_a)),
+            jnp.asarray(b ** (1 / tau_b)),
+            tau_a=tau_a,
+            tau_b=tau_b,
         )
         # 10⁴ iterations: on these problems OTT's relaxed iterations can stall below threshold,
         # and 10⁵ of them per ladder rung kept the whole table from finishing.
