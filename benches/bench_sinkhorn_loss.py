@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import jax
@@ -67,6 +68,8 @@ def timed(fn, x, y):
 
 
 def main():
+    # Line-buffered even into a file: a run stopped by a timeout keeps the rows it printed.
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--rel-eps", type=float, nargs="+", default=[1e-2, 1e-3])
