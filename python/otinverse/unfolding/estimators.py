@@ -149,6 +149,14 @@ class UnfoldingProblem:
         q[np.isnan(self.points[:, 0]).reshape(L, M)] = 0.0
         return q.reshape(-1)
 
+    def reconstructed_fraction(self):
+        """The share of each gen point's MC weight that is reconstructed: the sum of its rows'
+        ``sample_fractions`` (0 for a point a bootstrap replica emptied; 1 for an explicit
+        response, whose columns are all observed)."""
+        if self.response is not None:
+            return np.ones(self.n_gen)
+        return self.sample_fractions().reshape(self.n_gen, self.per_point).sum(axis=1)
+
 
 def _as_measured(measured, measured_weight):
     y = as_points(measured, "measured")
@@ -389,10 +397,15 @@ class _UnfolderMixin:
             return None
         if not np.isnan(p.points[:, 0]).any():  # fully reconstructed: the plain problem
             return None
-        gw = np.ones(p.n_gen) if p.gen_weight is None else p.gen_weight
-        reconstructed, total = _sample_weight_sums(p)
+        L, M = p.n_gen, p.per_point
+        s = np.ones((L, M)) if p.sample_weight is None else p.sample_weight
+        gw = np.ones(L) if p.gen_weight is None else p.gen_weight
+        reco = ~np.isnan(p.points[:, 0]).reshape(L, M)
         return smoothed_efficiency(
-            p.gen, gw * reconstructed, gw * total, bandwidth=self.efficiency_bandwidth
+            p.gen,
+            gw * (s * reco).sum(axis=1),
+            gw * s.sum(axis=1),
+            bandwidth=self.efficiency_bandwidth,
         )
 
     @property
@@ -654,8 +667,9 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         prior = problem.prior
         try:
             res = self._solve(problem, prior, efficiency, cb)
+            seen = problem.reconstructed_fraction() if self.prior_updates else None
             for _ in range(self.prior_updates):
-                prior = self._updated_prior(problem, res, prior)
+                prior = self._updated_prior(problem, res, prior, seen)
                 res = self._solve(problem, prior, efficiency, cb)
         finally:
             if bar is not None:
@@ -682,17 +696,16 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
             progress=progress,
         )
 
-    def _updated_prior(self, problem, res, prior):
+    def _updated_prior(self, problem, res, prior, seen):
         """OmniFold's step 2: the per-event ratio of the fit to its prior, σ_k ε_k / p_k on
-        the gen points with a reconstructed sample, smoothed over the gen observables and
-        carried to every point (Andreassen et al. 2020, eq. 3)."""
+        the gen points with a reconstructed sample (``seen``: their reconstructed shares),
+        smoothed over the gen observables and carried to every point (Andreassen et al. 2020,
+        eq. 3)."""
         p = res.mc_weight if prior is None else prior
-        seen = _reconstructed_fraction(problem)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(seen * p > 0, res.weights * res.efficiency / p, 0.0)
         ratio /= np.average(ratio, weights=p * seen)
-        gen = problem.gen.reshape(problem.n_gen, -1)
-        smooth = _smoothed_mean(gen, ratio, p * seen, bandwidth=self.efficiency_bandwidth)
+        smooth = _smoothed_mean(problem.gen, ratio, p * seen, bandwidth=self.efficiency_bandwidth)
         # A local-linear fit may dip below zero past the last events; a floor keeps every
         # point in the support for the next fit.
         return p * np.clip(smooth, _MIN_PRIOR_RATIO, None)
@@ -730,25 +743,6 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
 
 
 _MIN_PRIOR_RATIO = 1e-3
-
-
-def _sample_weight_sums(problem):
-    """Per gen point of a sampled response: the weight of its reconstructed samples and of all
-    its samples (1 per sample unless a bootstrap replica reweighted them)."""
-    L, M = problem.n_gen, problem.per_point
-    s = np.ones((L, M)) if problem.sample_weight is None else problem.sample_weight
-    reco = ~np.isnan(problem.points[:, 0]).reshape(L, M)
-    return (s * reco).sum(axis=1), s.sum(axis=1)
-
-
-def _reconstructed_fraction(problem):
-    """The MC weight share of each gen point's samples that is reconstructed (1 for an explicit
-    response, whose columns are all observed)."""
-    if problem.response is not None:
-        return np.ones(problem.n_gen)
-    reconstructed, total = _sample_weight_sums(problem)
-    # total is 0 for a point whose events a bootstrap replica dropped.
-    return np.divide(reconstructed, total, out=np.zeros(problem.n_gen), where=total > 0)
 
 
 # ---------------------------------------------------------------------------------------------
