@@ -104,6 +104,27 @@ pub fn check_weights<'a>(
     Ok(mass)
 }
 
+/// Validates a finite, non-negative scalar such as a tolerance.
+pub fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(OtError::invalid(
+            name,
+            format!("must be finite and non-negative, got {value}"),
+        ))
+    }
+}
+
+/// Validates an iteration budget or a count that must be at least 1.
+pub fn check_at_least_one(name: &'static str, value: usize) -> Result<()> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(OtError::invalid(name, "must be at least 1"))
+    }
+}
+
 /// Validates a strictly positive, finite scalar such as ε or a reach.
 pub fn check_positive(name: &'static str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {

@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
-use crate::core::error::{check_finite, OtError, Result};
+use crate::core::error::{check_at_least_one, check_finite, OtError, Result};
 
 /// All `patch`×`patch` patches of `image` with stride 1, one per row, row-major inside the patch
 /// (patch index `r·(w−p+1) + c` for the patch whose top-left pixel is `(r, c)`).
@@ -72,9 +72,7 @@ pub fn fold_patches(
 }
 
 fn check_patch_fits(name: &'static str, h: usize, w: usize, patch: usize) -> Result<()> {
-    if patch == 0 {
-        return Err(OtError::invalid("patch_size", "must be at least 1"));
-    }
+    check_at_least_one("patch_size", patch)?;
     if h < patch || w < patch {
         return Err(OtError::shape(
             name,

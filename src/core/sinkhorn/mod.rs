@@ -21,7 +21,9 @@ pub(crate) mod relaxation;
 use ndarray::{Array1, Array2, ArrayView1};
 
 use crate::core::cost::{CostKernel, NextColumns};
-use crate::core::error::{check_positive, check_weights, OtError, Result};
+use crate::core::error::{
+    check_at_least_one, check_non_negative, check_positive, check_weights, OtError, Result,
+};
 use crate::core::interrupt;
 use crate::core::simd;
 

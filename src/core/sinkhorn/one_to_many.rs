@@ -19,7 +19,10 @@ use ndarray::{Array2, Array3, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
 use super::relaxation::Relaxation;
-use crate::core::error::{check_finite, check_positive, check_weights, OtError, Result};
+use crate::core::error::{
+    check_at_least_one, check_finite, check_non_negative, check_positive, check_weights, OtError,
+    Result,
+};
 use crate::core::interrupt;
 use crate::core::logsumexp::log_sum_exp_gap;
 use crate::core::simd::{dot, mul_add, multiversion};
@@ -36,15 +39,8 @@ pub struct BatchParams {
 impl BatchParams {
     fn validate(&self) -> Result<()> {
         check_positive("reg", self.eps)?;
-        if self.max_iter < 1 {
-            return Err(OtError::invalid("max_iter", "must be at least 1"));
-        }
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(OtError::invalid(
-                "tol",
-                format!("must be finite and non-negative, got {}", self.tol),
-            ));
-        }
+        check_at_least_one("max_iter", self.max_iter)?;
+        check_non_negative("tol", self.tol)?;
         Ok(())
     }
 }

@@ -94,17 +94,10 @@ impl SinkhornParams {
         if let Some(r) = self.reach_b {
             check_positive("reach_b", r)?;
         }
-        if self.max_iter < 1 {
-            return Err(OtError::invalid("max_iter", "must be at least 1"));
-        }
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(OtError::invalid(
-                "tol",
-                format!("must be finite and non-negative, got {}", self.tol),
-            ));
-        }
-        if self.stage_iter == Some(0) {
-            return Err(OtError::invalid("stage_iter", "must be at least 1"));
+        check_at_least_one("max_iter", self.max_iter)?;
+        check_non_negative("tol", self.tol)?;
+        if let Some(k) = self.stage_iter {
+            check_at_least_one("stage_iter", k)?;
         }
         if let Some(q) = self.eps_scaling {
             if !(q > 0.0 && q < 1.0) {

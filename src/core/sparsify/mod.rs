@@ -21,7 +21,9 @@ use ndarray::{Array1, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
 use crate::core::cost::CostKernel;
-use crate::core::error::{check_positive, check_weights, OtError, Result};
+use crate::core::error::{
+    check_at_least_one, check_non_negative, check_positive, check_weights, OtError, Result,
+};
 use crate::core::interrupt;
 
 pub use rawson2022::sparsify_rawson2022;
@@ -74,24 +76,12 @@ impl SparsifyParams {
     }
 
     fn validate(&self) -> Result<()> {
-        if !(self.sparsity.is_finite() && self.sparsity >= 0.0) {
-            return Err(OtError::invalid(
-                "sparsity",
-                format!("must be finite and non-negative, got {}", self.sparsity),
-            ));
-        }
+        check_non_negative("sparsity", self.sparsity)?;
         check_positive("reg", self.eps)?;
         check_positive("step_size", self.step_size)?;
         check_positive("min_step", self.min_step)?;
-        if !(self.tol.is_finite() && self.tol >= 0.0) {
-            return Err(OtError::invalid(
-                "tol",
-                format!("must be finite and non-negative, got {}", self.tol),
-            ));
-        }
-        if self.sinkhorn_max_iter < 1 {
-            return Err(OtError::invalid("sinkhorn_max_iter", "must be at least 1"));
-        }
+        check_non_negative("tol", self.tol)?;
+        check_at_least_one("sinkhorn_max_iter", self.sinkhorn_max_iter)?;
         if self.solver == Solver::Majorize && self.max_iter < 1 {
             return Err(OtError::invalid(
                 "max_iter",

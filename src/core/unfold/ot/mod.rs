@@ -29,7 +29,9 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, PointCost};
-use crate::core::error::{check_finite, check_positive, OtError, Result};
+use crate::core::error::{
+    check_at_least_one, check_finite, check_non_negative, check_positive, OtError, Result,
+};
 use crate::core::interrupt;
 use crate::core::layout::row_major;
 use crate::core::logsumexp::log_sum_exp;

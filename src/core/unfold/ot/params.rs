@@ -80,25 +80,13 @@ impl OtUnfoldParams {
         check_positive("reg", self.eps)?;
         check_positive("reg_init", self.eps_init)?;
         check_positive("dr_step", self.dr_step)?;
-        if self.n_init_iter < 1 {
-            return Err(OtError::invalid("n_init_iter", "must be at least 1"));
-        }
-        if self.max_iter < 1 {
-            return Err(OtError::invalid("max_iter", "must be at least 1"));
-        }
-        if self.warm_start_clusters == Some(0) {
-            return Err(OtError::invalid(
-                "warm_start_clusters",
-                "must be at least 1",
-            ));
+        check_at_least_one("n_init_iter", self.n_init_iter)?;
+        check_at_least_one("max_iter", self.max_iter)?;
+        if let Some(k) = self.warm_start_clusters {
+            check_at_least_one("warm_start_clusters", k)?;
         }
         if let Some(t) = self.tol {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(OtError::invalid(
-                    "tol",
-                    format!("must be finite and non-negative, got {t}"),
-                ));
-            }
+            check_non_negative("tol", t)?;
         }
         if !(self.p.is_finite() && self.p >= 1.0) {
             return Err(OtError::invalid(
