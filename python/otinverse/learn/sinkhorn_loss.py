@@ -121,8 +121,27 @@ def _callback_shapes(x, y, a, b):
     )
 
 
+# Two float32 weight vectors that are equal in mass differ by their rounding: at most one
+# float32 ulp (2^-23) relative per side.
+_FLOAT32_MASS_RTOL = 2 * 2.0**-23
+
+
+def _float32_masses_made_equal(problem, a, b, dtype):
+    """``b`` in float64, scaled to ``a``'s mass when the problem is balanced, the weights came
+    in float32 (JAX's default) and their masses agree to float32 rounding: the host solve runs
+    in float64, where the core's equal-mass check (1e-8 relative) would reject them."""
+    b = np.asarray(b, dtype=np.float64)
+    if dtype != np.float32 or problem.reach_a is not None or problem.reach_b is not None:
+        return b
+    mass_a, mass_b = np.asarray(a, dtype=np.float64).sum(), b.sum()
+    if mass_b > 0 and abs(mass_a - mass_b) <= _FLOAT32_MASS_RTOL * max(mass_a, mass_b):
+        return b * (mass_a / mass_b)
+    return b
+
+
 def _host(problem, dtype, with_gradients):
     def run(x, y, a, b):
+        b = _float32_masses_made_equal(problem, a, b, dtype)
         if with_gradients:
             out = _value_and_gradients(problem, x, y, a, b)
         else:

@@ -140,6 +140,18 @@ def test_float32_inputs_give_float32_results():
     np.testing.assert_allclose(value, reference, rtol=1e-6)
 
 
+def test_float32_default_weights_of_unequal_sizes_are_balanced():
+    # 1/n and 1/m rounded to float32 sum to masses 1e-7 apart; the float64 host solve must
+    # take them as equal (JAX's default precision, the README's example).
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 2)).astype(np.float32)
+    y = rng.normal(1.0, 0.5, size=(400, 2)).astype(np.float32)
+    value, grad = jax.value_and_grad(lambda x: sinkhorn_divergence(x, y, reg=1e-2))(x)
+    reference = sinkhorn_divergence(x.astype(np.float64), y.astype(np.float64), reg=1e-2)
+    np.testing.assert_allclose(value, reference, rtol=1e-5)
+    assert np.isfinite(grad).all()
+
+
 def test_ott_balanced_values_and_implicit_gradients():
     pytest.importorskip("ott")
     from ott.geometry import costs, pointcloud
