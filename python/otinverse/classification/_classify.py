@@ -392,20 +392,21 @@ def _emd_costs(H, B, C, pts):
     n_features), each summing to one, under the pixel cost C, and the plans' displacements
     ``Σ γ_ij ([j] − [i])`` (n, P, 2) when pixel positions ``pts`` are given (zeros otherwise).
 
-    Each pair is one POT ``ot.emd`` on the two supports (the network simplex's time is the LP's
-    own: stacking a group of pairs as blocks of one sparse LP is slower than solving them one by
-    one); each support and the cost rows of an image are extracted once, and the marginal check
-    and dual centring, which the costs do not need, are skipped."""
+    Each pair is one POT ``ot.emd`` on the two supports: the network simplex itself takes most
+    of the time, and stacking a group of pairs as the blocks of one sparse LP solves slower than
+    the pairs one by one. Each support and an image's cost rows are extracted once, and POT's
+    marginal check and dual centring, which the costs do not need, are skipped."""
     emd = _pot().emd
     costs = np.empty((len(H), len(B)))
     shifts = np.zeros((len(H), len(B), 2))
-    targets = [np.flatnonzero(b > 0) for b in B]
+    supports = [np.flatnonzero(b > 0) for b in B]
+    targets = [(tgt, b[tgt]) for b, tgt in zip(B, supports, strict=True)]
     for i, h in enumerate(H):
         src = np.flatnonzero(h > 0)
         mass, rows = h[src], C[src]
-        for k, (b, tgt) in enumerate(zip(B, targets, strict=True)):
+        for k, (tgt, target_mass) in enumerate(targets):
             M = np.ascontiguousarray(rows[:, tgt])
-            plan = emd(mass, b[tgt], M, center_dual=False, check_marginals=False)
+            plan = emd(mass, target_mass, M, center_dual=False, check_marginals=False)
             costs[i, k] = np.vdot(plan, M)
             if pts is not None:
                 shifts[i, k] = plan.sum(axis=0) @ pts[tgt] - plan.sum(axis=1) @ pts[src]
