@@ -91,7 +91,7 @@ NEEDS_MICROGRAPHS = {"wpp_superresolution.ipynb"}
 
 #: Rough seconds of each fast run on a loaded two-core machine (for scheduling, longest first:
 #: the OT-cycleGAN's time is JAX compiling its four training steps, whatever the problem size).
-SECONDS = {"ot_cyclegan.ipynb": 120}
+SECONDS = {"ot_cyclegan.ipynb": 60}
 
 
 @pytest.mark.parametrize(

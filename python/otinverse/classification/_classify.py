@@ -320,12 +320,7 @@ class OTClassifier(ValidatedParams, ClassifierMixin, BaseEstimator):
                 tol=self.sinkhorn_tol, x=pts, y=pts,
             )  # fmt: skip
             return res.transport_cost, res.displacement
-        costs = np.empty((len(H), len(self.prototypes_)))
-        shifts = np.empty((len(H), len(self.prototypes_), 2))
-        for i, h in enumerate(H):
-            for k, b in enumerate(self.prototypes_):
-                costs[i, k], shifts[i, k] = _emd_on_supports(h, b, self.ground_cost_, pts)
-        return costs, shifts
+        return _emd_costs(H, self.prototypes_, self.ground_cost_, pts)
 
     def _translated_costs(self, H, shifts):
         """Costs after moving each image by its plan's displacement towards each prototype
@@ -340,7 +335,7 @@ class OTClassifier(ValidatedParams, ClassifierMixin, BaseEstimator):
     def _solve_against(self, H, b):
         """Transport costs of histograms H (n, n_features) to one prototype b."""
         if self.reg is None:
-            return np.array([_emd_on_supports(h, b, self.ground_cost_, None)[0] for h in H])
+            return _emd_costs(H, b[None], self.ground_cost_, None)[0][:, 0]
         return sinkhorn_batch(
             H,
             b[None],
@@ -392,13 +387,27 @@ def _shift_on_grid(H, shifts, shape):
     return out
 
 
-def _emd_on_supports(h, b, C, pts):
-    """Exact transport cost of histograms h → b (POT's ``ot.emd``) on their supports, and the
-    plan's displacement ``Σ γ_ij ([j] − [i])`` when pixel positions ``pts`` are given."""
-    src, tgt = h > 0, b > 0
-    plan = _pot().emd(h[src], b[tgt], C[np.ix_(src, tgt)])
-    cost = float((plan * C[np.ix_(src, tgt)]).sum())
-    if pts is None:
-        return cost, np.zeros(2)
-    shift = plan.sum(axis=0) @ pts[tgt] - plan.sum(axis=1) @ pts[src]
-    return cost, shift
+def _emd_costs(H, B, C, pts):
+    """Exact transport costs (n, P) of histograms H (n, n_features) to histograms B (P,
+    n_features), each summing to one, under the pixel cost C, and the plans' displacements
+    ``Σ γ_ij ([j] − [i])`` (n, P, 2) when pixel positions ``pts`` are given (zeros otherwise).
+
+    Each pair is one POT ``ot.emd`` on the two supports: the network simplex itself takes most
+    of the time, and stacking a group of pairs as the blocks of one sparse LP solves slower than
+    the pairs one by one. Each support and an image's cost rows are extracted once, and POT's
+    marginal check and dual centring, which the costs do not need, are skipped."""
+    emd = _pot().emd
+    costs = np.empty((len(H), len(B)))
+    shifts = np.zeros((len(H), len(B), 2))
+    supports = [np.flatnonzero(b > 0) for b in B]
+    targets = [(tgt, b[tgt]) for b, tgt in zip(B, supports, strict=True)]
+    for i, h in enumerate(H):
+        src = np.flatnonzero(h > 0)
+        mass, rows = h[src], C[src]
+        for k, (tgt, target_mass) in enumerate(targets):
+            M = np.ascontiguousarray(rows[:, tgt])
+            plan = emd(mass, target_mass, M, center_dual=False, check_marginals=False)
+            costs[i, k] = np.vdot(plan, M)
+            if pts is not None:
+                shifts[i, k] = plan.sum(axis=0) @ pts[tgt] - plan.sum(axis=1) @ pts[src]
+    return costs, shifts

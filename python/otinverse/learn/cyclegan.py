@@ -85,6 +85,14 @@ def _compiled_generator(operator, width, depth):
     return jax.jit(_Generator(operator, UNet(width, depth)).__call__)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_init(network):
+    """Jitted ``network.init``, cached per network (Flax modules compare by their fields): the
+    supervised and the OT-cycleGAN generator of one geometry, or two critics of one shape,
+    compile their initialisation once."""
+    return jax.jit(network.init)
+
+
 def _sample(data, key, batch, patch):
     """``batch`` items of ``data`` (without replacement when possible), cropped at random to
     ``patch`` (whole when ``None``); returns the crops and ``(indices, rows, cols)``."""
@@ -282,7 +290,7 @@ class _UNetRestorerBase(ValidatedParams, BaseEstimator):
         view = generator.view(dummy)
         m = generator.multiple
         shape = (1, -view.shape[1] % m + view.shape[1], -view.shape[2] % m + view.shape[2])
-        return jax.jit(generator.unet.init)(key, jnp.zeros((*shape, view.shape[3]), jnp.float32))
+        return _compiled_init(generator.unet)(key, jnp.zeros((*shape, view.shape[3]), jnp.float32))
 
 
 class OTCycleGANRestorer(_UNetRestorerBase):
@@ -402,7 +410,7 @@ class OTCycleGANRestorer(_UNetRestorerBase):
     def _initial_trees(self):
         k_g, k_c = jax.random.split(self._key())
         shape = self._geometry()[1] or self.operator.input_shape
-        critic = jax.jit(self._critic().init)(k_c, jnp.zeros((1, *shape, 1), jnp.float32))
+        critic = _compiled_init(self._critic())(k_c, jnp.zeros((1, *shape, 1), jnp.float32))
         return {"generator": self._init_generator(k_g), "critic": critic}
 
     def fit(self, measured, images):

@@ -104,3 +104,31 @@ def test_transport_estimators_contract(digits):
         SinkhornTransport().fit(Xs, ys, Xt=Xt[:, :5])
     with pytest.raises(ValueError, match="metric"):
         SinkhornTransport(metric="nope").fit(Xs, ys, Xt=Xt)
+
+
+def test_exact_costs_are_pot_emd2_of_every_pair(digits):
+    # Exact OT solves each (image, prototype) pair on the two supports: POT's ot.emd2 on the
+    # whole histograms is the reference.
+    ot = pytest.importorskip("ot")
+    X, y = digits
+    clf = OTClassifier(cost="atan", reg=None, image_shape=(8, 8)).fit(X[:200], y[:200])
+    H = X[200:230] / X[200:230].sum(axis=1, keepdims=True)
+    expected = np.array([[ot.emd2(h, b, clf.ground_cost_) for b in clf.prototypes_] for h in H])
+    np.testing.assert_allclose(-clf.decision_function(X[200:230]), expected, rtol=1e-12)
+
+
+def test_exact_displacement_towards_one_pixel_is_its_offset_from_the_centre_of_mass():
+    # A one-pixel target admits one plan only (everything moves to it): Σ γ_ij ([j] − [i]) is
+    # that pixel minus the source's centre of mass.
+    from otinverse.classification._classify import _emd_costs
+    from otinverse.costs import grid_points, ground_cost
+
+    pts = grid_points((5, 6))
+    rng = np.random.default_rng(4)
+    H = rng.random((3, 30)) * (rng.random((3, 30)) < 0.5)
+    H /= H.sum(axis=1, keepdims=True)
+    B = np.eye(30)[[0, 17, 29]]
+    C = ground_cost(pts, cost="distance")
+    costs, shifts = _emd_costs(H, B, C, pts)
+    np.testing.assert_allclose(costs, H @ C[:, [0, 17, 29]], rtol=1e-12)
+    np.testing.assert_allclose(shifts, pts[[0, 17, 29]][None] - (H @ pts)[:, None], atol=1e-12)
