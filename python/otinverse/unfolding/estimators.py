@@ -597,6 +597,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         "dr_step": [Interval(Real, 0, None, closed="neither")],
         "kernel": [StrOptions({"auto", "online", "truncated"})],
         "warm_start_clusters": [Interval(Integral, 1, None, closed="left"), None],
+        "reco_grid": [StrOptions({"auto", "off"}), Interval(Real, 0, None, closed="neither")],
         "track_w2": ["boolean"],
         "efficiency": [StrOptions({"kernel", "sample"})],
         "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
@@ -618,6 +619,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         dr_step=1e-3,
         kernel="auto",
         warm_start_clusters=None,
+        reco_grid="auto",
         track_w2=False,
         efficiency="kernel",
         efficiency_bandwidth=None,
@@ -636,6 +638,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         self.dr_step = dr_step
         self.kernel = kernel
         self.warm_start_clusters = warm_start_clusters
+        self.reco_grid = reco_grid
         self.track_w2 = track_w2
         self.efficiency = efficiency
         self.efficiency_bandwidth = efficiency_bandwidth
@@ -658,6 +661,8 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
             warm_start_clusters=(
                 None if self.warm_start_clusters is None else int(self.warm_start_clusters)
             ),
+            reco_grid="off" if self.reco_grid == "off" else "auto",
+            grid_spacing=None if isinstance(self.reco_grid, str) else float(self.reco_grid),
         )
 
     def fit_problem(self, problem):
@@ -724,6 +729,9 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
             "builds": res.kernel_builds,
             "exact_fallbacks": res.exact_fallbacks,
             "coarse_warm_start": res.coarse_warm_start,
+            "grid_spacing": res.grid_spacing,
+            "row_cells": res.row_cells,
+            "measured_cells": res.col_cells,
         }
         self.history_ = {
             "objective": res.objective,
