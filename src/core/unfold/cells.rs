@@ -285,9 +285,9 @@ impl SeparableCells {
                     let value = match window(&top_y, |_| slack_x, y, &cost_y, eps) {
                         None => f64::NEG_INFINITY,
                         Some((lo, hi)) => {
-                            for k in lo..hi {
-                                if v[k].is_nan() {
-                                    v[k] = along_x(k, x);
+                            for (k, vk) in v.iter_mut().enumerate().take(hi).skip(lo) {
+                                if vk.is_nan() {
+                                    *vk = along_x(k, x);
                                 }
                             }
                             shifted_log_sum(&v[lo..hi], offsets(&cost_y, y, lo, hi), eps)

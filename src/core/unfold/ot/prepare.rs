@@ -245,7 +245,7 @@ pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Resu
 }
 
 /// Smallest rows × measured points from which `RecoGrid::Auto` quantizes.
-pub(super) const GRID_MIN_ENTRIES: usize = SCALING_MAX_ENTRIES;
+pub(super) const GRID_MIN_ENTRIES: usize = 1 << 26;
 
 /// The grid spacing (reco units) asked for, or chosen by `RecoGrid::Auto`: for large problems
 /// with the squared cost in 1-D and 2-D under `kernel = Auto`, `(ε·max C)^{1/p}` over
