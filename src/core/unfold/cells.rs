@@ -11,9 +11,10 @@
 //! carried by the response and the data alike, so the unfolding stays consistent.
 //!
 //! For the squared cost in 1-D and 2-D the cells' softmin runs on the dense grid spanning both
-//! sides as a separable log-domain convolution ([`GridCost`]; Solomon et al. 2015,
-//! "Convolutional Wasserstein distances"): O(N·(n_x + n_y)) per pass for N grid cells, nothing
-//! stored. Otherwise it runs on the occupied cells with the online or truncated kernel.
+//! sides as a separable log-domain convolution ([`SeparableCells`]; Solomon et al. 2015,
+//! "Convolutional Wasserstein distances"), O(N) plus the kernel's width in cells per output for
+//! N grid cells, nothing stored. Otherwise it runs on the occupied cells with the online or
+//! truncated kernel.
 
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
@@ -100,11 +101,6 @@ impl Cells {
         })
     }
 
-    /// Cells of the dense grid.
-    pub fn dense_cells(&self) -> usize {
-        self.shape.iter().product()
-    }
-
     /// Whether the separable convolution can run: squared cost, 1-D or 2-D, a grid small enough.
     pub fn fits_dense(&self, p: f64) -> bool {
         p == 2.0 && shape_fits_dense(&self.shape)
@@ -170,19 +166,14 @@ fn occupied(idx: &[Vec<usize>], shape: &[usize]) -> (Vec<usize>, Vec<Vec<usize>>
     let mut unique = keys.clone();
     unique.par_sort_unstable();
     unique.dedup();
-    let cell = keys
+    // Every key is in `unique`.
+    let cell: Vec<usize> = keys
         .par_iter()
         .map(|k| unique.binary_search(k).unwrap_or_default())
         .collect();
-    let first: Vec<usize> = {
-        let mut first = vec![usize::MAX; unique.len()];
-        for (i, k) in keys.iter().enumerate() {
-            let c = unique.binary_search(k).unwrap_or_default();
-            first[c] = first[c].min(i);
-        }
-        first
-    };
-    (cell, first.iter().map(|&i| idx[i].clone()).collect())
+    let mut member = vec![0; unique.len()];
+    cell.iter().enumerate().for_each(|(i, &c)| member[c] = i);
+    (cell, member.iter().map(|&i| idx[i].clone()).collect())
 }
 
 /// `T_c = ε log Σ_{i∈c} e^{t_i/ε}` for the cells `cell_of` of `terms` (−∞ for a cell whose

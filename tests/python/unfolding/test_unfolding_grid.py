@@ -2,6 +2,9 @@
 points snapped to the centres of a regular grid, the log-sum-exps of eq. (25) taken between
 occupied cells. Against the unquantized fit of the same points snapped beforehand in NumPy."""
 
+import subprocess
+import sys
+
 import numpy as np
 import otinverse as oi
 import pytest
@@ -90,14 +93,29 @@ def test_bad_reco_grid_names_the_argument(value):
 def test_core_options_reject_a_spacing_without_the_grid():
     from otinverse import _core
 
+    points = np.linspace(0.0, 1.0, 8).reshape(-1, 1)
+    opts = _core.OtUnfoldOptions(reco_grid="off", grid_spacing=0.1)
     with pytest.raises(oi.InvalidArgumentError, match="grid_spacing"):
-        measured, kw, fake_weight = problem(1)
-        opts = _core.OtUnfoldOptions(reco_grid="off", grid_spacing=0.1)
-        _core.ot_unfold_events(
-            np.asarray(kw["reco"], float).reshape(-1, 1),
-            measured.reshape(-1, 1),
-            np.ones(len(measured)),
-            opts,
-            n_gen=len(kw["gen"]),
-            per_point=1,
-        )
+        _core.ot_unfold_events(points, points, np.ones(8), opts, n_gen=8, per_point=1)
+
+
+_MEMORY_PROBE_2D = """
+import resource, otinverse as oi
+from otinverse.datasets import make_unfolding_mc
+d = make_unfolding_mc(n_mc=100_000, n_data=25_000, n_dims=2, random_state=0)
+est = oi.OTUnfolder(max_iter=1).fit(d.measured, gen=d.gen, reco=d.reco, gen_weight=d.gen_weight,
+                                    fakes=d.fakes, fake_weight=d.fake_weight)
+print(est.kernel_info_["kernel"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+@pytest.mark.slow(15)
+def test_a_large_2d_inefficient_mc_runs_on_the_grid_within_a_memory_budget():
+    # 10⁵ × 2.5·10⁴ points in 2-D: the truncated kernel on the points stored ~5·10⁷ entries
+    # (2.35 GB peak); the quantized reco space stores a few vectors of the grid.
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE_2D], capture_output=True, text=True, check=True
+    )
+    kernel, peak_gb = out.stdout.strip().splitlines()[-1].split()
+    assert kernel == "separable"
+    assert float(peak_gb) < 0.6, peak_gb
