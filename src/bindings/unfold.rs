@@ -9,7 +9,7 @@ use crate::core::error::check_choice;
 use crate::core::unfold::{
     douglas_rachford, exact_kl_projection, richardson_lucy, wright_omega, CostNormalization,
     CovType, ErrorInputs, EventUnfoldInput, IbuErrorPropagator, KerBProjector, McResponse,
-    Measured, OtUnfoldParams, Projection, Response, ResponseErrors, RichardsonLucyInput,
+    Measured, OtUnfoldParams, Projection, RecoGrid, Response, ResponseErrors, RichardsonLucyInput,
     RichardsonLucyParams, TestStatistic, UnfoldKernel,
 };
 use crate::core::OtError;
@@ -48,6 +48,10 @@ py_options! {
         kernel: String = "auto".to_owned(),
         /// Run the warm start on about this many clusters per side; `None` decides.
         warm_start_clusters: Option<usize> = None,
+        /// `"auto"` (quantize the reco space of large problems) or `"off"`.
+        reco_grid: String = "auto".to_owned(),
+        /// Quantize the reco space at this spacing (reco units); needs `reco_grid="auto"`.
+        grid_spacing: Option<f64> = None,
     }
 }
 
@@ -78,6 +82,24 @@ impl OtUnfoldOptions {
                 ("truncated", UnfoldKernel::Truncated),
             ],
         )?;
+        let reco_grid = match (
+            check_choice(
+                "reco_grid",
+                &self.reco_grid,
+                &[("auto", true), ("off", false)],
+            )?,
+            self.grid_spacing,
+        ) {
+            (true, Some(h)) => RecoGrid::Spacing(h),
+            (true, None) => RecoGrid::Auto,
+            (false, None) => RecoGrid::Off,
+            (false, Some(_)) => {
+                return Err(OtError::invalid(
+                    "grid_spacing",
+                    "a spacing quantizes the reco space: it needs reco_grid='auto'",
+                ))
+            }
+        };
         Ok(OtUnfoldParams {
             eps: self.reg,
             eps_init: self.reg_init,
@@ -91,6 +113,7 @@ impl OtUnfoldOptions {
             cost_normalization,
             kernel,
             warm_start_clusters: self.warm_start_clusters,
+            reco_grid,
         })
     }
 }
@@ -117,8 +140,14 @@ pub struct OtUnfoldResult {
     converged: bool,
     /// The factor the cost was divided by.
     cost_scale: f64,
-    /// `"online"` or `"truncated"`: the kernel the iterations ran on.
+    /// `"online"`, `"truncated"` or `"separable"` (the convolution on the dense grid of the
+    /// quantized reco space): the kernel the iterations ran on.
     kernel: String,
+    /// The grid spacing (reco units) of the quantized reco space; `None` on the points.
+    grid_spacing: Option<f64>,
+    /// Occupied cells of the response (and fake) rows and of the measured points (0 unquantized).
+    row_cells: usize,
+    col_cells: usize,
     /// Mean stored entries per row of the truncated kernel's builds (`None` online).
     kept_per_row: Option<f64>,
     /// Builds of the truncated kernel (0 online).
@@ -234,12 +263,15 @@ fn ot_unfold_events<'py>(
         n_iter: it.n_iter,
         converged: it.converged,
         cost_scale: it.cost_scale,
-        kernel: if it.truncation.is_some() {
-            "truncated"
-        } else {
-            "online"
+        kernel: match (&it.truncation, &it.grid) {
+            (Some(_), _) => "truncated",
+            (None, Some(g)) if g.separable => "separable",
+            _ => "online",
         }
         .to_owned(),
+        grid_spacing: it.grid.as_ref().map(|g| g.spacing),
+        row_cells: it.grid.as_ref().map_or(0, |g| g.row_cells),
+        col_cells: it.grid.as_ref().map_or(0, |g| g.col_cells),
         kept_per_row: it.truncation.as_ref().map(|t| t.mean_kept_per_row()),
         kernel_builds: it.truncation.as_ref().map_or(0, |t| t.builds),
         exact_fallbacks: it

@@ -155,6 +155,8 @@ class OtUnfoldOptions:
     projection: str
     kernel: str
     warm_start_clusters: int | None
+    reco_grid: str
+    grid_spacing: float | None
     def __new__(
         cls,
         *,
@@ -170,6 +172,8 @@ class OtUnfoldOptions:
         projection: str = ...,
         kernel: str = ...,
         warm_start_clusters: int | None = ...,
+        reco_grid: str = ...,
+        grid_spacing: float | None = ...,
     ) -> OtUnfoldOptions: ...
 
 @final
@@ -185,6 +189,9 @@ class OtUnfoldResult:
     converged: bool
     cost_scale: float
     kernel: str
+    grid_spacing: float | None
+    row_cells: int
+    col_cells: int
     kept_per_row: float | None
     kernel_builds: int
     exact_fallbacks: int

@@ -524,7 +524,20 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         e^−32 of the plan's band, Schmitzer 2019; rows or columns whose truncation bound fails are
         recomputed exactly), or ``"auto"``: truncated for low-dimensional (d ≤ 3) problems with
         more than 2^24 response × measured pairs (2^20 in 1-D, where the kernel stores nothing)
-        at a ``reg`` whose band is narrow.
+        at a ``reg`` whose band is narrow. On a quantized reco space (``reco_grid``) the kernel
+        runs between occupied cells; under ``"auto"`` with the squared cost in 1-D and 2-D it is
+        a separable log-domain convolution on the grid (``kernel_info_["kernel"] ==
+        "separable"``; Solomon et al. 2015), exact to ~1e-14.
+    reco_grid : ``"auto"`` (default), ``"off"`` or a grid spacing h > 0 in reco units. The
+        response points, fakes and measured points are snapped to the centres of a regular grid
+        of spacing h (origin: the per-axis minimum) and the log-sum-exps of eq. (25) run between
+        the occupied cells: exactly the unquantized fit of the snapped points. MC and data are
+        snapped alike, so this is a detector that also bins at h, carried by the response: the
+        unfolding stays consistent, with an extra variance h²/12 per axis, small against the
+        entropic blur's ε/2. ``"auto"`` quantizes problems of more than 2^26 response × measured
+        pairs with ``p=2`` in 1-D and 2-D, at h = (ε · max C)^{1/2}/2 (half the blur width; a
+        quarter to the full width changes the unfolded histograms of a 10⁵-event physics MC by
+        far less than their bootstrap spread); ``kernel_info_["grid_spacing"]`` reports it.
     warm_start_clusters : run the warm start on about this many clusters per side, carried to the
         points by a c-transform (Feydy's multiscale Sinkhorn); ``None``: on clusters (2048) when
         the truncated kernel runs on a problem too large to store the warm start's kernel.
@@ -581,7 +594,8 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
     kernel_info_ : dict
         ``kernel`` the one the iterations ran on, ``kept_per_row`` mean stored entries per row of
         the truncated kernel, ``builds``, ``exact_fallbacks`` rows and columns recomputed
-        exactly, ``coarse_warm_start``.
+        exactly, ``coarse_warm_start``, ``grid_spacing`` of the quantized reco space (``None``
+        unquantized) and its occupied ``row_cells`` and ``measured_cells``.
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -597,6 +611,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         "dr_step": [Interval(Real, 0, None, closed="neither")],
         "kernel": [StrOptions({"auto", "online", "truncated"})],
         "warm_start_clusters": [Interval(Integral, 1, None, closed="left"), None],
+        "reco_grid": [StrOptions({"auto", "off"}), Interval(Real, 0, None, closed="neither")],
         "track_w2": ["boolean"],
         "efficiency": [StrOptions({"kernel", "sample"})],
         "efficiency_bandwidth": [Interval(Real, 0, None, closed="neither"), None],
@@ -618,6 +633,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         dr_step=1e-3,
         kernel="auto",
         warm_start_clusters=None,
+        reco_grid="auto",
         track_w2=False,
         efficiency="kernel",
         efficiency_bandwidth=None,
@@ -636,6 +652,7 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         self.dr_step = dr_step
         self.kernel = kernel
         self.warm_start_clusters = warm_start_clusters
+        self.reco_grid = reco_grid
         self.track_w2 = track_w2
         self.efficiency = efficiency
         self.efficiency_bandwidth = efficiency_bandwidth
@@ -658,6 +675,8 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
             warm_start_clusters=(
                 None if self.warm_start_clusters is None else int(self.warm_start_clusters)
             ),
+            reco_grid="off" if self.reco_grid == "off" else "auto",
+            grid_spacing=None if isinstance(self.reco_grid, str) else float(self.reco_grid),
         )
 
     def fit_problem(self, problem):
@@ -724,6 +743,9 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
             "builds": res.kernel_builds,
             "exact_fallbacks": res.exact_fallbacks,
             "coarse_warm_start": res.coarse_warm_start,
+            "grid_spacing": res.grid_spacing,
+            "row_cells": res.row_cells,
+            "measured_cells": res.col_cells,
         }
         self.history_ = {
             "objective": res.objective,

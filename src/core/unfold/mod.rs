@@ -8,6 +8,7 @@
 //! * [`richardson_lucy`]: the binned Richardson–Lucy / iterative Bayesian unfolding baseline.
 
 mod band;
+pub mod cells;
 pub mod events;
 pub mod ot;
 pub mod projection;
@@ -18,8 +19,8 @@ pub use events::{
     ot_unfold_events, EventUnfoldInput, EventUnfoldOutput, McModel, McResponse, Measured,
 };
 pub use ot::{
-    ot_unfold, CostNormalization, OtUnfoldInput, OtUnfoldOutput, OtUnfoldParams, Projection,
-    UnfoldKernel,
+    ot_unfold, CostNormalization, GridStats, OtUnfoldInput, OtUnfoldOutput, OtUnfoldParams,
+    Projection, RecoGrid, UnfoldKernel,
 };
 pub use projection::{
     douglas_rachford, exact_kl_projection, wright_omega, KerBProjector, Response,

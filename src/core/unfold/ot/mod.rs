@@ -37,6 +37,9 @@ use crate::core::layout::row_major;
 use crate::core::logsumexp::log_sum_exp;
 use crate::core::simd::dot;
 use crate::core::sinkhorn::{sinkhorn, SinkhornParams};
+use crate::core::unfold::cells::{
+    cell_log_sums, cell_sums, dense_grid_fits, Cells, SeparableCells,
+};
 use crate::core::unfold::projection::{
     douglas_rachford, exact_kl_projection, KerBProjector, Response,
 };
@@ -81,9 +84,15 @@ pub fn ot_unfold(
         cost_scale: pr.cost_scale,
         truncation: None,
         coarse_warm_start: coarse,
+        grid: pr.grid.as_ref().map(|g| GridStats {
+            spacing: g.cells.spacing,
+            row_cells: g.cells.row_centres.nrows(),
+            col_cells: g.cells.col_centres.nrows(),
+            separable: g.separable.is_some(),
+        }),
     };
     let mut history = Vec::new();
-    let mut work = Workspace::new(pr.kernel.shape());
+    let mut work = Workspace::new((m + f, pr.log_nu.len()));
     for it in 0..params.max_iter {
         interrupt::check()?;
         let new_sigma = outer_iteration(
@@ -118,14 +127,13 @@ pub fn ot_unfold(
         }
     }
     out.sigma_history = Array2::from_shape_vec((out.n_iter, l), history)?;
-    if let Reductions::Truncated(k) = reductions {
-        out.truncation = Some(k.stats);
-    }
+    out.truncation = reductions.truncation_stats();
     Ok(out)
 }
 
 /// The warm start, eq. (26)–(27) (`log u` of the response and fake rows), the reductions the
-/// iterations run on, and whether the warm start ran on clusters.
+/// iterations run on, and whether the warm start ran on clusters. On a quantized problem both
+/// run on the occupied cells.
 fn start<'p>(
     pr: &'p Prepared,
     params: &OtUnfoldParams,
@@ -138,18 +146,27 @@ fn start<'p>(
     pr.projector.response().apply(&pr.sigma0, &mut a0[..m]);
     a0[..m].iter_mut().for_each(|a| *a *= 1.0 - pr.phi);
     a0[m..].copy_from_slice(&pr.fake_mass);
-    let nu = Array1::from_iter(pr.log_nu.iter().map(|v| v.exp()));
-    let truncated = wants_truncation(pr, params);
-    let n = pr.cols.nrows();
+    let (level_a0, level_log_nu) = match &pr.grid {
+        Some(g) => (
+            cell_sums(&a0, &g.cells.row_cell, g.cells.row_centres.nrows()).to_vec(),
+            &g.log_nu,
+        ),
+        None => (a0.clone(), &pr.log_nu),
+    };
+    let nu = Array1::from_iter(level_log_nu.iter().map(|v| v.exp()));
+    let separable = pr.grid.as_ref().and_then(|g| g.separable.as_ref());
+    let truncated = separable.is_none() && wants_truncation(pr, params);
+    let (rows, n) = (pr.rows.nrows(), pr.cols.nrows());
     let clusters = params.warm_start_clusters.or_else(|| {
-        (truncated && (m + f).saturating_mul(n) > SCALING_MAX_ENTRIES).then_some(COARSE_CLUSTERS)
+        ((truncated || pr.grid.is_some()) && rows.saturating_mul(n) > SCALING_MAX_ENTRIES)
+            .then_some(COARSE_CLUSTERS)
     });
-    let log_u_w = match clusters {
-        Some(count) => coarse_warm_start(pr, &a0, nu.view(), count, params)?,
+    let log_u_level = match clusters {
+        Some(count) => coarse_warm_start(pr, &level_a0, nu.view(), count, params)?,
         None => {
             warm_start(
                 &pr.kernel,
-                &a0,
+                &level_a0,
                 nu.view(),
                 pr.raw_max_cost / pr.cost_scale,
                 params,
@@ -157,26 +174,55 @@ fn start<'p>(
             .0
         }
     };
-    let reductions = if truncated {
-        let terms: Vec<f64> = log_u_w.iter().map(|v| params.eps * v).collect();
+    let terms: Vec<f64> = log_u_level.iter().map(|v| params.eps * v).collect();
+    let level = if truncated {
         Reductions::Truncated(Box::new(TruncatedKernel::new(
             pr.rows.view(),
             pr.cols.view(),
             params.p,
-            &pr.log_nu,
+            level_log_nu,
             params.eps,
             &terms,
         )?))
     } else {
         Reductions::Online(&pr.kernel, params.eps)
     };
+    let (log_u_w, reductions) = match &pr.grid {
+        None => (log_u_level, level),
+        Some(g) => {
+            let inner = match separable {
+                Some(sep) => CellKernel::Separable(sep),
+                None => CellKernel::Points(level),
+            };
+            let log_u = spread_warm_start(&g.cells, &a0, &level_a0, &log_u_level);
+            let cells = CellReductions::new(g, inner, params.eps);
+            (log_u, Reductions::Cells(Box::new(cells)))
+        }
+    };
     Ok((log_u_w, reductions, clusters.is_some()))
 }
 
-/// The two log-sum-exps of eq. (25), on the online cost or the truncated kernel.
+/// `log u` of the rows from that of their cells: every row of a cell sees the same `Kv`, so
+/// `u_i = a_i/(Kv)_c = u_c · a_i/a_c` (−∞ for a row without mass).
+fn spread_warm_start(cells: &Cells, a0: &[f64], cell_a0: &[f64], log_u_cell: &[f64]) -> Vec<f64> {
+    a0.iter()
+        .zip(&cells.row_cell)
+        .map(|(&a, &c)| {
+            if a > 0.0 {
+                log_u_cell[c] + (a / cell_a0[c]).ln()
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
+        .collect()
+}
+
+/// The two log-sum-exps of eq. (25), on the online cost, the truncated kernel or the occupied
+/// cells of the quantized reco space.
 enum Reductions<'k> {
     Online(&'k PointCost, f64),
     Truncated(Box<TruncatedKernel<'k>>),
+    Cells(Box<CellReductions<'k>>),
 }
 
 impl Reductions<'_> {
@@ -187,6 +233,7 @@ impl Reductions<'_> {
                 Ok(())
             }
             Reductions::Truncated(k) => k.softmin_rows(col, shift, out),
+            Reductions::Cells(k) => k.softmin(true, col, out),
         }
     }
 
@@ -197,7 +244,79 @@ impl Reductions<'_> {
                 Ok(())
             }
             Reductions::Truncated(k) => k.softmin_cols(row, shift, out),
+            Reductions::Cells(k) => k.softmin(false, row, out),
         }
+    }
+
+    /// What the truncated kernel did, if one ran.
+    fn truncation_stats(self) -> Option<TruncationStats> {
+        match self {
+            Reductions::Online(..) => None,
+            Reductions::Truncated(k) => Some(k.stats),
+            Reductions::Cells(k) => match k.inner {
+                CellKernel::Points(level) => level.truncation_stats(),
+                CellKernel::Separable(_) => None,
+            },
+        }
+    }
+}
+
+/// The softmins between the occupied cells of a quantized problem.
+enum CellKernel<'k> {
+    /// The separable convolution on the dense grid.
+    Separable(&'k SeparableCells),
+    /// The online or truncated kernel between the occupied cells.
+    Points(Reductions<'k>),
+}
+
+/// The reductions of eq. (25) on a quantized problem: the terms of one side reduced per cell
+/// (a log-sum-exp), the softmin between occupied cells, gathered back to the points.
+struct CellReductions<'k> {
+    grid: &'k CellLevel,
+    inner: CellKernel<'k>,
+    eps: f64,
+    /// The last softmins of the row cells and of the measured cells (the online kernel's shifts).
+    row_out: Vec<f64>,
+    col_out: Vec<f64>,
+}
+
+impl<'k> CellReductions<'k> {
+    fn new(grid: &'k CellLevel, inner: CellKernel<'k>, eps: f64) -> Self {
+        CellReductions {
+            grid,
+            inner,
+            eps,
+            row_out: vec![0.0; grid.cells.row_centres.nrows()],
+            col_out: vec![0.0; grid.cells.col_centres.nrows()],
+        }
+    }
+
+    /// The row softmin (`rows`, from the measured points' terms) or the column softmin.
+    fn softmin(&mut self, rows: bool, terms: &[f64], out: &mut [f64]) -> Result<()> {
+        let cells = &self.grid.cells;
+        let (from_cell, to_cell, cell_out) = if rows {
+            (&cells.col_cell, &cells.row_cell, &mut self.row_out)
+        } else {
+            (&cells.row_cell, &cells.col_cell, &mut self.col_out)
+        };
+        let n_from = if rows {
+            cells.col_centres.nrows()
+        } else {
+            cells.row_centres.nrows()
+        };
+        let cell_terms = cell_log_sums(terms, from_cell, n_from, self.eps);
+        let shift = cell_out.clone();
+        match &mut self.inner {
+            CellKernel::Separable(sep) => sep.softmin(rows, &cell_terms, self.eps, cell_out),
+            CellKernel::Points(level) if rows => {
+                level.softmin_rows(&cell_terms, &shift, cell_out)?
+            }
+            CellKernel::Points(level) => level.softmin_cols(&cell_terms, &shift, cell_out)?,
+        }
+        out.par_iter_mut()
+            .zip(to_cell.par_iter())
+            .for_each(|(o, &c)| *o = cell_out[c]);
+        Ok(())
     }
 }
 

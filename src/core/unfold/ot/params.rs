@@ -44,13 +44,36 @@ pub struct OtUnfoldParams {
     /// c-transform; `None` decides (clusters when the truncated kernel runs on a problem whose
     /// warm start could not store its kernel).
     pub warm_start_clusters: Option<usize>,
+    /// Whether the reco space is quantized (see [`crate::core::unfold::cells`]).
+    pub reco_grid: RecoGrid,
 }
 
-/// The evaluation of the log-sum-exps of eq. (25).
+/// The quantization of the reco space: response rows, fakes and measured points snapped to
+/// the centres of a regular grid, the log-sum-exps of eq. (25) taken between occupied cells.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RecoGrid {
+    /// Quantize large problems with the squared cost in 1-D and 2-D (see `auto_grid_spacing`):
+    /// spacing `(ε·max C)^{1/p}` / [`GRID_CELLS_PER_BLUR`].
+    Auto,
+    /// The points as given.
+    Off,
+    /// This spacing, in the reco's units (the same on every axis, as the cost is isotropic).
+    Spacing(f64),
+}
+
+/// Cells per entropic blur width `(ε·max C)^{1/p}` of the automatic grid. Measured on the
+/// physics MC of 10⁵ events (1-D and 2-D): spacings from a quarter to the whole width change
+/// the unfolded histograms far below a bootstrap replica's spread, and in 2-D each halving of
+/// the spacing costs ~3× the time (the convolution's windows and the occupied cells grow).
+pub const GRID_CELLS_PER_BLUR: f64 = 2.0;
+
+/// The evaluation of the log-sum-exps of eq. (25). On a quantized reco space ([`RecoGrid`]) it
+/// runs between the occupied cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnfoldKernel {
     /// The truncated kernel where ε is small enough for it to pay (see [`wants_truncation`]),
-    /// else the online one.
+    /// else the online one; on a quantized reco space with the squared cost in 1-D and 2-D, the
+    /// separable convolution on the dense grid ([`crate::core::unfold::cells`]).
     Auto,
     /// Online log-domain reductions: m·n exponentials per pass, exact.
     Online,
@@ -73,6 +96,7 @@ impl OtUnfoldParams {
             cost_normalization: CostNormalization::Max,
             kernel: UnfoldKernel::Auto,
             warm_start_clusters: None,
+            reco_grid: RecoGrid::Auto,
         }
     }
 
@@ -84,6 +108,9 @@ impl OtUnfoldParams {
         check_at_least_one("max_iter", self.max_iter)?;
         if let Some(k) = self.warm_start_clusters {
             check_at_least_one("warm_start_clusters", k)?;
+        }
+        if let RecoGrid::Spacing(h) = self.reco_grid {
+            check_positive("grid_spacing", h)?;
         }
         if let Some(t) = self.tol {
             check_non_negative("tol", t)?;
@@ -126,6 +153,19 @@ pub struct OtUnfoldOutput {
     pub truncation: Option<TruncationStats>,
     /// Whether the warm start ran on clusters.
     pub coarse_warm_start: bool,
+    /// The grid spacing (reco units) the reco space was quantized with, and the occupied row
+    /// and measured cells; `None` on the points.
+    pub grid: Option<GridStats>,
+}
+
+/// What the quantization of the reco space did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GridStats {
+    pub spacing: f64,
+    pub row_cells: usize,
+    pub col_cells: usize,
+    /// Whether the separable convolution on the dense grid ran (else a kernel between cells).
+    pub separable: bool,
 }
 
 /// The discrete problem of eq. (21) with the optional fakes and reference measure.

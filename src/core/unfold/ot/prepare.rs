@@ -117,7 +117,8 @@ pub(super) struct Scalings {
 /// Validated inputs in the form the iteration uses.
 pub(super) struct Prepared {
     pub(super) kernel: PointCost,
-    /// The normalised response (and fake) rows and measured points of `kernel`.
+    /// The normalised response (and fake) rows and measured points of `kernel` (their occupied
+    /// cells on a quantized problem).
     pub(super) rows: Array2<f64>,
     pub(super) cols: Array2<f64>,
     pub(super) projector: KerBProjector,
@@ -131,6 +132,9 @@ pub(super) struct Prepared {
     pub(super) sigma0: Vec<f64>,
     pub(super) cost_scale: f64,
     pub(super) raw_max_cost: f64,
+    /// The occupied cells when the reco space is quantized: then `kernel`, `rows` and `cols`
+    /// are the cells'.
+    pub(super) grid: Option<CellLevel>,
 }
 
 pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Result<Prepared> {
@@ -195,7 +199,19 @@ pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Resu
     } else {
         y.to_owned()
     };
-    let raw_max_cost = max_cost(rows.view(), yp, params.p);
+    let point_max_cost = max_cost(rows.view(), yp, params.p);
+    let cells = grid_spacing(params, rows.view(), yp, point_max_cost)
+        .map(|h| Cells::new(rows.view(), yp, h))
+        .transpose()?;
+    // On the grid the kernel's sides are the occupied cells, and max C is the snapped points'.
+    let (rows, cols, raw_max_cost) = match &cells {
+        Some(c) => (
+            c.row_centres.clone(),
+            c.col_centres.clone(),
+            max_cost(c.row_centres.view(), c.col_centres.view(), params.p),
+        ),
+        None => (rows, yp.to_owned(), point_max_cost),
+    };
     let cost_scale = match params.cost_normalization {
         CostNormalization::Max => raw_max_cost,
         CostNormalization::None => 1.0,
@@ -207,8 +223,11 @@ pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Resu
         ));
     }
     let s = cost_scale.powf(1.0 / params.p);
-    let (rows, cols) = (rows.mapv(|v| v / s), yp.mapv(|v| v / s));
+    let (rows, cols) = (rows.mapv(|v| v / s), cols.mapv(|v| v / s));
     let kernel = PointCost::new(rows.view(), cols.view(), params.p)?;
+    let grid = cells
+        .map(|c| CellLevel::new(c, &log_nu, params, s))
+        .transpose()?;
     Ok(Prepared {
         kernel,
         rows,
@@ -221,5 +240,62 @@ pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Resu
         sigma0,
         cost_scale,
         raw_max_cost,
+        grid,
     })
+}
+
+/// Smallest rows × measured points from which `RecoGrid::Auto` quantizes.
+pub(super) const GRID_MIN_ENTRIES: usize = 1 << 26;
+
+/// The grid spacing (reco units) asked for, or chosen by `RecoGrid::Auto`: for large problems
+/// with the squared cost in 1-D and 2-D under `kernel = Auto`, `(ε·max C)^{1/p}` over
+/// [`GRID_CELLS_PER_BLUR`] when the dense grid spanning the points is small enough for the
+/// separable convolution.
+fn grid_spacing(
+    params: &OtUnfoldParams,
+    rows: ArrayView2<'_, f64>,
+    cols: ArrayView2<'_, f64>,
+    raw_max_cost: f64,
+) -> Option<f64> {
+    match params.reco_grid {
+        RecoGrid::Off => None,
+        RecoGrid::Spacing(h) => Some(h),
+        RecoGrid::Auto => {
+            let cost_scale = match params.cost_normalization {
+                CostNormalization::Max => raw_max_cost,
+                CostNormalization::None => 1.0,
+            };
+            let h = (params.eps * cost_scale).powf(1.0 / params.p) / GRID_CELLS_PER_BLUR;
+            let large = rows.nrows().saturating_mul(cols.nrows()) > GRID_MIN_ENTRIES;
+            (params.kernel == UnfoldKernel::Auto
+                && params.p == 2.0
+                && large
+                && h > 0.0
+                && dense_grid_fits(rows, cols, h))
+            .then_some(h)
+        }
+    }
+}
+
+/// The occupied cells of a quantized problem, as the reductions and the warm start use them.
+pub(super) struct CellLevel {
+    pub(super) cells: Cells,
+    /// log of the normalised measured mass of each measured cell.
+    pub(super) log_nu: Vec<f64>,
+    /// The separable convolution on the dense grid, when it runs.
+    pub(super) separable: Option<SeparableCells>,
+}
+
+impl CellLevel {
+    fn new(cells: Cells, log_nu: &[f64], params: &OtUnfoldParams, s: f64) -> Result<Self> {
+        let log_nu = cell_log_sums(log_nu, &cells.col_cell, cells.col_centres.nrows(), 1.0);
+        let separable = (params.kernel == UnfoldKernel::Auto && cells.fits_dense(params.p))
+            .then(|| cells.separable(s))
+            .transpose()?;
+        Ok(CellLevel {
+            cells,
+            log_nu,
+            separable,
+        })
+    }
 }
