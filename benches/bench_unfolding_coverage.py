@@ -27,7 +27,8 @@ MC's), ``n_mc`` MC events (default 2000) against half as many expected data even
 pseudo-experiment, each with new data and a new MC; pulls of the total and of 5 truth-level bins against their expectations, errors
 from the data ⊕ MC bootstrap; and the shape distance (L1 of the normalised 5-bin histograms) to
 the expected truth beside the oracle's (the same unfolder on the same events fully
-reconstructed, divided by the true efficiency). ``estimator``: ``ot`` (default settings), ``ot-dr``
+reconstructed, divided by the true efficiency). ``estimator``: ``ot`` (default settings: two
+prior updates on this layout), ``ot-dr``
 (the paper's Douglas–Rachford projection), ``ot-uK`` (``prior_updates=K``) or ``rl`` (28 truth
 bins).
 """
@@ -181,7 +182,7 @@ def realistic_estimator(name):
         return oi.RichardsonLucyUnfolder(gen_bins=28)
     if name == "ot-dr":
         return oi.OTUnfolder(projection="douglas-rachford")
-    return oi.OTUnfolder(prior_updates=int(name[4:]) if name.startswith("ot-u") else 0)
+    return oi.OTUnfolder(prior_updates=int(name[4:]) if name.startswith("ot-u") else "auto")
 
 
 def realistic_summary(d, weights):

@@ -10,7 +10,7 @@ import numpy as np
 import otinverse as oi
 import pytest
 from otinverse import _core
-from otinverse.datasets import make_unfolding_1d_events, make_unfolding_mc
+from otinverse.datasets import make_unfolding_1d, make_unfolding_1d_events, make_unfolding_mc
 from otinverse.unfolding.efficiency import _smoothed_mean
 from scipy.special import logsumexp
 from sklearn.base import clone
@@ -209,7 +209,7 @@ def test_a_prior_update_is_a_refit_with_the_smoothed_ratio_as_prior():
     d = make_unfolding_mc(n_mc=3000, n_data=2000, random_state=4)
     kw = dict(gen=d.gen, reco=d.reco, gen_weight=d.gen_weight)
     kw.update(fakes=d.fakes, fake_weight=d.fake_weight)
-    first = oi.OTUnfolder(max_iter=10).fit(d.measured, **kw)
+    first = oi.OTUnfolder(max_iter=10, prior_updates=0).fit(d.measured, **kw)
     updated = oi.OTUnfolder(max_iter=10, prior_updates=1).fit(d.measured, **kw)
     np.testing.assert_array_equal(first.prior_, d.gen_weight)
     seen = ~np.isnan(d.reco)
@@ -217,7 +217,7 @@ def test_a_prior_update_is_a_refit_with_the_smoothed_ratio_as_prior():
     ratio /= np.average(ratio, weights=d.gen_weight * seen)
     smooth = _smoothed_mean(d.gen[:, None], ratio, d.gen_weight * seen)
     np.testing.assert_allclose(updated.prior_, d.gen_weight * np.maximum(smooth, 1e-3), rtol=1e-12)
-    refit = oi.OTUnfolder(max_iter=10).fit(d.measured, prior=updated.prior_, **kw)
+    refit = oi.OTUnfolder(max_iter=10, prior_updates=0).fit(d.measured, prior=updated.prior_, **kw)
     np.testing.assert_allclose(updated.weights_, refit.weights_, rtol=1e-12)
 
 
@@ -249,6 +249,19 @@ def test_prior_updates_pull_the_tail_towards_a_truth_wider_than_the_mc():
     assert single[-1] < -0.05  # the single fit's tail, 6 % short
     assert abs(updated[-1]) < 0.6 * abs(single[-1])
     assert np.abs(updated).sum() < 0.8 * np.abs(single).sum()
+
+
+def test_auto_prior_updates_only_for_one_detector_sample_per_gen_point():
+    # One reco per event: two updates (a single fit is one Bayes step from the prior). The
+    # paper's M > 1 samples per gen point and a given response: the single fit.
+    d = make_unfolding_mc(n_mc=600, n_data=300, random_state=6)
+    est = oi.OTUnfolder(max_iter=3).fit(d.measured, gen=d.gen, reco=d.reco)
+    assert est.n_prior_updates_ == 2
+    twice = oi.OTUnfolder(max_iter=3, prior_updates=2).fit(d.measured, gen=d.gen, reco=d.reco)
+    np.testing.assert_array_equal(est.weights_, twice.weights_)
+    paper = make_unfolding_1d(L=60, M=3, random_state=0)
+    est = oi.OTUnfolder(max_iter=3).fit(paper.measured, gen=paper.gen, reco=paper.reco)
+    assert est.n_prior_updates_ == 0
 
 
 def test_per_event_fractions_miss_the_efficiency_at_one_reco_per_event():
