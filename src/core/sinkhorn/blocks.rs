@@ -195,6 +195,15 @@ impl<T: Stored> BlockBuilder<T> {
         }
     }
 
+    /// Entries [`KernelBuilder::build`] stores for the reference potentials `p`, `q` (point
+    /// order) at `eps`, counted without storing them.
+    pub fn stored_entries(&self, p: &[f64], q: &[f64], eps: f64) -> usize {
+        let p_leaf = to_leaf_order(&self.x_tree.order, p);
+        let q_leaf = to_leaf_order(&self.y_tree.order, q);
+        let blocks = self.blocks(&p_leaf, &q_leaf, eps, TRUNCATION);
+        blocks.iter().map(|b| (b.rows.1 - b.rows.0) * b.width).sum()
+    }
+
     /// The blocks whose rows may hold an entry `(p_i + q_j − C_ij)/ε ≥ −t` (`p`, `q` in leaf order).
     fn blocks(&self, p_leaf: &[f64], q_leaf: &[f64], eps: f64, t: f64) -> Vec<Block> {
         let node_max = self.y_tree.node_max(q_leaf);
