@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn counted_entries_are_the_stored_ones() {
+        // A Gaussian-like cluster inside a wide box: truncation keeps a part of the pairs.
+        let (n, m) = (300, 400);
+        let mut next = uniform(5);
+        let mut point = |spread: f64| spread * (next() + next() + next() - 1.5);
+        let xs: Vec<f64> = (0..2 * n).map(|_| point(1.0)).collect();
+        let ys: Vec<f64> = (0..2 * m).map(|_| point(4.0)).collect();
+        let p: Vec<f64> = (0..n).map(|i| 0.01 * (i % 7) as f64).collect();
+        let q = vec![0.0; m];
+        let builder = BlockBuilder::<f32>::new(&xs, &ys, 2, 2.0, 1.0);
+        for eps in [1e-3, 1e-2, 0.1] {
+            let stored = builder.build(&p, &q, eps).entries();
+            assert_eq!(builder.stored_entries(&p, &q, eps), stored, "ε = {eps}");
+            assert!(stored > 0 && stored <= n * m);
+        }
+    }
+
+    #[test]
     fn block_products_match_the_dense_kernel() {
         check_products::<f64>(1e-13);
         check_products::<f32>(1e-6);
