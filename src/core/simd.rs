@@ -185,25 +185,54 @@ pub fn expm1<const FMA: bool>(x: f64) -> f64 {
 /// vectorises. For the kernels' `_generic` bodies.
 #[inline(always)]
 pub fn sum_lanes(a: &[f64], b: &[f64], c: &[f64], entry: impl Fn(f64, f64, f64) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
+    let [sum] = sum_lanes_n(
+        a,
+        b,
+        c,
+        #[inline(always)]
+        |x, y, z| [entry(x, y, z)],
+    );
+    sum
+}
+
+/// [`sum_lanes`] of `K` sums at once, for entries that share their exponentials.
+#[inline(always)]
+pub fn sum_lanes_n<const K: usize>(
+    a: &[f64],
+    b: &[f64],
+    c: &[f64],
+    entry: impl Fn(f64, f64, f64) -> [f64; K],
+) -> [f64; K] {
+    let mut acc = [[0.0f64; LANES]; K];
     let (ac, bc, cc) = (
         a.chunks_exact(LANES),
         b.chunks_exact(LANES),
         c.chunks_exact(LANES),
     );
-    let tail: f64 = (ac
+    let mut total = [0.0f64; K];
+    for ((&x, &y), &z) in ac
         .remainder()
         .iter()
         .zip(bc.remainder())
-        .zip(cc.remainder()))
-    .map(|((&x, &y), &z)| entry(x, y, z))
-    .sum();
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
-        for l in 0..LANES {
-            acc[l] += entry(x[l], y[l], z[l]);
+        .zip(cc.remainder())
+    {
+        let e = entry(x, y, z);
+        for k in 0..K {
+            total[k] += e[k];
         }
     }
-    acc.iter().sum::<f64>() + tail
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for l in 0..LANES {
+            let e = entry(x[l], y[l], z[l]);
+            for k in 0..K {
+                acc[k][l] += e[k];
+            }
+        }
+    }
+    for k in 0..K {
+        total[k] += acc[k].iter().sum::<f64>();
+    }
+    total
 }
 
 /// Compiles `$generic` for baseline, AVX2+FMA and AVX-512F and dispatches on the running CPU;

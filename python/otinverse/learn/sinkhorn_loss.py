@@ -246,7 +246,7 @@ def sinkhorn_loss(
     p=2,
     reach=None,
     max_iter=1000,
-    tol=1e-9,
+    tol=1e-6,
     eps_scaling=None,
     kernel="auto",
 ):
@@ -270,7 +270,12 @@ def sinkhorn_loss(
     max_iter, tol, eps_scaling, kernel : int, float, float or None, str
         As in :func:`otinverse.sinkhorn_points` (``"auto"`` picks the stored, online or
         truncated multiscale kernel). The gradient in the points is computed on the online
-        kernel, O(n m d) time and O(n + m) memory.
+        kernel, O(n m d) time and O(n + m) memory. ``tol`` defaults to 1e-6, not the solvers'
+        1e-9: a loss needs its marginal error only as small as the accuracy wanted of its
+        value and gradient (OTT-JAX's ``sinkhorn_divergence`` stops at 1e-3, GeomLoss's
+        ``SamplesLoss`` runs a fixed ε-scaling schedule without a tolerance), and 1e-9 takes
+        tens of thousands of updates on small-``reg`` self-terms (17 171 for the README's
+        400-point cloud at ``reg=1e-2``, 671 to 1e-6).
 
     Returns
     -------
@@ -307,7 +312,7 @@ def sinkhorn_divergence(
     p=2,
     reach=None,
     max_iter=1000,
-    tol=1e-9,
+    tol=1e-6,
     eps_scaling=None,
     kernel="auto",
 ):
@@ -333,7 +338,7 @@ def sinkhorn_divergence(
         ρ_b, so the self-terms stay symmetric problems (OTT-JAX's ``sinkhorn_divergence``
         solves all three terms with the same ``tau_a``, ``tau_b``).
     max_iter, tol, eps_scaling, kernel : int, float, float or None, str
-        As in :func:`otinverse.sinkhorn_points`.
+        As in :func:`sinkhorn_loss` (``tol`` 1e-6 by default).
 
     Returns
     -------

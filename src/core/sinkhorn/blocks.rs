@@ -195,6 +195,15 @@ impl<T: Stored> BlockBuilder<T> {
         }
     }
 
+    /// Entries [`KernelBuilder::build`] stores for the reference potentials `p`, `q` (point
+    /// order) at `eps`, counted without storing them.
+    pub fn stored_entries(&self, p: &[f64], q: &[f64], eps: f64) -> usize {
+        let p_leaf = to_leaf_order(&self.x_tree.order, p);
+        let q_leaf = to_leaf_order(&self.y_tree.order, q);
+        let blocks = self.blocks(&p_leaf, &q_leaf, eps, TRUNCATION);
+        blocks.iter().map(|b| (b.rows.1 - b.rows.0) * b.width).sum()
+    }
+
     /// The blocks whose rows may hold an entry `(p_i + q_j − C_ij)/ε ≥ −t` (`p`, `q` in leaf order).
     fn blocks(&self, p_leaf: &[f64], q_leaf: &[f64], eps: f64, t: f64) -> Vec<Block> {
         let node_max = self.y_tree.node_max(q_leaf);
@@ -394,6 +403,24 @@ mod tests {
         assert!(close(&fused_cols, &cols), "fused columns");
         let (two_rows, two_cols) = two_pass_products(&store, &v, &scaling);
         assert!(close(&two_rows, &fused_rows) && close(&two_cols, &fused_cols));
+    }
+
+    #[test]
+    fn counted_entries_are_the_stored_ones() {
+        // A Gaussian-like cluster inside a wide box: truncation keeps a part of the pairs.
+        let (n, m) = (300, 400);
+        let mut next = uniform(5);
+        let mut point = |spread: f64| spread * (next() + next() + next() - 1.5);
+        let xs: Vec<f64> = (0..2 * n).map(|_| point(1.0)).collect();
+        let ys: Vec<f64> = (0..2 * m).map(|_| point(4.0)).collect();
+        let p: Vec<f64> = (0..n).map(|i| 0.01 * (i % 7) as f64).collect();
+        let q = vec![0.0; m];
+        let builder = BlockBuilder::<f32>::new(&xs, &ys, 2, 2.0, 1.0);
+        for eps in [1e-3, 1e-2, 0.1] {
+            let stored = builder.build(&p, &q, eps).entries();
+            assert_eq!(builder.stored_entries(&p, &q, eps), stored, "ε = {eps}");
+            assert!(stored > 0 && stored <= n * m);
+        }
     }
 
     #[test]

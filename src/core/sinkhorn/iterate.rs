@@ -51,7 +51,8 @@ impl Scratch {
 }
 
 /// Gauss–Seidel updates `φ ← φ + ω (λ φ̃ − φ)` of both sides, ω from [`Relaxation`] (1 when
-/// over-relaxation is off). Both sides' marginal errors come from softmins the iteration
+/// over-relaxation is off), with the optimal translation of [`translate`] between them when a
+/// side is relaxed. Both sides' marginal errors come from softmins the iteration
 /// computes anyway: after a plain update the last side's condition holds exactly.
 pub(super) fn iterate_alternating<K: CostKernel + ?Sized>(
     kernel: &K,
@@ -103,6 +104,9 @@ pub(super) fn iterate_alternating<K: CostKernel + ?Sized>(
         }
         let omega = relaxation.omega();
         first.relax(&buf.s_first, eps, omega);
+        // Between the half-steps: the last side's update then starts from the translated
+        // state, and the softmins the iteration keeps stay those of the current potentials.
+        translate(first, last);
         let used;
         (used, have_first) = update_last(kernel, last, first, eps, omega, &mut buf);
         err_last = if used == 1.0 {

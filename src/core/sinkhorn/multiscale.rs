@@ -22,6 +22,8 @@ const COARSENING: usize = 16;
 /// stage runs on the coarse level (at 10⁵ points, stages of 10⁹ entries cost more than the
 /// coarse level's whole ε-scaling: 68 s against 41 s at ε = 3e-5 with 12.5 % here).
 const SPARSE_FRACTION: f64 = 0.02;
+/// Factor on the counted entries of the target's truncated kernel that must fit the budget.
+const SUPPORT_GROWTH: f64 = 1.5;
 /// Largest coarse level solved without truncation (entries).
 const DENSE_COARSE: usize = 4_000_000;
 
@@ -119,8 +121,17 @@ fn solve_points(
         None => coarse_start(&level, params, q, budget)?,
     };
     let n_iter: usize = reports.iter().map(|r: &StageReport| r.n_iter).sum();
-    let kept = kept_entries(&level.xs, &level.ys, level.dim, p, params.eps);
-    if kept * entry_bytes(params) > budget {
+    // Counted, not estimated: the bounding-box estimate assumes uniform density, and clouds
+    // concentrated inside their box keep several times more (a Gaussian cloud and a ring of
+    // 10⁵ points at ε = 1e-3 of the cost's range passed the estimate, asked for 6.5·10⁹
+    // entries, 26 GB in f32, and the failed allocation aborted the process). The margin covers
+    // the support's growth as the potentials move from the coarse start.
+    let kept = BlockBuilder::<f32>::new(&level.xs, &level.ys, level.dim, p, a.sum()).stored_entries(
+        &f.to_vec(),
+        &g.to_vec(),
+        params.eps,
+    ) as f64;
+    if SUPPORT_GROWTH * kept * entry_bytes(params) > budget {
         // Too many entries to store even at the target: the online kernel finishes from the
         // coarse start.
         let mut fine = params.clone();

@@ -318,18 +318,26 @@ fn relaxed_dual_gain_generic<const FMA: bool>(
 ) -> f64 {
     let [omega_lam, omega, eps, rho] = args;
     let (inv_eps, inv_rho) = (1.0 / eps, 1.0 / rho);
-    let entry = |w: f64, p: f64, s: f64| {
-        let step = omega_lam * s - omega * p;
-        let marginal = w * exp::<FMA>((p - s) * inv_eps);
-        let linear = -rho * w * exp::<FMA>(-p * inv_rho) * expm1::<FMA>(-step * inv_rho);
-        let gain = linear - eps * marginal * expm1::<FMA>(step * inv_eps);
-        if w == 0.0 {
-            0.0
-        } else {
-            gain
-        }
-    };
-    sum_lanes(weights, potential, softmin, entry)
+    sum_lanes(
+        weights,
+        potential,
+        softmin,
+        // Forced inline: out of line (its five exponentials make it large) the closure was
+        // compiled without the variant's target features, scalar and with a libm `fma` call
+        // per multiply-add, and cost as much as the kernel products it safeguards.
+        #[inline(always)]
+        |w: f64, p: f64, s: f64| {
+            let step = omega_lam * s - omega * p;
+            let marginal = w * exp::<FMA>((p - s) * inv_eps);
+            let linear = -rho * w * exp::<FMA>(-p * inv_rho) * expm1::<FMA>(-step * inv_rho);
+            let gain = linear - eps * marginal * expm1::<FMA>(step * inv_eps);
+            if w == 0.0 {
+                0.0
+            } else {
+                gain
+            }
+        },
+    )
 }
 
 multiversion! { pub fn relaxed_dual_gain(weights: &[f64], potential: &[f64], softmin: &[f64], args: [f64; 4]) -> f64 => relaxed_dual_gain_generic }
@@ -344,17 +352,22 @@ fn exact_dual_gain_generic<const FMA: bool>(
 ) -> f64 {
     let [omega_lam, omega, eps] = args;
     let inv_eps = 1.0 / eps;
-    let entry = |w: f64, p: f64, s: f64| {
-        let step = omega_lam * s - omega * p;
-        let marginal = w * exp::<FMA>((p - s) * inv_eps);
-        let gain = w * step - eps * marginal * expm1::<FMA>(step * inv_eps);
-        if w == 0.0 {
-            0.0
-        } else {
-            gain
-        }
-    };
-    sum_lanes(weights, potential, softmin, entry)
+    sum_lanes(
+        weights,
+        potential,
+        softmin,
+        #[inline(always)]
+        |w: f64, p: f64, s: f64| {
+            let step = omega_lam * s - omega * p;
+            let marginal = w * exp::<FMA>((p - s) * inv_eps);
+            let gain = w * step - eps * marginal * expm1::<FMA>(step * inv_eps);
+            if w == 0.0 {
+                0.0
+            } else {
+                gain
+            }
+        },
+    )
 }
 
 multiversion! { pub fn exact_dual_gain(weights: &[f64], potential: &[f64], softmin: &[f64], args: [f64; 3]) -> f64 => exact_dual_gain_generic }
