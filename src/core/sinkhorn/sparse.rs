@@ -179,36 +179,42 @@ impl SparseBuilder {
     }
 }
 
-impl KernelBuilder for SparseBuilder {
-    type Store = SparseStore;
-
-    fn drift(&self) -> f64 {
-        SPARSE_DRIFT
-    }
-
-    fn build(&self, p: &[f64], q: &[f64], eps: f64) -> SparseStore {
-        // Each task collects whole rows (rayon folds consecutive rows): (row, cols, vals).
-        type Rows = (Vec<(usize, usize)>, Vec<u32>, Vec<f64>);
-        let parts: Vec<Rows> = self.for_kept(
+impl SparseBuilder {
+    /// [`KernelBuilder::build`] with every stored entry at most `e^{cap}`: a row whose largest
+    /// entry `z_max` exceeds `cap` — its reference `p_i` too high for `q`, as an estimated pair
+    /// of references can be — is stored against the lowered reference `p_i − ε z_max` (its
+    /// largest entry 1), keeping its entries `≥ e^{−T}` of that. Entries are multiplied by
+    /// scalings normalised to at most 1, so the cap keeps every kept product representable: an
+    /// entry of `e^{1700}` (overflow) times a scaling of `e^{−1600}` (underflow) would be lost
+    /// silently. Returns the store and the row references it was built on (`p`, lowered where
+    /// capped).
+    pub fn build_capped(
+        &self,
+        p: &[f64],
+        q: &[f64],
+        eps: f64,
+        cap: f64,
+    ) -> (SparseStore, Vec<f64>) {
+        let mut parts: Vec<KeptRows> = self.for_kept(
             p,
             q,
             eps,
             TRUNCATION,
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(rows, cols, vals): &mut Rows, r, _, k, _, z| {
-                if rows.last().is_none_or(|&(last, _)| last != r) {
-                    rows.push((r, cols.len()));
-                }
-                cols.push(k as u32);
-                vals.push(z.exp());
-            },
+            KeptRows::default,
+            |rows: &mut KeptRows, r, _, k, _, z| rows.push(r, k, z, cap),
         );
+        parts.par_iter_mut().for_each(|part| part.finish_row(cap));
+        let mut reference = p.to_vec();
+        for part in &parts {
+            for &(r, lowered) in &part.lowered {
+                reference[self.x_tree.order[r] as usize] -= eps * lowered;
+            }
+        }
         let n = self.x_tree.len();
         let mut counts = vec![0usize; n];
-        for (rows, cols, _) in &parts {
-            for (w, &(r, start)) in rows.iter().enumerate() {
-                let end = rows.get(w + 1).map_or(cols.len(), |x| x.1);
-                counts[r] = end - start;
+        for part in &parts {
+            for (w, &(r, start)) in part.rows.iter().enumerate() {
+                counts[r] = part.row_end(w) - start;
             }
         }
         let mut row_ptr = vec![0usize; n + 1];
@@ -217,21 +223,93 @@ impl KernelBuilder for SparseBuilder {
         }
         let total = row_ptr[n];
         let (mut cols_all, mut vals_all) = (vec![0u32; total], vec![0.0f64; total]);
-        for (rows, cols, vals) in &parts {
-            for (w, &(r, start)) in rows.iter().enumerate() {
-                let end = rows.get(w + 1).map_or(cols.len(), |x| x.1);
+        for part in &parts {
+            for (w, &(r, start)) in part.rows.iter().enumerate() {
+                let end = part.row_end(w);
                 let at = row_ptr[r];
-                cols_all[at..at + end - start].copy_from_slice(&cols[start..end]);
-                vals_all[at..at + end - start].copy_from_slice(&vals[start..end]);
+                cols_all[at..at + end - start].copy_from_slice(&part.cols[start..end]);
+                vals_all[at..at + end - start].copy_from_slice(&part.vals[start..end]);
             }
         }
-        SparseStore {
+        let store = SparseStore {
             row_order: self.x_tree.order.clone(),
             col_order: self.y_tree.order.clone(),
             row_ptr,
             cols: cols_all,
             vals: vals_all,
+        };
+        (store, reference)
+    }
+}
+
+/// The kept entries of the consecutive rows one build task visits: (leaf row, start) of each
+/// row, columns, values (`z` until the row is finished, then `e^z`), and the rows whose
+/// reference was lowered, by how much (units of ε).
+#[derive(Default)]
+struct KeptRows {
+    rows: Vec<(usize, usize)>,
+    cols: Vec<u32>,
+    vals: Vec<f64>,
+    /// Rows already exponentiated.
+    finished: usize,
+    lowered: Vec<(usize, f64)>,
+}
+
+impl KeptRows {
+    fn push(&mut self, r: usize, k: usize, z: f64, cap: f64) {
+        if self.rows.last().is_none_or(|&(last, _)| last != r) {
+            self.finish_row(cap);
+            self.rows.push((r, self.cols.len()));
         }
+        self.cols.push(k as u32);
+        self.vals.push(z);
+    }
+
+    fn row_end(&self, w: usize) -> usize {
+        self.rows.get(w + 1).map_or(self.cols.len(), |x| x.1)
+    }
+
+    /// Exponentiates the last row's entries, lowering its reference first if its largest
+    /// entry exceeds `e^{cap}` (then only the entries `≥ e^{−T}` of the largest stay).
+    fn finish_row(&mut self, cap: f64) {
+        let Some(&(r, start)) = self.rows.last() else {
+            return;
+        };
+        if self.finished == self.rows.len() {
+            return;
+        }
+        let top = self.vals[start..]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if top > cap && top.is_finite() {
+            let mut kept = start;
+            for at in start..self.vals.len() {
+                let z = self.vals[at] - top;
+                if z >= -TRUNCATION {
+                    self.cols[kept] = self.cols[at];
+                    self.vals[kept] = z;
+                    kept += 1;
+                }
+            }
+            self.cols.truncate(kept);
+            self.vals.truncate(kept);
+            self.lowered.push((r, top));
+        }
+        self.vals[start..].iter_mut().for_each(|v| *v = v.exp());
+        self.finished = self.rows.len();
+    }
+}
+
+impl KernelBuilder for SparseBuilder {
+    type Store = SparseStore;
+
+    fn drift(&self) -> f64 {
+        SPARSE_DRIFT
+    }
+
+    fn build(&self, p: &[f64], q: &[f64], eps: f64) -> SparseStore {
+        self.build_capped(p, q, eps, f64::INFINITY).0
     }
 
     fn plan_sums(&self, row: &[f64], col: &[f64], eps: f64) -> Option<PlanSums> {

@@ -23,14 +23,18 @@
 //! part of a row's sum is at most `e^{−T} Σ_j ṽ_j` (of a column's, `e^{−T} Σ_i ũ_i`). A row or
 //! column whose kept sum is not `e^{MARGIN}` times above that bound — a reference that no longer
 //! fits, after a large change of σ — is recomputed exactly on the online cost, so no result
-//! rests on an unbounded truncation error.
+//! rests on an unbounded truncation error. The check needs the kept part itself computed
+//! accurately: the stored kernel holds no entry above `e^{64}` ([`ENTRY_CAP`]), so an entry
+//! cannot overflow while the scaling it multiplies underflows. The coarse references can be far
+//! from consistent in 2-D (clusters wider than the entropic blur put `p_i + q_j − C_ij` at
+//! hundreds of ε); a row whose entry would exceed the cap is stored against a lowered reference.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 use super::band::Band;
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::Result;
-use crate::core::sinkhorn::{clusters, KernelBuilder, KernelStore, SparseBuilder, SparseStore};
+use crate::core::sinkhorn::{clusters, KernelStore, SparseBuilder, SparseStore};
 
 /// Largest drift `τ` of a column scaling from its weight (units of ε) before the kernel is
 /// rebuilt from the current potentials.
@@ -38,6 +42,12 @@ const DRIFT: f64 = 5.0;
 /// A kept sum must exceed its dropped-part bound `e^{−T}·Σ(scalings)` by `e^{MARGIN}` (relative
 /// truncation error ≤ e^{−20} ≈ 2e-9); otherwise the row or column is computed exactly.
 const MARGIN: f64 = 20.0;
+/// Largest stored entry `e^{ENTRY_CAP}` (units of ε above the references). The kept sums
+/// multiply entries by scalings normalised to at most 1; with entries below `e^{64}` a scaling
+/// that underflows (below `e^{−708}`) loses at most `e^{64−708}` per entry, far below the
+/// `e^{MARGIN−T}` a sum that passes the check holds, so the check stays sound whatever the
+/// references. Consistent references (exact softmins) keep entries below `1/ν_j`.
+const ENTRY_CAP: f64 = 64.0;
 /// Share of columns computed exactly beyond which the kernel is rebuilt at the next reduction.
 const STALE_SHARE: f64 = 0.01;
 /// Clusters per side of the coarse level (reference potentials and warm start).
@@ -83,10 +93,16 @@ impl Backend {
         }
     }
 
-    /// Keeps the entries `(p_i + q_j − C_ij)/ε ≥ −T`; returns how many.
-    fn build(&mut self, p: &[f64], q: &[f64], eps: f64) -> usize {
+    /// Keeps the entries `(p_i + q_j − C_ij)/ε ≥ −T`; returns how many. The stored kernel
+    /// lowers the row references `p` whose largest entry would exceed `e^{ENTRY_CAP}`
+    /// ([`SparseBuilder::build_capped`]); the band sums in the log domain and needs no cap.
+    fn build(&mut self, p: &mut Vec<f64>, q: &[f64], eps: f64) -> usize {
         match self {
-            Backend::Stored(builder, store) => store.insert(builder.build(p, q, eps)).entries(),
+            Backend::Stored(builder, store) => {
+                let (built, reference) = builder.build_capped(p, q, eps, ENTRY_CAP);
+                *p = reference;
+                store.insert(built).entries()
+            }
             Backend::Band(band) => {
                 band.set_ranges(p, q, eps, SparseBuilder::THRESHOLD);
                 band.entries()
@@ -189,7 +205,7 @@ impl<'k> TruncatedKernel<'k> {
     fn rebuild(&mut self) {
         self.p = row_reference(&self.last_rows, &self.last_row_terms);
         self.q = self.last_cols.clone();
-        self.stats.entries += self.backend.build(&self.p, &self.q, self.eps);
+        self.stats.entries += self.backend.build(&mut self.p, &self.q, self.eps);
         self.stats.builds += 1;
         self.pending = false;
     }
@@ -365,4 +381,57 @@ pub fn coarse_points(
     let flat: Vec<f64> = points.as_standard_layout().iter().copied().collect();
     let (centres, mass, _) = clusters(&flat, w, points.ncols(), count);
     (centres, mass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::cloud;
+
+    #[test]
+    fn reductions_stay_exact_on_inconsistent_references() {
+        // Row references a thousand ε too high on every other row (as the coarse level gives in
+        // 2-D when its clusters are wider than the blur) would store entries near e^{1000}
+        // (overflow) against row scalings near e^{−1000} (underflow, next to the consistent
+        // rows' scalings near 1): the kept products must not be lost.
+        let (x, y) = (cloud(300, 2, 3), cloud(200, 2, 4));
+        let eps = 1e-3;
+        let log_nu = vec![-(200f64.ln()); 200];
+        let row_terms: Vec<f64> = (0..300).map(|i| -eps * (i % 5) as f64).collect();
+        let mut kernel =
+            TruncatedKernel::new(x.view(), y.view(), 2.0, &log_nu, eps, &row_terms).unwrap();
+        let inflate = |p: &mut [f64]| p.iter_mut().step_by(2).for_each(|p| *p += 1000.0 * eps);
+        inflate(&mut kernel.last_rows);
+        kernel.rebuild();
+        let exact = PointCost::new(x.view(), y.view(), 2.0).unwrap();
+        let (mut out, mut want) = (vec![0.0; 200], vec![0.0; 200]);
+        kernel
+            .softmin_cols(&row_terms, &vec![0.0; 200], &mut out)
+            .unwrap();
+        exact.softmin_cols(&row_terms, &vec![0.0; 200], eps, &mut want);
+        let worst = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| ((a - b) / eps).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(
+            worst(&out, &want) < 1e-8,
+            "columns off by {}",
+            worst(&out, &want)
+        );
+        let col_terms: Vec<f64> = want.iter().zip(&log_nu).map(|(q, l)| q + eps * l).collect();
+        inflate(&mut kernel.last_rows);
+        kernel.pending = true;
+        let (mut out, mut want) = (vec![0.0; 300], vec![0.0; 300]);
+        kernel
+            .softmin_rows(&col_terms, &vec![0.0; 300], &mut out)
+            .unwrap();
+        exact.softmin_rows(&col_terms, &vec![0.0; 300], eps, &mut want);
+        assert!(
+            worst(&out, &want) < 1e-8,
+            "rows off by {}",
+            worst(&out, &want)
+        );
+    }
 }
