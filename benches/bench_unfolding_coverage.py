@@ -4,6 +4,8 @@
                                                [n_events]
     python benches/bench_unfolding_coverage.py realistic [n_experiments] [n_replicas] [estimator]
                                                [n_mc]
+    python benches/bench_unfolding_coverage.py prior-bias [max_updates] [n_experiments]
+                                               [oracle] [param=value ...]
 
 Pseudo-experiments of the 1-D problem of Craig et al. (§4.1.1; ``make_unfolding_1d_events``,
 L = 150, M = 4) with a 20 % x-dependent inefficiency, ε(x) = 0.8 + 0.1 x, and 10 % fakes. Each
@@ -31,6 +33,11 @@ reconstructed, divided by the true efficiency). ``estimator``: ``ot`` (default s
 prior updates on this layout), ``ot-dr``
 (the paper's Douglas–Rachford projection), ``ot-uK`` (``prior_updates=K``) or ``rl`` (28 truth
 bins).
+
+``prior-bias``: the bias of OT's nominal fits on the ``realistic`` problem after 0 …
+``max_updates`` prior updates (no bootstrap; bias over the spread of the estimates), with
+OTUnfolder parameters given as ``param=value`` (e.g. ``reg=3e-6``); ``oracle`` fits the fully
+reconstructed MC divided by the true efficiency.
 """
 
 import itertools
@@ -41,6 +48,7 @@ import numpy as np
 import otinverse as oi
 from otinverse.datasets import make_unfolding_1d_events, make_unfolding_mc
 from otinverse.unfolding import bootstrap
+from otinverse.unfolding.estimators import as_problem
 from sklearn.base import clone
 
 N_EVENTS = 2000  # expected true events per pseudo-experiment (``n_events`` on the command line)
@@ -249,8 +257,47 @@ def realistic_table(rows):
     )
 
 
+def prior_bias(max_updates=3, n_experiments=200, oracle=False, **params):
+    """Bias over spread of the total and the 5 bins after 0 … ``max_updates`` prior updates."""
+    est = oi.OTUnfolder(**params)
+    est._validate_params()
+    rows = []
+    for s in range(n_experiments):
+        d = make_unfolding_mc(n_mc=2000, n_data=1000, random_state=s)
+        kw = dict(gen=d.gen, reco=d.reco_all if oracle else d.reco, gen_weight=d.gen_weight)
+        problem = as_problem(d.measured, fakes=d.fakes, fake_weight=d.fake_weight, **kw)
+        scale = 1 / d.efficiency(d.gen) if oracle else 1.0
+        truth = 1000 * np.append(1.0, np.diff(d.truth_cdf(REALISTIC_EDGES)))
+        # The estimator's own update loop, recording every fit (private API: a bench).
+        efficiency, prior = est._smoothed_efficiency(problem), problem.prior
+        res = est._solve(problem, prior, efficiency, None)
+        seen, fits = problem.reconstructed_fraction(), []
+        for k in range(max_updates + 1):
+            if k:
+                prior = est._updated_prior(problem, res, prior, seen)
+                res = est._solve(problem, prior, efficiency, None)
+            fits.append(realistic_summary(d, res.weights * scale)[0] - truth)
+        rows.append(fits)
+    dev = np.array(rows)  # (experiment, updates, quantity)
+    print(f"\n## Prior-update bias over spread, {params or 'defaults'}, oracle={oracle}")
+    print("| updates | total | 5 bins |")
+    print("|---|---|---|")
+    for k in range(max_updates + 1):
+        z = dev[:, k].mean(axis=0) / dev[:, k].std(axis=0, ddof=1)
+        print(f"| {k} | {z[0]:+.2f} | " + " ".join(f"{v:+.2f}" for v in z[1:]) + " |")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args[:1] == ["prior-bias"]:
+        params = dict(a.split("=") for a in args[4:])
+        prior_bias(
+            int(args[1]) if len(args) > 1 else 3,
+            int(args[2]) if len(args) > 2 else 200,
+            len(args) > 3 and args[3] == "oracle",
+            **{k: int(v) if v.isdigit() else float(v) for k, v in params.items()},
+        )
+        sys.exit()
     if args[:1] == ["realistic"]:
         realistic(
             int(args[1]) if len(args) > 1 else 200,
