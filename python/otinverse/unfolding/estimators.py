@@ -528,6 +528,9 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         runs between occupied cells; under ``"auto"`` with the squared cost in 1-D and 2-D it is
         a separable log-domain convolution on the grid (``kernel_info_["kernel"] ==
         "separable"``; Solomon et al. 2015), exact to ~1e-14.
+    warm_start_clusters : run the warm start on about this many clusters per side, carried to the
+        points by a c-transform (Feydy's multiscale Sinkhorn); ``None``: on clusters (2048) when
+        the truncated kernel runs on a problem too large to store the warm start's kernel.
     reco_grid : ``"auto"`` (default), ``"off"`` or a grid spacing h > 0 in reco units. The
         response points, fakes and measured points are snapped to the centres of a regular grid
         of spacing h (origin: the per-axis minimum) and the log-sum-exps of eq. (25) run between
@@ -538,9 +541,6 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         pairs with ``p=2`` in 1-D and 2-D, at h = (ε · max C)^{1/2}/2 (half the blur width; a
         quarter to the full width changes the unfolded histograms of a 10⁵-event physics MC by
         far less than their bootstrap spread); ``kernel_info_["grid_spacing"]`` reports it.
-    warm_start_clusters : run the warm start on about this many clusters per side, carried to the
-        points by a c-transform (Feydy's multiscale Sinkhorn); ``None``: on clusters (2048) when
-        the truncated kernel runs on a problem too large to store the warm start's kernel.
     track_w2 : also record the exact W2²(ν_σ, ν) after every iteration (costs an exact OT each).
     efficiency : ``"kernel"`` (default) estimates each gen point's efficiency by local-linear
         kernel regression of the reconstruction indicator over the gen points
