@@ -62,7 +62,7 @@ def reference():
         for s in SEEDS:
             d = make_unfolding_1d(M=M, random_state=int(s))
             kw = dict(gen=d.gen, reco=d.reco)
-            rows["OT"].append(oi.OTUnfolder().fit(d.measured, **kw).w2_to_measured())
+            rows["OT"].append(oi.OTUnfolder(prior_updates=0).fit(d.measured, **kw).w2_to_measured())
             for nb in (14, 28, 38):
                 rows[nb].append(
                     oi.RichardsonLucyUnfolder(n_bins=nb, max_iter=25)
@@ -85,8 +85,8 @@ def tol(n_seeds=10, tol_value=1e-5):
     for s in SEEDS[:n_seeds]:
         d = make_unfolding_1d(M=12, random_state=int(s))
         kw = dict(gen=d.gen, reco=d.reco)
-        fixed.append(oi.OTUnfolder().fit(d.measured, **kw).w2_to_measured())
-        est = oi.OTUnfolder(tol=tol_value, max_iter=2000).fit(d.measured, **kw)
+        fixed.append(oi.OTUnfolder(prior_updates=0).fit(d.measured, **kw).w2_to_measured())
+        est = oi.OTUnfolder(tol=tol_value, max_iter=2000, prior_updates=0).fit(d.measured, **kw)
         tolled.append(est.w2_to_measured())
         iters.append(est.n_iter_)
     print(
@@ -127,7 +127,9 @@ def projection(n_seeds=10):
             d = make_unfolding_1d(M=M, random_state=int(s))
             for proj in w2:
                 t0 = time.perf_counter()
-                est = oi.OTUnfolder(projection=proj).fit(d.measured, gen=d.gen, reco=d.reco)
+                est = oi.OTUnfolder(projection=proj, prior_updates=0).fit(
+                    d.measured, gen=d.gen, reco=d.reco
+                )
                 tt[proj] += time.perf_counter() - t0
                 w2[proj].append(est.w2_to_measured())
         print(
@@ -151,7 +153,9 @@ def speed():
     print("|---|---|---|---|---|---|")
     for M in (1, 12):
         d = make_unfolding_1d(M=M, random_state=0)
-        t_rust, est = _best_of(lambda: oi.OTUnfolder().fit(d.measured, gen=d.gen, reco=d.reco), 3)
+        t_rust, est = _best_of(
+            lambda: oi.OTUnfolder(prior_updates=0).fit(d.measured, gen=d.gen, reco=d.reco), 3
+        )
         nu = d.measured_weight
         t_np, hist = _best_of(
             lambda: numpy_ot_unfold(d.reco.reshape(-1), block_response(150, M), d.measured, nu), 1
@@ -170,7 +174,9 @@ def scaling():
     print("|---|---|---|---|")
     for m_meas in (3, 30, 300, 667):
         d = make_unfolding_1d(M=1, M_measured=m_meas, random_state=1)
-        t, _ = _best_of(lambda: oi.OTUnfolder().fit(d.measured, gen=d.gen, reco=d.reco), 1)
+        t, _ = _best_of(
+            lambda: oi.OTUnfolder(prior_updates=0).fit(d.measured, gen=d.gen, reco=d.reco), 1
+        )
         n = d.measured.size
         print(f"| {n} | 150 | {t:.3f} | {t / (150 * n) * 1e6:.3f} |")
         sys.stdout.flush()
@@ -194,7 +200,7 @@ def make_unfolding_2d(L=100_000, n=100_000, seed=0):
 
 def _large_row(name, measured, gen, reco, **kw):
     t0 = time.perf_counter()
-    est = oi.OTUnfolder(**kw).fit(measured, gen=gen, reco=reco)
+    est = oi.OTUnfolder(prior_updates=0, **kw).fit(measured, gen=gen, reco=reco)
     t = time.perf_counter() - t0
     info = est.kernel_info_
     kept = info["kept_per_row"]
