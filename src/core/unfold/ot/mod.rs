@@ -30,7 +30,8 @@ use rayon::prelude::*;
 
 use crate::core::cost::{CostKernel, PointCost};
 use crate::core::error::{
-    check_at_least_one, check_finite, check_non_negative, check_positive, OtError, Result,
+    check_at_least_one, check_exponent, check_finite, check_non_negative, check_positive, OtError,
+    Result,
 };
 use crate::core::interrupt;
 use crate::core::layout::row_major;

@@ -115,13 +115,7 @@ impl OtUnfoldParams {
         if let Some(t) = self.tol {
             check_non_negative("tol", t)?;
         }
-        if !(self.p.is_finite() && self.p >= 1.0) {
-            return Err(OtError::invalid(
-                "p",
-                format!("must be a finite exponent ≥ 1, got {}", self.p),
-            ));
-        }
-        Ok(())
+        check_exponent("p", self.p)
     }
 }
 
