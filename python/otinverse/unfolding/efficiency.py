@@ -91,7 +91,9 @@ def _local_linear_binned(gen, y, n, bandwidth):
     # 1-D kernels u^e e^{-u²/2} at the node offsets of each axis, in bandwidths.
     kernels = []
     for a in range(d):
-        reach = int(np.ceil(_KERNEL_REACH * bandwidth[a] / delta[a]))
+        # No node lies further than shape − 1 steps away: a longer kernel adds nothing, and
+        # when the gen points coincide (span ≈ 0) the bandwidth's reach would be ~10¹³ nodes.
+        reach = min(int(np.ceil(_KERNEL_REACH * bandwidth[a] / delta[a])), shape[a] - 1)
         u = np.arange(-reach, reach + 1) * delta[a] / bandwidth[a]
         g = np.exp(-0.5 * u**2)
         kernels.append([g, u * g, u * u * g])

@@ -251,6 +251,17 @@ def test_prior_updates_pull_the_tail_towards_a_truth_wider_than_the_mc():
     assert np.abs(updated).sum() < 0.8 * np.abs(single).sum()
 
 
+def test_prior_updates_on_coinciding_gen_points():
+    # All gen points at one value: the smoothing grid has no extent, and its kernel must not
+    # reach out by the bandwidth in node steps (once ~10¹³ nodes: a MemoryError).
+    est = oi.OTUnfolder(reg=0.1, prior_updates=2).fit(
+        np.array([1.35]), gen=np.array([-1.1, -1.1]), reco=np.array([-0.84, -1.35])
+    )
+    assert est.n_prior_updates_ == 2
+    assert np.isfinite(est.weights_).all()
+    assert est.weights_.sum() == pytest.approx(1.0)
+
+
 def test_auto_prior_updates_only_for_one_detector_sample_per_gen_point():
     # One reco per event: two updates (a single fit is one Bayes step from the prior). The
     # paper's M > 1 samples per gen point and a given response: the single fit.
