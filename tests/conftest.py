@@ -1,4 +1,13 @@
-"""Hypothesis profiles for every test under tests/.
+"""Test-session environment and Hypothesis profiles for every test under tests/.
+
+POT's array backends: ``import ot`` imports JAX (and PyTorch, TensorFlow, CuPy when installed)
+to register their backends, which costs each process that imports POT seconds (about 1.4 s of
+CPU for JAX alone): the pytest workers, the notebook kernels and the child interpreters, all of
+which inherit this environment. No test hands POT anything but NumPy arrays (JAX is tested against
+POT's NumPy results), so the session disables them; a variable already set is kept (POT reads
+any non-empty value as "disabled", so ``POT_BACKEND_DISABLE_JAX=`` keeps its JAX backend).
+
+Hypothesis profiles:
 
 * ``ci`` (the default, and always when ``CI`` is set): derandomised, so every run draws the same
   examples and a red or green result is reproducible.
@@ -9,6 +18,10 @@
 import os
 
 from hypothesis import HealthCheck, settings
+
+# Read by POT when ``ot`` is first imported, which no module imported above does.
+for _backend in ("JAX", "PYTORCH", "TENSORFLOW", "CUPY"):
+    os.environ.setdefault(f"POT_BACKEND_DISABLE_{_backend}", "1")
 
 settings.register_profile(
     "ci",
