@@ -2,7 +2,6 @@
 training run (cycle loss goes down, reproducible), predict/save/load and input validation."""
 
 import os
-import tempfile
 
 # One XLA thread, as for every training on this shared CI machine (read when JAX starts).
 os.environ.setdefault(
@@ -30,10 +29,6 @@ from otinverse.learn.losses import critic_loss, cycle_losses, gradient_penalty  
 from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
-
-# Identical programs (the reproducibility re-fit) are compiled once per session.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="otinverse-xla-"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 TINY = dict(unet_width=4, unet_depth=1, critic_width=4, critic_depth=2, n_critic=2)
 
