@@ -7,10 +7,8 @@ use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, P
 use crate::core::error::{check_positive, Result};
 use crate::core::interrupt::{self, CancelFlag};
 use crate::core::layout::{row_major, row_major_mut};
-use crate::core::logsumexp::{
-    finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
-};
-use crate::core::simd::multiversion;
+use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp_sparse_generic};
+use crate::core::simd::{exp, multiversion, LANES};
 
 /// Columns per tile of an online cost: the tile stays in L1 while its exponentials are summed.
 pub(super) const TILE: usize = 256;
@@ -86,7 +84,7 @@ pub(super) fn cost_tile(
 
 /// `cost_tile` on a point given by its coordinates `xi` and `to` flattened (d×m, row-major).
 #[inline(always)]
-fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut [f64]) {
+pub(super) fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut [f64]) {
     out.fill(0.0);
     for (k, &xk) in xi.iter().enumerate() {
         let yk = &to[k * m + j0..k * m + j0 + out.len()];
@@ -101,6 +99,30 @@ fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut
         let half = 0.5 * p;
         out.iter_mut().for_each(|o| *o = o.powf(half));
     }
+}
+
+/// `Σ_j exp((shift + col_j − tile_j)/ε)`, overwriting the tile with the exponentials. Two
+/// plain loops: LLVM's loop vectoriser widens the element-wise exp to the CPU's full vector
+/// width, where the lane-accumulator form (`sum_exp`) inlined into the row kernel was
+/// SLP-vectorised two lanes at a time with its intermediates spilled to the stack.
+#[inline(always)]
+fn exp_in_place_sum<const FMA: bool>(
+    tile: &mut [f64],
+    col: &[f64],
+    shift: f64,
+    inv_eps: f64,
+) -> f64 {
+    for (t, w) in tile.iter_mut().zip(col) {
+        *t = exp::<FMA>((w + shift - *t) * inv_eps);
+    }
+    let mut acc = [0.0f64; LANES];
+    let (chunks, tail) = tile.as_chunks::<LANES>();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail.iter().sum::<f64>()
 }
 
 // The scalars stay separate arguments: the row kernel is dispatched once per row and inlined.
@@ -126,7 +148,7 @@ fn points_row_sum_generic<const FMA: bool>(
         s += if skip_far {
             sum_exp_sparse_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
         } else {
-            sum_exp_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
+            exp_in_place_sum::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
         };
         j0 += len;
     }
