@@ -95,6 +95,8 @@ pub struct RowTiles<'a> {
 /// `Σ_j P_ij`. Every loop is a plain element-wise map or a lane-accumulated sum, so the whole
 /// row compiles to full-width vectors on the dispatched CPU variant (a sequential iterator sum
 /// would chain one add per pair through its latency).
+// Scalars as separate arguments, as in `points_row_sum_generic`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gradient_row_generic<const FMA: bool>(
     xi: &[f64],
