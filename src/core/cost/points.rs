@@ -20,6 +20,8 @@ pub struct PointCost {
     pub(super) xt: Array2<f64>,
     pub(super) yt: Array2<f64>,
     pub(super) p: f64,
+    /// x = y: the softmins along both axes run the same code on the same data.
+    symmetric: bool,
 }
 
 impl PointCost {
@@ -31,6 +33,7 @@ impl PointCost {
             xt: x.t().as_standard_layout().into_owned(),
             yt: y.t().as_standard_layout().into_owned(),
             p,
+            symmetric: x == y,
         })
     }
 
@@ -362,6 +365,10 @@ impl CostKernel for PointCost {
             col_sums,
             transport_cost,
         }
+    }
+
+    fn is_symmetric(&self) -> bool {
+        self.symmetric
     }
 
     fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {
