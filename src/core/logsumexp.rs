@@ -166,7 +166,7 @@ multiversion! {
 /// `exp(z)` with `f64::exp`'s range: 0 below e^{−708} and ∞ above e^{709}, where the
 /// vectorised exp clamps (the plan of a zero weight is exactly 0).
 #[inline(always)]
-fn exp_unclamped<const FMA: bool>(z: f64) -> f64 {
+pub(crate) fn exp_unclamped<const FMA: bool>(z: f64) -> f64 {
     let e = exp::<FMA>(z);
     let e = if z < -708.0 { 0.0 } else { e };
     if z > 709.0 {

@@ -99,6 +99,12 @@ pub trait CostKernel: Sync {
         (self.plan(row, col, eps), self.plan_sums(row, col, eps))
     }
 
+    /// Whether `C_ij = C_ji` with bitwise-equal softmins along both axes (one point cloud on
+    /// both sides): symmetric updates of a self-transport then compute one softmin per iteration.
+    fn is_symmetric(&self) -> bool {
+        false
+    }
+
     /// Writes row `i` of the cost into `out` (length m) and returns true when this kernel can
     /// give its entries one row at a time (stored kernels are built from them); false otherwise.
     fn cost_row(&self, _i: usize, _out: &mut [f64]) -> bool {

@@ -6,12 +6,13 @@
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
-use super::points::{cost_tile, TILE};
+use super::points::{fill_cost_tile, TILE};
 use super::{rows_per_task, CostKernel, PointCost};
 use crate::core::error::{check_positive, OtError, Result};
 use crate::core::interrupt;
 use crate::core::layout::{row_major, row_major_mut};
-use crate::core::logsumexp::plan_row;
+use crate::core::logsumexp::exp_unclamped;
+use crate::core::simd::{multiversion, LANES};
 
 /// `Σ_j P_ij ∇_x c(x_i, y_j)` (n×d) and the plan's row sums `Σ_j P_ij` (n).
 pub struct PlanGradient {
@@ -63,33 +64,104 @@ fn plan_gradient_rows(
         .enumerate()
         .with_min_len(rows_per_task(m))
         .for_each_init(
-            || (vec![0.0; TILE], vec![0.0; TILE], vec![0.0; TILE]),
-            |(cost, weight, dist), (i, (g, s))| {
+            || {
+                (
+                    vec![0.0; TILE],
+                    vec![0.0; TILE],
+                    vec![0.0; TILE],
+                    vec![0.0; d],
+                )
+            },
+            |(cost, weight, dist, xi), (i, (g, s))| {
                 if flag.as_ref().is_some_and(|f| f.is_cancelled()) {
                     return;
                 }
-                let mut j0 = 0;
-                while j0 < m {
-                    let len = TILE.min(m - j0);
-                    let (c, w, r) = (&mut cost[..len], &mut weight[..len], &mut dist[..len]);
-                    cost_tile(from, i, to, j0, p, c);
-                    plan_row(c, &col[j0..j0 + len], row[i], inv_eps, w);
-                    *s += w.iter().sum::<f64>();
-                    gradient_factors(c, r, p, w);
-                    for (k, gk) in g.iter_mut().enumerate() {
-                        let xk = from[(k, i)];
-                        let yk = &to_flat[k * m + j0..k * m + j0 + len];
-                        *gk += w.iter().zip(yk).map(|(w, y)| w * (xk - y)).sum::<f64>();
-                    }
-                    j0 += len;
-                }
+                xi.iter_mut().zip(from.column(i)).for_each(|(x, v)| *x = *v);
+                let tiles = RowTiles { cost, weight, dist };
+                *s = gradient_row(xi, to_flat, col, row[i], inv_eps, p, tiles, g);
             },
         );
     PlanGradient { grad, row_sums }
 }
 
+/// The three tile buffers of one row of [`gradient_row`].
+pub struct RowTiles<'a> {
+    cost: &'a mut [f64],
+    weight: &'a mut [f64],
+    dist: &'a mut [f64],
+}
+
+/// `g ← Σ_j P_ij ∇_x c(x_i, y_j)` for one point `xi` against `to` (d×m, row-major); returns
+/// `Σ_j P_ij`. Every loop is a plain element-wise map or a lane-accumulated sum, so the whole
+/// row compiles to full-width vectors on the dispatched CPU variant (a sequential iterator sum
+/// would chain one add per pair through its latency).
+// Scalars as separate arguments, as in `points_row_sum_generic`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gradient_row_generic<const FMA: bool>(
+    xi: &[f64],
+    to: &[f64],
+    col: &[f64],
+    row: f64,
+    inv_eps: f64,
+    p: f64,
+    tiles: RowTiles<'_>,
+    g: &mut [f64],
+) -> f64 {
+    let m = col.len();
+    let mut mass = 0.0;
+    g.fill(0.0);
+    let mut j0 = 0;
+    while j0 < m {
+        let len = TILE.min(m - j0);
+        let (c, w, r) = (
+            &mut tiles.cost[..len],
+            &mut tiles.weight[..len],
+            &mut tiles.dist[..len],
+        );
+        fill_cost_tile(xi, to, m, j0, p, c);
+        for ((w, &c), &v) in w.iter_mut().zip(c.iter()).zip(&col[j0..j0 + len]) {
+            *w = exp_unclamped::<FMA>((v + row - c) * inv_eps);
+        }
+        mass += lane_sum(w, |w| w);
+        gradient_factors(c, r, p, w);
+        for (k, gk) in g.iter_mut().enumerate() {
+            let (xk, yk) = (xi[k], &to[k * m + j0..k * m + j0 + len]);
+            *gk += lane_dot(w, yk, |w, y| w * (xk - y));
+        }
+        j0 += len;
+    }
+    mass
+}
+
+multiversion! {
+    /// One row of the plan-weighted cost gradient (see `gradient_row_generic`).
+    pub fn gradient_row(xi: &[f64], to: &[f64], col: &[f64], row: f64, inv_eps: f64, p: f64, tiles: RowTiles<'_>, g: &mut [f64]) -> f64 => gradient_row_generic
+}
+
+/// `Σ_j term(a_j)` with one accumulator per lane (vectorisable without reassociation).
+#[inline(always)]
+fn lane_sum(a: &[f64], term: impl Fn(f64) -> f64) -> f64 {
+    lane_dot(a, a, |x, _| term(x))
+}
+
+/// `Σ_j term(a_j, b_j)` with one accumulator per lane.
+#[inline(always)]
+fn lane_dot(a: &[f64], b: &[f64], term: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let ((ac, at), (bc, bt)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+    for (x, y) in ac.iter().zip(bc) {
+        for l in 0..LANES {
+            acc[l] += term(x[l], y[l]);
+        }
+    }
+    let tail: f64 = at.iter().zip(bt).map(|(&x, &y)| term(x, y)).sum();
+    acc.iter().sum::<f64>() + tail
+}
+
 /// `w_j ← P_ij · p |x_i − y_j|^{p−2}`, the factor of `(x_i − y_j)` in `P_ij ∇_x c`
 /// (zero where the points coincide, the subgradient of the cone at its tip for p = 1).
+#[inline(always)]
 fn gradient_factors(cost: &[f64], dist: &mut [f64], p: f64, w: &mut [f64]) {
     if p == 2.0 {
         w.iter_mut().for_each(|v| *v *= 2.0);

@@ -7,10 +7,8 @@ use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, P
 use crate::core::error::{check_positive, Result};
 use crate::core::interrupt::{self, CancelFlag};
 use crate::core::layout::{row_major, row_major_mut};
-use crate::core::logsumexp::{
-    finish_shifted, max_gap, plan_row_sums, sum_exp_generic, sum_exp_sparse_generic,
-};
-use crate::core::simd::multiversion;
+use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp_sparse_generic};
+use crate::core::simd::{exp, multiversion, LANES};
 
 /// Columns per tile of an online cost: the tile stays in L1 while its exponentials are summed.
 pub(super) const TILE: usize = 256;
@@ -22,6 +20,8 @@ pub struct PointCost {
     pub(super) xt: Array2<f64>,
     pub(super) yt: Array2<f64>,
     pub(super) p: f64,
+    /// x = y: the softmins along both axes run the same code on the same data.
+    symmetric: bool,
 }
 
 impl PointCost {
@@ -33,6 +33,7 @@ impl PointCost {
             xt: x.t().as_standard_layout().into_owned(),
             yt: y.t().as_standard_layout().into_owned(),
             p,
+            symmetric: x == y,
         })
     }
 
@@ -86,7 +87,7 @@ pub(super) fn cost_tile(
 
 /// `cost_tile` on a point given by its coordinates `xi` and `to` flattened (d×m, row-major).
 #[inline(always)]
-fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut [f64]) {
+pub(super) fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut [f64]) {
     out.fill(0.0);
     for (k, &xk) in xi.iter().enumerate() {
         let yk = &to[k * m + j0..k * m + j0 + out.len()];
@@ -101,6 +102,30 @@ fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64, out: &mut
         let half = 0.5 * p;
         out.iter_mut().for_each(|o| *o = o.powf(half));
     }
+}
+
+/// `Σ_j exp((shift + col_j − tile_j)/ε)`, overwriting the tile with the exponentials. Two
+/// plain loops: LLVM's loop vectoriser widens the element-wise exp to the CPU's full vector
+/// width, where the lane-accumulator form (`sum_exp`) inlined into the row kernel was
+/// SLP-vectorised two lanes at a time with its intermediates spilled to the stack.
+#[inline(always)]
+fn exp_in_place_sum<const FMA: bool>(
+    tile: &mut [f64],
+    col: &[f64],
+    shift: f64,
+    inv_eps: f64,
+) -> f64 {
+    for (t, w) in tile.iter_mut().zip(col) {
+        *t = exp::<FMA>((w + shift - *t) * inv_eps);
+    }
+    let mut acc = [0.0f64; LANES];
+    let (chunks, tail) = tile.as_chunks::<LANES>();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f64>() + tail.iter().sum::<f64>()
 }
 
 // The scalars stay separate arguments: the row kernel is dispatched once per row and inlined.
@@ -126,7 +151,7 @@ fn points_row_sum_generic<const FMA: bool>(
         s += if skip_far {
             sum_exp_sparse_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
         } else {
-            sum_exp_generic::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
+            exp_in_place_sum::<FMA>(t, &col[j0..j0 + len], shift, inv_eps)
         };
         j0 += len;
     }
@@ -138,6 +163,43 @@ multiversion! {
     /// exponentials compiled together for the running CPU, dispatched once per row. `skip_far`
     /// skips chunks below e^{SKIP_BELOW} (see `sum_exp_sparse`; only with the exact max shift).
     pub fn points_row_sum(xi: &[f64], to: &[f64], col: &[f64], shift: f64, inv_eps: f64, p: f64, skip_far: bool, tile: &mut [f64]) -> f64 => points_row_sum_generic
+}
+
+/// Rows of one block of the online softmin: their column tiles are read once per block.
+const BLOCK_ROWS: usize = 16;
+
+// Scalars as separate arguments, as in `points_row_sum_generic`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn block_row_sums_generic<const FMA: bool>(
+    xs: &[f64],
+    to: &[f64],
+    col: &[f64],
+    shifts: &[f64],
+    inv_eps: f64,
+    p: f64,
+    tile: &mut [f64],
+    sums: &mut [f64],
+) {
+    let (m, d) = (col.len(), xs.len() / shifts.len().max(1));
+    sums.fill(0.0);
+    let mut j0 = 0;
+    while j0 < m {
+        let len = TILE.min(m - j0);
+        for ((xi, &shift), s) in xs.chunks_exact(d).zip(shifts).zip(sums.iter_mut()) {
+            let t = &mut tile[..len];
+            fill_cost_tile(xi, to, m, j0, p, t);
+            *s += exp_in_place_sum::<FMA>(t, &col[j0..j0 + len], shift, inv_eps);
+        }
+        j0 += len;
+    }
+}
+
+multiversion! {
+    /// `sums_r = Σ_j exp((shifts_r + col_j − |xs_r − to_j|^p)/ε)` for a block of rows `xs`
+    /// (row-major, d per row), column tile outermost: at 10⁵ points the columns (2.4 MB in
+    /// d = 2) leave the core's cache, and a row-by-row pass streamed them from memory per row.
+    pub fn block_row_sums(xs: &[f64], to: &[f64], col: &[f64], shifts: &[f64], inv_eps: f64, p: f64, tile: &mut [f64], sums: &mut [f64]) => block_row_sums_generic
 }
 
 /// `out_i = −ε log Σ_j exp((col_j − |from_i − to_j|^p)/ε)`, tile by tile.
@@ -157,33 +219,72 @@ fn softmin_points(
     // One pass at 10⁵ × 10⁵ points takes seconds: rows check the cancellation flag, and a
     // cancelled pass leaves NaN, which the caller's next `interrupt::check` turns into the error.
     let flag = interrupt::current();
-    out.par_iter_mut()
+    let d = from.nrows();
+    out.par_chunks_mut(BLOCK_ROWS)
         .enumerate()
-        .with_min_len(rows_per_task(m))
+        .with_min_len(rows_per_task(m * BLOCK_ROWS))
         .for_each_init(
-            || (vec![0.0; TILE], vec![0.0; from.nrows()]),
-            |(tile, xi), (i, o)| {
+            || {
+                (
+                    vec![0.0; TILE],
+                    vec![0.0; d * BLOCK_ROWS],
+                    vec![0.0; BLOCK_ROWS],
+                )
+            },
+            |(tile, xs, sums), (b, out)| {
                 if flag.as_ref().is_some_and(CancelFlag::is_cancelled) {
-                    *o = f64::NAN;
+                    out.fill(f64::NAN);
                     return;
                 }
-                xi.iter_mut().zip(from.column(i)).for_each(|(x, v)| *x = *v);
-                let s = points_row_sum(xi, to_flat, col, shift[i], inv_eps, p, false, tile);
-                *o = finish_shifted(s, shift[i], eps).unwrap_or_else(|| {
-                    // Exact two-pass fallback: max over all tiles, then the shifted sum.
-                    let mut hi = f64::NEG_INFINITY;
-                    for j0 in (0..m).step_by(TILE) {
-                        let t = &mut tile[..TILE.min(m - j0)];
-                        cost_tile(from, i, to, j0, p, t);
-                        hi = hi.max(max_gap(t, &col[j0..j0 + t.len()]));
+                let i0 = b * BLOCK_ROWS;
+                let rows = out.len();
+                for r in 0..rows {
+                    for k in 0..d {
+                        xs[r * d + k] = from[(k, i0 + r)];
                     }
-                    if hi == f64::NEG_INFINITY {
-                        return f64::INFINITY;
-                    }
-                    -hi - eps * points_row_sum(xi, to_flat, col, -hi, inv_eps, p, true, tile).ln()
-                });
+                }
+                let shifts = &shift[i0..i0 + rows];
+                let sums = &mut sums[..rows];
+                block_row_sums(
+                    &xs[..rows * d],
+                    to_flat,
+                    col,
+                    shifts,
+                    inv_eps,
+                    p,
+                    tile,
+                    sums,
+                );
+                for (r, o) in out.iter_mut().enumerate() {
+                    let xi = &xs[r * d..(r + 1) * d];
+                    *o = finish_shifted(sums[r], shifts[r], eps)
+                        .unwrap_or_else(|| softmin_row_exact(xi, to_flat, col, eps, p, tile));
+                }
             },
         );
+}
+
+/// The exact two-pass softmin of one row, for a row whose shifted sum left the safe range: the
+/// max over all tiles, then the sum shifted by it.
+fn softmin_row_exact(
+    xi: &[f64],
+    to: &[f64],
+    col: &[f64],
+    eps: f64,
+    p: f64,
+    tile: &mut [f64],
+) -> f64 {
+    let m = col.len();
+    let mut hi = f64::NEG_INFINITY;
+    for j0 in (0..m).step_by(TILE) {
+        let t = &mut tile[..TILE.min(m - j0)];
+        fill_cost_tile(xi, to, m, j0, p, t);
+        hi = hi.max(max_gap(t, &col[j0..j0 + t.len()]));
+    }
+    if hi == f64::NEG_INFINITY {
+        return f64::INFINITY;
+    }
+    -hi - eps * points_row_sum(xi, to, col, -hi, 1.0 / eps, p, true, tile).ln()
 }
 
 impl CostKernel for PointCost {
@@ -264,6 +365,10 @@ impl CostKernel for PointCost {
             col_sums,
             transport_cost,
         }
+    }
+
+    fn is_symmetric(&self) -> bool {
+        self.symmetric
     }
 
     fn cost_row(&self, i: usize, out: &mut [f64]) -> bool {

@@ -184,10 +184,17 @@ pub(super) fn iterate_symmetric<K: CostKernel + ?Sized>(
 ) -> Result<(usize, bool)> {
     let eps = stage.eps;
     let mut buf = Scratch::new(first, last);
+    // A self-transport (Feydy et al. 2019, Sec. 3.1) started from equal potentials keeps them
+    // equal under these updates, and its column softmin is then its row softmin: one pass.
+    let mirrored = kernel.is_symmetric() && first.mirrors(last);
     for k in 0..stage.max_iter {
         interrupt::check()?;
         softmin(kernel, first, last, eps, &mut buf.term, &mut buf.s_first);
-        softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        if mirrored && first.potential == last.potential {
+            buf.s_last.copy_from_slice(&buf.s_first);
+        } else {
+            softmin(kernel, last, first, eps, &mut buf.term, &mut buf.s_last);
+        }
         let err = first.error(&buf.s_first, eps) + last.error(&buf.s_last, eps);
         check_error(err, k, eps)?;
         if err <= stage.tol {

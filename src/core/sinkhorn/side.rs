@@ -21,6 +21,11 @@ pub(super) enum Axis {
 }
 
 impl Side {
+    /// Whether the two sides carry the same weights and relaxation (a self-transport).
+    pub(super) fn mirrors(&self, other: &Side) -> bool {
+        self.weights == other.weights && self.reach == other.reach
+    }
+
     pub(super) fn damping(&self, eps: f64) -> f64 {
         self.reach.map_or(1.0, |rho| 1.0 / (1.0 + eps / rho))
     }
