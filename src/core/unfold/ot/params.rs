@@ -172,7 +172,8 @@ pub struct OtUnfoldInput<'a> {
     /// Measured points `y'_j`, (n, d), and their positive weights (any normalisation).
     pub measured_points: ArrayView2<'a, f64>,
     pub measured_weights: ArrayView1<'a, f64>,
-    /// Start `σ⁰` of the iteration (normalised inside); default: the reference.
+    /// Prior on the gen points (normalised inside; default: the reference): the weight the fit
+    /// gives each point, through the start `σ⁰` of the iteration.
     pub prior: Option<ArrayView1<'a, f64>>,
     /// Reference measure `σ̂` of the KL term in eq. (21) (positive, normalised inside); default
     /// uniform.

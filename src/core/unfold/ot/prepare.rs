@@ -23,6 +23,37 @@ pub(super) fn normalised_positive(
     Ok(v.iter().map(|x| x / t).collect())
 }
 
+/// The start `σ⁰` of eq. (27) that makes `prior` (default: the reference) the prior the fit
+/// weighs the gen points by.
+///
+/// The iteration of eq. (25) converges to the KL projection of its start `diag(u⁰)K̃`, not of
+/// `K̃`: the start is part of the problem. With a sampled response (each detector row owned by
+/// one gen point, its rows' shares summing to one) the projection onto ker B is, per gen
+/// point, the geometric mean of its σ entry — reference `Lσ̂_k`, started at `σ⁰_k` — and its
+/// rows, started by the warm start at `u⁰ ∝ Rσ⁰` times a function of the detector values. The
+/// fit then weighs point k by `σ⁰_k σ̂_k^{1/2}`: starting from `σ⁰ = p/σ̂^{1/2}` makes `p` that
+/// weight, where starting from `p` would count the reference one and a half times (with one
+/// detector sample per event and weighted MC, a fit narrower than the truth by far more than
+/// its statistical error). A dense response's rows are shared between gen points; its start
+/// is `p`, as with the uniform reference of the paper.
+fn start_measure(
+    prior: Option<Vec<f64>>,
+    reference: Option<&[f64]>,
+    response: &Response,
+    l: usize,
+) -> Vec<f64> {
+    let uniform = || vec![1.0 / l as f64; l];
+    let (Some(r), Response::Samples { .. }) = (reference, response) else {
+        return prior
+            .or_else(|| reference.map(<[f64]>::to_vec))
+            .unwrap_or_else(uniform);
+    };
+    let p = prior.unwrap_or_else(|| r.to_vec());
+    let start: Vec<f64> = p.iter().zip(r).map(|(p, r)| p / r.sqrt()).collect();
+    let total: f64 = start.iter().sum();
+    start.into_iter().map(|s| s / total).collect()
+}
+
 /// Validated fakes: (points, `φ β̄` — the fixed row sums in units of the normalised measured
 /// mass, φ).
 pub(super) fn fixed_rows(
@@ -186,11 +217,11 @@ pub(super) fn prepare(input: OtUnfoldInput<'_>, params: &OtUnfoldParams) -> Resu
         .reference
         .map(|r| normalised_positive("gen_weight", r, l))
         .transpose()?;
-    let sigma0 = match (input.prior, &reference) {
-        (Some(s), _) => normalised_positive("prior", s, l)?,
-        (None, Some(r)) => r.clone(),
-        (None, None) => vec![1.0 / l as f64; l],
-    };
+    let prior = input
+        .prior
+        .map(|s| normalised_positive("prior", s, l))
+        .transpose()?;
+    let sigma0 = start_measure(prior, reference.as_deref(), &response, l);
     let log_ref = reference.map(|r| r.iter().map(|v| (l as f64 * v).ln()).collect());
     // Normalised cost |y/s − y'/s|^p = C/max C with s = (max C)^{1/p}, computed online; the
     // fakes are response rows like the others. max C also decides the warm start's domain.
