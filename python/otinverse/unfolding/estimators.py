@@ -566,9 +566,10 @@ class OTUnfolder(_UnfolderMixin, ValidatedParams, BaseEstimator):
         each point's weight fitted from its own samples, and a given ``response``). Measured on
         a physics MC whose truth is wider than the MC's (``benches/bench_unfolding_coverage.py``,
         200 pseudo-experiments, bias over the spread of the 5 truth-level bins): 0 updates
-        −0.14, +0.59, +0.63, +0.37, −0.61; 1: −0.16, +0.25, +0.26, +0.28, −0.17; 2: −0.15,
-        +0.23, +0.20, +0.25, −0.13; 3 and 4 change the bins by ≤ 0.03 more, at one more fit
-        each. 0 is the paper's single fit.
+        −0.03, +0.41, +0.38, +0.24, −0.38; 1: −0.06, +0.08, +0.01, +0.13, +0.05; 2: −0.06,
+        +0.07, −0.03, +0.10, +0.08; a third changes the bins by ≤ 0.01, at one more fit. 0 is
+        the paper's single fit. The prior is the weight the fit gives each gen point (the core
+        starts the iteration from it accordingly; ``docs/architecture.md``).
     verbose : tqdm progress bar.
 
     Attributes
