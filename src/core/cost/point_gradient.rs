@@ -12,7 +12,7 @@ use crate::core::error::{check_positive, OtError, Result};
 use crate::core::interrupt;
 use crate::core::layout::{row_major, row_major_mut};
 use crate::core::logsumexp::exp_unclamped;
-use crate::core::simd::{multiversion, LANES};
+use crate::core::simd::{multiversion, sum_lanes};
 
 /// `Σ_j P_ij ∇_x c(x_i, y_j)` (n×d) and the plan's row sums `Σ_j P_ij` (n).
 pub struct PlanGradient {
@@ -123,11 +123,11 @@ fn gradient_row_generic<const FMA: bool>(
         for ((w, &c), &v) in w.iter_mut().zip(c.iter()).zip(&col[j0..j0 + len]) {
             *w = exp_unclamped::<FMA>((v + row - c) * inv_eps);
         }
-        mass += lane_sum(w, |w| w);
+        mass += sum_lanes(w, w, w, |w, _, _| w);
         gradient_factors(c, r, p, w);
         for (k, gk) in g.iter_mut().enumerate() {
             let (xk, yk) = (xi[k], &to[k * m + j0..k * m + j0 + len]);
-            *gk += lane_dot(w, yk, |w, y| w * (xk - y));
+            *gk += sum_lanes(w, yk, yk, |w, y, _| w * (xk - y));
         }
         j0 += len;
     }
@@ -137,26 +137,6 @@ fn gradient_row_generic<const FMA: bool>(
 multiversion! {
     /// One row of the plan-weighted cost gradient (see `gradient_row_generic`).
     pub fn gradient_row(xi: &[f64], to: &[f64], col: &[f64], row: f64, inv_eps: f64, p: f64, tiles: RowTiles<'_>, g: &mut [f64]) -> f64 => gradient_row_generic
-}
-
-/// `Σ_j term(a_j)` with one accumulator per lane (vectorisable without reassociation).
-#[inline(always)]
-fn lane_sum(a: &[f64], term: impl Fn(f64) -> f64) -> f64 {
-    lane_dot(a, a, |x, _| term(x))
-}
-
-/// `Σ_j term(a_j, b_j)` with one accumulator per lane.
-#[inline(always)]
-fn lane_dot(a: &[f64], b: &[f64], term: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let ((ac, at), (bc, bt)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-    for (x, y) in ac.iter().zip(bc) {
-        for l in 0..LANES {
-            acc[l] += term(x[l], y[l]);
-        }
-    }
-    let tail: f64 = at.iter().zip(bt).map(|(&x, &y)| term(x, y)).sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 /// `w_j ← P_ij · p |x_i − y_j|^{p−2}`, the factor of `(x_i − y_j)` in `P_ij ∇_x c`

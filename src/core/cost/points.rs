@@ -8,7 +8,7 @@ use crate::core::error::{check_positive, Result};
 use crate::core::interrupt::{self, CancelFlag};
 use crate::core::layout::{row_major, row_major_mut};
 use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp_sparse_generic};
-use crate::core::simd::{exp, multiversion, LANES};
+use crate::core::simd::{exp, multiversion, sum_lanes};
 
 /// Columns per tile of an online cost: the tile stays in L1 while its exponentials are summed.
 pub(super) const TILE: usize = 256;
@@ -118,14 +118,7 @@ fn exp_in_place_sum<const FMA: bool>(
     for (t, w) in tile.iter_mut().zip(col) {
         *t = exp::<FMA>((w + shift - *t) * inv_eps);
     }
-    let mut acc = [0.0f64; LANES];
-    let (chunks, tail) = tile.as_chunks::<LANES>();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] += c[l];
-        }
-    }
-    acc.iter().sum::<f64>() + tail.iter().sum::<f64>()
+    sum_lanes(tile, tile, tile, |t, _, _| t)
 }
 
 // The scalars stay separate arguments: the row kernel is dispatched once per row and inlined.
