@@ -3,7 +3,7 @@
 //! (column pass), the shifted softmin they complete, and its exact max-shift fallback. Each is
 //! built on the vectorised exp of [`crate::core::simd`] and compiled per instruction set.
 
-use crate::core::simd::{exp, multiversion, LANES};
+use crate::core::simd::{exp, multiversion, sum_lanes, LANES};
 
 /// Sums of exponentials outside this window lost precision or overflowed and are recomputed
 /// with the exact max shift.
@@ -161,6 +161,24 @@ multiversion! {
 multiversion! {
     /// [`plan_row_sums`] that also writes the row into `out` (the plan and its statistics in one pass).
     pub fn plan_row_with_sums(cost: &[f64], col: &[f64], row: f64, inv_eps: f64, col_sums: &mut [f64], out: &mut [f64]) -> (f64, f64) => plan_row_with_sums_generic
+}
+
+/// `Σ_j exp((shift + col_j − tile_j)/ε)`, overwriting the tile with the exponentials (the
+/// online point kernel's row sums, the patch kernels' plan tiles). Two plain loops: LLVM's loop
+/// vectoriser widens the element-wise exp to the CPU's full vector width, where the
+/// lane-accumulator form (`sum_exp`) inlined into a row kernel was SLP-vectorised two lanes at
+/// a time with its intermediates spilled to the stack.
+#[inline(always)]
+pub(crate) fn exp_in_place_sum<const FMA: bool>(
+    tile: &mut [f64],
+    col: &[f64],
+    shift: f64,
+    inv_eps: f64,
+) -> f64 {
+    for (t, w) in tile.iter_mut().zip(col) {
+        *t = exp::<FMA>((w + shift - *t) * inv_eps);
+    }
+    sum_lanes(tile, tile, tile, |t, _, _| t)
 }
 
 /// `exp(z)` with `f64::exp`'s range: 0 below e^{−708} and ∞ above e^{709}, where the

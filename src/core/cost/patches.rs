@@ -10,8 +10,10 @@ use rayon::prelude::*;
 
 use super::{add_into, check_clouds, plan_from_cost, CostKernel, PlanSums};
 use crate::core::error::Result;
-use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse};
-use crate::core::simd::{dot, exp, lanes, lanes_mut, mul_add, multiversion, LANES};
+use crate::core::logsumexp::{
+    exp_in_place_sum, finish_shifted, max_gap, plan_row_sums, sum_exp, sum_exp_sparse,
+};
+use crate::core::simd::{dot, lanes, lanes_mut, mul_add, multiversion, LANES};
 
 /// Rows of `x·yᵀ` computed together: each loaded vector of `y` is reused for this many rows.
 pub(super) const ROWS: usize = 4; // the micro-kernel below is written out for exactly 4 rows
@@ -119,24 +121,9 @@ multiversion! {
 /// realistic number of reference patches.
 const SPARSE_MIN_SUM: f64 = 2.061_153_622_438_558e-9; // e^{-20}
 
-#[inline(always)]
-fn plan_tile_generic<const FMA: bool>(
-    cost: &mut [f64],
-    col: &[f64],
-    row: f64,
-    inv_eps: f64,
-) -> f64 {
-    let mut mass = 0.0;
-    for (c, w) in cost.iter_mut().zip(col) {
-        *c = exp::<FMA>((w + row - *c) * inv_eps);
-        mass += *c;
-    }
-    mass
-}
-
 multiversion! {
     /// Overwrites a cost row with the plan entries `exp((row + col_j − c_j)/ε)`; returns their sum.
-    pub fn plan_tile(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => plan_tile_generic
+    pub fn plan_tile(cost: &mut [f64], col: &[f64], row: f64, inv_eps: f64) -> f64 => exp_in_place_sum
 }
 
 /// Row blocks per rayon task: enough pairs per task to amortise scheduling.

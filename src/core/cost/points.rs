@@ -7,8 +7,10 @@ use super::{add_into, check_clouds, plan_from_cost, rows_per_task, CostKernel, P
 use crate::core::error::{check_positive, Result};
 use crate::core::interrupt::{self, CancelFlag};
 use crate::core::layout::{row_major, row_major_mut};
-use crate::core::logsumexp::{finish_shifted, max_gap, plan_row_sums, sum_exp_sparse_generic};
-use crate::core::simd::{exp, multiversion, sum_lanes};
+use crate::core::logsumexp::{
+    exp_in_place_sum, finish_shifted, max_gap, plan_row_sums, sum_exp_sparse_generic,
+};
+use crate::core::simd::multiversion;
 
 /// Columns per tile of an online cost: the tile stays in L1 while its exponentials are summed.
 pub(super) const TILE: usize = 256;
@@ -102,23 +104,6 @@ pub(super) fn fill_cost_tile(xi: &[f64], to: &[f64], m: usize, j0: usize, p: f64
         let half = 0.5 * p;
         out.iter_mut().for_each(|o| *o = o.powf(half));
     }
-}
-
-/// `Σ_j exp((shift + col_j − tile_j)/ε)`, overwriting the tile with the exponentials. Two
-/// plain loops: LLVM's loop vectoriser widens the element-wise exp to the CPU's full vector
-/// width, where the lane-accumulator form (`sum_exp`) inlined into the row kernel was
-/// SLP-vectorised two lanes at a time with its intermediates spilled to the stack.
-#[inline(always)]
-fn exp_in_place_sum<const FMA: bool>(
-    tile: &mut [f64],
-    col: &[f64],
-    shift: f64,
-    inv_eps: f64,
-) -> f64 {
-    for (t, w) in tile.iter_mut().zip(col) {
-        *t = exp::<FMA>((w + shift - *t) * inv_eps);
-    }
-    sum_lanes(tile, tile, tile, |t, _, _| t)
 }
 
 // The scalars stay separate arguments: the row kernel is dispatched once per row and inlined.
